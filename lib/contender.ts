@@ -1,0 +1,327 @@
+import {
+  CompareResult,
+  CompareTarget,
+  type IKeyValue,
+  type IRequestOp,
+  type ITxnRequest,
+  type ITxnResponse,
+  SortOrder,
+  SortTarget,
+} from 'etcd3';
+import type { DeleteWatch } from './delete-watch.js';
+import { EtcdLockError, LockLostError, type LockLossReason } from './errors.js';
+import type { EtcdRpc } from './etcd-rpc.js';
+import { prefixRangeEnd } from './keys.js';
+import type { LeaseSession } from './lease-session.js';
+
+/** Where a contender's key lives and what it is called, for one kind of key (lock or election). */
+export interface QueueContext {
+  readonly rpc: EtcdRpc;
+  readonly deletes: DeleteWatch;
+  /** e.g. `myapp/lock/orders/` */
+  readonly namePrefix: string;
+  /** The public name, for error messages. */
+  readonly name: string;
+}
+
+/** The key that owns a name: the lowest create revision under its prefix. */
+export interface OwnerKey {
+  readonly key: string;
+  readonly value: string;
+  readonly createRevision: bigint;
+  readonly lease: string;
+}
+
+type State = 'new' | 'waiting' | 'owner' | 'left' | 'lost';
+
+const RELEASE_RETRY_MS = 200;
+
+/**
+ * One key in etcd's queue for a name (`<namePrefix><lease hex>`, etcd's own layout): joins with one request,
+ * waits until every key created before it is deleted (told by the instance-wide delete watch, never by
+ * polling), owns the name, and leaves with a delete guarded by its create revision.
+ */
+export class Contender {
+  readonly key: string;
+  private readonly keyBuf: Buffer;
+  private state: State = 'new';
+  private revision = 0n;
+  /** Keys created before ours that still exist as of `snapshot`. */
+  private ahead = new Set<string>();
+  private snapshot = 0n;
+  /** Deletions seen before our join request answered (we subscribe first so none is missed). */
+  private early: Array<[string, bigint]> | undefined = [];
+  private turn: { resolve: () => void; reject: (err: unknown) => void } | undefined;
+  private lossListener: ((err: LockLostError) => void) | undefined;
+  private readonly unsubscribe: () => void;
+  private readonly unwatchSession: () => void;
+  private leaving: Promise<void> | undefined;
+  /** Set once a join request was sent: from then on our key may exist even if the request failed. */
+  private joinSent = false;
+  lostError: LockLostError | undefined;
+
+  constructor(
+    private readonly ctx: QueueContext,
+    readonly session: LeaseSession,
+    private currentValue: string,
+  ) {
+    this.key = ctx.namePrefix + session.hex;
+    this.keyBuf = Buffer.from(this.key);
+    this.unsubscribe = ctx.deletes.subscribe(ctx.name, {
+      onDelete: (key, revision) => this.onDelete(key, revision),
+      onResync: () => void this.resync(),
+    });
+    this.unwatchSession = session.onEnd(() => this.lose('session-lost'));
+  }
+
+  get name(): string {
+    return this.ctx.name;
+  }
+
+  /** Sends a transaction on behalf of this key's holder (for fenced transactions). */
+  txn(req: ITxnRequest, what: string): Promise<ITxnResponse> {
+    return this.ctx.rpc.txn(req, what);
+  }
+
+  /** The key's create revision: the fencing token. */
+  get createRevision(): bigint {
+    return this.revision;
+  }
+
+  get value(): string {
+    return this.currentValue;
+  }
+
+  get isOwner(): boolean {
+    return this.state === 'owner' && this.session.alive;
+  }
+
+  /**
+   * Puts our key. With `onlyIfFree`, puts it only when no key exists under the name and returns the owner
+   * otherwise (one request either way). Otherwise always queues, learning the keys ahead in the same request.
+   */
+  async join(onlyIfFree = false): Promise<OwnerKey | undefined> {
+    const prefix = Buffer.from(this.ctx.namePrefix);
+    const rangeEnd = prefixRangeEnd(prefix);
+    const put: IRequestOp = {
+      request_put: { key: this.keyBuf, value: Buffer.from(this.currentValue), lease: this.session.id },
+    };
+    const byCreate = { key: prefix, range_end: rangeEnd, sort_order: SortOrder.Ascend, sort_target: SortTarget.Create };
+    this.joinSent = true;
+    const res = await this.ctx.rpc.txn(
+      {
+        // An empty range compares as create revision 0: "no key exists under this name".
+        compare: [{ key: prefix, range_end: rangeEnd, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: '0' }],
+        success: [put],
+        failure: onlyIfFree
+          ? [{ request_range: { ...byCreate, limit: 1 } }]
+          : [put, { request_range: { ...byCreate, keys_only: true } }],
+      },
+      `join the queue of '${this.ctx.name}'`,
+    );
+    const revision = BigInt(res.header.revision);
+    if (res.succeeded) {
+      this.revision = revision;
+      this.snapshot = revision;
+      this.becomeOwnerOrWait(new Set());
+      return undefined;
+    }
+    const kvs = res.responses[res.responses.length - 1].response_range.kvs;
+    if (onlyIfFree) {
+      // A retried request whose first attempt was applied finds our own key: we own the name.
+      if (kvs[0]?.key.equals(this.keyBuf)) {
+        this.revision = BigInt(kvs[0].create_revision);
+        this.snapshot = revision;
+        this.becomeOwnerOrWait(new Set());
+        return undefined;
+      }
+      this.joinSent = false;
+      this.state = 'left';
+      this.dispose();
+      // The compare and the range ran at one revision, so a key exists.
+      return ownerOf(kvs[0]);
+    }
+    const mine = kvs.find((kv) => kv.key.equals(this.keyBuf));
+    this.revision = mine ? BigInt(mine.create_revision) : revision;
+    this.snapshot = revision;
+    this.becomeOwnerOrWait(new Set(kvs.filter((kv) => BigInt(kv.create_revision) < this.revision).map((kv) => kv.key.toString())));
+    return undefined;
+  }
+
+  /** Resolves when our key is the oldest under the name. Rejects on abort (with its reason) or loss. */
+  waitForTurn(signal?: AbortSignal): Promise<void> {
+    if (this.state === 'owner') return Promise.resolve();
+    if (this.state === 'lost') return Promise.reject(this.lostError ?? new LockLostError(this.ctx.name, 'session-lost'));
+    if (this.state !== 'waiting') return Promise.reject(new EtcdLockError(`'${this.ctx.name}' is not queued`));
+    return new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const onAbort = () => {
+        this.turn = undefined;
+        reject(signal?.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.turn = {
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        reject: (err) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(err);
+        },
+      };
+    });
+  }
+
+  /** Called once if the key stops being ours while we own it or wait. */
+  onLoss(listener: (err: LockLostError) => void): void {
+    this.lossListener = listener;
+  }
+
+  /** Changes the value of our key without giving up our place; fails if the key is no longer ours. */
+  async setValue(value: string): Promise<void> {
+    const res = await this.ctx.rpc.txn(
+      {
+        compare: [this.fence()],
+        success: [{ request_put: { key: this.keyBuf, value: Buffer.from(value), lease: this.session.id } }],
+      },
+      `set the value of '${this.ctx.name}'`,
+    );
+    if (!res.succeeded) {
+      this.lose('key-deleted');
+      throw this.lostError;
+    }
+    this.currentValue = value;
+  }
+
+  /** The compare that holds only while our key exists with our create revision. */
+  fence() {
+    return { key: this.keyBuf, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: this.revision.toString() };
+  }
+
+  /**
+   * Deletes our key (only if it is still ours) and stops listening. Never rejects: while the session lives it
+   * retries, and once the session has ended the lease takes the key with it.
+   */
+  leave(): Promise<void> {
+    this.leaving ??= this.deleteKey();
+    return this.leaving;
+  }
+
+  /** Marks the key lost (e.g. a fenced transaction found it gone). */
+  lose(reason: LockLossReason): void {
+    if (this.state === 'left' || this.state === 'lost') return;
+    const err = new LockLostError(this.ctx.name, reason);
+    this.lostError = err;
+    this.state = 'lost';
+    const turn = this.turn;
+    this.turn = undefined;
+    turn?.reject(err);
+    this.lossListener?.(err);
+  }
+
+  private async deleteKey(): Promise<void> {
+    // A join that failed may still have been applied: then the key is ours (one key per lease and name, and
+    // the local queue lets one caller at a time use it), so delete it without a revision guard.
+    const unknownRevision = this.state === 'new';
+    const mayExist = this.joinSent && this.state !== 'left';
+    if (this.state !== 'lost') this.state = 'left';
+    this.turn?.reject(new EtcdLockError(`left the queue of '${this.ctx.name}'`));
+    this.turn = undefined;
+    while (mayExist && this.session.alive && this.lostError?.reason !== 'session-lost') {
+      try {
+        const remove: IRequestOp = { request_delete_range: { key: this.keyBuf } };
+        await this.ctx.rpc.txn(
+          { compare: unknownRevision ? [] : [this.fence()], success: [remove] },
+          `release '${this.ctx.name}'`,
+        );
+        break;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, RELEASE_RETRY_MS).unref());
+      }
+    }
+    this.dispose();
+  }
+
+  private dispose(): void {
+    this.unsubscribe();
+    this.unwatchSession();
+  }
+
+  private becomeOwnerOrWait(ahead: Set<string>): void {
+    if (this.state === 'lost' || this.state === 'left') return;
+    this.ahead = ahead;
+    const early = this.early ?? [];
+    this.early = undefined;
+    for (const [key, revision] of early) this.onDelete(key, revision);
+    if ((this.state as State) === 'lost') return;
+    this.state = this.ahead.size === 0 ? 'owner' : 'waiting';
+  }
+
+  private onDelete(key: string, revision: bigint): void {
+    if (this.early) {
+      this.early.push([key, revision]);
+      return;
+    }
+    if (revision <= this.snapshot) return;
+    if (key === this.key) {
+      this.lose('key-deleted');
+      return;
+    }
+    if (!this.ahead.delete(key) || this.ahead.size > 0 || this.state !== 'waiting') return;
+    this.state = 'owner';
+    const turn = this.turn;
+    this.turn = undefined;
+    turn?.resolve();
+  }
+
+  /** The delete watch restarted: deletions may have been missed, so re-read what is ahead of us. */
+  private async resync(): Promise<void> {
+    if (this.state !== 'waiting' && this.state !== 'owner') return;
+    const prefix = Buffer.from(this.ctx.namePrefix);
+    try {
+      const res = await this.ctx.rpc.txn(
+        {
+          compare: [],
+          success: [
+            { request_range: { key: this.keyBuf } },
+            {
+              request_range: {
+                key: prefix,
+                range_end: prefixRangeEnd(prefix),
+                max_create_revision: (this.revision - 1n).toString(),
+                keys_only: true,
+              },
+            },
+          ],
+        },
+        `re-read the queue of '${this.ctx.name}'`,
+      );
+      const mine = res.responses[0].response_range.kvs[0];
+      if (!mine || BigInt(mine.create_revision) !== this.revision) {
+        this.lose('key-deleted');
+        return;
+      }
+      this.snapshot = BigInt(res.header.revision);
+      this.ahead = new Set(res.responses[1].response_range.kvs.map((kv) => kv.key.toString()));
+      if (this.state === 'waiting' && this.ahead.size === 0) {
+        this.state = 'owner';
+        const turn = this.turn;
+        this.turn = undefined;
+        turn?.resolve();
+      }
+    } catch {
+      // etcd unreachable: the session deadline decides; the watch will resync us again when it restarts.
+    }
+  }
+}
+
+export function ownerOf(kv: IKeyValue): OwnerKey {
+  const key = kv.key.toString();
+  return {
+    key,
+    value: kv.value.toString(),
+    createRevision: BigInt(kv.create_revision),
+    lease: kv.lease === '0' ? '0' : BigInt(kv.lease).toString(16),
+  };
+}

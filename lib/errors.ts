@@ -1,0 +1,94 @@
+/**
+ * Every error this library throws extends `EtcdLockError`, so `catch (e) { if (e instanceof EtcdLockError) … }`
+ * separates our failures from the guarded code's own.
+ */
+export class EtcdLockError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** `acquire` did not get the lock within its `timeout`. Its queue key has been deleted. */
+export class LockTimeoutError extends EtcdLockError {
+  constructor(
+    readonly lockName: string,
+    readonly timeoutMs: number,
+  ) {
+    super(`Timed out after ${timeoutMs} ms waiting for lock '${lockName}'`);
+  }
+}
+
+/** Why a held lock (or a place in its queue) stopped being ours. */
+export type LockLossReason = 'session-lost' | 'key-deleted' | 'fence-failed';
+
+const lossText: Record<LockLossReason, string> = {
+  'session-lost': 'the etcd session (lease) of this instance was lost',
+  'key-deleted': 'its key was deleted in etcd by someone else (or its lease was revoked)',
+  'fence-failed': 'a fenced transaction found that the lock key is no longer ours',
+};
+
+/**
+ * Ownership of a lock ended without `release()`: a held lock's `signal` aborts with this error, and a waiter
+ * whose queue key disappears rejects with it.
+ */
+export class LockLostError extends EtcdLockError {
+  constructor(
+    readonly lockName: string,
+    readonly reason: LockLossReason,
+    options?: { cause?: unknown },
+  ) {
+    super(`Lock '${lockName}' was lost: ${lossText[reason]}`, options);
+  }
+}
+
+/** The reason a held lock's `signal` aborts with when the holder released it itself. */
+export class LockReleasedError extends EtcdLockError {
+  constructor(readonly lockName: string) {
+    super(`Lock '${lockName}' was released`);
+  }
+}
+
+/**
+ * etcd could not be reached, or this instance has no live session right now. Guarded code never runs in
+ * that case (we do not fail open).
+ */
+export class EtcdUnavailableError extends EtcdLockError {
+  constructor(
+    message: string,
+    readonly endpoints: readonly string[],
+    options?: { cause?: unknown },
+  ) {
+    super(`${message} (etcd endpoints: ${endpoints.join(', ')})`, options);
+  }
+}
+
+/**
+ * etcd answered, but refused the request (authentication failed, permission denied, a malformed request).
+ * Retrying will not help until the configuration changes.
+ */
+export class EtcdRequestError extends EtcdLockError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** A method of the public API was called with an argument it cannot accept. Nothing was sent to etcd. */
+export class InvalidArgumentError extends EtcdLockError {
+  constructor(
+    readonly argument: string,
+    problem: string,
+  ) {
+    super(`Invalid argument '${argument}': ${problem}`);
+  }
+}
+
+/** `EtcdLockModule` options are invalid; the app does not start. */
+export class InvalidOptionsError extends EtcdLockError {
+  constructor(
+    readonly field: string,
+    problem: string,
+  ) {
+    super(`Invalid EtcdLockModule option '${field}': ${problem}`);
+  }
+}

@@ -1,0 +1,143 @@
+import { hostname } from 'node:os';
+import type { Etcd3 } from 'etcd3';
+import { InvalidOptionsError } from './errors.js';
+import type { EtcdLockOptions } from './interfaces/etcd-lock-options.interface.js';
+import { describe } from './validation.js';
+
+/** Options after validation, with every default filled in. */
+export interface ResolvedEtcdLockOptions {
+  readonly hosts: readonly string[];
+  readonly etcd: NonNullable<EtcdLockOptions['etcd']>;
+  readonly client: Etcd3 | undefined;
+  readonly prefix: string;
+  readonly ttl: number;
+  readonly identity: string;
+  readonly connectTimeout: number;
+  readonly requestTimeout: number;
+  readonly election: string;
+  readonly shutdownTimeout: number;
+}
+
+const KNOWN = [
+  'hosts',
+  'etcd',
+  'client',
+  'prefix',
+  'ttl',
+  'identity',
+  'connectTimeout',
+  'requestTimeout',
+  'election',
+  'shutdownTimeout',
+] as const;
+
+export const DEFAULT_HOST = 'http://127.0.0.1:2379';
+
+/** Validates the module options once at start-up; every error names the field that is wrong. */
+export function resolveOptions(raw: unknown): ResolvedEtcdLockOptions {
+  if (raw === undefined || raw === null) raw = {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new InvalidOptionsError('(options)', `must be an object, got ${describe(raw)}`);
+  }
+  const o = raw as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!(KNOWN as readonly string[]).includes(key) && key !== 'isGlobal') {
+      throw new InvalidOptionsError(key, `is not a known option (known: ${KNOWN.join(', ')})`);
+    }
+  }
+  const client = o.client === undefined ? undefined : clientOption(o.client);
+  if (client && o.hosts !== undefined) throw new InvalidOptionsError('hosts', 'cannot be combined with client');
+  if (client && o.etcd !== undefined) throw new InvalidOptionsError('etcd', 'cannot be combined with client');
+  return {
+    hosts: client ? clientHosts(client) : hostsOption(o.hosts),
+    etcd: etcdOption(o.etcd),
+    client,
+    prefix: stringOption(o, 'prefix', '', true),
+    ttl: ttlOption(o.ttl),
+    identity: stringOption(o, 'identity', `${hostname()}:${process.pid}`, false),
+    connectTimeout: msOption(o, 'connectTimeout', 5000),
+    requestTimeout: msOption(o, 'requestTimeout', 5000),
+    election: electionOption(o.election),
+    shutdownTimeout: msOption(o, 'shutdownTimeout', 10000, true),
+  };
+}
+
+function hostsOption(v: unknown): string[] {
+  if (v === undefined) return [DEFAULT_HOST];
+  const list = typeof v === 'string' ? [v] : v;
+  if (!Array.isArray(list) || list.length === 0) {
+    throw new InvalidOptionsError('hosts', `must be a non-empty string or array of strings, got ${describe(v)}`);
+  }
+  for (const h of list) {
+    if (typeof h !== 'string' || h.trim() === '') {
+      throw new InvalidOptionsError('hosts', `every host must be a non-empty string, got ${describe(h)}`);
+    }
+  }
+  const secure = list.filter((h: string) => h.startsWith('https:')).length;
+  if (secure > 0 && secure < list.length) {
+    throw new InvalidOptionsError('hosts', 'mixes https: and plain endpoints; use one scheme for all');
+  }
+  return list as string[];
+}
+
+function clientOption(v: unknown): Etcd3 {
+  const c = v as Partial<Etcd3> | null;
+  // Duck-typed: an app may load its own copy of etcd3, so `instanceof` would reject a valid client.
+  if (!c || typeof c !== 'object' || !c.kv || !c.leaseClient || typeof c.watch !== 'function') {
+    throw new InvalidOptionsError('client', `must be an Etcd3 client instance, got ${describe(v)}`);
+  }
+  return c as Etcd3;
+}
+
+/** The endpoints of a client the app passed in, for error messages only. */
+function clientHosts(client: Etcd3): string[] {
+  const hosts = (client as unknown as { options?: { hosts?: string | string[] } }).options?.hosts;
+  if (typeof hosts === 'string') return [hosts];
+  return Array.isArray(hosts) && hosts.length > 0 ? hosts : ['(the client passed in options.client)'];
+}
+
+function etcdOption(v: unknown): NonNullable<EtcdLockOptions['etcd']> {
+  if (v === undefined) return {};
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+    throw new InvalidOptionsError('etcd', `must be an object of etcd3 client options, got ${describe(v)}`);
+  }
+  if ('hosts' in v) throw new InvalidOptionsError('etcd.hosts', "belongs in the top-level 'hosts' option");
+  return v as NonNullable<EtcdLockOptions['etcd']>;
+}
+
+function ttlOption(v: unknown): number {
+  if (v === undefined) return 10;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 2) {
+    throw new InvalidOptionsError('ttl', `must be a whole number of seconds, at least 2, got ${describe(v)}`);
+  }
+  if (v > 9_000_000_000) throw new InvalidOptionsError('ttl', `must be at most 9000000000 seconds (etcd's maximum)`);
+  return v;
+}
+
+function stringOption(o: Record<string, unknown>, field: string, fallback: string, allowEmpty: boolean): string {
+  const v = o[field];
+  if (v === undefined) return fallback;
+  if (typeof v !== 'string') throw new InvalidOptionsError(field, `must be a string, got ${describe(v)}`);
+  if (!allowEmpty && v === '') throw new InvalidOptionsError(field, 'must not be empty');
+  if (v.includes('\0')) throw new InvalidOptionsError(field, 'must not contain a NUL byte');
+  if (Buffer.byteLength(v) > 1024 * 1024) throw new InvalidOptionsError(field, 'must be at most 1 MiB');
+  return v;
+}
+
+function msOption(o: Record<string, unknown>, field: string, fallback: number, allowZero = false): number {
+  const v = o[field];
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (v === 0 && !allowZero)) {
+    const what = allowZero ? 'a finite number of milliseconds, 0 or more' : 'a finite number of milliseconds above 0';
+    throw new InvalidOptionsError(field, `must be ${what}, got ${describe(v)}`);
+  }
+  return v;
+}
+
+function electionOption(v: unknown): string {
+  if (v === undefined) return 'leader';
+  if (typeof v !== 'string' || v === '' || v.includes('/') || v.includes('\0')) {
+    throw new InvalidOptionsError('election', `must be a non-empty name without '/' or NUL, got ${describe(v)}`);
+  }
+  return v;
+}

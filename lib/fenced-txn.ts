@@ -1,0 +1,88 @@
+import { CompareResult, CompareTarget, type IOperation, type IRequestOp, type ITxnResponse } from 'etcd3';
+import type { Contender } from './contender.js';
+import { InvalidArgumentError, LockLostError } from './errors.js';
+
+/** What a comparison looks at, as in etcd3's `client.if(key, column, cmp, value)`. */
+export type TxnColumn = 'Value' | 'Version' | 'Create' | 'Mod' | 'Lease';
+export type TxnComparison = '==' | '!=' | '<' | '>';
+/** An operation: an etcd3 builder such as `client.put(k).value(v)`, or a raw etcd request op. */
+export type TxnOperation = IOperation | IRequestOp;
+
+const results: Record<TxnComparison, CompareResult> = {
+  '==': CompareResult.Equal,
+  '!=': CompareResult.NotEqual,
+  '<': CompareResult.Less,
+  '>': CompareResult.Greater,
+};
+const fields: Record<TxnColumn, string> = {
+  Value: 'value',
+  Version: 'version',
+  Create: 'create_revision',
+  Mod: 'mod_revision',
+  Lease: 'lease',
+};
+
+/**
+ * An etcd transaction that commits only while the lock is held: its first comparison is "the lock key still
+ * exists with our create revision". If that fails, `commit()` throws `LockLostError` and the lock's signal
+ * aborts. Keys here are full etcd keys (the lock's `prefix` is not added).
+ */
+export class FencedTxn {
+  private readonly compares: object[] = [];
+  private readonly success: TxnOperation[] = [];
+  private readonly failure: TxnOperation[] = [];
+
+  constructor(private readonly contender: Contender) {}
+
+  /** Adds a comparison; all must hold for `then` to run. */
+  if(key: string, column: TxnColumn, cmp: TxnComparison, value: string | number | bigint): this {
+    if (typeof key !== 'string' || key === '') throw new InvalidArgumentError('key', 'must be a non-empty string');
+    const field = fields[column];
+    if (!field) throw new InvalidArgumentError('column', `must be one of ${Object.keys(fields).join(', ')}`);
+    if (!results[cmp]) throw new InvalidArgumentError('cmp', `must be one of ${Object.keys(results).join(' ')}`);
+    const v = column === 'Value' ? Buffer.from(String(value)) : String(value);
+    this.compares.push({ key: Buffer.from(key), target: CompareTarget[column], result: results[cmp], [field]: v });
+    return this;
+  }
+
+  /** Operations to run when the lock is held and every comparison holds. */
+  then(...ops: TxnOperation[]): this {
+    this.success.push(...ops);
+    return this;
+  }
+
+  /** Operations to run when the lock is held but a comparison of yours fails. */
+  else(...ops: TxnOperation[]): this {
+    this.failure.push(...ops);
+    return this;
+  }
+
+  /** Shorthand for `then` with a put of `value` at `key`. */
+  put(key: string, value: string): this {
+    return this.then({ request_put: { key: Buffer.from(key), value: Buffer.from(value) } });
+  }
+
+  /** Commits. Throws `LockLostError` (and aborts the lock's signal) when the lock is no longer held. */
+  async commit(): Promise<ITxnResponse> {
+    const c = this.contender;
+    if (!c.isOwner) throw c.lostError ?? new LockLostError(c.name, 'session-lost');
+    const [success, failure] = await Promise.all([resolveOps(this.success), resolveOps(this.failure)]);
+    // Appended to the failure branch so one request tells "lock lost" from "your comparison failed".
+    const fenceCheck: IRequestOp = { request_range: { key: Buffer.from(c.key), keys_only: true } };
+    const res = await c.txn(
+      { compare: [c.fence(), ...this.compares], success, failure: [...failure, fenceCheck] },
+      'commit a fenced transaction',
+    );
+    if (res.succeeded) return res;
+    const check = res.responses[res.responses.length - 1].response_range.kvs[0];
+    if (!check || BigInt(check.create_revision) !== c.createRevision) {
+      c.lose('fence-failed');
+      throw c.lostError ?? new LockLostError(c.name, 'fence-failed');
+    }
+    return { ...res, responses: res.responses.slice(0, -1) };
+  }
+}
+
+function resolveOps(ops: TxnOperation[]): Promise<IRequestOp[]> {
+  return Promise.all(ops.map((op) => ('op' in op && typeof op.op === 'function' ? op.op() : (op as IRequestOp))));
+}

@@ -1,0 +1,67 @@
+import type { Contender } from './contender.js';
+import { LockReleasedError } from './errors.js';
+import { FencedTxn } from './fenced-txn.js';
+import type { Lock } from './interfaces/lock.interface.js';
+import { assertValue } from './validation.js';
+
+/** The `Lock` handed to callers: a contender that owns its name, plus the local queue slot it occupies. */
+export class HeldLock implements Lock {
+  private readonly controller = new AbortController();
+  private releasing: Promise<void> | undefined;
+
+  constructor(
+    readonly name: string,
+    private readonly contender: Contender,
+    private readonly exitLocalQueue: () => void,
+  ) {
+    contender.onLoss((err) => this.controller.abort(err));
+  }
+
+  get key(): string {
+    return this.contender.key;
+  }
+
+  get value(): string {
+    return this.contender.value;
+  }
+
+  get fencingToken(): bigint {
+    return this.contender.createRevision;
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  get isHeld(): boolean {
+    return this.releasing === undefined && this.contender.isOwner;
+  }
+
+  release(): Promise<void> {
+    this.releasing ??= this.doRelease();
+    return this.releasing;
+  }
+
+  async setValue(value: string): Promise<void> {
+    assertValue(value);
+    await this.contender.setValue(value);
+  }
+
+  fencedTxn(): FencedTxn {
+    return new FencedTxn(this.contender);
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
+  }
+
+  private async doRelease(): Promise<void> {
+    if (!this.controller.signal.aborted) this.controller.abort(new LockReleasedError(this.name));
+    try {
+      await this.contender.leave();
+    } finally {
+      // Only now may the next caller in this process put the same key again.
+      this.exitLocalQueue();
+    }
+  }
+}

@@ -1,0 +1,99 @@
+import { SortOrder, SortTarget, type IKeyValue, type Watcher } from 'etcd3';
+import { Observable } from 'rxjs';
+import { ownerOf } from './contender.js';
+import type { EtcdRpc } from './etcd-rpc.js';
+import type { LockHolder } from './interfaces/lock.interface.js';
+import { prefixRangeEnd } from './keys.js';
+
+const RETRY_MS = 500;
+
+/** Reads who owns a name now: the key with the lowest create revision under its prefix. */
+export async function readHolder(rpc: EtcdRpc, namePrefix: string): Promise<LockHolder | null> {
+  const prefix = Buffer.from(namePrefix);
+  const res = await rpc.range(
+    { key: prefix, range_end: prefixRangeEnd(prefix), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create, limit: 1 },
+    `read the holder of '${namePrefix}'`,
+  );
+  return res.kvs[0] ? toHolder(res.kvs[0]) : null;
+}
+
+/**
+ * Every change of a name's holder, or of the holder's value, `null` while free. One range, then one watch from
+ * the next revision (no gap, no polling); if etcd cancels the watch (compaction), it reads again and goes on.
+ * Errors reaching etcd are retried; the observable only completes when unsubscribed.
+ */
+export function watchHolder(rpc: EtcdRpc, namePrefix: string): Observable<LockHolder | null> {
+  return new Observable<LockHolder | null>((subscriber) => {
+    const prefix = Buffer.from(namePrefix);
+    const keys = new Map<string, IKeyValue>();
+    let watcher: Watcher | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let closed = false;
+    let last: LockHolder | null | undefined;
+
+    const emit = () => {
+      let first: IKeyValue | undefined;
+      for (const kv of keys.values()) {
+        if (!first || BigInt(kv.create_revision) < BigInt(first.create_revision)) first = kv;
+      }
+      const next = first ? toHolder(first) : null;
+      if (last !== undefined && sameHolder(last, next)) return;
+      last = next;
+      subscriber.next(next);
+    };
+
+    const start = async () => {
+      try {
+        const res = await rpc.range({ key: prefix, range_end: prefixRangeEnd(prefix) }, `read '${namePrefix}'`);
+        if (closed) return;
+        keys.clear();
+        for (const kv of res.kvs) keys.set(kv.key.toString(), kv);
+        emit();
+        const w = rpc.client
+          .watch()
+          .prefix(namePrefix)
+          .startRevision((BigInt(res.header.revision) + 1n).toString())
+          .watcher();
+        watcher = w;
+        w.on('put', (kv) => {
+          keys.set(kv.key.toString(), kv);
+          emit();
+        });
+        w.on('delete', (kv) => {
+          keys.delete(kv.key.toString());
+          emit();
+        });
+        w.on('error', () => {
+          if (watcher !== w) return;
+          watcher = undefined;
+          void w.cancel().catch(() => undefined);
+          retry();
+        });
+      } catch {
+        retry();
+      }
+    };
+    const retry = () => {
+      if (closed) return;
+      timer = setTimeout(() => void start(), RETRY_MS);
+      timer.unref();
+    };
+
+    void start();
+    return () => {
+      closed = true;
+      clearTimeout(timer);
+      void watcher?.cancel().catch(() => undefined);
+    };
+  });
+}
+
+function toHolder(kv: IKeyValue): LockHolder {
+  const owner = ownerOf(kv);
+  return { key: owner.key, value: owner.value, fencingToken: owner.createRevision, leaseId: owner.lease };
+}
+
+function sameHolder(a: LockHolder | null, b: LockHolder | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.key === b.key && a.fencingToken === b.fencingToken && a.value === b.value;
+}

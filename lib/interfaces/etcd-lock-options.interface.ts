@@ -1,0 +1,28 @@
+import type { Etcd3, IOptions } from 'etcd3';
+
+/** Options of `EtcdLockModule.forRoot()` / `forRootAsync()`. All are optional. */
+export interface EtcdLockOptions {
+  /** etcd endpoints. Default `http://127.0.0.1:2379`. Ignored (and rejected) when `client` is given. */
+  hosts?: string | string[];
+  /** etcd3 client options (auth, TLS credentials, gRPC options) other than `hosts`. */
+  etcd?: Omit<IOptions, 'hosts'>;
+  /** An `Etcd3` client the app already has. We use it and never close it. */
+  client?: Etcd3;
+  /** Prepended to every key we write, e.g. `'myapp/'`. Default `''`. */
+  prefix?: string;
+  /** Session lease time-to-live in whole seconds, at least 2. Default 10. */
+  ttl?: number;
+  /** This instance's name, stored as the value of its lock and election keys. Default `<hostname>:<pid>`. */
+  identity?: string;
+  /** How long start-up (and a re-grant) waits for etcd before failing, in ms. Default 5000. */
+  connectTimeout?: number;
+  /** Deadline of each etcd request, in ms. Default 5000. */
+  requestTimeout?: number;
+  /** Name of the default election, used by `@LeaderOnly()` without an argument. Default `'leader'`. */
+  election?: string;
+  /** How long shutdown waits for running leader-only and singleton methods, in ms. Default 10000. */
+  shutdownTimeout?: number;
+}
+
+/** Injection token of the module options; shares its name with the interface. */
+export const EtcdLockOptions = Symbol('EtcdLockOptions');

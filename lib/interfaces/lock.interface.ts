@@ -1,0 +1,38 @@
+import type { FencedTxn } from '../fenced-txn.js';
+
+/** A held distributed lock. Get one from `LockService.acquire`, `tryAcquire` or `withLock`. */
+export interface Lock extends AsyncDisposable {
+  /** The lock's name, as passed to `acquire`. */
+  readonly name: string;
+  /** The full etcd key of this holder: `<prefix>lock/<name>/<lease id in hex>`. */
+  readonly key: string;
+  /** The value stored in the key (default: the instance identity). */
+  readonly value: string;
+  /**
+   * The create revision of the key: strictly greater for every later holder of the same name. Pass it to
+   * anything the lock protects, and have that reject writes carrying a smaller token than it has seen.
+   */
+  readonly fencingToken: bigint;
+  /** Aborts the moment ownership ends: with `LockLostError` on loss, `LockReleasedError` on release. */
+  readonly signal: AbortSignal;
+  /** True while this instance owns the lock, judged on the local lease deadline (no request). */
+  readonly isHeld: boolean;
+  /** Releases the lock. Idempotent; deletes only this holder's key, so a late call never frees a newer holder. */
+  release(): Promise<void>;
+  /** Changes the stored value without releasing; watchers see it. Throws `LockLostError` if no longer held. */
+  setValue(value: string): Promise<void>;
+  /** An etcd transaction that commits only while this lock is still held (for state kept in etcd). */
+  fencedTxn(): FencedTxn;
+}
+
+/** Who holds a lock now, as read from etcd. */
+export interface LockHolder {
+  /** The holder's full etcd key. */
+  readonly key: string;
+  /** The holder's value (its identity, unless it set another). */
+  readonly value: string;
+  /** The holder's fencing token (its key's create revision). */
+  readonly fencingToken: bigint;
+  /** The holder's lease id in hex, as `etcdctl lease list` shows it. */
+  readonly leaseId: string;
+}

@@ -1,0 +1,30 @@
+/**
+ * etcd's own layout (Go `concurrency` package, `etcdctl lock` / `etcdctl elect`): a contender writes
+ * `<prefix><kind>/<name>/<lease id in hex>`, and the key with the lowest create revision owns the name.
+ */
+export type KeyKind = 'lock' | 'election';
+
+export function kindPrefix(prefix: string, kind: KeyKind): string {
+  return `${prefix}${kind}/`;
+}
+
+export function namePrefix(prefix: string, kind: KeyKind, name: string): string {
+  return `${prefix}${kind}/${name}/`;
+}
+
+export function leaseHex(leaseId: string): string {
+  return BigInt(leaseId).toString(16);
+}
+
+/** The exclusive end of the range of all keys that start with `prefix` (etcd's `clientv3.GetPrefixRangeEnd`). */
+export function prefixRangeEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i] < 0xff) {
+      end[i]++;
+      return end.subarray(0, i + 1);
+    }
+  }
+  // All 0xff: the range runs to the end of the keyspace.
+  return Buffer.from([0]);
+}

@@ -1,0 +1,185 @@
+import { performance } from 'node:perf_hooks';
+import type { IDuplexStream, ILeaseKeepAliveRequest, ILeaseKeepAliveResponse } from 'etcd3';
+import type { EtcdRpc } from './etcd-rpc.js';
+import { leaseHex } from './keys.js';
+
+/** Why a session ended. `revoked` is our own clean shutdown; every other reason is a loss. */
+export type SessionEndReason = 'revoked' | 'deadline-passed' | 'lease-expired' | 'closed';
+
+/**
+ * One granted etcd lease, kept alive over one keepalive stream, with a local deadline on the monotonic
+ * clock. The deadline is computed from when a keepalive was *sent* (etcd extends the lease when it receives
+ * it, never earlier), minus a safety margin for clock drift and timer lateness, so we declare the lease lost
+ * before etcd can expire it and hand our keys to someone else.
+ */
+export class LeaseSession {
+  readonly hex: string;
+  private deadline: number;
+  private endReason: SessionEndReason | undefined;
+  private stream: IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse> | undefined;
+  private readonly sentAt: number[] = [];
+  private keepaliveTimer: NodeJS.Timeout | undefined;
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private reconnectDelay = RECONNECT_MIN_MS;
+  private readonly endListeners = new Set<(reason: SessionEndReason) => void>();
+  private readonly renewListeners = new Set<() => void>();
+
+  private constructor(
+    private readonly rpc: EtcdRpc,
+    readonly id: string,
+    readonly ttl: number,
+    /** Revision of the store when the lease was granted. */
+    readonly grantRevision: bigint,
+    grantSentAt: number,
+  ) {
+    this.hex = leaseHex(id);
+    this.deadline = grantSentAt + ttl * 1000 - safetyMargin(ttl);
+  }
+
+  /** Grants a lease and starts keeping it alive. Rejects with `EtcdUnavailableError` after `timeoutMs`. */
+  static async grant(rpc: EtcdRpc, ttl: number, timeoutMs: number): Promise<LeaseSession> {
+    const sentAt = performance.now();
+    const res = await rpc.leaseGrant(ttl, timeoutMs);
+    const session = new LeaseSession(rpc, res.ID, Number(res.TTL), BigInt(res.header.revision), sentAt);
+    session.start();
+    return session;
+  }
+
+  /** True until the local deadline passes or the lease ends; checked synchronously against the clock. */
+  get alive(): boolean {
+    return this.endReason === undefined && performance.now() < this.deadline;
+  }
+
+  /** Milliseconds until the local deadline (0 once the session has ended). */
+  get remainingMs(): number {
+    return this.endReason === undefined ? Math.max(0, this.deadline - performance.now()) : 0;
+  }
+
+  get ended(): SessionEndReason | undefined {
+    return this.endReason;
+  }
+
+  /** Calls `listener` once when the session ends for any reason. Returns an unsubscribe function. */
+  onEnd(listener: (reason: SessionEndReason) => void): () => void {
+    if (this.endReason !== undefined) {
+      const reason = this.endReason;
+      queueMicrotask(() => listener(reason));
+      return () => {};
+    }
+    this.endListeners.add(listener);
+    return () => this.endListeners.delete(listener);
+  }
+
+  /** Calls `listener` whenever a keepalive is acknowledged. */
+  onRenew(listener: () => void): () => void {
+    this.renewListeners.add(listener);
+    return () => this.renewListeners.delete(listener);
+  }
+
+  /** Ends the session and revokes the lease, so every key on it is deleted at once. */
+  async revoke(): Promise<void> {
+    this.end('revoked');
+    await this.rpc.leaseRevoke(this.id);
+  }
+
+  /** Ends the session without telling etcd (the lease then expires after its TTL). */
+  close(reason: SessionEndReason = 'closed'): void {
+    this.end(reason);
+  }
+
+  private start(): void {
+    this.armDeadline();
+    this.openStream();
+    this.keepaliveTimer = setInterval(() => this.sendKeepalive(), (this.ttl * 1000) / 3);
+    this.keepaliveTimer.unref();
+  }
+
+  private openStream(): void {
+    this.reconnectTimer = undefined;
+    this.rpc.client.leaseClient.leaseKeepAlive().then(
+      (stream) => {
+        if (this.endReason !== undefined) {
+          stream.end();
+          return;
+        }
+        this.stream = stream;
+        this.sentAt.length = 0;
+        stream.on('data', (res) => this.onKeepaliveResponse(res));
+        stream.on('error', () => this.onStreamBroken(stream));
+        stream.on('end', () => this.onStreamBroken(stream));
+        this.sendKeepalive();
+      },
+      () => this.scheduleReconnect(),
+    );
+  }
+
+  private sendKeepalive(): void {
+    if (!this.stream || this.endReason !== undefined) return;
+    this.sentAt.push(performance.now());
+    this.stream.write({ ID: this.id });
+  }
+
+  private onKeepaliveResponse(res: ILeaseKeepAliveResponse): void {
+    const sentAt = this.sentAt.shift();
+    if (this.endReason !== undefined) return;
+    if (res.TTL === '0') {
+      this.end('lease-expired');
+      return;
+    }
+    this.reconnectDelay = RECONNECT_MIN_MS;
+    if (sentAt !== undefined) {
+      this.deadline = Math.max(this.deadline, sentAt + Number(res.TTL) * 1000 - safetyMargin(this.ttl));
+      this.armDeadline();
+    }
+    for (const listener of [...this.renewListeners]) listener();
+  }
+
+  private onStreamBroken(stream: IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>): void {
+    if (this.stream !== stream) return;
+    this.stream = undefined;
+    this.sentAt.length = 0;
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.endReason !== undefined || this.reconnectTimer) return;
+    this.reconnectTimer = setTimeout(() => this.openStream(), this.reconnectDelay);
+    this.reconnectTimer.unref();
+    this.reconnectDelay = Math.min(this.reconnectDelay * 2, RECONNECT_MAX_MS);
+  }
+
+  private armDeadline(): void {
+    clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = setTimeout(
+      () => {
+        if (this.endReason === undefined && performance.now() >= this.deadline) this.end('deadline-passed');
+        else this.armDeadline();
+      },
+      Math.max(0, this.deadline - performance.now()),
+    );
+    this.deadlineTimer.unref();
+  }
+
+  private end(reason: SessionEndReason): void {
+    if (this.endReason !== undefined) return;
+    this.endReason = reason;
+    clearInterval(this.keepaliveTimer);
+    clearTimeout(this.deadlineTimer);
+    clearTimeout(this.reconnectTimer);
+    this.stream?.end();
+    this.stream = undefined;
+    const listeners = [...this.endListeners];
+    this.endListeners.clear();
+    this.renewListeners.clear();
+    for (const listener of listeners) listener(reason);
+  }
+}
+
+const RECONNECT_MIN_MS = 100;
+const RECONNECT_MAX_MS = 1000;
+
+/** 10% of the TTL, between 250 ms and 2 s: covers timer lateness and clock drift between us and etcd. */
+export function safetyMargin(ttlSeconds: number): number {
+  return Math.min(2000, Math.max(250, ttlSeconds * 100));
+}

@@ -1,0 +1,161 @@
+import { Injectable } from '@nestjs/common';
+import type { Observable } from 'rxjs';
+import { Contender, type QueueContext } from './contender.js';
+import { HeldLock } from './held-lock.js';
+import { readHolder, watchHolder } from './holder-watch.js';
+import type { Lock, LockHolder } from './interfaces/lock.interface.js';
+import { namePrefix } from './keys.js';
+import { LocalQueue } from './local-queue.js';
+import { lockContext } from './lock-context.js';
+import { EtcdSessionService } from './session.service.js';
+import { assertDuration, assertFunction, assertName, assertOptions, assertSignal, assertValue } from './validation.js';
+import { WaitSignal } from './wait-signal.js';
+
+/** Options of `acquire` and `withLock`. */
+export interface AcquireOptions {
+  /** Give up after this many milliseconds with `LockTimeoutError`. Default: wait as long as it takes. */
+  timeout?: number;
+  /** Give up when this signal aborts, rejecting with its reason. */
+  signal?: AbortSignal;
+  /** The value stored in the lock key. Default: the instance identity. */
+  value?: string;
+}
+
+/** Options of `tryAcquire`. */
+export interface TryAcquireOptions {
+  /** The value stored in the lock key. Default: the instance identity. */
+  value?: string;
+}
+
+const ACQUIRE_OPTIONS = ['timeout', 'signal', 'value'] as const;
+
+/**
+ * Distributed locks on etcd, in etcd's own key layout (`<prefix>lock/<name>/<lease hex>`), so they contend with
+ * `etcdctl lock` and Go's `concurrency.Mutex`. Every lock lives on the instance's session lease.
+ */
+@Injectable()
+export class LockService {
+  private readonly local = new LocalQueue();
+
+  constructor(private readonly sessions: EtcdSessionService) {}
+
+  /**
+   * Waits until the lock is held. Waiters are served in arrival order (etcd create revision); waiting watches
+   * etcd, never polls. On timeout rejects with `LockTimeoutError`, on abort with the signal's reason; either
+   * way nothing is left in etcd.
+   */
+  async acquire(name: string, options?: AcquireOptions): Promise<Lock> {
+    assertName(name);
+    assertOptions(options, 'options', ACQUIRE_OPTIONS);
+    if (options?.timeout !== undefined) assertDuration(options.timeout, 'options.timeout');
+    if (options?.signal !== undefined) assertSignal(options.signal, 'options.signal');
+    const value = this.valueOf(options);
+    const wait = new WaitSignal(name, options?.timeout, options?.signal);
+    try {
+      const exit = await this.local.enter(name, wait.signal);
+      try {
+        const contender = new Contender(this.context(name), this.sessions.current(), value);
+        try {
+          await contender.join();
+          wait.signal.throwIfAborted();
+          await contender.waitForTurn(wait.signal);
+        } catch (err) {
+          await contender.leave();
+          throw err;
+        }
+        return new HeldLock(name, contender, exit);
+      } catch (err) {
+        exit();
+        throw err;
+      }
+    } finally {
+      wait.dispose();
+    }
+  }
+
+  /** Takes the lock if it is free, in one etcd request; `null` when someone (here or elsewhere) holds it. */
+  async tryAcquire(name: string, options?: TryAcquireOptions): Promise<Lock | null> {
+    assertName(name);
+    assertOptions(options, 'options', ['value']);
+    const value = this.valueOf(options);
+    const exit = this.local.tryEnter(name);
+    if (!exit) return null;
+    try {
+      const contender = new Contender(this.context(name), this.sessions.current(), value);
+      try {
+        const owner = await contender.join(true);
+        if (owner) return exitAndReturnNull(exit);
+      } catch (err) {
+        await contender.leave();
+        throw err;
+      }
+      return new HeldLock(name, contender, exit);
+    } catch (err) {
+      exit();
+      throw err;
+    }
+  }
+
+  /**
+   * Acquires, runs `fn(lock)`, and releases in every case (also when `fn` throws). `fn` should stop early
+   * when `lock.signal` aborts. Inside `fn`, `LockService.current()` returns the lock too.
+   */
+  async withLock<T>(name: string, fn: (lock: Lock) => T | Promise<T>, options?: AcquireOptions): Promise<T> {
+    assertFunction(fn, 'fn');
+    const lock = await this.acquire(name, options);
+    try {
+      return await lockContext.run(lock, () => fn(lock));
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** Who holds the lock now, or `null` when it is free. */
+  holder(name: string): Promise<LockHolder | null> {
+    assertName(name);
+    return readHolder(this.sessions.rpc, this.prefixOf(name));
+  }
+
+  /**
+   * Every change of the lock's holder or of its value, `null` while free (a name server, or health monitoring
+   * by watching a lock's value). Emits the current holder first.
+   */
+  watch(name: string): Observable<LockHolder | null> {
+    assertName(name);
+    return watchHolder(this.sessions.rpc, this.prefixOf(name));
+  }
+
+  /** The lock held by the `withLock` callback or `@Singleton` method running now, if any. */
+  static current(): Lock | undefined {
+    return lockContext.getStore();
+  }
+
+  /** Same as the static `LockService.current()`. */
+  current(): Lock | undefined {
+    return lockContext.getStore();
+  }
+
+  private valueOf(options: { value?: unknown } | undefined): string {
+    if (options?.value === undefined) return this.sessions.options.identity;
+    assertValue(options.value, 'options.value');
+    return options.value;
+  }
+
+  private prefixOf(name: string): string {
+    return namePrefix(this.sessions.options.prefix, 'lock', name);
+  }
+
+  private context(name: string): QueueContext {
+    return {
+      rpc: this.sessions.rpc,
+      deletes: this.sessions.deletes('lock'),
+      namePrefix: this.prefixOf(name),
+      name,
+    };
+  }
+}
+
+function exitAndReturnNull(exit: () => void): null {
+  exit();
+  return null;
+}

@@ -1,0 +1,146 @@
+import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Etcd3 } from 'etcd3';
+import { RESOLVED_OPTIONS } from './etcd-lock.constants.js';
+import type { ResolvedEtcdLockOptions } from './etcd-lock.options.js';
+import { EtcdUnavailableError } from './errors.js';
+import { DeleteWatch } from './delete-watch.js';
+import { EtcdRpc } from './etcd-rpc.js';
+import { type KeyKind, kindPrefix } from './keys.js';
+import { LeaseSession, type SessionEndReason } from './lease-session.js';
+
+const REGRANT_MIN_MS = 250;
+const REGRANT_MAX_MS = 5000;
+
+/**
+ * The app instance's session with etcd: one lease, granted at start-up, kept alive, revoked at shutdown.
+ * When a lease is lost, a new one is granted as soon as etcd answers; locks taken on the old one stay lost.
+ */
+@Injectable()
+export class EtcdSessionService implements OnModuleInit, OnApplicationShutdown {
+  readonly rpc: EtcdRpc;
+  private readonly logger = new Logger('EtcdLock');
+  private readonly ownsClient: boolean;
+  private lease: LeaseSession | undefined;
+  private readonly watches = new Map<KeyKind, DeleteWatch>();
+  private readonly sessionListeners = new Set<(session: LeaseSession) => void>();
+  private regrantTimer: NodeJS.Timeout | undefined;
+  private regrantDelay = REGRANT_MIN_MS;
+  private outageLogged = false;
+  private shuttingDown = false;
+
+  constructor(@Inject(RESOLVED_OPTIONS) readonly options: ResolvedEtcdLockOptions) {
+    this.ownsClient = !options.client;
+    const client = options.client ?? new Etcd3({ ...options.etcd, hosts: [...options.hosts] });
+    this.rpc = new EtcdRpc(client, options.hosts, options.requestTimeout);
+  }
+
+  async onModuleInit(): Promise<void> {
+    let session: LeaseSession;
+    try {
+      session = await LeaseSession.grant(this.rpc, this.options.ttl, this.options.connectTimeout);
+    } catch (err) {
+      if (this.ownsClient) this.rpc.client.close();
+      const detail = err instanceof Error ? err.message : String(err);
+      throw new EtcdUnavailableError(
+        `Could not start an etcd session within ${this.options.connectTimeout} ms: ${detail}`,
+        this.options.hosts,
+        { cause: err },
+      );
+    }
+    this.adopt(session);
+    await Promise.all((['lock', 'election'] as const).map((kind) => this.deletes(kind).start(session.grantRevision + 1n)));
+    this.logger.log(`Session granted: lease ${session.hex}, ttl ${session.ttl}s, identity '${this.options.identity}'`);
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.shuttingDown = true;
+    clearTimeout(this.regrantTimer);
+    const session = this.lease;
+    this.lease = undefined;
+    try {
+      await session?.revoke();
+      if (session) this.logger.log(`Session lease ${session.hex} revoked`);
+    } catch (err) {
+      this.logger.warn(`Could not revoke lease ${session?.hex} at shutdown; it expires in ${session?.ttl}s: ${err}`);
+    }
+    await Promise.all([...this.watches.values()].map((watch) => watch.close()));
+    if (this.ownsClient) this.rpc.client.close();
+  }
+
+  /** The live session, or `EtcdUnavailableError` when there is none right now (we never fail open). */
+  current(): LeaseSession {
+    const session = this.lease;
+    if (session?.alive) return session;
+    throw new EtcdUnavailableError(
+      this.shuttingDown
+        ? 'The etcd session has ended: the application is shutting down'
+        : 'No live etcd session: the lease was lost and a new one is not granted yet',
+      this.options.hosts,
+    );
+  }
+
+  /** The session if there is one, live or not (for status reporting). */
+  peek(): LeaseSession | undefined {
+    return this.lease;
+  }
+
+  /** Calls `listener` with every newly granted session (after a loss). */
+  onSession(listener: (session: LeaseSession) => void): () => void {
+    this.sessionListeners.add(listener);
+    return () => this.sessionListeners.delete(listener);
+  }
+
+  /** The instance-wide deletion watch for one kind of key. */
+  deletes(kind: KeyKind): DeleteWatch {
+    let watch = this.watches.get(kind);
+    if (!watch) {
+      watch = new DeleteWatch(this.rpc, kindPrefix(this.options.prefix, kind), (err) =>
+        this.logger.warn(`Watch on ${kind} keys restarted: ${err instanceof Error ? err.message : err}`),
+      );
+      this.watches.set(kind, watch);
+    }
+    return watch;
+  }
+
+  private adopt(session: LeaseSession): void {
+    this.lease = session;
+    session.onEnd((reason) => this.onSessionEnd(session, reason));
+  }
+
+  private onSessionEnd(session: LeaseSession, reason: SessionEndReason): void {
+    if (this.shuttingDown || reason === 'revoked' || reason === 'closed') return;
+    this.logger.error(`Session lease ${session.hex} lost (${reason}): every lock and leadership on it has ended`);
+    // The lease may still exist on the server (we gave up on our own deadline): revoke it once etcd answers,
+    // so its keys do not block others until it expires.
+    this.rpc.leaseRevoke(session.id).catch(() => undefined);
+    this.scheduleRegrant(0);
+  }
+
+  private scheduleRegrant(delay: number): void {
+    if (this.shuttingDown) return;
+    this.regrantTimer = setTimeout(() => void this.regrant(), delay);
+    this.regrantTimer.unref();
+  }
+
+  private async regrant(): Promise<void> {
+    try {
+      const session = await LeaseSession.grant(this.rpc, this.options.ttl, this.options.connectTimeout);
+      if (this.shuttingDown) {
+        await session.revoke().catch(() => undefined);
+        return;
+      }
+      this.regrantDelay = REGRANT_MIN_MS;
+      this.outageLogged = false;
+      this.adopt(session);
+      this.logger.log(`Session renewed: new lease ${session.hex}`);
+      for (const listener of [...this.sessionListeners]) listener(session);
+    } catch (err) {
+      if (!this.outageLogged) {
+        this.outageLogged = true;
+        this.logger.error(`etcd unreachable, retrying to grant a session: ${err instanceof Error ? err.message : err}`);
+      }
+      this.scheduleRegrant(this.regrantDelay);
+      this.regrantDelay = Math.min(this.regrantDelay * 2, REGRANT_MAX_MS);
+    }
+  }
+}

@@ -1,0 +1,73 @@
+import { InvalidArgumentError } from './errors.js';
+
+const MAX_NAME_BYTES = 1024;
+const MAX_VALUE_BYTES = 1024 * 1024;
+
+/** Lock and election names: checked before any request so a bad name never reaches etcd. */
+export function assertName(name: unknown, argument = 'name'): asserts name is string {
+  if (typeof name !== 'string') throw new InvalidArgumentError(argument, `must be a string, got ${describe(name)}`);
+  if (name.length === 0) throw new InvalidArgumentError(argument, 'must not be empty');
+  if (name.includes('\0')) throw new InvalidArgumentError(argument, 'must not contain a NUL byte');
+  // 'a' and 'a/b' would share the key range 'lock/a/…' and contend with each other.
+  if (name.includes('/')) {
+    throw new InvalidArgumentError(argument, `must not contain '/' ('${truncate(name)}'); use ':' to build names`);
+  }
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES) {
+    throw new InvalidArgumentError(argument, `must be at most ${MAX_NAME_BYTES} bytes`);
+  }
+}
+
+export function assertValue(value: unknown, argument = 'value'): asserts value is string {
+  if (typeof value !== 'string') throw new InvalidArgumentError(argument, `must be a string, got ${describe(value)}`);
+  if (Buffer.byteLength(value) > MAX_VALUE_BYTES) {
+    throw new InvalidArgumentError(argument, `must be at most ${MAX_VALUE_BYTES} bytes (1 MiB)`);
+  }
+}
+
+/** A duration in milliseconds: finite and not negative. */
+export function assertDuration(ms: unknown, argument: string): asserts ms is number {
+  if (typeof ms !== 'number' || Number.isNaN(ms)) {
+    throw new InvalidArgumentError(argument, `must be a number of milliseconds, got ${describe(ms)}`);
+  }
+  if (!Number.isFinite(ms) || ms < 0) {
+    throw new InvalidArgumentError(argument, `must be a finite, non-negative number of milliseconds, got ${ms}`);
+  }
+}
+
+export function assertSignal(signal: unknown, argument = 'signal'): asserts signal is AbortSignal {
+  if (!(signal instanceof AbortSignal)) {
+    throw new InvalidArgumentError(argument, `must be an AbortSignal, got ${describe(signal)}`);
+  }
+}
+
+export function assertFunction(fn: unknown, argument: string): asserts fn is (...args: never[]) => unknown {
+  if (typeof fn !== 'function') throw new InvalidArgumentError(argument, `must be a function, got ${describe(fn)}`);
+}
+
+/** An options bag: `undefined`, or a plain object whose keys are all known. */
+export function assertOptions(
+  options: unknown,
+  argument: string,
+  known: readonly string[],
+): void {
+  if (options === undefined) return;
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new InvalidArgumentError(argument, `must be an object, got ${describe(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      throw new InvalidArgumentError(`${argument}.${key}`, `is not a known option (known: ${known.join(', ')})`);
+    }
+  }
+}
+
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'string') return `the string '${truncate(value)}'`;
+  return typeof value === 'object' ? 'an object' : `${typeof value} ${String(value)}`;
+}
+
+function truncate(s: string): string {
+  return s.length > 40 ? `${s.slice(0, 40)}…` : s;
+}
