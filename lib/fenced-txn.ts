@@ -38,8 +38,8 @@ export class FencedTxn {
   if(key: string, column: TxnColumn, cmp: TxnComparison, value: string | number | bigint): this {
     if (typeof key !== 'string' || key === '') throw new InvalidArgumentError('key', 'must be a non-empty string');
     const field = fields[column];
-    if (!field) throw new InvalidArgumentError('column', `must be one of ${Object.keys(fields).join(', ')}`);
-    if (!results[cmp]) throw new InvalidArgumentError('cmp', `must be one of ${Object.keys(results).join(' ')}`);
+    if (!(column in fields)) throw new InvalidArgumentError('column', `must be one of ${Object.keys(fields).join(', ')}`);
+    if (!(cmp in results)) throw new InvalidArgumentError('cmp', `must be one of ${Object.keys(results).join(' ')}`);
     const v = column === 'Value' ? Buffer.from(String(value)) : String(value);
     this.compares.push({ key: Buffer.from(key), target: CompareTarget[column], result: results[cmp], [field]: v });
     return this;

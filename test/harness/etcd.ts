@@ -1,0 +1,174 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** The etcd binary: `ETCD_BIN`, else `etcd` on PATH. */
+export const ETCD_BIN = process.env.ETCD_BIN ?? 'etcd';
+export const ETCDCTL_BIN = process.env.ETCDCTL_BIN ?? 'etcdctl';
+
+export const INSTALL_HINT =
+  'Install etcd 3.4+: `apt-get install etcd-server etcd-client` (Debian/Ubuntu), or put the etcd release ' +
+  'binaries on PATH (or point ETCD_BIN / ETCDCTL_BIN at them).';
+
+/** A free TCP port on loopback (bound, then released: the caller binds it right after). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export interface EtcdMemberSpec {
+  name: string;
+  clientPort: number;
+  peerPort: number;
+  dataDir: string;
+  initialCluster: string;
+  initialState: 'new' | 'existing';
+  extraArgs?: string[];
+}
+
+/** One etcd process on loopback. Its pipes are always drained, so it never blocks on a full log pipe. */
+export class EtcdProcess {
+  private child: ChildProcess | undefined;
+  private readonly log: string[] = [];
+  private exited: Promise<void> = Promise.resolve();
+
+  constructor(readonly spec: EtcdMemberSpec) {}
+
+  get endpoint(): string {
+    return `http://127.0.0.1:${this.spec.clientPort}`;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get running(): boolean {
+    return this.child !== undefined;
+  }
+
+  /** Starts etcd and resolves once it serves clients (its own log line says so). */
+  async start(): Promise<void> {
+    const { name, clientPort, peerPort, dataDir, initialCluster, initialState, extraArgs = [] } = this.spec;
+    const args = [
+      '--name', name,
+      '--data-dir', dataDir,
+      '--listen-client-urls', `http://127.0.0.1:${clientPort}`,
+      '--advertise-client-urls', `http://127.0.0.1:${clientPort}`,
+      '--listen-peer-urls', `http://127.0.0.1:${peerPort}`,
+      '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
+      '--initial-cluster', initialCluster,
+      '--initial-cluster-state', initialState,
+      '--initial-cluster-token', `test-${initialCluster.length}-${clientPort}`,
+      '--logger', 'zap',
+      '--log-outputs', 'stderr',
+      ...extraArgs,
+    ];
+    const child = spawn(ETCD_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    this.exited = new Promise((resolve) =>
+      child.once('exit', () => {
+        if (this.child === child) this.child = undefined;
+        resolve();
+      }),
+    );
+    await new Promise<void>((resolve, reject) => {
+      let buffer = '';
+      const onData = (chunk: Buffer) => {
+        buffer += chunk.toString();
+        let nl = buffer.indexOf('\n');
+        while (nl >= 0) {
+          const line = buffer.slice(0, nl);
+          buffer = buffer.slice(nl + 1);
+          this.log.push(line);
+          if (this.log.length > 200) this.log.shift();
+          if (line.includes('serving client traffic')) resolve();
+          nl = buffer.indexOf('\n');
+        }
+      };
+      child.stdout?.on('data', onData);
+      child.stderr?.on('data', onData);
+      child.once('error', (err: NodeJS.ErrnoException) =>
+        reject(err.code === 'ENOENT' ? new Error(`etcd not found (${ETCD_BIN}). ${INSTALL_HINT}`) : err),
+      );
+      // Rejecting after resolve() is a no-op, so this only matters before etcd served.
+      child.once('exit', (code, signal) =>
+        reject(new Error(`etcd ${name} exited (${code ?? signal}) before serving:\n${this.log.slice(-20).join('\n')}`)),
+      );
+    });
+  }
+
+  /** Stops etcd with `signal` (SIGTERM: graceful; SIGKILL: crash) and waits for it to exit. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    if (signal !== 'SIGKILL') child.kill('SIGCONT');
+    child.kill(signal);
+    await this.exited;
+    this.child = undefined;
+  }
+
+  /** Freezes the process (SIGSTOP): it keeps its sockets but answers nothing. */
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child?.kill('SIGCONT');
+  }
+
+  recentLog(): string {
+    return this.log.slice(-30).join('\n');
+  }
+}
+
+/** A single-node etcd on free loopback ports with a throwaway data dir. */
+export class EtcdServer extends EtcdProcess {
+  static async start(extraArgs: string[] = []): Promise<EtcdServer> {
+    const [clientPort, peerPort] = [await freePort(), await freePort()];
+    const dataDir = mkdtempSync(join(scratchDir(), 'etcd-'));
+    const server = new EtcdServer({
+      name: 'solo',
+      clientPort,
+      peerPort,
+      dataDir,
+      initialCluster: `solo=http://127.0.0.1:${peerPort}`,
+      initialState: 'new',
+      extraArgs,
+    });
+    await server.start();
+    return server;
+  }
+
+  /** Stops etcd and deletes its data. */
+  async destroy(): Promise<void> {
+    await this.stop('SIGKILL');
+    rmSync(this.spec.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** tmpfs when there is one: etcd fsyncs every write, and tests should not wait on a disk. */
+export function scratchDir(): string {
+  try {
+    execFileSync('test', ['-w', '/dev/shm']);
+    return '/dev/shm';
+  } catch {
+    return tmpdir();
+  }
+}
+
+/** Runs `etcdctl` against `endpoints` and returns its stdout. */
+export function etcdctl(endpoints: string, ...args: string[]): string {
+  return execFileSync(ETCDCTL_BIN, ['--endpoints', endpoints, ...args], {
+    env: { ...process.env, ETCDCTL_API: '3' },
+    encoding: 'utf8',
+  });
+}
