@@ -1,6 +1,7 @@
 import {
   CompareResult,
   CompareTarget,
+  EtcdLeaseInvalidError,
   type IKeyValue,
   type IRequestOp,
   type ITxnRequest,
@@ -108,7 +109,7 @@ export class Contender {
     };
     const byCreate = { key: prefix, range_end: rangeEnd, sort_order: SortOrder.Ascend, sort_target: SortTarget.Create };
     this.joinSent = true;
-    const res = await this.ctx.rpc.txn(
+    const res = await this.send(
       {
         // An empty range compares as create revision 0: "no key exists under this name".
         compare: [{ key: prefix, range_end: rangeEnd, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: '0' }],
@@ -148,6 +149,19 @@ export class Contender {
     return undefined;
   }
 
+  /** A request on our lease; etcd saying the lease is gone ends the session now, not at the next keepalive. */
+  private async send(req: ITxnRequest, what: string): Promise<ITxnResponse> {
+    try {
+      return await this.ctx.rpc.txn(req, what);
+    } catch (err) {
+      if (err instanceof EtcdLockError && err.cause instanceof EtcdLeaseInvalidError) {
+        this.session.close('lease-expired');
+        throw new LockLostError(this.ctx.name, 'session-lost', { cause: err });
+      }
+      throw err;
+    }
+  }
+
   /** Resolves when our key is the oldest under the name. Rejects on abort (with its reason) or loss. */
   waitForTurn(signal?: AbortSignal): Promise<void> {
     if (this.state === 'owner') return Promise.resolve();
@@ -180,7 +194,7 @@ export class Contender {
 
   /** Changes the value of our key without giving up our place; fails if the key is no longer ours. */
   async setValue(value: string): Promise<void> {
-    const res = await this.ctx.rpc.txn(
+    const res = await this.send(
       {
         compare: [this.fence()],
         success: [{ request_put: { key: this.keyBuf, value: Buffer.from(value), lease: this.session.id } }],

@@ -172,3 +172,19 @@ export function etcdctl(endpoints: string, ...args: string[]): string {
     encoding: 'utf8',
   });
 }
+
+/**
+ * How many KV requests (Range, Put, DeleteRange, Txn) and watch-stream messages etcd has received, from its own
+ * Prometheus metrics: lets a test prove that a call sent nothing, or count what an operation costs.
+ */
+export async function etcdRequestCount(endpoint: string): Promise<number> {
+  const text = await (await fetch(`${endpoint}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split('\n')) {
+    const kv = /^grpc_server_started_total\{.*grpc_method="(Range|Put|DeleteRange|Txn)".*\} (\d+)/.exec(line);
+    const watch = /^grpc_server_msg_received_total\{.*grpc_method="Watch".*\} (\d+)/.exec(line);
+    if (kv) total += Number(kv[2]);
+    else if (watch) total += Number(watch[1]);
+  }
+  return total;
+}

@@ -4,6 +4,7 @@ import { NestFactory } from '@nestjs/core';
 import { Etcd3 } from 'etcd3';
 import { EtcdLockModule, type EtcdLockOptions } from '../../lib/index.js';
 import { EtcdServer } from './etcd.js';
+import { killAll } from './processes.js';
 
 export interface EtcdFixture {
   readonly server: EtcdServer;
@@ -55,6 +56,7 @@ export function useEtcd(): EtcdFixture {
   });
 
   afterEach(async () => {
+    await killAll();
     await Promise.all(apps.splice(0).map((app) => app.close().catch(() => undefined)));
     expect(await fixture.leftovers()).toEqual({ keys: [], leases: [] });
   });

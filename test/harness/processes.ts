@@ -1,0 +1,66 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+const running = new Set<NodeProcess>();
+
+/** Kills every child process still running (called after each test, so a failed test leaks none). */
+export async function killAll(): Promise<void> {
+  const all = [...running];
+  for (const p of all) p.kill('SIGKILL');
+  await Promise.all(all.map((p) => p.exited));
+}
+
+/** A Node child process whose stdout is read line by line. */
+export class NodeProcess {
+  readonly child: ChildProcess;
+  readonly lines: string[] = [];
+  readonly exited: Promise<number | null>;
+  private waiters: Array<() => void> = [];
+
+  constructor(script: string, args: string[]) {
+    if (!existsSync(join(ROOT, 'dist', 'index.js'))) {
+      throw new Error('dist/ is missing: run `npm run build` first (`npm test` does it for you)');
+    }
+    this.child = spawn(process.execPath, [join(ROOT, script), ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let buffer = '';
+    this.child.stdout?.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      const parts = buffer.split('\n');
+      buffer = parts.pop() ?? '';
+      this.lines.push(...parts);
+      for (const wake of this.waiters.splice(0)) wake();
+    });
+    running.add(this);
+    this.exited = new Promise((resolve) =>
+      this.child.once('exit', (code) => {
+        running.delete(this);
+        resolve(code);
+      }),
+    );
+  }
+
+  /** Resolves with the first line (at or after `from`) that matches. */
+  async line(match: (line: string) => boolean, from = 0): Promise<string> {
+    for (;;) {
+      const found = this.lines.slice(from).find(match);
+      if (found !== undefined) return found;
+      const exited = await Promise.race([
+        new Promise<false>((resolve) => this.waiters.push(() => resolve(false))),
+        this.exited.then(() => true),
+      ]);
+      if (exited && !this.lines.slice(from).some(match)) throw new Error('process exited before the expected line');
+    }
+  }
+
+  send(text: string): void {
+    this.child.stdin?.write(`${text}\n`);
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    this.child.kill(signal);
+  }
+}

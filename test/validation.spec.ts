@@ -1,0 +1,67 @@
+import { EtcdLockError, InvalidArgumentError, LockService } from '../lib/index.js';
+import { etcdRequestCount } from './harness/etcd.js';
+import { useEtcd } from './harness/fixtures.js';
+
+const etcd = useEtcd();
+
+const longName = 'n'.repeat(1025);
+const bigValue = 'v'.repeat(1024 * 1024 + 1);
+
+type Call = (locks: LockService) => unknown;
+
+/** Each row: a call with bad input, and the argument the error must name. */
+const badCalls: Array<[string, Call, string]> = [
+  ['acquire: name not a string', (l) => l.acquire(42 as never), 'name'],
+  ['acquire: empty name', (l) => l.acquire(''), 'name'],
+  ['acquire: name with NUL', (l) => l.acquire('a\0b'), 'name'],
+  ['acquire: name over 1 KiB', (l) => l.acquire(longName), 'name'],
+  ['acquire: name with /', (l) => l.acquire('a/b'), 'name'],
+  ['acquire: negative timeout', (l) => l.acquire('x', { timeout: -1 }), 'options.timeout'],
+  ['acquire: infinite timeout', (l) => l.acquire('x', { timeout: Number.POSITIVE_INFINITY }), 'options.timeout'],
+  ['acquire: NaN timeout', (l) => l.acquire('x', { timeout: Number.NaN }), 'options.timeout'],
+  ['acquire: timeout as string', (l) => l.acquire('x', { timeout: '5' as never }), 'options.timeout'],
+  ['acquire: signal not an AbortSignal', (l) => l.acquire('x', { signal: {} as never }), 'options.signal'],
+  ['acquire: value over 1 MiB', (l) => l.acquire('x', { value: bigValue }), 'options.value'],
+  ['acquire: value not a string', (l) => l.acquire('x', { value: 7 as never }), 'options.value'],
+  ['acquire: options not an object', (l) => l.acquire('x', 'fast' as never), 'options'],
+  ['acquire: unknown option', (l) => l.acquire('x', { timout: 5 } as never), 'options.timout'],
+  ['tryAcquire: empty name', (l) => l.tryAcquire(''), 'name'],
+  ['tryAcquire: value over 1 MiB', (l) => l.tryAcquire('x', { value: bigValue }), 'options.value'],
+  ['tryAcquire: options wrong type', (l) => l.tryAcquire('x', [] as never), 'options'],
+  ['withLock: fn not a function', (l) => l.withLock('x', 'run' as never), 'fn'],
+  ['withLock: bad name', (l) => l.withLock('', async () => 1), 'name'],
+  ['withLock: bad timeout', (l) => l.withLock('x', async () => 1, { timeout: -5 }), 'options.timeout'],
+  ['holder: bad name', (l) => l.holder(null as never), 'name'],
+  ['watch: bad name', (l) => l.watch(''), 'name'],
+];
+
+describe('bad input to LockService', () => {
+  let locks: LockService;
+  beforeEach(async () => {
+    locks = (await etcd.app()).get(LockService);
+  });
+
+  it.each(badCalls)('%s: typed error naming the argument, no request sent', async (_, call, argument) => {
+    const before = await etcdRequestCount(etcd.endpoint);
+    let error: unknown;
+    try {
+      await call(locks);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(InvalidArgumentError);
+    expect(error).toBeInstanceOf(EtcdLockError);
+    expect((error as InvalidArgumentError).argument).toBe(argument);
+    expect((error as Error).message).toContain(`'${argument}'`);
+    expect(await etcdRequestCount(etcd.endpoint)).toBe(before);
+  });
+
+  it('setValue rejects a value over 1 MiB without a request, and the lock stays held', async () => {
+    const lock = await locks.acquire('x');
+    const before = await etcdRequestCount(etcd.endpoint);
+    await expect(lock.setValue(bigValue)).rejects.toBeInstanceOf(InvalidArgumentError);
+    expect(await etcdRequestCount(etcd.endpoint)).toBe(before);
+    expect(lock.isHeld).toBe(true);
+    await lock.release();
+  });
+});
