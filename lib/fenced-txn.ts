@@ -34,7 +34,7 @@ export class FencedTxn {
 
   constructor(private readonly contender: Contender) {}
 
-  /** Adds a comparison; all must hold for `then` to run. */
+  /** Adds a comparison; all must hold for `do` to run. */
   if(key: string, column: TxnColumn, cmp: TxnComparison, value: string | number | bigint): this {
     if (typeof key !== 'string' || key === '') throw new InvalidArgumentError('key', 'must be a non-empty string');
     const field = fields[column];
@@ -45,21 +45,24 @@ export class FencedTxn {
     return this;
   }
 
-  /** Operations to run when the lock is held and every comparison holds. */
-  then(...ops: TxnOperation[]): this {
+  /**
+   * Operations to run when the lock is held and every comparison holds. (Not named `then`, as in etcd3: a
+   * `then` method would make this object a thenable that `await` calls and never settles.)
+   */
+  do(...ops: TxnOperation[]): this {
     this.success.push(...ops);
     return this;
   }
 
   /** Operations to run when the lock is held but a comparison of yours fails. */
-  else(...ops: TxnOperation[]): this {
+  orElse(...ops: TxnOperation[]): this {
     this.failure.push(...ops);
     return this;
   }
 
-  /** Shorthand for `then` with a put of `value` at `key`. */
+  /** Shorthand for `do` with a put of `value` at `key`. */
   put(key: string, value: string): this {
-    return this.then({ request_put: { key: Buffer.from(key), value: Buffer.from(value) } });
+    return this.do({ request_put: { key: Buffer.from(key), value: Buffer.from(value) } });
   }
 
   /** Commits. Throws `LockLostError` (and aborts the lock's signal) when the lock is no longer held. */

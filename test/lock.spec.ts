@@ -290,7 +290,7 @@ describe('LockService: holder and watch', () => {
     const values: Array<string | null> = [];
     let changed: () => void = () => {};
     const subscription = b.watch('svc').subscribe((h) => {
-      values.push(h && h.value);
+      values.push(h ? h.value : null);
       changed();
     });
     const next = (count: number) =>
