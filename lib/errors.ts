@@ -19,6 +19,13 @@ export class LockTimeoutError extends EtcdLockError {
   }
 }
 
+/** A `@Singleton({ onBusy: 'throw' })` method was called while its lock was held elsewhere. */
+export class LockBusyError extends EtcdLockError {
+  constructor(readonly lockName: string) {
+    super(`Lock '${lockName}' is held by someone else`);
+  }
+}
+
 /** Why a held lock (or a place in its queue) stopped being ours. */
 export type LockLossReason = 'session-lost' | 'key-deleted' | 'fence-failed';
 

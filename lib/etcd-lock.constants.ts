@@ -1,2 +1,13 @@
 /** Injection token of the validated options with defaults filled in (internal). */
 export const RESOLVED_OPTIONS = Symbol('EtcdLockResolvedOptions');
+
+/**
+ * Injection token of the runner that `@LeaderOnly`/`@Singleton` methods need. Spelled as an instruction: if the
+ * module is missing, Nest's start-up error prints this token.
+ */
+export const RUNNER_TOKEN = 'EtcdLockModule (import EtcdLockModule.forRoot() to use @LeaderOnly/@Singleton)';
+
+/** Metadata on a `@LeaderOnly` method: `{ election?: string }`. */
+export const LEADER_ONLY_METADATA = 'etcd-lock:leader-only';
+/** Metadata on a `@Singleton` method: `{ key, options }`. */
+export const SINGLETON_METADATA = 'etcd-lock:singleton';

@@ -1,5 +1,9 @@
 import { Module } from '@nestjs/common';
-import { RESOLVED_OPTIONS } from './etcd-lock.constants.js';
+import { DiscoveryModule } from '@nestjs/core';
+import { RESOLVED_OPTIONS, RUNNER_TOKEN } from './etcd-lock.constants.js';
+import { EtcdLockExplorer } from './etcd-lock.explorer.js';
+import { GuardedRunner } from './guarded-runner.js';
+import { LeaderElectionService } from './leader-election.service.js';
 import { ConfigurableModuleClass } from './etcd-lock.module-definition.js';
 import { resolveOptions } from './etcd-lock.options.js';
 import { EtcdLockOptions } from './interfaces/etcd-lock-options.interface.js';
@@ -11,11 +15,16 @@ import { EtcdSessionService } from './session.service.js';
  * Global unless `isGlobal: false`. Options are validated when the app starts.
  */
 @Module({
+  imports: [DiscoveryModule],
   providers: [
     { provide: RESOLVED_OPTIONS, useFactory: resolveOptions, inject: [EtcdLockOptions] },
     EtcdSessionService,
     LockService,
+    LeaderElectionService,
+    GuardedRunner,
+    { provide: RUNNER_TOKEN, useExisting: GuardedRunner },
+    EtcdLockExplorer,
   ],
-  exports: [LockService],
+  exports: [LockService, LeaderElectionService, RUNNER_TOKEN],
 })
 export class EtcdLockModule extends ConfigurableModuleClass {}

@@ -49,6 +49,8 @@ export function watchHolder(rpc: EtcdRpc, namePrefix: string): Observable<LockHo
         keys.clear();
         for (const kv of res.kvs) keys.set(kv.key.toString(), kv);
         emit();
+        // The subscriber may have unsubscribed during that emit (e.g. firstValueFrom): start no watch then.
+        if (closed) return;
         const w = rpc.client
           .watch()
           .prefix(namePrefix)

@@ -2,6 +2,10 @@ export { EtcdLockModule } from './etcd-lock.module.js';
 export { EtcdLockOptions } from './interfaces/etcd-lock-options.interface.js';
 export type { Lock, LockHolder } from './interfaces/lock.interface.js';
 export { LockService, type AcquireOptions, type TryAcquireOptions } from './lock.service.js';
+export { LeaderElectionService } from './leader-election.service.js';
+export { LeaderOnly } from './decorators/leader-only.decorator.js';
+export { Singleton } from './decorators/singleton.decorator.js';
+export type { SingletonKey, SingletonOptions } from './interfaces/singleton-options.interface.js';
 export { FencedTxn, type TxnColumn, type TxnComparison, type TxnOperation } from './fenced-txn.js';
 export {
   EtcdLockError,
@@ -9,6 +13,7 @@ export {
   EtcdUnavailableError,
   InvalidArgumentError,
   InvalidOptionsError,
+  LockBusyError,
   LockLostError,
   LockReleasedError,
   LockTimeoutError,

@@ -112,8 +112,21 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationShutdown {
     this.logger.error(`Session lease ${session.hex} lost (${reason}): every lock and leadership on it has ended`);
     // The lease may still exist on the server (we gave up on our own deadline): revoke it once etcd answers,
     // so its keys do not block others until it expires.
-    this.rpc.leaseRevoke(session.id).catch(() => undefined);
+    void this.revokeLost(session);
     this.scheduleRegrant(0);
+  }
+
+  /** Retries the revoke until etcd answers, or until the lease has surely expired on its own. */
+  private async revokeLost(session: LeaseSession): Promise<void> {
+    const giveUpAt = performance.now() + session.ttl * 1000 + 2000;
+    while (!this.shuttingDown && performance.now() < giveUpAt) {
+      try {
+        await this.rpc.leaseRevoke(session.id);
+        return;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, REGRANT_MIN_MS * 2).unref());
+      }
+    }
   }
 
   private scheduleRegrant(delay: number): void {

@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { type DynamicModule, type INestApplicationContext, Module, type Type } from '@nestjs/common';
+import { type DynamicModule, type INestApplicationContext, type LoggerService, Module, type Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Etcd3 } from 'etcd3';
 import { EtcdLockModule, type EtcdLockOptions } from '../../lib/index.js';
@@ -12,7 +12,12 @@ export interface EtcdFixture {
   /** A plain etcd3 client for assertions and for playing "someone else". */
   readonly client: Etcd3;
   /** A Nest application context with `EtcdLockModule.forRoot({ hosts: endpoint, ...options })`. */
-  app(options?: EtcdLockOptions, imports?: Array<Type | DynamicModule>, providers?: Type[]): Promise<INestApplicationContext>;
+  app(
+    options?: EtcdLockOptions,
+    imports?: Array<Type | DynamicModule>,
+    providers?: Type[],
+    logger?: LoggerService | false,
+  ): Promise<INestApplicationContext>;
   /** Keys and leases etcd holds now. */
   leftovers(): Promise<{ keys: string[]; leases: string[] }>;
 }
@@ -36,10 +41,10 @@ export function useEtcd(): EtcdFixture {
     get client() {
       return client;
     },
-    async app(options = {}, imports = [], providers = []) {
+    async app(options = {}, imports = [], providers = [], logger = false) {
       @Module({ imports: [EtcdLockModule.forRoot({ hosts: server.endpoint, ttl: 5, ...options }), ...imports], providers })
       class TestAppModule {}
-      const app = await NestFactory.createApplicationContext(TestAppModule, { logger: false, abortOnError: false });
+      const app = await NestFactory.createApplicationContext(TestAppModule, { logger, abortOnError: false });
       apps.push(app);
       return app;
     },

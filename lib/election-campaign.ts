@@ -1,0 +1,144 @@
+import type { Logger } from '@nestjs/common';
+import { BehaviorSubject, distinctUntilChanged, type Observable } from 'rxjs';
+import { Contender, type QueueContext } from './contender.js';
+import type { LeaseSession } from './lease-session.js';
+import type { EtcdSessionService } from './session.service.js';
+
+const RETRY_MIN_MS = 250;
+const RETRY_MAX_MS = 5000;
+
+/**
+ * This instance's candidacy in one election: a key under `<prefix>election/<name>/` on the session lease, whose
+ * value is the instance identity; the oldest key leads (etcd's own layout, as `etcdctl elect`). Once started, it
+ * keeps campaigning: after a lost session it campaigns again on the new one, until `stop()`.
+ */
+export class ElectionCampaign {
+  private contender: Contender | undefined;
+  private active = false;
+  private running: Promise<void> | undefined;
+  private stopWaiting: AbortController | undefined;
+  private readonly leadership = new BehaviorSubject(false);
+  private retryDelay = RETRY_MIN_MS;
+  private errorLogged = false;
+
+  constructor(
+    private readonly sessions: EtcdSessionService,
+    private readonly ctx: Omit<QueueContext, 'deletes'>,
+    private readonly identity: string,
+    private readonly logger: Logger,
+  ) {}
+
+  get name(): string {
+    return this.ctx.name;
+  }
+
+  /** Synchronous, from local state: false as soon as the session's local deadline passes. */
+  get isLeader(): boolean {
+    return this.contender?.isOwner ?? false;
+  }
+
+  get campaigning(): boolean {
+    return this.active;
+  }
+
+  /** This instance's own leadership over time. */
+  changes(): Observable<boolean> {
+    return this.leadership.pipe(distinctUntilChanged());
+  }
+
+  /** Starts campaigning (no-op if already). */
+  start(): void {
+    if (this.active) return;
+    this.active = true;
+    this.running = this.run();
+  }
+
+  /** Stops campaigning and deletes our key, so a standby leads at once. */
+  async stop(): Promise<void> {
+    this.active = false;
+    this.stopWaiting?.abort();
+    await this.contender?.leave();
+    await this.running;
+    this.running = undefined;
+  }
+
+  /** Completes the leadership stream; call once the campaign is stopped for good. */
+  close(): void {
+    this.leadership.complete();
+  }
+
+  private async run(): Promise<void> {
+    while (this.active) {
+      const session = await this.nextSession();
+      if (!session || !this.active) return;
+      const contender = new Contender({ ...this.ctx, deletes: this.sessions.deletes('election') }, session, this.identity);
+      this.contender = contender;
+      const lost = new Promise<void>((resolve) => contender.onLoss(() => resolve()));
+      this.stopWaiting = new AbortController();
+      try {
+        await contender.join();
+        await contender.waitForTurn(this.stopWaiting.signal);
+        if (!this.active) continue;
+        this.retryDelay = RETRY_MIN_MS;
+        this.errorLogged = false;
+        this.setLeader(true);
+        await Promise.race([lost, aborted(this.stopWaiting.signal)]);
+      } catch (err) {
+        if (this.active && !contender.lostError) await this.backOff(err);
+      } finally {
+        this.setLeader(false);
+        await contender.leave();
+        if (this.contender === contender) this.contender = undefined;
+      }
+    }
+  }
+
+  private setLeader(leader: boolean): void {
+    if (this.leadership.value === leader) return;
+    this.logger.log(`${leader ? 'Leadership gained' : 'Leadership ended'} in election '${this.name}' (${this.identity})`);
+    this.leadership.next(leader);
+  }
+
+  /** The live session, or the next one granted; undefined if the campaign stops first. */
+  private async nextSession(): Promise<LeaseSession | undefined> {
+    try {
+      return this.sessions.current();
+    } catch {
+      const stop = new AbortController();
+      this.stopWaiting = stop;
+      return new Promise<LeaseSession | undefined>((resolve) => {
+        const off = this.sessions.onSession((session) => {
+          off();
+          resolve(session);
+        });
+        stop.signal.addEventListener('abort', () => {
+          off();
+          resolve(undefined);
+        });
+      });
+    }
+  }
+
+  private async backOff(err: unknown): Promise<void> {
+    if (!this.errorLogged) {
+      this.errorLogged = true;
+      this.logger.warn(`Campaign in election '${this.name}' failed, retrying: ${err instanceof Error ? err.message : err}`);
+    }
+    const signal = this.stopWaiting?.signal;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, this.retryDelay);
+      signal?.addEventListener('abort', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    this.retryDelay = Math.min(this.retryDelay * 2, RETRY_MAX_MS);
+  }
+}
+
+function aborted(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+}

@@ -1,0 +1,137 @@
+import { Injectable, Logger, type BeforeApplicationShutdown } from '@nestjs/common';
+import { EtcdUnavailableError, LockBusyError, LockTimeoutError } from './errors.js';
+import type { Lock } from './interfaces/lock.interface.js';
+import type { SingletonOptions } from './interfaces/singleton-options.interface.js';
+import { LeaderElectionService } from './leader-election.service.js';
+import { lockContext } from './lock-context.js';
+import { LockService } from './lock.service.js';
+import { EtcdSessionService } from './session.service.js';
+import { assertName } from './validation.js';
+
+/**
+ * What `@LeaderOnly` and `@Singleton` methods call into: decides whether a call runs (never when etcd cannot
+ * confirm it may), tracks running calls so shutdown can wait for them, and logs an outage once, not per call.
+ */
+@Injectable()
+export class GuardedRunner implements BeforeApplicationShutdown {
+  private readonly logger = new Logger('EtcdLock');
+  private readonly running = new Set<Promise<unknown>>();
+  private readonly holds = new Map<Lock, NodeJS.Timeout>();
+  private draining = false;
+  private outageLogged = false;
+
+  constructor(
+    private readonly elections: LeaderElectionService,
+    private readonly locks: LockService,
+    private readonly sessions: EtcdSessionService,
+  ) {
+    sessions.onSession(() => {
+      this.outageLogged = false;
+    });
+  }
+
+  /** The election `@LeaderOnly()` uses without an argument. */
+  get defaultElection(): string {
+    return this.sessions.options.election;
+  }
+
+  /** Runs `fn` if this instance leads `election`; otherwise returns undefined at once, with no etcd request. */
+  runIfLeader<T>(election: string, label: string, fn: () => T): T | undefined {
+    if (this.draining) return undefined;
+    if (!this.elections.isLeader(election)) {
+      if (!this.sessions.peek()?.alive) this.logOutage(label, 'no live etcd session');
+      return undefined;
+    }
+    const result = fn();
+    if (result instanceof Promise) this.track(result);
+    return result;
+  }
+
+  /** Runs `fn` under the lock `key` (skipping, waiting or throwing when busy, as options say). */
+  async runSingleton<T>(key: string, options: SingletonOptions, label: string, fn: () => T | Promise<T>): Promise<T | undefined> {
+    assertName(key, 'key');
+    if (this.draining) return undefined;
+    let lock: Lock | null;
+    try {
+      lock = options.wait
+        ? await this.locks.acquire(key, options.timeout === undefined ? undefined : { timeout: options.timeout })
+        : await this.locks.tryAcquire(key);
+    } catch (err) {
+      if (err instanceof EtcdUnavailableError) this.logOutage(label, err.message);
+      if (options.onBusy === 'throw' || !(err instanceof EtcdUnavailableError || err instanceof LockTimeoutError)) {
+        throw err;
+      }
+      return undefined;
+    }
+    if (!lock) {
+      if (options.onBusy === 'throw') throw new LockBusyError(key);
+      return undefined;
+    }
+    const held = lock;
+    const takenAt = performance.now();
+    const run = (async () => {
+      try {
+        return await lockContext.run(held, fn);
+      } finally {
+        // Settle after the release (so the caller's next call finds the lock free), unless minHoldMs defers it.
+        await this.releaseAfter(held, (options.minHoldMs ?? 0) - (performance.now() - takenAt));
+      }
+    })();
+    return this.track(run);
+  }
+
+  /**
+   * At shutdown: start nothing new, wait for running calls (at most `shutdownTimeout`), release held singleton
+   * locks, then resign from every election, so a standby takes over within milliseconds.
+   */
+  async beforeApplicationShutdown(): Promise<void> {
+    this.draining = true;
+    const timeoutMs = this.sessions.options.shutdownTimeout;
+    if (this.running.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), timeoutMs);
+      });
+      const done = Promise.allSettled([...this.running]).then(() => false);
+      if (await Promise.race([done, timedOut])) {
+        this.logger.warn(`${this.running.size} leader-only/singleton call(s) still running after ${timeoutMs} ms; shutting down anyway`);
+      }
+      clearTimeout(timer);
+    }
+    await Promise.all(
+      [...this.holds].map(([lock, timer]) => {
+        clearTimeout(timer);
+        this.holds.delete(lock);
+        return lock.release();
+      }),
+    );
+    await this.elections.resignAll();
+  }
+
+  private track<T>(promise: Promise<T>): Promise<T> {
+    this.running.add(promise);
+    const forget = () => this.running.delete(promise);
+    promise.then(forget, forget);
+    return promise;
+  }
+
+  private async releaseAfter(lock: Lock, delayMs: number): Promise<void> {
+    if (delayMs <= 0 || this.draining || !lock.isHeld) {
+      await lock.release();
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.holds.delete(lock);
+      void lock.release();
+    }, delayMs);
+    timer.unref();
+    this.holds.set(lock, timer);
+  }
+
+  private logOutage(label: string, reason: string): void {
+    if (this.outageLogged) return;
+    this.outageLogged = true;
+    this.logger.error(`${label} did not run: ${reason}. Guarded methods are skipped until etcd answers again.`);
+  }
+}
+

@@ -1,0 +1,139 @@
+import { Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
+import { distinctUntilChanged, map, type Observable } from 'rxjs';
+import { ElectionCampaign } from './election-campaign.js';
+import { readHolder, watchHolder } from './holder-watch.js';
+import { namePrefix } from './keys.js';
+import { EtcdSessionService } from './session.service.js';
+import { assertName, assertOptions, assertSignal } from './validation.js';
+
+/**
+ * Leader election on etcd, interoperable with `etcdctl elect election/<name>`. Campaigning starts at
+ * `onApplicationBootstrap` (nothing leader-only runs before); each named election is created on first use.
+ */
+@Injectable()
+export class LeaderElectionService implements OnApplicationBootstrap {
+  private readonly logger = new Logger('EtcdLock');
+  private readonly campaigns = new Map<string, ElectionCampaign>();
+  /** Elections to campaign in from bootstrap on (the default one and those named by decorators). */
+  private readonly declared = new Set<string>();
+  private bootstrapped = false;
+  private closed = false;
+
+  constructor(private readonly sessions: EtcdSessionService) {
+    this.declared.add(sessions.options.election);
+  }
+
+  onApplicationBootstrap(): void {
+    this.bootstrapped = true;
+    for (const name of this.declared) this.campaignFor(name).start();
+  }
+
+  /** True while this instance leads the election; synchronous, from local state, no etcd request. */
+  isLeader(name?: string): boolean {
+    const election = this.nameOf(name);
+    if (!this.campaigns.has(election) && this.bootstrapped && !this.closed) this.campaignFor(election).start();
+    return this.campaigns.get(election)?.isLeader ?? false;
+  }
+
+  /** The identity of the current leader, or `null` while there is none (one etcd read). */
+  async leader(name?: string): Promise<string | null> {
+    const holder = await readHolder(this.sessions.rpc, this.prefixOf(this.nameOf(name)));
+    return holder ? holder.value : null;
+  }
+
+  /** The leader's identity over time (`null` while there is none). Watches etcd; sees etcdctl leaders too. */
+  observe(name?: string): Observable<string | null> {
+    return watchHolder(this.sessions.rpc, this.prefixOf(this.nameOf(name))).pipe(
+      map((holder) => (holder ? holder.value : null)),
+      distinctUntilChanged(),
+    );
+  }
+
+  /** This instance's own leadership over time (starts campaigning in the election if not yet). */
+  changes(name?: string): Observable<boolean> {
+    const election = this.nameOf(name);
+    const campaign = this.campaignFor(election);
+    if (this.bootstrapped && !this.closed) campaign.start();
+    return campaign.changes();
+  }
+
+  /** Steps down (or leaves the queue) and stops campaigning until `campaign()` is called. */
+  async resign(name?: string): Promise<void> {
+    await this.campaigns.get(this.nameOf(name))?.stop();
+  }
+
+  /**
+   * Campaigns (again) and resolves once this instance leads. Rejects with the signal's reason if it aborts first;
+   * the campaign itself goes on until `resign()`.
+   */
+  async campaign(name?: string, options?: { signal?: AbortSignal }): Promise<void> {
+    const election = this.nameOf(name);
+    assertOptions(options, 'options', ['signal']);
+    if (options?.signal !== undefined) assertSignal(options.signal, 'options.signal');
+    const campaign = this.campaignFor(election);
+    campaign.start();
+    if (campaign.isLeader) return;
+    const signal = options?.signal;
+    await new Promise<void>((resolve, reject) => {
+      const subscription = campaign.changes().subscribe((leader) => {
+        if (!leader) return;
+        queueMicrotask(() => subscription.unsubscribe());
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      });
+      const onAbort = () => {
+        subscription.unsubscribe();
+        reject(signal?.reason);
+      };
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** The election used when no name is given (the module's `election` option). */
+  get defaultElection(): string {
+    return this.sessions.options.election;
+  }
+
+  /** Names an election to campaign in from bootstrap on (used by the decorator explorer). */
+  declare(name: string): void {
+    assertName(name, 'election');
+    this.declared.add(name);
+  }
+
+  /** Resigns from every election (at shutdown, after leader-only work has drained). */
+  async resignAll(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.campaigns.values()].map((c) => c.stop()));
+    for (const campaign of this.campaigns.values()) campaign.close();
+  }
+
+  /** Names of the elections this instance campaigns in, with its leadership in each. */
+  status(): Array<{ election: string; leader: boolean; campaigning: boolean }> {
+    return [...this.campaigns.values()].map((c) => ({ election: c.name, leader: c.isLeader, campaigning: c.campaigning }));
+  }
+
+  private campaignFor(name: string): ElectionCampaign {
+    let campaign = this.campaigns.get(name);
+    if (!campaign) {
+      campaign = new ElectionCampaign(
+        this.sessions,
+        { rpc: this.sessions.rpc, namePrefix: this.prefixOf(name), name },
+        this.sessions.options.identity,
+        this.logger,
+      );
+      this.campaigns.set(name, campaign);
+    }
+    return campaign;
+  }
+
+  private nameOf(name: string | undefined): string {
+    if (name === undefined) return this.sessions.options.election;
+    assertName(name, 'election');
+    return name;
+  }
+
+  private prefixOf(name: string): string {
+    return namePrefix(this.sessions.options.prefix, 'election', name);
+  }
+}

@@ -1,0 +1,280 @@
+import 'reflect-metadata';
+import { ConsoleLogger, Injectable, Module, Scope, SetMetadata } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { Cron, Interval, ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
+import { filter, firstValueFrom } from 'rxjs';
+import {
+  LeaderElectionService,
+  LeaderOnly,
+  LockBusyError,
+  LockService,
+  Singleton,
+} from '../lib/index.js';
+import { useEtcd } from './harness/fixtures.js';
+
+const etcd = useEtcd();
+
+/** Each instance records the runs of its own app. */
+const runs = new Map<string, string[]>();
+const record = (identity: string, what: string) => {
+  const list = runs.get(identity) ?? [];
+  list.push(what);
+  runs.set(identity, list);
+};
+
+@Injectable()
+class CronAboveLeaderOnly {
+  constructor(private readonly locks: LockService) {}
+  @Cron('* * * * * *', { name: 'cron-above' })
+  @SetMetadata('custom', 'kept-1')
+  @LeaderOnly()
+  tick() {
+    record(identityOf(this.locks), 'cron-above');
+  }
+}
+
+@Injectable()
+class LeaderOnlyAboveCron {
+  constructor(private readonly locks: LockService) {}
+  @LeaderOnly()
+  @SetMetadata('custom', 'kept-2')
+  @Cron('* * * * * *', { name: 'cron-below' })
+  tick() {
+    record(identityOf(this.locks), 'cron-below');
+  }
+}
+
+function identityOf(locks: LockService): string {
+  return (locks as unknown as { sessions: { options: { identity: string } } }).sessions.options.identity;
+}
+
+/** A gate the test opens to let a running method finish. */
+function gate() {
+  let open: () => void = () => {};
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  return { open, opened };
+}
+
+@Injectable()
+class Jobs {
+  entered: Array<() => void> = [];
+  calls = 0;
+  current: { fencingToken: bigint } | undefined;
+  release = gate();
+
+  @Singleton('report')
+  async report() {
+    this.calls++;
+    this.current = LockService.current();
+    for (const wake of this.entered.splice(0)) wake();
+    await this.release.opened;
+    return 'done';
+  }
+
+  @Singleton('report', { wait: true, timeout: 5000 })
+  async reportWaiting() {
+    this.calls++;
+    return 'waited';
+  }
+
+  @Singleton('report', { onBusy: 'throw' })
+  async reportOrThrow() {
+    return 'ran';
+  }
+
+  @Singleton((id: string) => `order:${id}`)
+  async perOrder(id: string, work: Promise<void>) {
+    await work;
+    return id;
+  }
+
+  @Singleton('failing')
+  async failing() {
+    throw new Error('job failed');
+  }
+
+  @Singleton('held', { minHoldMs: 60_000 })
+  async held() {
+    return LockService.current()?.fencingToken;
+  }
+
+  @Singleton('sync')
+  syncMethod(x: number) {
+    return x * 2;
+  }
+
+  whenEntered(): Promise<void> {
+    return new Promise((resolve) => this.entered.push(resolve));
+  }
+}
+
+function appWith(providers: Array<new (...args: never[]) => unknown>, options = {}, logger?: ConsoleLogger) {
+  return etcd.app(options, [ScheduleModule.forRoot()], providers as never[], logger ?? false);
+}
+
+afterEach(() => runs.clear());
+
+describe('@LeaderOnly with @Cron', () => {
+  it('runs a per-second cron 5 ± 1 times in 5 s across three apps, only on the leader, in both decorator orders', async () => {
+    const apps = await Promise.all(
+      ['a', 'b', 'c'].map((identity) => appWith([CronAboveLeaderOnly, LeaderOnlyAboveCron], { identity })),
+    );
+    await Promise.race(apps.map((app) => firstValueFrom(app.get(LeaderElectionService).changes().pipe(filter(Boolean)))));
+    runs.clear();
+    // The observation window is the behaviour under test, not a wait for an event.
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    const leader = ['a', 'b', 'c'].find((_, i) => apps[i].get(LeaderElectionService).isLeader()) as string;
+    for (const job of ['cron-above', 'cron-below']) {
+      const all = [...runs.entries()].flatMap(([identity, list]) => list.filter((j) => j === job).map(() => identity));
+      expect(all.length).toBeGreaterThanOrEqual(4);
+      expect(all.length).toBeLessThanOrEqual(6);
+      expect(new Set(all)).toEqual(new Set([leader]));
+    }
+  });
+
+  it('keeps the other decorators’ metadata in both orders, and the scheduler registers both jobs', async () => {
+    const app = await appWith([CronAboveLeaderOnly, LeaderOnlyAboveCron]);
+    expect(Reflect.getMetadata('custom', CronAboveLeaderOnly.prototype.tick)).toBe('kept-1');
+    expect(Reflect.getMetadata('custom', LeaderOnlyAboveCron.prototype.tick)).toBe('kept-2');
+    const jobs = app.get(SchedulerRegistry).getCronJobs();
+    expect([...jobs.keys()].sort()).toEqual(['cron-above', 'cron-below']);
+    expect(CronAboveLeaderOnly.prototype.tick.name).toBe('tick');
+  });
+
+  it('returns undefined on a follower without calling the method', async () => {
+    const [a, b] = await Promise.all([appWith([CronAboveLeaderOnly], { identity: 'a' }), appWith([CronAboveLeaderOnly], { identity: 'b' })]);
+    const leader = await Promise.race(
+      [a, b].map((app) => firstValueFrom(app.get(LeaderElectionService).changes().pipe(filter(Boolean))).then(() => app)),
+    );
+    const follower = leader === a ? b : a;
+    runs.clear();
+    expect(follower.get(CronAboveLeaderOnly).tick()).toBeUndefined();
+    expect(runs.size).toBe(0);
+  });
+});
+
+describe('@Singleton', () => {
+  it('skips a call while another replica runs it, then runs again', async () => {
+    const [a, b] = await Promise.all([appWith([Jobs]), appWith([Jobs])]);
+    const [jobsA, jobsB] = [a.get(Jobs), b.get(Jobs)];
+    const entered = jobsA.whenEntered();
+    const running = jobsA.report();
+    await entered;
+    expect(await jobsB.report()).toBeUndefined();
+    expect(await jobsA.report()).toBeUndefined(); // also within one replica
+    await expect(jobsB.reportOrThrow()).rejects.toBeInstanceOf(LockBusyError);
+    const waiting = jobsB.reportWaiting();
+    jobsA.release.open();
+    expect(await running).toBe('done');
+    expect(await waiting).toBe('waited');
+    expect(jobsB.calls).toBe(1);
+    expect(await jobsB.reportOrThrow()).toBe('ran');
+  });
+
+  it('gives the running method its lock through LockService.current()', async () => {
+    const app = await appWith([Jobs]);
+    const jobs = app.get(Jobs);
+    jobs.release.open();
+    await jobs.report();
+    expect(typeof jobs.current?.fencingToken).toBe('bigint');
+  });
+
+  it('keys the lock by the arguments when the key is a function', async () => {
+    const app = await appWith([Jobs]);
+    const jobs = app.get(Jobs);
+    const slow = gate();
+    const first = jobs.perOrder('1', slow.opened);
+    expect(await jobs.perOrder('2', Promise.resolve())).toBe('2');
+    expect(await jobs.perOrder('1', Promise.resolve())).toBeUndefined();
+    slow.open();
+    expect(await first).toBe('1');
+  });
+
+  it('releases the lock when the method throws, and the error propagates', async () => {
+    const app = await appWith([Jobs]);
+    await expect(app.get(Jobs).failing()).rejects.toThrow('job failed');
+    expect(await app.get(LockService).holder('failing')).toBeNull();
+  });
+
+  it('keeps the lock for minHoldMs after the method returns, and releases it at shutdown', async () => {
+    const [a, b] = await Promise.all([appWith([Jobs]), appWith([Jobs])]);
+    expect(typeof (await a.get(Jobs).held())).toBe('bigint');
+    expect(await b.get(Jobs).held()).toBeUndefined();
+    expect(await a.get(LockService).holder('held')).not.toBeNull();
+    await a.close();
+    expect(typeof (await b.get(Jobs).held())).toBe('bigint');
+  });
+
+  it('wraps a synchronous method into a promise', async () => {
+    const app = await appWith([Jobs]);
+    await expect(app.get(Jobs).syncMethod(21)).resolves.toBe(42);
+  });
+});
+
+describe('both decorators', () => {
+  it('fail start-up with a clear error when EtcdLockModule is not imported', async () => {
+    @Module({ providers: [Jobs] })
+    class NoLockModule {}
+    const error = await NestFactory.createApplicationContext(NoLockModule, { logger: false, abortOnError: false }).then(
+      () => undefined,
+      (err: Error) => err,
+    );
+    expect(error?.message).toContain('EtcdLockModule');
+  });
+
+  it('work on a request-scoped provider', async () => {
+    @Injectable({ scope: Scope.REQUEST })
+    class PerRequest {
+      @Singleton('per-request')
+      async run() {
+        return LockService.current() !== undefined;
+      }
+    }
+    const app = await appWith([PerRequest]);
+    const instance = await app.resolve(PerRequest);
+    expect(await instance.run()).toBe(true);
+  });
+
+  it('never run when etcd is unreachable, and log it once per outage', async () => {
+    const lines: string[] = [];
+    class CapturingLogger extends ConsoleLogger {
+      override error(message: unknown) {
+        lines.push(String(message));
+      }
+      override log() {}
+      override warn() {}
+    }
+    @Injectable()
+    class Guarded {
+      ran = 0;
+      @LeaderOnly()
+      lead() {
+        this.ran++;
+      }
+      @Singleton('guarded')
+      async single() {
+        this.ran++;
+      }
+      @Interval(60_000)
+      idle() {}
+    }
+    const app = await appWith([Guarded], { ttl: 2, requestTimeout: 300, connectTimeout: 300 }, new CapturingLogger());
+    const election = app.get(LeaderElectionService);
+    await firstValueFrom(election.changes().pipe(filter(Boolean)));
+    const lost = firstValueFrom(election.changes().pipe(filter((leader) => !leader)));
+    etcd.server.pause();
+    try {
+      await lost;
+      const guarded = app.get(Guarded);
+      expect(guarded.lead()).toBeUndefined();
+      expect(await guarded.single()).toBeUndefined();
+      expect(await guarded.single()).toBeUndefined();
+      expect(guarded.lead()).toBeUndefined();
+      expect(guarded.ran).toBe(0);
+      expect(lines.filter((l) => l.includes('did not run'))).toHaveLength(1);
+    } finally {
+      etcd.server.resume();
+    }
+    await firstValueFrom(election.changes().pipe(filter(Boolean)));
+  });
+});
