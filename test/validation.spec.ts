@@ -1,4 +1,12 @@
-import { EtcdLockError, InvalidArgumentError, LockService } from '../lib/index.js';
+import { filter, firstValueFrom } from 'rxjs';
+import {
+  EtcdLockError,
+  InvalidArgumentError,
+  LeaderElectionService,
+  LeaderOnly,
+  LockService,
+  Singleton,
+} from '../lib/index.js';
 import { etcdRequestCount } from './harness/etcd.js';
 import { useEtcd } from './harness/fixtures.js';
 
@@ -38,7 +46,10 @@ const badCalls: Array<[string, Call, string]> = [
 describe('bad input to LockService', () => {
   let locks: LockService;
   beforeEach(async () => {
-    locks = (await etcd.app()).get(LockService);
+    const app = await etcd.app();
+    locks = app.get(LockService);
+    // Let the default election campaign (started at bootstrap) settle: from then on the app sends nothing by itself.
+    await firstValueFrom(app.get(LeaderElectionService).changes().pipe(filter(Boolean)));
   });
 
   it.each(badCalls)('%s: typed error naming the argument, no request sent', async (_, call, argument) => {
@@ -63,5 +74,55 @@ describe('bad input to LockService', () => {
     expect(await etcdRequestCount(etcd.endpoint)).toBe(before);
     expect(lock.isHeld).toBe(true);
     await lock.release();
+  });
+});
+
+describe('bad input to LeaderElectionService and the decorators', () => {
+  let elections: LeaderElectionService;
+  beforeEach(async () => {
+    const app = await etcd.app();
+    elections = app.get(LeaderElectionService);
+    await firstValueFrom(elections.changes().pipe(filter(Boolean)));
+  });
+
+  const electionCalls: Array<[string, (e: LeaderElectionService) => unknown, string]> = [
+    ['isLeader: empty name', (e) => e.isLeader(''), 'election'],
+    ['leader: name with /', (e) => e.leader('a/b'), 'election'],
+    ['observe: name not a string', (e) => e.observe(5 as never), 'election'],
+    ['changes: NUL in name', (e) => e.changes('a\0'), 'election'],
+    ['resign: empty name', (e) => e.resign(''), 'election'],
+    ['campaign: signal not an AbortSignal', (e) => e.campaign('x', { signal: 1 as never }), 'options.signal'],
+    ['campaign: unknown option', (e) => e.campaign('x', { timeout: 5 } as never), 'options.timeout'],
+  ];
+
+  it.each(electionCalls)('%s: typed error naming the argument, no request sent', async (_, call, argument) => {
+    const before = await etcdRequestCount(etcd.endpoint);
+    const error = await (async () => call(elections))().then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(error).toBeInstanceOf(InvalidArgumentError);
+    expect((error as InvalidArgumentError).argument).toBe(argument);
+    expect(await etcdRequestCount(etcd.endpoint)).toBe(before);
+  });
+
+  const decoratorCalls: Array<[string, () => unknown, string]> = [
+    ['@LeaderOnly: empty election', () => LeaderOnly(''), 'election'],
+    ['@Singleton: empty key', () => Singleton(''), 'key'],
+    ['@Singleton: key with /', () => Singleton('a/b'), 'key'],
+    ['@Singleton: wait not a boolean', () => Singleton('k', { wait: 'yes' as never }), 'options.wait'],
+    ['@Singleton: unknown onBusy', () => Singleton('k', { onBusy: 'maybe' as never }), 'options.onBusy'],
+    ['@Singleton: negative minHoldMs', () => Singleton('k', { minHoldMs: -1 }), 'options.minHoldMs'],
+    ['@Singleton: negative timeout', () => Singleton('k', { wait: true, timeout: -1 }), 'options.timeout'],
+    ['@Singleton: unknown option', () => Singleton('k', { hold: 5 } as never), 'options.hold'],
+  ];
+
+  it.each(decoratorCalls)('%s: fails when applied, naming the argument', (_, call, argument) => {
+    expect(call).toThrow(InvalidArgumentError);
+    try {
+      call();
+    } catch (err) {
+      expect((err as InvalidArgumentError).argument).toBe(argument);
+    }
   });
 });
