@@ -25,6 +25,6 @@ import { EtcdSessionService } from './session.service.js';
     { provide: RUNNER_TOKEN, useExisting: GuardedRunner },
     EtcdLockExplorer,
   ],
-  exports: [LockService, LeaderElectionService, RUNNER_TOKEN],
+  exports: [LockService, LeaderElectionService, EtcdSessionService, RUNNER_TOKEN],
 })
 export class EtcdLockModule extends ConfigurableModuleClass {}

@@ -8,6 +8,20 @@ import { EtcdRpc } from './etcd-rpc.js';
 import { type KeyKind, kindPrefix } from './keys.js';
 import { LeaseSession, type SessionEndReason } from './lease-session.js';
 
+/** What `EtcdSessionService.status()` reports. */
+export interface SessionStatus {
+  /** True while the lease is alive by our local deadline. */
+  readonly alive: boolean;
+  /** The lease id in hex, or null before the first grant. */
+  readonly leaseId: string | null;
+  /** Granted TTL in seconds. */
+  readonly ttl: number;
+  /** Time left before the local deadline, in ms (0 once lost). */
+  readonly remainingMs: number;
+  /** This instance's identity. */
+  readonly identity: string;
+}
+
 const REGRANT_MIN_MS = 250;
 const REGRANT_MAX_MS = 5000;
 
@@ -77,6 +91,18 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationShutdown {
         : 'No live etcd session: the lease was lost and a new one is not granted yet',
       this.options.hosts,
     );
+  }
+
+  /** The state of this instance's session, from local state (no etcd request): for health checks. */
+  status(): SessionStatus {
+    const session = this.lease;
+    return {
+      alive: session?.alive ?? false,
+      leaseId: session?.hex ?? null,
+      ttl: this.options.ttl,
+      remainingMs: session ? Math.round(session.remainingMs) : 0,
+      identity: this.options.identity,
+    };
   }
 
   /** The session if there is one, live or not (for status reporting). */

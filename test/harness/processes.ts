@@ -18,14 +18,18 @@ export async function killAll(): Promise<void> {
 export class NodeProcess {
   readonly child: ChildProcess;
   readonly lines: string[] = [];
-  readonly exited: Promise<number | null>;
+  /** The exit code, or the signal that ended the process. */
+  readonly exited: Promise<number | NodeJS.Signals | null>;
   private waiters: Array<() => void> = [];
 
-  constructor(script: string, args: string[]) {
+  constructor(script: string, args: string[], env: NodeJS.ProcessEnv = {}) {
     if (!existsSync(join(ROOT, 'dist', 'index.js'))) {
       throw new Error('dist/ is missing: run `npm run build` first (`npm test` does it for you)');
     }
-    this.child = spawn(process.execPath, [join(ROOT, script), ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.child = spawn(process.execPath, [join(ROOT, script), ...args], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+      env: { ...process.env, ...env },
+    });
     let buffer = '';
     this.child.stdout?.on('data', (chunk: Buffer) => {
       buffer += chunk.toString();
@@ -36,9 +40,9 @@ export class NodeProcess {
     });
     running.add(this);
     this.exited = new Promise((resolve) =>
-      this.child.once('exit', (code) => {
+      this.child.once('exit', (code, signal) => {
         running.delete(this);
-        resolve(code);
+        resolve(code ?? signal);
       }),
     );
   }

@@ -1,0 +1,61 @@
+import { BadRequestException, Body, Controller, Get, Inject, NotFoundException, Param, Post } from '@nestjs/common';
+import { EtcdSessionService, LeaderElectionService, LockService } from 'nestjs-etcd-lock';
+import { AccountsService } from './accounts.service.js';
+import { SAMPLE_CONFIG, type SampleConfig } from './config.js';
+import { JobsService } from './jobs.service.js';
+
+@Controller()
+export class AppController {
+  constructor(
+    private readonly elections: LeaderElectionService,
+    private readonly locks: LockService,
+    private readonly session: EtcdSessionService,
+    private readonly accounts: AccountsService,
+    private readonly jobs: JobsService,
+    @Inject(SAMPLE_CONFIG) private readonly config: SampleConfig,
+  ) {}
+
+  @Get('leader')
+  async leader() {
+    return { leader: await this.elections.leader(), me: this.config.identity, isLeader: this.elections.isLeader() };
+  }
+
+  @Get('locks/:name')
+  async lock(@Param('name') name: string) {
+    const holder = await this.locks.holder(name);
+    // JSON has no bigint: send the fencing token as a decimal string.
+    return { name, holder: holder && { ...holder, fencingToken: holder.fencingToken.toString() } };
+  }
+
+  @Get('health')
+  health() {
+    const session = this.session.status();
+    return { status: session.alive ? 'ok' : 'down', session, elections: this.elections.status(), jobs: this.jobs.counts };
+  }
+
+  @Get('accounts')
+  balances() {
+    return this.accounts.balances();
+  }
+
+  @Post('accounts/:id/withdraw')
+  async withdraw(@Param('id') id: string, @Body() body: { amount?: unknown }) {
+    const amount = Number(body?.amount);
+    if (!Number.isInteger(amount) || amount <= 0) throw new BadRequestException('amount must be a positive integer');
+    try {
+      return await this.accounts.withdraw(id, amount);
+    } catch (err) {
+      if (err instanceof Error && err.message.startsWith('no account')) throw new NotFoundException(err.message);
+      throw err;
+    }
+  }
+
+  @Post('accounts/:id/transfer')
+  async transfer(@Param('id') id: string, @Body() body: { to?: unknown; amount?: unknown }) {
+    const amount = Number(body?.amount);
+    if (typeof body?.to !== 'string' || !Number.isInteger(amount) || amount <= 0) {
+      throw new BadRequestException('need { to: string, amount: positive integer }');
+    }
+    return this.accounts.transfer(id, body.to, amount);
+  }
+}

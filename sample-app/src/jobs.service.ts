@@ -1,0 +1,30 @@
+import { Injectable, Logger } from '@nestjs/common';
+import { Cron } from '@nestjs/schedule';
+import { LeaderOnly, LockService, Singleton } from 'nestjs-etcd-lock';
+
+/** Cron jobs: one only the leader runs, one that at most one replica runs at a time. */
+@Injectable()
+export class JobsService {
+  private readonly logger = new Logger('Jobs');
+  readonly counts = { leaderTicks: 0, reportRuns: 0 };
+
+  // Recipe: leader-only cron. Every replica's scheduler fires; only the elected leader runs the body.
+  @Cron('*/2 * * * * *')
+  @LeaderOnly()
+  leaderTick(): void {
+    this.counts.leaderTicks++;
+    this.logger.log(`leader tick #${this.counts.leaderTicks}`);
+  }
+
+  // Recipe: singleton job. It takes longer than its 2 s period: while one replica runs it, every other
+  // firing (here or elsewhere) is skipped instead of piling up.
+  @Cron('*/2 * * * * *')
+  @Singleton('report')
+  async report(): Promise<void> {
+    const lock = LockService.current();
+    this.counts.reportRuns++;
+    this.logger.log(`report started (fencing token ${lock?.fencingToken})`);
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    this.logger.log('report finished');
+  }
+}

@@ -1,0 +1,90 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort } from './harness/etcd.js';
+import { useEtcd } from './harness/fixtures.js';
+import { NodeProcess, ROOT } from './harness/processes.js';
+
+const etcd = useEtcd();
+
+class SampleReplica {
+  readonly process: NodeProcess;
+  constructor(
+    readonly identity: string,
+    readonly port: number,
+  ) {
+    this.process = new NodeProcess('sample-app/dist/main.js', [], {
+      ETCD_HOSTS: etcd.endpoint,
+      PORT: String(port),
+      IDENTITY: identity,
+      LOCK_TTL: '2',
+      NO_COLOR: '1',
+    });
+  }
+  url(path: string) {
+    return `http://127.0.0.1:${this.port}${path}`;
+  }
+  async get<T>(path: string): Promise<T> {
+    return (await (await fetch(this.url(path))).json()) as T;
+  }
+  ready() {
+    return this.process.line((l) => l.includes('listening on'));
+  }
+  leads(from = 0) {
+    return this.process.line((l) => l.includes('Leadership gained'), from).then(() => this);
+  }
+}
+
+describe('sample-app as three processes', () => {
+  beforeAll(() => {
+    if (!existsSync(join(ROOT, 'sample-app', 'dist', 'main.js'))) throw new Error('run `npm run build:sample` first');
+  });
+
+  it('serves its endpoints, has exactly one leader, fails over, and never loses or creates money', async () => {
+    const accounts = ['a', 'b', 'c'];
+    for (const id of accounts) await etcd.client.put(`sample/accounts/${id}`).value('1000');
+    const replicas = await Promise.all(['r1', 'r2', 'r3'].map(async (id) => new SampleReplica(id, await freePort())));
+    const firstLeader = Promise.race(replicas.map((r) => r.leads()));
+    await Promise.all(replicas.map((r) => r.ready()));
+    const leader = await firstLeader;
+
+    const views = await Promise.all(replicas.map((r) => r.get<{ leader: string; isLeader: boolean }>('/leader')));
+    expect(views.map((v) => v.leader)).toEqual([leader.identity, leader.identity, leader.identity]);
+    expect(views.filter((v) => v.isLeader)).toHaveLength(1);
+    const health = await replicas[0].get<{ status: string; session: { alive: boolean } }>('/health');
+    expect(health).toMatchObject({ status: 'ok', session: { alive: true } });
+    expect(await replicas[0].get('/locks/nobody')).toEqual({ name: 'nobody', holder: null });
+
+    // Concurrent withdrawals at every replica: accepted ones add up exactly to what left the accounts.
+    const results = await Promise.all(
+      Array.from({ length: 90 }, async (_, i) => {
+        const res = await fetch(replicas[i % 3].url(`/accounts/${accounts[i % 3]}/withdraw`), {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ amount: 40 + (i % 7) }),
+        });
+        expect(res.status).toBe(201);
+        return { amount: 40 + (i % 7), ...((await res.json()) as { accepted: boolean; balance: number }) };
+      }),
+    );
+    const withdrawn = results.filter((r) => r.accepted).reduce((sum, r) => sum + r.amount, 0);
+    expect(results.some((r) => !r.accepted)).toBe(true); // some were refused: the accounts ran dry
+    const balances = await replicas[1].get<Record<string, number>>('/accounts');
+    expect(Object.values(balances).every((b) => b >= 0)).toBe(true);
+    expect(Object.values(balances).reduce((a, b) => a + b, 0)).toBe(3000 - withdrawn);
+
+    // Graceful stop of the leader: another leads within a second.
+    const others = replicas.filter((r) => r !== leader);
+    const next = Promise.race(others.map((r) => r.leads(r.process.lines.length)));
+    const stoppedAt = performance.now();
+    leader.process.kill('SIGTERM');
+    const successor = await next;
+    expect(performance.now() - stoppedAt).toBeLessThan(1000);
+    // A clean exit: Nest re-raises SIGTERM after its shutdown hooks ran.
+    expect(await leader.process.exited).toBe('SIGTERM');
+    expect((await successor.get<{ isLeader: boolean }>('/leader')).isLeader).toBe(true);
+
+    for (const r of others) r.process.kill('SIGTERM');
+    expect(await Promise.all(others.map((r) => r.process.exited))).toEqual(['SIGTERM', 'SIGTERM']);
+    await etcd.client.delete().prefix('sample/');
+  });
+});
