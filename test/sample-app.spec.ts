@@ -34,6 +34,18 @@ class SampleReplica {
   }
 }
 
+/**
+ * The sample app reads its watch into a cache that an HTTP call reads: ask until it shows `expected`, bounded
+ * (the watch event is on its way; HTTP has no way to wait for it).
+ */
+async function eventuallyEquals<T>(read: () => Promise<T>, expected: T): Promise<boolean> {
+  for (let i = 0; i < 100; i++) {
+    if (JSON.stringify(await read()) === JSON.stringify(expected)) return true;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return false;
+}
+
 describe('sample-app as three processes', () => {
   beforeAll(() => {
     if (!existsSync(join(ROOT, 'sample-app', 'dist', 'main.js'))) throw new Error('run `npm run build:sample` first');
@@ -71,6 +83,20 @@ describe('sample-app as three processes', () => {
     const balances = await replicas[1].get<Record<string, number>>('/accounts');
     expect(Object.values(balances).every((b) => b >= 0)).toBe(true);
     expect(Object.values(balances).reduce((a, b) => a + b, 0)).toBe(3000 - withdrawn);
+
+    // Name server and health monitoring: every replica sees who serves 'reports' and in what state.
+    const served = await replicas[2].get<{ value: string }>('/services/reports');
+    const server = replicas.find((r) => served.value === `http://127.0.0.1:${r.port} ok`) as SampleReplica;
+    expect(server).toBeDefined();
+    const post = (r: SampleReplica, state: string) =>
+      fetch(r.url('/services/reports/state'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ state }),
+      }).then((res) => res.json());
+    expect(await post(server, 'degraded')).toEqual({ serving: true });
+    const watcher = replicas.find((r) => r !== server) as SampleReplica;
+    expect(await eventuallyEquals(() => watcher.get<{ value: string }>('/services/reports'), { name: 'reports', value: `http://127.0.0.1:${server.port} degraded` })).toBe(true);
 
     // Graceful stop of the leader: another leads within a second.
     const others = replicas.filter((r) => r !== leader);

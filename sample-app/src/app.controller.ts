@@ -2,6 +2,7 @@ import { BadRequestException, Body, Controller, Get, Inject, NotFoundException, 
 import { EtcdSessionService, LeaderElectionService, LockService } from 'nestjs-etcd-lock';
 import { AccountsService } from './accounts.service.js';
 import { SAMPLE_CONFIG, type SampleConfig } from './config.js';
+import { DirectoryService } from './directory.service.js';
 import { JobsService } from './jobs.service.js';
 
 @Controller()
@@ -12,6 +13,7 @@ export class AppController {
     private readonly session: EtcdSessionService,
     private readonly accounts: AccountsService,
     private readonly jobs: JobsService,
+    private readonly directory: DirectoryService,
     @Inject(SAMPLE_CONFIG) private readonly config: SampleConfig,
   ) {}
 
@@ -31,6 +33,17 @@ export class AppController {
   health() {
     const session = this.session.status();
     return { status: session.alive ? 'ok' : 'down', session, elections: this.elections.status(), jobs: this.jobs.counts };
+  }
+
+  @Get('services/:name')
+  service(@Param('name') name: string) {
+    return { name, value: this.directory.lookup(name) };
+  }
+
+  @Post('services/reports/state')
+  async reportState(@Body() body: { state?: unknown }) {
+    if (body?.state !== 'ok' && body?.state !== 'degraded') throw new BadRequestException("state must be 'ok' or 'degraded'");
+    return { serving: await this.directory.report(body.state) };
   }
 
   @Get('accounts')

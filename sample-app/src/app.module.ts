@@ -5,6 +5,7 @@ import { EtcdLockModule } from 'nestjs-etcd-lock';
 import { AccountsService } from './accounts.service.js';
 import { AppController } from './app.controller.js';
 import { SAMPLE_CONFIG, configFromEnv, type SampleConfig } from './config.js';
+import { DirectoryService } from './directory.service.js';
 import { JobsService } from './jobs.service.js';
 
 @Module({
@@ -49,6 +50,6 @@ class EtcdClientModule {
     }),
   ],
   controllers: [AppController],
-  providers: [AccountsService, JobsService],
+  providers: [AccountsService, JobsService, DirectoryService],
 })
 export class AppModule {}
