@@ -269,7 +269,8 @@ export class Contender {
     this.early = undefined;
     for (const [key, revision] of early) this.onDelete(key, revision);
     if ((this.state as State) === 'lost') return;
-    this.state = this.ahead.size === 0 ? 'owner' : 'waiting';
+    this.state = 'waiting';
+    if (this.ahead.size === 0) this.becomeOwner();
   }
 
   private onDelete(key: string, revision: bigint): void {
@@ -283,6 +284,18 @@ export class Contender {
       return;
     }
     if (!this.ahead.delete(key) || this.ahead.size > 0 || this.state !== 'waiting') return;
+    this.becomeOwner();
+  }
+
+  /**
+   * Our turn came. After a process pause, the watch event can be handled before the expired deadline timer
+   * fires: check the session against the clock now, so a waiter whose lease has run out never resolves.
+   */
+  private becomeOwner(): void {
+    if (!this.session.alive) {
+      this.lose('session-lost');
+      return;
+    }
     this.state = 'owner';
     const turn = this.turn;
     this.turn = undefined;
@@ -318,12 +331,7 @@ export class Contender {
       }
       this.snapshot = BigInt(res.header.revision);
       this.ahead = new Set(res.responses[1].response_range.kvs.map((kv) => kv.key.toString()));
-      if (this.state === 'waiting' && this.ahead.size === 0) {
-        this.state = 'owner';
-        const turn = this.turn;
-        this.turn = undefined;
-        turn?.resolve();
-      }
+      if (this.state === 'waiting' && this.ahead.size === 0) this.becomeOwner();
     } catch {
       // etcd unreachable: the session deadline decides; the watch will resync us again when it restarts.
     }

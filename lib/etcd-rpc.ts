@@ -12,6 +12,7 @@ import {
   type ITxnResponse,
   isRecoverableError,
 } from 'etcd3';
+import { isBrokenCircuitError } from 'cockatiel';
 import { EtcdLockError, EtcdRequestError, EtcdUnavailableError } from './errors.js';
 
 type CallOptions = NonNullable<Parameters<Etcd3['kv']['range']>[1]>;
@@ -43,8 +44,10 @@ export class EtcdRpc {
     return this.call(what, () => this.client.kv.deleteRange(req, this.options()));
   }
 
-  leaseGrant(ttl: number, timeoutMs: number) {
-    return this.call('grant a session lease', () => this.client.leaseClient.leaseGrant({ TTL: ttl }, this.options(timeoutMs)));
+  leaseGrant(id: string, ttl: number, timeoutMs: number) {
+    return this.call('grant a session lease', () =>
+      this.client.leaseClient.leaseGrant({ TTL: ttl, ID: id }, this.options(timeoutMs)),
+    );
   }
 
   /** Revokes a lease; a lease that is already gone counts as revoked. */
@@ -82,7 +85,7 @@ export function isTransportError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   if (err instanceof ClientClosedError || err instanceof GRPCDeadlineExceededError) return true;
   if (err instanceof GRPCCancelledError) return true;
-  if (isRecoverableError(err)) return true;
+  if (isRecoverableError(err) || isBrokenCircuitError(err)) return true;
   // Errors from grpc-js itself (no etcd code) before etcd3 casts them.
   return !(err instanceof GRPCGenericError) && !err.constructor.name.startsWith('Etcd') && 'code' in err;
 }

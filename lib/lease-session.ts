@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { IDuplexStream, ILeaseKeepAliveRequest, ILeaseKeepAliveResponse } from 'etcd3';
 import type { EtcdRpc } from './etcd-rpc.js';
@@ -37,10 +38,13 @@ export class LeaseSession {
     this.deadline = grantSentAt + ttl * 1000 - safetyMargin(ttl);
   }
 
-  /** Grants a lease and starts keeping it alive. Rejects with `EtcdUnavailableError` after `timeoutMs`. */
-  static async grant(rpc: EtcdRpc, ttl: number, timeoutMs: number): Promise<LeaseSession> {
+  /**
+   * Grants lease `id` (chosen by us, so that a grant whose answer is lost can still be revoked) and starts
+   * keeping it alive. Rejects with `EtcdUnavailableError` after `timeoutMs`.
+   */
+  static async grant(rpc: EtcdRpc, id: string, ttl: number, timeoutMs: number): Promise<LeaseSession> {
     const sentAt = performance.now();
-    const res = await rpc.leaseGrant(ttl, timeoutMs);
+    const res = await rpc.leaseGrant(id, ttl, timeoutMs);
     const session = new LeaseSession(rpc, res.ID, Number(res.TTL), BigInt(res.header.revision), sentAt);
     session.start();
     return session;
@@ -177,6 +181,14 @@ export class LeaseSession {
 }
 
 const RECONNECT_MIN_MS = 100;
+
+/** A random positive 63-bit lease id, as a decimal string. */
+export function randomLeaseId(): string {
+  const bytes = randomBytes(8);
+  bytes[0] &= 0x7f;
+  const id = bytes.readBigUInt64BE();
+  return (id === 0n ? 1n : id).toString();
+}
 const RECONNECT_MAX_MS = 1000;
 
 /** 10% of the TTL, between 250 ms and 2 s: covers timer lateness and clock drift between us and etcd. */

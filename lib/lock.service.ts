@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { Observable } from 'rxjs';
 import { Contender, type QueueContext } from './contender.js';
+import { LockLostError } from './errors.js';
 import { HeldLock } from './held-lock.js';
 import { readHolder, watchHolder } from './holder-watch.js';
 import type { Lock, LockHolder } from './interfaces/lock.interface.js';
@@ -59,6 +60,8 @@ export class LockService {
           await contender.join();
           wait.signal.throwIfAborted();
           await contender.waitForTurn(wait.signal);
+          // Owner by etcd, but also by our own clock (the session may have run out during a pause).
+          if (!contender.isOwner) throw contender.lostError ?? new LockLostError(name, 'session-lost');
         } catch (err) {
           await contender.leave();
           throw err;
@@ -85,6 +88,7 @@ export class LockService {
       try {
         const owner = await contender.join(true);
         if (owner) return exitAndReturnNull(exit);
+        if (!contender.isOwner) throw contender.lostError ?? new LockLostError(name, 'session-lost');
       } catch (err) {
         await contender.leave();
         throw err;

@@ -1,12 +1,13 @@
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { Etcd3 } from 'etcd3';
+import { ConsecutiveBreaker, circuitBreaker, handleWhen } from 'cockatiel';
+import { Etcd3, isRecoverableError } from 'etcd3';
 import { RESOLVED_OPTIONS } from './etcd-lock.constants.js';
 import type { ResolvedEtcdLockOptions } from './etcd-lock.options.js';
 import { EtcdUnavailableError } from './errors.js';
 import { DeleteWatch } from './delete-watch.js';
 import { EtcdRpc } from './etcd-rpc.js';
 import { type KeyKind, kindPrefix } from './keys.js';
-import { LeaseSession, type SessionEndReason } from './lease-session.js';
+import { LeaseSession, randomLeaseId, type SessionEndReason } from './lease-session.js';
 
 /** What `EtcdSessionService.status()` reports. */
 export interface SessionStatus {
@@ -23,6 +24,27 @@ export interface SessionStatus {
 }
 
 const REGRANT_MIN_MS = 250;
+
+/**
+ * etcd3's default per-host circuit breaker refuses every call for 5 s after 3 failures: after a short outage
+ * (or with a single endpoint) that delays recovery and makes the revoke at shutdown fail. Ours re-tries a host
+ * after 500 ms. (Only for clients we create; an app passing `client` or `etcd.faultHandling` keeps its own.)
+ */
+const GENTLE_FAULT_HANDLING = {
+  host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 500, breaker: new ConsecutiveBreaker(3) }),
+};
+
+/** Three tries, half a second apart (a breaker may be half-open right after an outage). */
+async function retryBriefly(fn: () => Promise<void> | undefined): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (attempt >= 3) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+}
 const REGRANT_MAX_MS = 5000;
 
 /**
@@ -36,23 +58,28 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationShutdown {
   private readonly ownsClient: boolean;
   private lease: LeaseSession | undefined;
   private readonly watches = new Map<KeyKind, DeleteWatch>();
+  /** Ids of grants that failed but may still reach etcd. */
+  private readonly unanswered = new Set<string>();
   private readonly sessionListeners = new Set<(session: LeaseSession) => void>();
   private regrantTimer: NodeJS.Timeout | undefined;
+  /** A grant under way after a loss: shutdown waits for it, so the lease it brings is revoked too. */
+  private regranting: Promise<void> | undefined;
   private regrantDelay = REGRANT_MIN_MS;
   private outageLogged = false;
   private shuttingDown = false;
 
   constructor(@Inject(RESOLVED_OPTIONS) readonly options: ResolvedEtcdLockOptions) {
     this.ownsClient = !options.client;
-    const client = options.client ?? new Etcd3({ ...options.etcd, hosts: [...options.hosts] });
+    const client = options.client ?? new Etcd3({ faultHandling: GENTLE_FAULT_HANDLING, ...options.etcd, hosts: [...options.hosts] });
     this.rpc = new EtcdRpc(client, options.hosts, options.requestTimeout);
   }
 
   async onModuleInit(): Promise<void> {
     let session: LeaseSession;
     try {
-      session = await LeaseSession.grant(this.rpc, this.options.ttl, this.options.connectTimeout);
+      session = await this.grant();
     } catch (err) {
+      await this.revokeUnanswered();
       if (this.ownsClient) this.rpc.client.close();
       const detail = err instanceof Error ? err.message : String(err);
       throw new EtcdUnavailableError(
@@ -69,10 +96,12 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationShutdown {
   async onApplicationShutdown(): Promise<void> {
     this.shuttingDown = true;
     clearTimeout(this.regrantTimer);
+    await this.regranting;
+    await this.revokeUnanswered();
     const session = this.lease;
     this.lease = undefined;
     try {
-      await session?.revoke();
+      await retryBriefly(() => session?.revoke());
       if (session) this.logger.log(`Session lease ${session.hex} revoked`);
     } catch (err) {
       this.logger.warn(`Could not revoke lease ${session?.hex} at shutdown; it expires in ${session?.ttl}s: ${err}`);
@@ -155,17 +184,51 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
+  /**
+   * Grants a lease with an id we choose. If the request fails, it may still reach etcd later (a partition
+   * holding packets back) and create a lease we never heard of: keep revoking that id until it would have
+   * expired anyway, and once more at shutdown.
+   */
+  private async grant(): Promise<LeaseSession> {
+    const id = randomLeaseId();
+    try {
+      return await LeaseSession.grant(this.rpc, id, this.options.ttl, this.options.connectTimeout);
+    } catch (err) {
+      this.unanswered.add(id);
+      void this.revokeUnansweredLater(id);
+      throw err;
+    }
+  }
+
+  private async revokeUnansweredLater(id: string): Promise<void> {
+    // Revoking a lease that does not exist (yet) succeeds too, so try until a late grant would have expired.
+    const until = performance.now() + this.options.requestTimeout + this.options.ttl * 1000 + 1000;
+    while (!this.shuttingDown && performance.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 1000).unref());
+      await this.rpc.leaseRevoke(id).catch(() => undefined);
+    }
+    this.unanswered.delete(id);
+  }
+
+  private async revokeUnanswered(): Promise<void> {
+    await Promise.all([...this.unanswered].map((id) => this.rpc.leaseRevoke(id).catch(() => undefined)));
+    this.unanswered.clear();
+  }
+
   private scheduleRegrant(delay: number): void {
     if (this.shuttingDown) return;
-    this.regrantTimer = setTimeout(() => void this.regrant(), delay);
+    this.regrantTimer = setTimeout(() => {
+      this.regranting = this.regrant().finally(() => (this.regranting = undefined));
+    }, delay);
     this.regrantTimer.unref();
   }
 
   private async regrant(): Promise<void> {
     try {
-      const session = await LeaseSession.grant(this.rpc, this.options.ttl, this.options.connectTimeout);
+      const session = await this.grant();
       if (this.shuttingDown) {
-        await session.revoke().catch(() => undefined);
+        // Shutdown began while this grant was under way: it waits for us, so revoke before the client closes.
+        await retryBriefly(() => session.revoke()).catch(() => undefined);
         return;
       }
       this.regrantDelay = REGRANT_MIN_MS;

@@ -1,0 +1,167 @@
+import { once } from 'node:events';
+import { filter, firstValueFrom } from 'rxjs';
+import { LeaderElectionService, LockLostError, LockService } from '../../lib/index.js';
+import { etcdctl } from '../harness/etcd.js';
+import { useEtcd } from '../harness/fixtures.js';
+import { LockWorker } from '../harness/lock-worker.js';
+import { TcpProxy } from '../harness/proxy.js';
+
+const etcd = useEtcd();
+const realNow = () => performance.timeOrigin + performance.now();
+
+async function worker(identity: string, ttl = 2, hosts = [etcd.endpoint]) {
+  const w = new LockWorker(hosts, identity, ttl);
+  await w.ready();
+  return w;
+}
+
+/** Resolves once `key` is deleted (a watch from now on). */
+async function deleted(key: string): Promise<void> {
+  const watcher = await etcd.client.watch().key(key).create();
+  try {
+    if ((await etcd.client.get(key).string()) === null) return;
+    await once(watcher, 'delete');
+  } finally {
+    await watcher.cancel();
+  }
+}
+
+describe('fault scenarios on one etcd node', () => {
+  it('1. a holder paused past its TTL: another acquires with a higher token; on resume the old holder is aborted and its fenced write rejected', async () => {
+    const holder = await worker('paused-holder');
+    const first = await holder.acquire('x');
+    expect(first.event).toBe('acquired');
+    const locks = (await etcd.app({ ttl: 2 })).get(LockService);
+    const waiting = locks.acquire('x');
+    holder.pause();
+    const lock = await waiting; // after etcd expired the paused holder's lease
+    expect(lock.fencingToken).toBeGreaterThan(BigInt(first.token as string));
+    const from = holder.process.lines.length;
+    holder.resume();
+    const aborted = await holder.next('aborted', from);
+    expect(aborted.reason).toBe('LockLostError');
+    holder.send('write', { key: 'stale-write', value: 'from the old holder' });
+    expect(await holder.next('write', from)).toMatchObject({ ok: false, error: 'LockLostError' });
+    expect(await etcd.client.get('stale-write').string()).toBeNull();
+    await lock.release();
+    await holder.close();
+  });
+
+  it('2. a waiter whose lease expires while queued rejects, even if its turn came meanwhile', async () => {
+    const locks = (await etcd.app({ ttl: 5 })).get(LockService);
+    const held = await locks.acquire('q');
+    const waiter = await worker('expiring-waiter');
+    const acquired = waiter.acquire('q');
+    const waiterKey = await firstKeyOf(waiter, 'lock/q/', held.key);
+    waiter.pause();
+    await deleted(waiterKey); // its lease expired in etcd
+    await held.release(); // the paused waiter's watch event now says "your turn"…
+    waiter.resume();
+    expect(await acquired).toMatchObject({ event: 'acquire-failed', error: 'LockLostError' }); // …but it must not hold
+    await waiter.close();
+  });
+
+  it('3. when the waiter ahead dies, the next waiter still waits for the holder', async () => {
+    const [holderApp, laterApp] = [await etcd.app({ ttl: 5 }), await etcd.app({ ttl: 5 })];
+    const held = await holderApp.get(LockService).acquire('chain');
+    const ahead = await worker('dying-waiter');
+    ahead.acquire('chain').catch(() => undefined); // it is killed before it could answer
+    const aheadKey = await firstKeyOf(ahead, 'lock/chain/', held.key);
+    let laterHolds = false;
+    const later = laterApp
+      .get(LockService)
+      .acquire('chain')
+      .then((lock) => {
+        laterHolds = true;
+        return lock;
+      });
+    ahead.process.kill('SIGKILL');
+    await deleted(aheadKey);
+    // The holder still holds; the next waiter has not been let in by the death of the one ahead.
+    expect((await holderApp.get(LockService).holder('chain'))?.key).toBe(held.key);
+    expect(laterHolds).toBe(false);
+    await held.release();
+    const lock = await later;
+    expect(lock.fencingToken).toBeGreaterThan(held.fencingToken);
+    await lock.release();
+  });
+
+  it('6. a client cut off from etcd aborts its lock and ends its leadership before another instance can take them', async () => {
+    const proxy = await TcpProxy.start(etcd.endpoint);
+    try {
+      const cutApp = await etcd.app({ hosts: proxy.endpoint, ttl: 2, identity: 'cut', requestTimeout: 500 });
+      await firstValueFrom(cutApp.get(LeaderElectionService).changes().pipe(filter(Boolean)));
+      const lock = await cutApp.get(LockService).acquire('p');
+      const otherApp = await etcd.app({ ttl: 2, identity: 'other' });
+      let abortedAt = 0;
+      let leadershipEndedAt = 0;
+      lock.signal.addEventListener('abort', () => (abortedAt = realNow()));
+      cutApp
+        .get(LeaderElectionService)
+        .changes()
+        .pipe(filter((leader) => !leader))
+        .subscribe(() => (leadershipEndedAt ||= realNow()));
+      const otherLeads = firstValueFrom(otherApp.get(LeaderElectionService).changes().pipe(filter(Boolean)));
+      const otherLock = otherApp.get(LockService).acquire('p');
+      proxy.cut();
+      await otherLock.then(() => undefined);
+      const otherAcquiredAt = realNow();
+      await otherLeads;
+      const otherLedAt = realNow();
+      expect(abortedAt).toBeGreaterThan(0);
+      expect(abortedAt).toBeLessThan(otherAcquiredAt);
+      expect(lock.signal.reason).toBeInstanceOf(LockLostError);
+      expect(leadershipEndedAt).toBeGreaterThan(0);
+      expect(leadershipEndedAt).toBeLessThan(otherLedAt);
+      await (await otherLock).release();
+      proxy.restore();
+      await firstValueFrom(cutApp.get(LeaderElectionService).changes().pipe(filter((l) => !l)));
+    } finally {
+      proxy.restore();
+      await closeAppsThenProxy(proxy);
+    }
+  });
+
+  it('7. a lease revoked and a key deleted from outside (etcdctl): the holder knows within a second', async () => {
+    const locks = (await etcd.app({ ttl: 10 })).get(LockService);
+    const byRevoke = await locks.acquire('r1');
+    const t0 = realNow();
+    const aborted = once(byRevoke.signal, 'abort');
+    etcdctl(etcd.endpoint, 'lease', 'revoke', byRevoke.key.split('/').pop() as string);
+    await aborted;
+    expect(realNow() - t0).toBeLessThan(1000);
+
+    const app2 = await etcd.app({ ttl: 10 });
+    const byDelete = await app2.get(LockService).acquire('r2');
+    const t1 = realNow();
+    const aborted2 = once(byDelete.signal, 'abort');
+    etcdctl(etcd.endpoint, 'del', byDelete.key);
+    await aborted2;
+    expect(realNow() - t1).toBeLessThan(1000);
+    await byDelete.release();
+  });
+});
+
+/** The key a worker queued under `prefix` (other than `except`), once it exists. */
+async function firstKeyOf(w: LockWorker, prefix: string, except: string): Promise<string> {
+  const watcher = await etcd.client.watch().prefix(prefix).create();
+  try {
+    for (;;) {
+      const keys = (await etcd.client.getAll().prefix(prefix).keys()).filter((k) => k !== except);
+      if (keys.length > 0) return keys[0];
+      await once(watcher, 'put');
+    }
+  } finally {
+    await watcher.cancel();
+    void w;
+  }
+}
+
+async function closeAppsThenProxy(proxy: TcpProxy): Promise<void> {
+  // The fixture closes the apps after the test; the proxy must outlive them so they can revoke their leases.
+  afterEachQueue.push(() => proxy.close());
+}
+const afterEachQueue: Array<() => Promise<void>> = [];
+afterAll(async () => {
+  for (const fn of afterEachQueue.splice(0)) await fn();
+});

@@ -1,0 +1,81 @@
+import { type AddressInfo, createServer, type Server, type Socket, connect } from 'node:net';
+
+/**
+ * A TCP proxy on loopback between a client and etcd that can cut traffic off: while cut, bytes in both
+ * directions are held back (connections stay open, as in a network partition, not refused).
+ */
+export class TcpProxy {
+  private server: Server | undefined;
+  private readonly links = new Set<Link>();
+  private isCut = false;
+
+  private constructor(private readonly target: { host: string; port: number }) {}
+
+  static async start(targetEndpoint: string): Promise<TcpProxy> {
+    const url = new URL(targetEndpoint);
+    const proxy = new TcpProxy({ host: url.hostname, port: Number(url.port) });
+    await proxy.listen();
+    return proxy;
+  }
+
+  get endpoint(): string {
+    return `http://127.0.0.1:${(this.server?.address() as AddressInfo).port}`;
+  }
+
+  /** Stops passing bytes both ways (a partition): they are held back, connections stay open. */
+  cut(): void {
+    this.isCut = true;
+  }
+
+  /** Passes bytes again, first delivering what was held back. */
+  restore(): void {
+    this.isCut = false;
+    for (const link of this.links) link.flush();
+  }
+
+  async close(): Promise<void> {
+    for (const link of this.links) link.destroy();
+    this.links.clear();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  private listen(): Promise<void> {
+    this.server = createServer((client) => {
+      const link = new Link(client, connect(this.target.port, this.target.host), () => this.isCut);
+      this.links.add(link);
+      link.onClose = () => this.links.delete(link);
+    });
+    return new Promise((resolve) => this.server?.listen(0, '127.0.0.1', () => resolve()));
+  }
+}
+
+/** One proxied connection: forwards each chunk, or holds it back while the proxy is cut. */
+class Link {
+  private readonly held: Array<[Socket, Buffer]> = [];
+  onClose: () => void = () => {};
+
+  constructor(
+    private readonly client: Socket,
+    private readonly upstream: Socket,
+    private readonly cut: () => boolean,
+  ) {
+    client.on('data', (chunk) => this.forward(upstream, chunk));
+    upstream.on('data', (chunk) => this.forward(client, chunk));
+    for (const socket of [client, upstream]) socket.on('error', () => this.destroy()).on('close', () => this.destroy());
+  }
+
+  flush(): void {
+    for (const [to, chunk] of this.held.splice(0)) to.write(chunk);
+  }
+
+  destroy(): void {
+    this.client.destroy();
+    this.upstream.destroy();
+    this.onClose();
+  }
+
+  private forward(to: Socket, chunk: Buffer): void {
+    if (this.cut()) this.held.push([to, chunk]);
+    else to.write(chunk);
+  }
+}
