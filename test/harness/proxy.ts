@@ -19,7 +19,8 @@ export class TcpProxy {
   }
 
   get endpoint(): string {
-    return `http://127.0.0.1:${(this.server?.address() as AddressInfo).port}`;
+    if (!this.server) throw new Error('proxy not listening');
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
   /** Stops passing bytes both ways (a partition): they are held back, connections stay open. */
