@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { ConsecutiveBreaker, circuitBreaker, handleWhen } from 'cockatiel';
+import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen } from 'cockatiel';
 import { Etcd3, isRecoverableError } from 'etcd3';
 import { RESOLVED_OPTIONS } from './etcd-lock.constants.js';
 import type { ResolvedEtcdLockOptions } from './etcd-lock.options.js';
@@ -26,12 +26,16 @@ export interface SessionStatus {
 const REGRANT_MIN_MS = 250;
 
 /**
- * etcd3's default per-host circuit breaker refuses every call for 5 s after 3 failures: after a short outage
- * (or with a single endpoint) that delays recovery and makes the revoke at shutdown fail. Ours re-tries a host
- * after 500 ms. (Only for clients we create; an app passing `client` or `etcd.faultHandling` keeps its own.)
+ * etcd3's defaults suit a cache, not a lock: its per-host circuit breaker refuses every call for 5 s after 3
+ * failures (after a short outage, or with one endpoint, that delays recovery and fails the revoke at shutdown),
+ * and its watch streams reconnect with a backoff growing to 30 s (a waiter would sleep through its turn). Ours
+ * retry a host after 500 ms and a watch within 1 s. (Only for clients we create; `client` or
+ * `etcd.faultHandling` given by the app win.)
  */
 const GENTLE_FAULT_HANDLING = {
   host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 500, breaker: new ConsecutiveBreaker(3) }),
+  // etcd3 types this as a backoff but calls it as a backoff factory (it calls `.next()` on it), which this is.
+  watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }) as never,
 };
 
 /** Three tries, half a second apart (a breaker may be half-open right after an outage). */

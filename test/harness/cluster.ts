@@ -28,7 +28,12 @@ export class EtcdCluster {
         }),
     );
     const cluster = new EtcdCluster(members, root);
-    await Promise.all(members.map((m) => m.start()));
+    try {
+      await Promise.all(members.map((m) => m.start()));
+    } catch (err) {
+      await cluster.destroy();
+      throw err;
+    }
     return cluster;
   }
 

@@ -1,4 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,16 +13,29 @@ export const INSTALL_HINT =
   'Install etcd 3.4+: `apt-get install etcd-server etcd-client` (Debian/Ubuntu), or put the etcd release ' +
   'binaries on PATH (or point ETCD_BIN / ETCDCTL_BIN at them).';
 
-/** A free TCP port on loopback (bound, then released: the caller binds it right after). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * A free TCP port on loopback, chosen below Linux's ephemeral range (32768+): a port from that range can be
+ * taken between our check and etcd's bind by any outgoing connection, such as one etcd member dialing another.
+ */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    if (handedOut.has(port)) continue;
+    if (await canBind(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
+}
+
+const handedOut = new Set<number>();
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
     server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
 }
 
@@ -67,7 +81,8 @@ export class EtcdProcess {
       '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
       '--initial-cluster', initialCluster,
       '--initial-cluster-state', initialState,
-      '--initial-cluster-token', `test-${initialCluster.length}-${clientPort}`,
+      // The same for every member of one cluster (it seeds the cluster id), different between clusters.
+      '--initial-cluster-token', `test-${createHash('sha1').update(initialCluster).digest('hex').slice(0, 12)}`,
       '--logger', 'zap',
       '--log-outputs', 'stderr',
       ...extraArgs,

@@ -1,0 +1,137 @@
+import 'reflect-metadata';
+import { type INestApplicationContext, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { Etcd3 } from 'etcd3';
+import { filter, firstValueFrom } from 'rxjs';
+import {
+  EtcdLockModule,
+  type EtcdLockOptions,
+  EtcdSessionService,
+  LeaderElectionService,
+  LockLostError,
+  LockService,
+} from '../../lib/index.js';
+import { EtcdCluster } from '../harness/cluster.js';
+
+let cluster: EtcdCluster;
+let client: Etcd3;
+const apps: INestApplicationContext[] = [];
+
+async function app(options: EtcdLockOptions = {}): Promise<INestApplicationContext> {
+  @Module({ imports: [EtcdLockModule.forRoot({ hosts: cluster.endpoints, ttl: 3, requestTimeout: 1000, ...options })] })
+  class ClusterAppModule {}
+  const created = await NestFactory.createApplicationContext(ClusterAppModule, { logger: false, abortOnError: false });
+  apps.push(created);
+  return created;
+}
+
+const leads = (a: INestApplicationContext) =>
+  firstValueFrom(a.get(LeaderElectionService).changes().pipe(filter(Boolean)));
+
+/** Resolves after `count` acknowledged keepalives of the app's current session. */
+function renewals(a: INestApplicationContext, count: number): Promise<void> {
+  const session = a.get(EtcdSessionService).peek();
+  return new Promise((resolve) => {
+    let seen = 0;
+    const off = session?.onRenew(() => {
+      if (++seen < count) return;
+      off?.();
+      resolve();
+    });
+  });
+}
+
+beforeAll(async () => {
+  cluster = await EtcdCluster.start();
+  client = new Etcd3({ hosts: cluster.endpoints });
+});
+
+afterEach(async () => {
+  await Promise.all(apps.splice(0).map((a) => a.close().catch(() => undefined)));
+  for (const member of cluster.members) {
+    member.resume();
+    if (!member.running) await cluster.restart(member);
+  }
+  // Every test leaves the cluster clean.
+  expect(await client.getAll().keys()).toEqual([]);
+  expect((await client.leaseClient.leaseLeases({})).leases).toEqual([]);
+});
+
+afterAll(async () => {
+  client?.close();
+  await cluster?.destroy();
+});
+
+describe('fault scenarios on a 3-member etcd cluster', () => {
+  it('4. killing a follower, then the raft leader: held locks and leadership survive, keepalives go on, new acquisitions work', async () => {
+    const holder = await app({ identity: 'holder' });
+    await leads(holder);
+    const lock = await holder.get(LockService).acquire('kept');
+    const other = await app({ identity: 'other' });
+
+    const leader = await cluster.leader();
+    const follower = cluster.others(leader)[0];
+    await follower.stop('SIGKILL');
+    await renewals(holder, 2);
+    expect(lock.isHeld).toBe(true);
+    expect(holder.get(LeaderElectionService).isLeader()).toBe(true);
+    const t0 = performance.now();
+    await (await other.get(LockService).acquire('new-after-follower', { timeout: 5000 })).release();
+    expect(performance.now() - t0).toBeLessThan(5000);
+    await cluster.restart(follower);
+
+    await leader.stop('SIGKILL');
+    await renewals(holder, 2);
+    expect(lock.isHeld).toBe(true);
+    expect(lock.signal.aborted).toBe(false);
+    expect(holder.get(LeaderElectionService).isLeader()).toBe(true);
+    await (await other.get(LockService).acquire('new-after-leader', { timeout: 5000 })).release();
+    await lock.release();
+  });
+
+  it('5. quorum lost for less than the TTL loses nothing; for longer, holders see LockLostError at their local deadline', async () => {
+    const holder = await app({ identity: 'holder', ttl: 4 });
+    const lock = await holder.get(LockService).acquire('quorum');
+    const [a, b] = cluster.members;
+    // Short: two of three members frozen for 1 s (TTL 4 s).
+    a.pause();
+    b.pause();
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    a.resume();
+    b.resume();
+    await renewals(holder, 1);
+    expect(lock.isHeld).toBe(true);
+    expect(lock.signal.aborted).toBe(false);
+
+    // Long: frozen past the TTL. The holder gives up on its own deadline (no quorum: etcd cannot expire anything).
+    let lastRenewal = performance.now();
+    holder.get(EtcdSessionService).peek()?.onRenew(() => (lastRenewal = performance.now()));
+    const lost = new Promise<number>((resolve) =>
+      lock.signal.addEventListener('abort', () => resolve(performance.now())),
+    );
+    a.pause();
+    b.pause();
+    const lostAt = await lost;
+    expect(lock.signal.reason).toBeInstanceOf(LockLostError);
+    // Lost before a full TTL had passed since the last acknowledged keepalive.
+    expect(lostAt - lastRenewal).toBeLessThan(4000);
+    // The holder's code stops and lets go of the lost lock (withLock would): in this process the name is free.
+    await lock.release();
+    a.resume();
+    b.resume();
+    // After quorum returns, a new session serves new locks.
+    await new Promise((resolve) => holder.get(EtcdSessionService).onSession(resolve));
+    await (await holder.get(LockService).acquire('quorum', { timeout: 10000 })).release();
+  });
+
+  it('9. the whole cluster restarted with data kept: sessions recover, locks held survive', async () => {
+    const holder = await app({ identity: 'holder', ttl: 10 });
+    const lock = await holder.get(LockService).acquire('restart');
+    await Promise.all(cluster.members.map((m) => m.stop('SIGTERM')));
+    await Promise.all(cluster.members.map((m) => cluster.restart(m)));
+    // etcd keeps leases across a restart (and extends them on the new raft leader): the keepalive resumes.
+    await renewals(holder, 1);
+    expect(lock.isHeld).toBe(true);
+    await lock.release();
+  });
+});
