@@ -67,8 +67,10 @@ export function watchHolder(rpc: EtcdRpc, namePrefix: string): Observable<LockHo
         });
         w.on('error', () => {
           if (watcher !== w) return;
+          // etcd already cancelled it (e.g. compaction). Cancelling again would make etcd answer for a watch id
+          // etcd3 has dropped, which etcd3 throws on, uncaught: just forget it and start over.
           watcher = undefined;
-          void w.cancel().catch(() => undefined);
+          w.removeAllListeners();
           retry();
         });
       } catch {

@@ -134,4 +134,23 @@ describe('fault scenarios on a 3-member etcd cluster', () => {
     expect(lock.isHeld).toBe(true);
     await lock.release();
   });
+
+  it('9. the whole cluster wiped: held locks are lost, the library recovers, and fencing tokens start over', async () => {
+    const holder = await app({ identity: 'holder', ttl: 3 });
+    const locks = holder.get(LockService);
+    // Push the revision up so that the fresh cluster's tokens are visibly lower.
+    for (let i = 0; i < 30; i++) await (await locks.acquire('wiped')).release();
+    const lock = await locks.acquire('wiped');
+    const renewed = new Promise((resolve) => holder.get(EtcdSessionService).onSession(resolve));
+    await cluster.wipe();
+    // The keepalive finds the lease gone (or the deadline passes): the lock is lost, a new session is granted.
+    await new Promise((resolve) => lock.signal.addEventListener('abort', resolve));
+    expect(lock.signal.reason).toBeInstanceOf(LockLostError);
+    await lock.release();
+    await renewed;
+    const after = await locks.acquire('wiped', { timeout: 10000 });
+    // What the README warns about: a wiped cluster restarts revisions, so tokens are not comparable across it.
+    expect(after.fencingToken).toBeLessThan(lock.fencingToken);
+    await after.release();
+  });
 });

@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { ConsoleLogger } from '@nestjs/common';
 import { filter, firstValueFrom } from 'rxjs';
 import { LeaderElectionService, LockLostError, LockService } from '../../lib/index.js';
 import { etcdctl } from '../harness/etcd.js';
@@ -122,6 +123,64 @@ describe('fault scenarios on one etcd node', () => {
     }
   });
 
+  it('8. etcd compacts the history a waiter and an observer must replay: they resync and carry on', async () => {
+    const proxy = await TcpProxy.start(etcd.endpoint);
+    try {
+      const holderApp = await etcd.app({ ttl: 5, identity: 'holder' });
+      const warnings: string[] = [];
+      const logger = new (class extends ConsoleLogger {
+        override warn(message: unknown) {
+          warnings.push(String(message));
+        }
+        override log() {}
+        override error() {}
+      })();
+      const waiterApp = await etcd.app({ hosts: proxy.endpoint, ttl: 5, identity: 'waiter' }, [], [], logger);
+      const held = await holderApp.get(LockService).acquire('c');
+      const waiting = waiterApp.get(LockService).acquire('c');
+      const holders: Array<string | null> = [];
+      let seen: () => void = () => {};
+      const observer = waiterApp
+        .get(LockService)
+        .watch('c')
+        .subscribe((h) => {
+          holders.push(h ? h.value : null);
+          seen();
+        });
+      await firstKeyOf(undefined, 'lock/c/', held.key);
+      await new Promise<void>((resolve) => {
+        seen = () => holders.length >= 1 && resolve();
+        seen();
+      });
+      // The waiter's connection is cut while the holder releases and etcd compacts that history away.
+      proxy.cut();
+      await held.release();
+      for (let i = 0; i < 20; i++) await etcd.client.put('filler').value(String(i));
+      const { header } = await etcd.client.kv.range({ key: Buffer.from('filler') });
+      await etcd.client.kv.compact({ revision: header.revision, physical: true });
+      await etcd.client.delete().key('filler');
+      // Its connections drop and come back: its watches resume from a compacted revision, etcd refuses them,
+      // and the library must re-read the queue and the holder instead of waiting forever.
+      proxy.reset();
+      proxy.restore();
+      const lock = await waiting;
+      expect(lock.isHeld).toBe(true);
+      await new Promise<void>((resolve) => {
+        seen = () => holders[holders.length - 1] === 'waiter' && resolve();
+        seen();
+      });
+      expect(holders[0]).toBe('holder');
+      // The compaction path was taken: etcd cancelled the resumed watch (3.4 sends no reason, only the compact
+      // revision) and the library restarted it and re-read the queue.
+      expect(warnings.some((w) => w.includes('Watch on lock keys restarted'))).toBe(true);
+      observer.unsubscribe();
+      await lock.release();
+    } finally {
+      proxy.restore();
+      await closeAppsThenProxy(proxy);
+    }
+  });
+
   it('7. a lease revoked and a key deleted from outside (etcdctl): the holder knows within a second', async () => {
     const locks = (await etcd.app({ ttl: 10 })).get(LockService);
     const byRevoke = await locks.acquire('r1');
@@ -143,7 +202,7 @@ describe('fault scenarios on one etcd node', () => {
 });
 
 /** The key a worker queued under `prefix` (other than `except`), once it exists. */
-async function firstKeyOf(w: LockWorker, prefix: string, except: string): Promise<string> {
+async function firstKeyOf(w: LockWorker | undefined, prefix: string, except: string): Promise<string> {
   const watcher = await etcd.client.watch().prefix(prefix).create();
   try {
     for (;;) {

@@ -73,6 +73,16 @@ export class EtcdCluster {
     await member.start();
   }
 
+  /** Stops every member, deletes all data, and starts the cluster anew on the same addresses. */
+  async wipe(): Promise<void> {
+    await Promise.all(this.members.map((m) => m.stop('SIGKILL')));
+    for (const member of this.members) {
+      rmSync(member.spec.dataDir, { recursive: true, force: true });
+      member.spec.initialState = 'new';
+    }
+    await Promise.all(this.members.map((m) => m.start()));
+  }
+
   async destroy(): Promise<void> {
     await Promise.all(this.members.map((m) => m.stop('SIGKILL')));
     rmSync(this.root, { recursive: true, force: true });

@@ -34,6 +34,11 @@ export class TcpProxy {
     for (const link of this.links) link.flush();
   }
 
+  /** Drops every open connection (clients reconnect through the proxy), as after a network blip. */
+  reset(): void {
+    for (const link of [...this.links]) link.destroy();
+  }
+
   async close(): Promise<void> {
     for (const link of this.links) link.destroy();
     this.links.clear();
