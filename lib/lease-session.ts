@@ -60,10 +60,6 @@ export class LeaseSession {
     return this.endReason === undefined ? Math.max(0, this.deadline - performance.now()) : 0;
   }
 
-  get ended(): SessionEndReason | undefined {
-    return this.endReason;
-  }
-
   /** Calls `listener` once when the session ends for any reason. Returns an unsubscribe function. */
   onEnd(listener: (reason: SessionEndReason) => void): () => void {
     if (this.endReason !== undefined) {

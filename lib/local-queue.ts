@@ -6,11 +6,6 @@
 export class LocalQueue {
   private readonly names = new Map<string, Array<() => void>>();
 
-  /** True when a caller holds or waits for `name` in this process. */
-  busy(name: string): boolean {
-    return this.names.has(name);
-  }
-
   /** Takes the name now if nobody in this process has it; returns the function that gives it back. */
   tryEnter(name: string): (() => void) | undefined {
     if (this.names.has(name)) return undefined;
