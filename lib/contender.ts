@@ -164,7 +164,11 @@ export class Contender {
 
   /** Resolves when our key is the oldest under the name. Rejects on abort (with its reason) or loss. */
   waitForTurn(signal?: AbortSignal): Promise<void> {
-    if (this.state === 'owner') return Promise.resolve();
+    if (this.state === 'owner') {
+      // Owner by etcd, but also by our clock: the session may have run out since (a pause).
+      if (this.session.alive) return Promise.resolve();
+      this.lose('session-lost');
+    }
     if (this.state === 'lost') return Promise.reject(this.lostError ?? new LockLostError(this.ctx.name, 'session-lost'));
     if (this.state !== 'waiting') return Promise.reject(new EtcdLockError(`'${this.ctx.name}' is not queued`));
     return new Promise<void>((resolve, reject) => {

@@ -1,7 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import type { Observable } from 'rxjs';
 import { Contender, type QueueContext } from './contender.js';
-import { LockLostError } from './errors.js';
 import { HeldLock } from './held-lock.js';
 import { readHolder, watchHolder } from './holder-watch.js';
 import type { Lock, LockHolder } from './interfaces/lock.interface.js';
@@ -60,8 +59,6 @@ export class LockService {
           await contender.join();
           wait.signal.throwIfAborted();
           await contender.waitForTurn(wait.signal);
-          // Owner by etcd, but also by our own clock (the session may have run out during a pause).
-          if (!contender.isOwner) throw contender.lostError ?? new LockLostError(name, 'session-lost');
         } catch (err) {
           await contender.leave();
           throw err;
@@ -86,9 +83,11 @@ export class LockService {
     try {
       const contender = new Contender(this.context(name), this.sessions.current(), value);
       try {
-        const owner = await contender.join(true);
-        if (owner) return exitAndReturnNull(exit);
-        if (!contender.isOwner) throw contender.lostError ?? new LockLostError(name, 'session-lost');
+        if (await contender.join(true)) {
+          exit();
+          return null;
+        }
+        await contender.waitForTurn();
       } catch (err) {
         await contender.leave();
         throw err;
@@ -157,9 +156,4 @@ export class LockService {
       name,
     };
   }
-}
-
-function exitAndReturnNull(exit: () => void): null {
-  exit();
-  return null;
 }

@@ -176,15 +176,23 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationShutdown {
   }
 
   /** Retries the revoke until etcd answers, or until the lease has surely expired on its own. */
-  private async revokeLost(session: LeaseSession): Promise<void> {
-    const giveUpAt = performance.now() + session.ttl * 1000 + 2000;
-    while (!this.shuttingDown && performance.now() < giveUpAt) {
-      try {
-        await this.rpc.leaseRevoke(session.id);
-        return;
-      } catch {
-        await new Promise((resolve) => setTimeout(resolve, REGRANT_MIN_MS * 2).unref());
-      }
+  private revokeLost(session: LeaseSession): Promise<void> {
+    return this.keepRevoking(session.id, session.ttl * 1000 + 2000, true);
+  }
+
+  /**
+   * Revokes lease `id` every 500 ms for `forMs` (stopping at shutdown). With `untilAnswered`, the first answer
+   * ends it; without, it goes on, because etcd answers a revoke of a lease that does not exist *yet* too.
+   */
+  private async keepRevoking(id: string, forMs: number, untilAnswered: boolean): Promise<void> {
+    const until = performance.now() + forMs;
+    while (!this.shuttingDown && performance.now() < until) {
+      const answered = await this.rpc.leaseRevoke(id).then(
+        () => true,
+        () => false,
+      );
+      if (answered && untilAnswered) return;
+      await new Promise((resolve) => setTimeout(resolve, REGRANT_MIN_MS * 2).unref());
     }
   }
 
@@ -205,12 +213,8 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationShutdown {
   }
 
   private async revokeUnansweredLater(id: string): Promise<void> {
-    // Revoking a lease that does not exist (yet) succeeds too, so try until a late grant would have expired.
-    const until = performance.now() + this.options.requestTimeout + this.options.ttl * 1000 + 1000;
-    while (!this.shuttingDown && performance.now() < until) {
-      await new Promise((resolve) => setTimeout(resolve, 1000).unref());
-      await this.rpc.leaseRevoke(id).catch(() => undefined);
-    }
+    // Until a grant arriving late would have expired anyway.
+    await this.keepRevoking(id, this.options.requestTimeout + this.options.ttl * 1000 + 1000, false);
     this.unanswered.delete(id);
   }
 
