@@ -38,6 +38,14 @@ const GENTLE_FAULT_HANDLING = {
   watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }) as never,
 };
 
+/**
+ * grpc-js reconnects a failed channel with a backoff growing from 1 s to 120 s, and etcd3 resets channels only
+ * after failed unary calls, not after a broken keepalive stream. After etcd came back, our keepalives kept
+ * meeting a stale "connection refused" for seconds, until the session deadline passed (seen in fault
+ * scenario 9). Reconnect within 1 s instead.
+ */
+const RECONNECT_BACKOFF = { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 1000 };
+
 /** Three tries, half a second apart (a breaker may be half-open right after an outage). */
 async function retryBriefly(fn: () => Promise<void> | undefined): Promise<void> {
   for (let attempt = 1; ; attempt++) {
@@ -74,7 +82,14 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationShutdown {
 
   constructor(@Inject(RESOLVED_OPTIONS) readonly options: ResolvedEtcdLockOptions) {
     this.ownsClient = !options.client;
-    const client = options.client ?? new Etcd3({ faultHandling: GENTLE_FAULT_HANDLING, ...options.etcd, hosts: [...options.hosts] });
+    const client =
+      options.client ??
+      new Etcd3({
+        faultHandling: GENTLE_FAULT_HANDLING,
+        ...options.etcd,
+        grpcOptions: { ...RECONNECT_BACKOFF, ...options.etcd.grpcOptions },
+        hosts: [...options.hosts],
+      });
     this.rpc = new EtcdRpc(client, options.hosts, options.requestTimeout);
   }
 
