@@ -263,9 +263,11 @@ describe('LockService: losing a lock', () => {
     const mine = await lock.fencedTxn().if('counter', 'Value', '==', '0').put('counter', '2').commit();
     expect(mine.succeeded).toBe(false);
     expect(lock.isHeld).toBe(true);
-    // Someone deletes the lock key: the fence fails and the lock is lost.
+    // Someone deletes the lock key: the fence fails and the lock is lost. (Listen first: the watch event can
+    // abort the signal before the delete's own answer arrives.)
+    const aborted = once(lock.signal, 'abort');
     await etcd.client.delete().key(lock.key);
-    await once(lock.signal, 'abort');
+    await aborted;
     await expect(lock.fencedTxn().put('counter', '3').commit()).rejects.toBeInstanceOf(LockLostError);
     expect(await etcd.client.get('counter').string()).toBe('1');
     await lock.release();
