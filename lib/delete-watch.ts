@@ -1,5 +1,10 @@
 import type { IWatchResponse, Watcher } from 'etcd3';
 import type { EtcdRpc } from './etcd-rpc.js';
+import { withTimeout } from './wait-signal.js';
+
+const CANCEL_TIMEOUT_MS = 1000;
+const RETRY_MIN_MS = 250;
+const RETRY_MAX_MS = 2000;
 
 /** Told about every deletion under one name, and asked to re-read etcd when deletions may have been missed. */
 export interface DeleteSubscriber {
@@ -51,7 +56,9 @@ export class DeleteWatch {
     this.closed = true;
     const watcher = this.watcher;
     this.watcher = undefined;
-    await watcher?.cancel().catch(() => undefined);
+    // Bounded: etcd3 can leave a cancel unanswered (a watch etcd refused never settles).
+    const cancelled = watcher?.cancel() ?? Promise.resolve();
+    await withTimeout(cancelled, CANCEL_TIMEOUT_MS, () => new Error('cancel')).catch(() => undefined);
   }
 
   private async create(fromRevision: bigint): Promise<void> {
@@ -84,10 +91,13 @@ export class DeleteWatch {
     }
   }
 
-  /** etcd cancelled the watch (compaction, or a member lost its state): start over from now and resync. */
-  private async restart(old: Watcher, err: unknown): Promise<void> {
+  /**
+   * etcd cancelled the watch (compaction, or a member lost its state): start over from now and resync. Told to
+   * `onError` once per outage, however many tries it takes.
+   */
+  private async restart(old: Watcher, err: unknown, attempt = 0): Promise<void> {
     if (this.closed || this.watcher !== old) return;
-    this.onError(err);
+    if (attempt === 0) this.onError(err);
     this.watcher = undefined;
     old.removeAllListeners();
     try {
@@ -98,7 +108,8 @@ export class DeleteWatch {
     } catch (retryErr) {
       if (this.closed) return;
       // Try again shortly: waiters stay correct meanwhile (they only act on deletions they were told of).
-      const timer = setTimeout(() => void this.restart(old, retryErr), 500);
+      const delay = Math.min(RETRY_MIN_MS * 2 ** attempt, RETRY_MAX_MS);
+      const timer = setTimeout(() => void this.restart(old, retryErr, attempt + 1), delay);
       timer.unref();
       this.watcher = old;
       return;

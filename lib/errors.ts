@@ -62,11 +62,12 @@ export class LockReleasedError extends EtcdLockError {
  */
 export class EtcdUnavailableError extends EtcdLockError {
   constructor(
-    message: string,
+    /** What failed, without the endpoints. */
+    readonly problem: string,
     readonly endpoints: readonly string[],
     options?: { cause?: unknown },
   ) {
-    super(`${message} (etcd endpoints: ${endpoints.join(', ')})`, options);
+    super(`${problem} (etcd endpoints: ${endpoints.join(', ')})`, options);
   }
 }
 
@@ -76,6 +77,23 @@ export class EtcdUnavailableError extends EtcdLockError {
  */
 export class EtcdRequestError extends EtcdLockError {
   constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** Why etcd refused us access: the credentials, or the role's permissions. */
+export type AccessDeniedReason = 'authentication-failed' | 'permission-denied';
+
+/**
+ * etcd refused the credentials given in the `etcd.auth` option, or the user's role lacks read/write permission on
+ * the keys under the library's `prefix`. The message says which and never contains the credentials.
+ */
+export class EtcdAccessDeniedError extends EtcdRequestError {
+  constructor(
+    readonly reason: AccessDeniedReason,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
   }
 }

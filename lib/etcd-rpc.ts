@@ -1,10 +1,14 @@
 import {
   ClientClosedError,
   type Etcd3,
+  EtcdAuthenticationFailedError,
+  EtcdInvalidAuthTokenError,
   EtcdLeaseInvalidError,
+  EtcdPermissionDeniedError,
   GRPCCancelledError,
   GRPCDeadlineExceededError,
   GRPCGenericError,
+  GRPCUnauthenticatedError,
   type IDeleteRangeRequest,
   type IRangeRequest,
   type IRangeResponse,
@@ -13,7 +17,7 @@ import {
   isRecoverableError,
 } from 'etcd3';
 import { isBrokenCircuitError } from 'cockatiel';
-import { EtcdLockError, EtcdRequestError, EtcdUnavailableError } from './errors.js';
+import { EtcdAccessDeniedError, EtcdLockError, EtcdRequestError, EtcdUnavailableError } from './errors.js';
 
 type CallOptions = NonNullable<Parameters<Etcd3['kv']['range']>[1]>;
 
@@ -36,8 +40,8 @@ export class EtcdRpc {
     return this.call(what, () => this.client.kv.range(req, this.options()));
   }
 
-  txn(req: ITxnRequest, what: string): Promise<ITxnResponse> {
-    return this.call(what, () => this.client.kv.txn(req, this.options()));
+  txn(req: ITxnRequest, what: string, timeoutMs?: number): Promise<ITxnResponse> {
+    return this.call(what, () => this.client.kv.txn(req, this.options(timeoutMs)));
   }
 
   deleteRange(req: IDeleteRangeRequest, what: string) {
@@ -76,6 +80,21 @@ export class EtcdRpc {
         cause: err,
       });
     }
+    if (isAuthenticationError(err)) {
+      return new EtcdAccessDeniedError(
+        'authentication-failed',
+        `etcd refused the credentials of the 'etcd.auth' option when trying to ${what}: ${detail}`,
+        { cause: err },
+      );
+    }
+    if (err instanceof EtcdPermissionDeniedError) {
+      return new EtcdAccessDeniedError(
+        'permission-denied',
+        `etcd denied the user permission to ${what}: its role needs readwrite on the keys under the library's ` +
+          `prefix (see "Secure etcd" in the README): ${detail}`,
+        { cause: err },
+      );
+    }
     return new EtcdRequestError(`etcd refused to ${what}: ${detail}`, { cause: err });
   }
 }
@@ -88,4 +107,14 @@ export function isTransportError(err: unknown): boolean {
   if (isRecoverableError(err) || isBrokenCircuitError(err)) return true;
   // Errors from grpc-js itself (no etcd code) before etcd3 casts them.
   return !(err instanceof GRPCGenericError) && !err.constructor.name.startsWith('Etcd') && 'code' in err;
+}
+
+function isAuthenticationError(err: unknown): boolean {
+  return (
+    err instanceof EtcdAuthenticationFailedError ||
+    err instanceof EtcdInvalidAuthTokenError ||
+    err instanceof GRPCUnauthenticatedError ||
+    // Auth is enabled on etcd and the client sent no credentials.
+    (err instanceof Error && err.message.includes('etcdserver: user name is empty'))
+  );
 }

@@ -9,6 +9,8 @@ export { Singleton } from './decorators/singleton.decorator.js';
 export type { SingletonKey, SingletonOptions } from './interfaces/singleton-options.interface.js';
 export { FencedTxn, type TxnColumn, type TxnComparison, type TxnOperation } from './fenced-txn.js';
 export {
+  type AccessDeniedReason,
+  EtcdAccessDeniedError,
   EtcdLockError,
   EtcdRequestError,
   EtcdUnavailableError,

@@ -1,13 +1,15 @@
 import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen } from 'cockatiel';
+import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, isBrokenCircuitError } from 'cockatiel';
 import { Etcd3, isRecoverableError } from 'etcd3';
 import { RESOLVED_OPTIONS } from './etcd-lock.constants.js';
 import type { ResolvedEtcdLockOptions } from './etcd-lock.options.js';
 import { EtcdUnavailableError } from './errors.js';
+import { checkAccess } from './access-probe.js';
 import { DeleteWatch } from './delete-watch.js';
 import { EtcdRpc } from './etcd-rpc.js';
 import { type KeyKind, kindPrefix } from './keys.js';
 import { LeaseSession, randomLeaseId, type SessionEndReason } from './lease-session.js';
+import { withTimeout } from './wait-signal.js';
 
 /** What `EtcdSessionService.status()` reports. */
 export interface SessionStatus {
@@ -93,22 +95,37 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationShutdown {
     this.rpc = new EtcdRpc(client, options.hosts, options.requestTimeout);
   }
 
+  /**
+   * Grants the session, checks the user may do all we do under the prefix, and starts the deletion watches,
+   * all within `connectTimeout`. A transport failure is retried until then (etcd may be starting beside us);
+   * etcd refusing us (credentials, permissions) fails at once. On failure nothing is left behind.
+   */
   async onModuleInit(): Promise<void> {
-    let session: LeaseSession;
+    const deadline = performance.now() + this.options.connectTimeout;
+    const left = () => Math.max(1, deadline - performance.now());
+    let session: LeaseSession | undefined;
     try {
-      session = await this.grant();
+      session = await this.grantBy(deadline);
+      const kinds = ['lock', 'election'] as const;
+      await checkAccess(this.rpc, kinds.map((kind) => kindPrefix(this.options.prefix, kind)), left());
+      const from = session.grantRevision + 1n;
+      const started = Promise.all(kinds.map((kind) => this.deletes(kind).start(from)));
+      const stalled = () => new EtcdUnavailableError('The watch for deleted keys did not start', this.options.hosts);
+      await withTimeout(started, left(), stalled);
     } catch (err) {
+      this.shuttingDown = true;
+      await session?.revoke().catch(() => undefined);
       await this.revokeUnanswered();
+      await this.closeWatches();
       if (this.ownsClient) this.rpc.client.close();
-      const detail = err instanceof Error ? err.message : String(err);
+      if (!(err instanceof EtcdUnavailableError)) throw err;
       throw new EtcdUnavailableError(
-        `Could not start an etcd session within ${this.options.connectTimeout} ms: ${detail}`,
+        `Could not start an etcd session within ${this.options.connectTimeout} ms: ${err.problem}`,
         this.options.hosts,
         { cause: err },
       );
     }
     this.adopt(session);
-    await Promise.all((['lock', 'election'] as const).map((kind) => this.deletes(kind).start(session.grantRevision + 1n)));
     this.logger.log(`Session granted: lease ${session.hex}, ttl ${session.ttl}s, identity '${this.options.identity}'`);
   }
 
@@ -125,8 +142,12 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationShutdown {
     } catch (err) {
       this.logger.warn(`Could not revoke lease ${session?.hex} at shutdown; it expires in ${session?.ttl}s: ${err}`);
     }
-    await Promise.all([...this.watches.values()].map((watch) => watch.close()));
+    await this.closeWatches();
     if (this.ownsClient) this.rpc.client.close();
+  }
+
+  private async closeWatches(): Promise<void> {
+    await Promise.all([...this.watches.values()].map((watch) => watch.close()));
   }
 
   /** The live session, or `EtcdUnavailableError` when there is none right now (we never fail open). */
@@ -216,14 +237,32 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationShutdown {
    * holding packets back) and create a lease we never heard of: keep revoking that id until it would have
    * expired anyway, and once more at shutdown.
    */
-  private async grant(): Promise<LeaseSession> {
+  private async grant(timeoutMs = this.options.connectTimeout): Promise<LeaseSession> {
     const id = randomLeaseId();
     try {
-      return await LeaseSession.grant(this.rpc, id, this.options.ttl, this.options.connectTimeout);
+      return await LeaseSession.grant(this.rpc, id, this.options.ttl, timeoutMs);
     } catch (err) {
       this.unanswered.add(id);
       void this.revokeUnansweredLater(id);
       throw err;
+    }
+  }
+
+  /**
+   * Grants, retrying transport failures with backoff until `deadline` (a `performance.now()` time). Throws the
+   * most telling failure: a later "circuit breaker is open" would hide why the host failed (a TLS error, say).
+   */
+  private async grantBy(deadline: number): Promise<LeaseSession> {
+    let telling: unknown;
+    for (let delay = REGRANT_MIN_MS; ; delay = Math.min(delay * 2, REGRANT_MAX_MS)) {
+      try {
+        return await this.grant(Math.max(1, deadline - performance.now()));
+      } catch (err) {
+        if (!(err instanceof EtcdUnavailableError)) throw err;
+        if (!isBrokenCircuitError(err.cause) || telling === undefined) telling = err;
+        if (deadline - performance.now() < delay) throw telling;
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
     }
   }
 

@@ -35,3 +35,16 @@ export class WaitSignal {
     if (this.onAbort) this.parent?.removeEventListener('abort', this.onAbort);
   }
 }
+
+/** `promise`, or a rejection with `onTimeout()` after `ms`; the timer never outlives the race. */
+export async function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), ms);
+  });
+  try {
+    return await Promise.race([promise, timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

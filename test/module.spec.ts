@@ -2,9 +2,17 @@ import 'reflect-metadata';
 import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Etcd3 } from 'etcd3';
-import { EtcdLockModule, EtcdUnavailableError, InvalidOptionsError, LockService } from '../lib/index.js';
+import {
+  EtcdLockModule,
+  EtcdSessionService,
+  EtcdUnavailableError,
+  InvalidOptionsError,
+  LockService,
+} from '../lib/index.js';
 import type { EtcdLockOptions } from '../lib/index.js';
-import { freePort } from './harness/etcd.js';
+import { mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
+import { EtcdServer, freePort, scratchDir } from './harness/etcd.js';
 import { useEtcd } from './harness/fixtures.js';
 
 const etcd = useEtcd();
@@ -55,6 +63,30 @@ describe('EtcdLockModule options', () => {
     expect(error).toBeInstanceOf(EtcdUnavailableError);
     expect((error as Error).message).toContain(deadEndpoint);
     expect(performance.now() - started).toBeLessThan(5000);
+  });
+
+  it('waits for an etcd that starts after the app, within connectTimeout (no crash loop beside a starting etcd)', async () => {
+    const [clientPort, peerPort] = [await freePort(), await freePort()];
+    const late = new EtcdServer({
+      name: 'late',
+      clientPort,
+      peerPort,
+      dataDir: mkdtempSync(join(scratchDir(), 'etcd-late-')),
+      initialCluster: `late=http://127.0.0.1:${peerPort}`,
+      initialState: 'new',
+    });
+    @Module({ imports: [EtcdLockModule.forRoot({ hosts: late.endpoint, connectTimeout: 10_000 })] })
+    class LateModule {}
+    // The first grant meets a closed port (etcd takes a few hundred ms to serve); start-up retries until it serves.
+    const starting = start(LateModule);
+    await late.start();
+    const app = await starting;
+    try {
+      expect(app.get(EtcdSessionService).status().alive).toBe(true);
+    } finally {
+      await app.close();
+      await late.destroy();
+    }
   });
 
   it('forRootAsync with useFactory and inject', async () => {

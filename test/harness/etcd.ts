@@ -47,6 +47,14 @@ export interface EtcdMemberSpec {
   initialCluster: string;
   initialState: 'new' | 'existing';
   extraArgs?: string[];
+  /** Serve clients over TLS and require a client certificate signed by `ca`. */
+  tls?: EtcdTls;
+}
+
+export interface EtcdTls {
+  cert: string;
+  key: string;
+  ca: string;
 }
 
 /** One etcd process on loopback. Its pipes are always drained, so it never blocks on a full log pipe. */
@@ -58,7 +66,7 @@ export class EtcdProcess {
   constructor(readonly spec: EtcdMemberSpec) {}
 
   get endpoint(): string {
-    return `http://127.0.0.1:${this.spec.clientPort}`;
+    return `${this.spec.tls ? 'https' : 'http'}://127.0.0.1:${this.spec.clientPort}`;
   }
 
   get pid(): number | undefined {
@@ -71,12 +79,15 @@ export class EtcdProcess {
 
   /** Starts etcd and resolves once it serves clients (its own log line says so). */
   async start(): Promise<void> {
-    const { name, clientPort, peerPort, dataDir, initialCluster, initialState, extraArgs = [] } = this.spec;
+    const { name, peerPort, dataDir, initialCluster, initialState, extraArgs = [], tls } = this.spec;
+    const tlsArgs = tls
+      ? ['--cert-file', tls.cert, '--key-file', tls.key, '--trusted-ca-file', tls.ca, '--client-cert-auth']
+      : [];
     const args = [
       '--name', name,
       '--data-dir', dataDir,
-      '--listen-client-urls', `http://127.0.0.1:${clientPort}`,
-      '--advertise-client-urls', `http://127.0.0.1:${clientPort}`,
+      '--listen-client-urls', this.endpoint,
+      '--advertise-client-urls', this.endpoint,
       '--listen-peer-urls', `http://127.0.0.1:${peerPort}`,
       '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
       '--initial-cluster', initialCluster,
@@ -85,6 +96,7 @@ export class EtcdProcess {
       '--initial-cluster-token', `test-${createHash('sha1').update(initialCluster).digest('hex').slice(0, 12)}`,
       '--logger', 'zap',
       '--log-outputs', 'stderr',
+      ...tlsArgs,
       ...extraArgs,
     ];
     const child = spawn(ETCD_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -147,7 +159,7 @@ export class EtcdProcess {
 
 /** A single-node etcd on free loopback ports with a throwaway data dir. */
 export class EtcdServer extends EtcdProcess {
-  static async start(extraArgs: string[] = []): Promise<EtcdServer> {
+  static async start(extraArgs: string[] = [], tls?: EtcdTls): Promise<EtcdServer> {
     const [clientPort, peerPort] = [await freePort(), await freePort()];
     const dataDir = mkdtempSync(join(scratchDir(), 'etcd-'));
     const server = new EtcdServer({
@@ -158,6 +170,7 @@ export class EtcdServer extends EtcdProcess {
       initialCluster: `solo=http://127.0.0.1:${peerPort}`,
       initialState: 'new',
       extraArgs,
+      tls,
     });
     await server.start();
     return server;
@@ -185,6 +198,7 @@ export function etcdctl(endpoints: string, ...args: string[]): string {
   return execFileSync(ETCDCTL_BIN, ['--endpoints', endpoints, ...args], {
     env: { ...process.env, ETCDCTL_API: '3' },
     encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'], // its warnings go to the error if it fails, not to the test output
   });
 }
 

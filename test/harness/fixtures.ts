@@ -1,9 +1,10 @@
 import 'reflect-metadata';
 import { type DynamicModule, type INestApplicationContext, type LoggerService, Module, type Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { Etcd3 } from 'etcd3';
+import { Etcd3, type IOptions } from 'etcd3';
 import { EtcdLockModule, type EtcdLockOptions } from '../../lib/index.js';
-import { EtcdServer } from './etcd.js';
+import { type TestCertificates, makeCertificates } from './certs.js';
+import { EtcdServer, etcdctl } from './etcd.js';
 import { killAll } from './processes.js';
 
 export interface EtcdFixture {
@@ -20,16 +21,35 @@ export interface EtcdFixture {
   ): Promise<INestApplicationContext>;
   /** Keys and leases etcd holds now. */
   leftovers(): Promise<{ keys: string[]; leases: string[] }>;
+  /** The certificates etcd serves with (`tls: true` only). */
+  readonly certs: TestCertificates;
+  /** Runs etcdctl against this etcd, over TLS and as root when the fixture uses them. */
+  etcdctl(...args: string[]): string;
+}
+
+export interface EtcdFixtureOptions {
+  /** Serve over TLS with client-certificate auth; apps and the fixture's client get the client certificate. */
+  tls?: boolean;
+  /**
+   * Enable etcd auth after `setup` (etcdctl commands, run as no one while auth is still off) with a user `root`
+   * of this password; the fixture's client logs in as root. Apps get no credentials unless a test gives them.
+   */
+  auth?: { rootPassword: string; setup?: (etcdctl: (...args: string[]) => string) => void };
 }
 
 /**
  * One etcd per test file. After each test every app it opened is closed, and etcd must hold no key and no
  * lease: a test that leaves one fails.
  */
-export function useEtcd(): EtcdFixture {
+export function useEtcd(options: EtcdFixtureOptions = {}): EtcdFixture {
   let server: EtcdServer;
   let client: Etcd3;
+  let certs: TestCertificates | undefined;
+  let tlsFlags: string[] = [];
+  let credentials: IOptions['credentials'];
   const apps: INestApplicationContext[] = [];
+  const ctl = (user: string[], args: string[]) => etcdctl(server.endpoint, ...tlsFlags, ...user, ...args);
+  const rootUser = () => (options.auth ? ['--user', `root:${options.auth.rootPassword}`] : []);
 
   const fixture: EtcdFixture = {
     get server() {
@@ -41,8 +61,15 @@ export function useEtcd(): EtcdFixture {
     get client() {
       return client;
     },
-    async app(options = {}, imports = [], providers = [], logger = false) {
-      @Module({ imports: [EtcdLockModule.forRoot({ hosts: server.endpoint, ttl: 5, ...options }), ...imports], providers })
+    get certs() {
+      if (!certs) throw new Error('useEtcd({ tls: true }) has certificates; this fixture has none');
+      return certs;
+    },
+    etcdctl: (...args) => ctl(rootUser(), args),
+    async app(appOptions = {}, imports = [], providers = [], logger = false) {
+      const etcd = credentials ? { credentials, ...appOptions.etcd } : appOptions.etcd;
+      const lockModule = EtcdLockModule.forRoot({ hosts: server.endpoint, ttl: 5, ...appOptions, etcd });
+      @Module({ imports: [lockModule, ...imports], providers })
       class TestAppModule {}
       const app = await NestFactory.createApplicationContext(TestAppModule, { logger, abortOnError: false });
       apps.push(app);
@@ -56,8 +83,24 @@ export function useEtcd(): EtcdFixture {
   };
 
   beforeAll(async () => {
-    server = await EtcdServer.start();
-    client = new Etcd3({ hosts: server.endpoint });
+    if (options.tls) {
+      certs = makeCertificates();
+      tlsFlags = ['--cacert', certs.ca, '--cert', certs.clientCert, '--key', certs.clientKey];
+      credentials = {
+        rootCertificate: certs.read(certs.ca),
+        certChain: certs.read(certs.clientCert),
+        privateKey: certs.read(certs.clientKey),
+      };
+    }
+    const tls = certs && { cert: certs.serverCert, key: certs.serverKey, ca: certs.ca };
+    server = await EtcdServer.start([], tls);
+    if (options.auth) {
+      options.auth.setup?.((...args) => ctl([], args));
+      ctl([], ['user', 'add', `root:${options.auth.rootPassword}`]);
+      ctl([], ['auth', 'enable']);
+    }
+    const auth = options.auth && { username: 'root', password: options.auth.rootPassword };
+    client = new Etcd3({ hosts: server.endpoint, credentials, auth });
   });
 
   afterEach(async () => {
@@ -69,6 +112,7 @@ export function useEtcd(): EtcdFixture {
   afterAll(async () => {
     client?.close();
     await server?.destroy();
+    certs?.remove();
   });
 
   return fixture;
