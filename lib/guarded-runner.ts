@@ -15,7 +15,8 @@ import { assertName } from './validation.js';
 @Injectable()
 export class GuardedRunner implements BeforeApplicationShutdown {
   private readonly logger = new Logger('EtcdLock');
-  private readonly running = new Set<Promise<unknown>>();
+  /** Running calls by election name (`@LeaderOnly`), and under `null` (`@Singleton`). */
+  private readonly running = new Map<string | null, Set<Promise<unknown>>>();
   private readonly holds = new Map<Lock, NodeJS.Timeout>();
   private draining = false;
   private outageLogged = false;
@@ -43,7 +44,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
       return undefined;
     }
     const result = fn();
-    if (result instanceof Promise) this.track(result);
+    if (result instanceof Promise) this.track(result, election);
     return result;
   }
 
@@ -77,27 +78,31 @@ export class GuardedRunner implements BeforeApplicationShutdown {
         await this.releaseAfter(held, (options.minHoldMs ?? 0) - (performance.now() - takenAt));
       }
     })();
-    return this.track(run);
+    return this.track(run, null);
   }
 
   /**
-   * At shutdown: start nothing new, wait for running calls (at most `shutdownTimeout`), release held singleton
-   * locks, then resign from every election, so a standby takes over within milliseconds.
+   * At shutdown: start nothing new; resign from each election as soon as its own leader-only calls have ended,
+   * so a standby takes over within milliseconds even while a long singleton call finishes here; release each
+   * singleton lock when its call ends. Waits at most `shutdownTimeout` for calls.
    */
   async beforeApplicationShutdown(): Promise<void> {
     this.draining = true;
     const timeoutMs = this.sessions.options.shutdownTimeout;
-    if (this.running.size > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), timeoutMs);
-      });
-      const done = Promise.allSettled([...this.running]).then(() => false);
-      if (await Promise.race([done, timedOut])) {
-        this.logger.warn(`${this.running.size} leader-only/singleton call(s) still running after ${timeoutMs} ms; shutting down anyway`);
-      }
-      clearTimeout(timer);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    const ended = (key: string | null) => Promise.race([Promise.allSettled([...(this.running.get(key) ?? [])]), timedOut]);
+    await Promise.all([this.elections.resignAll(ended), ended(null).then(() => this.releaseHolds())]);
+    clearTimeout(timer);
+    const left = [...this.running.values()].reduce((n, calls) => n + calls.size, 0);
+    if (left > 0) {
+      this.logger.warn(`${left} leader-only/singleton call(s) still running after ${timeoutMs} ms; shutting down anyway`);
     }
+  }
+
+  private async releaseHolds(): Promise<void> {
     await Promise.all(
       [...this.holds].map(([lock, timer]) => {
         clearTimeout(timer);
@@ -105,12 +110,13 @@ export class GuardedRunner implements BeforeApplicationShutdown {
         return lock.release();
       }),
     );
-    await this.elections.resignAll();
   }
 
-  private track<T>(promise: Promise<T>): Promise<T> {
-    this.running.add(promise);
-    const forget = () => this.running.delete(promise);
+  private track<T>(promise: Promise<T>, key: string | null): Promise<T> {
+    const calls = this.running.get(key) ?? new Set();
+    this.running.set(key, calls);
+    calls.add(promise);
+    const forget = () => calls.delete(promise);
     promise.then(forget, forget);
     return promise;
   }

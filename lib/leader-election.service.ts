@@ -101,10 +101,15 @@ export class LeaderElectionService implements OnApplicationBootstrap {
     this.declared.add(name);
   }
 
-  /** Resigns from every election (at shutdown, after leader-only work has drained). */
-  async resignAll(): Promise<void> {
+  /** Resigns from every election (at shutdown), each once `drained(election)` resolves. */
+  async resignAll(drained: (election: string) => Promise<unknown> = async () => {}): Promise<void> {
     this.closed = true;
-    await Promise.all([...this.campaigns.values()].map((c) => c.stop()));
+    await Promise.all(
+      [...this.campaigns.values()].map(async (campaign) => {
+        await drained(campaign.name);
+        await campaign.stop();
+      }),
+    );
     for (const campaign of this.campaigns.values()) campaign.close();
   }
 

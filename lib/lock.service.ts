@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { Observable } from 'rxjs';
 import { Contender, type QueueContext } from './contender.js';
+import { EtcdUnavailableError } from './errors.js';
 import { HeldLock } from './held-lock.js';
 import { readHolder, watchHolder } from './holder-watch.js';
 import type { Lock, LockHolder } from './interfaces/lock.interface.js';
@@ -9,7 +10,7 @@ import { LocalQueue } from './local-queue.js';
 import { lockContext } from './lock-context.js';
 import { EtcdSessionService } from './session.service.js';
 import { assertDuration, assertFunction, assertName, assertOptions, assertSignal, assertValue } from './validation.js';
-import { WaitSignal } from './wait-signal.js';
+import { WaitSignal, sleep } from './wait-signal.js';
 
 /** Options of `acquire` and `withLock`. */
 export interface AcquireOptions {
@@ -28,6 +29,8 @@ export interface TryAcquireOptions {
 }
 
 const ACQUIRE_OPTIONS = ['timeout', 'signal', 'value'] as const;
+const JOIN_RETRY_MIN_MS = 100;
+const JOIN_RETRY_MAX_MS = 1000;
 
 /**
  * Distributed locks on etcd, in etcd's own key layout (`<prefix>lock/<name>/<lease hex>`), so they contend with
@@ -56,8 +59,7 @@ export class LockService {
       try {
         const contender = new Contender(this.context(name), this.sessions.current(), value);
         try {
-          await contender.join();
-          wait.signal.throwIfAborted();
+          await this.joinPatiently(contender, wait.signal);
           await contender.waitForTurn(wait.signal);
         } catch (err) {
           await contender.leave();
@@ -136,6 +138,25 @@ export class LockService {
   /** Same as the static `LockService.current()`. */
   current(): Lock | undefined {
     return lockContext.getStore();
+  }
+
+  /**
+   * Joins the queue, retrying while etcd does not answer (a member restarting, channels reconnecting), until
+   * the wait ends or the session does. Safe to repeat: a retry whose first attempt was applied finds our key
+   * and keeps its place (its create revision).
+   */
+  private async joinPatiently(contender: Contender, signal: AbortSignal): Promise<void> {
+    for (let delay = JOIN_RETRY_MIN_MS; ; delay = Math.min(delay * 2, JOIN_RETRY_MAX_MS)) {
+      try {
+        await contender.join();
+        signal.throwIfAborted();
+        return;
+      } catch (err) {
+        if (!(err instanceof EtcdUnavailableError) || signal.aborted) throw err;
+        await sleep(delay, signal);
+        if (!contender.session.alive) throw err;
+      }
+    }
   }
 
   private valueOf(options: { value?: unknown } | undefined): string {

@@ -278,3 +278,44 @@ describe('both decorators', () => {
     await firstValueFrom(election.changes().pipe(filter(Boolean)));
   });
 });
+
+describe('graceful shutdown', () => {
+  it('hands leadership over once leader-only calls end, without waiting for a singleton call still running', async () => {
+    @Injectable()
+    class LongWork {
+      readonly leaderCall = gate();
+      readonly singletonCall = gate();
+      singletonEnded = false;
+      @LeaderOnly()
+      async lead() {
+        await this.leaderCall.opened;
+      }
+      @Singleton('long-report')
+      async report() {
+        await this.singletonCall.opened;
+        this.singletonEnded = true;
+        return 'reported';
+      }
+    }
+    const a = await appWith([LongWork], { identity: 'a' });
+    await firstValueFrom(a.get(LeaderElectionService).changes().pipe(filter(Boolean)));
+    const b = await appWith([LongWork], { identity: 'b' });
+    const bLeads = firstValueFrom(b.get(LeaderElectionService).changes().pipe(filter(Boolean)));
+    const work = a.get(LongWork);
+    const leading = work.lead() as Promise<void>;
+    const reporting = work.report();
+    expect(await a.get(LockService).holder('long-report')).not.toBeNull();
+
+    const closing = a.close();
+    work.leaderCall.open();
+    await leading;
+    await bLeads;
+    // b leads while a's singleton call still runs (and still holds its lock).
+    expect(work.singletonEnded).toBe(false);
+    expect(await b.get(LockService).holder('long-report')).toMatchObject({ value: 'a' });
+    work.singletonCall.open();
+    expect(await reporting).toBe('reported');
+    await closing;
+    expect(await b.get(LockService).holder('long-report')).toBeNull();
+  });
+});

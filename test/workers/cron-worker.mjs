@@ -1,5 +1,5 @@
 // A replica with a per-second cron job, as an OS process whose clock can be skewed.
-// argv: <endpoint> <identity> <clockOffsetMs> <mode: leader|singleton> <ttl> [minHoldMs]
+// argv: <endpoints, comma-separated> <identity> <clockOffsetMs> <mode: leader|singleton> <ttl> [minHoldMs]
 // Prints JSON lines: {event:'leader', leader} on each leadership change, {event:'run', start, end, token} per run
 // (times from performance.timeOrigin, i.e. the real clock, not the skewed one). "stop" on stdin closes the app.
 const [endpoint, identity, offset, mode, ttl, minHoldMs] = process.argv.slice(2);
@@ -42,7 +42,7 @@ Injectable()(Jobs);
 
 class WorkerModule {}
 Module({
-  imports: [ScheduleModule.forRoot(), EtcdLockModule.forRoot({ hosts: endpoint, identity, ttl: Number(ttl) })],
+  imports: [ScheduleModule.forRoot(), EtcdLockModule.forRoot({ hosts: endpoint.split(','), identity, ttl: Number(ttl) })],
   providers: [Jobs],
 })(WorkerModule);
 
