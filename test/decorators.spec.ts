@@ -285,6 +285,7 @@ describe('graceful shutdown', () => {
     class LongWork {
       readonly leaderCall = gate();
       readonly singletonCall = gate();
+      readonly singletonEntered = gate();
       singletonEnded = false;
       @LeaderOnly()
       async lead() {
@@ -292,6 +293,7 @@ describe('graceful shutdown', () => {
       }
       @Singleton('long-report')
       async report() {
+        this.singletonEntered.open();
         await this.singletonCall.opened;
         this.singletonEnded = true;
         return 'reported';
@@ -304,7 +306,7 @@ describe('graceful shutdown', () => {
     const work = a.get(LongWork);
     const leading = work.lead() as Promise<void>;
     const reporting = work.report();
-    expect(await a.get(LockService).holder('long-report')).not.toBeNull();
+    await work.singletonEntered.opened;
 
     const closing = a.close();
     work.leaderCall.open();
