@@ -6,7 +6,11 @@ import { assertValue } from './validation.js';
 
 /** The `Lock` handed to callers: a contender that owns its name, plus the local queue slot it occupies. */
 export class HeldLock implements Lock {
-  private readonly controller = new AbortController();
+  /** Made on first use of `signal`: most callers never read it, and an AbortController plus a reason per
+   * release cost a measurable share of an uncontended acquire/release cycle. */
+  private controller: AbortController | undefined;
+  /** Why the signal is (or would be) aborted: loss, or our own release. */
+  private ended: (() => Error) | undefined;
   private releasing: Promise<void> | undefined;
 
   constructor(
@@ -14,7 +18,7 @@ export class HeldLock implements Lock {
     private readonly contender: Contender,
     private readonly exitLocalQueue: () => void,
   ) {
-    contender.onLoss((err) => this.controller.abort(err));
+    contender.onLoss((err) => this.end(() => err));
   }
 
   get key(): string {
@@ -30,6 +34,10 @@ export class HeldLock implements Lock {
   }
 
   get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.ended) this.controller.abort(this.ended());
+    }
     return this.controller.signal;
   }
 
@@ -55,8 +63,15 @@ export class HeldLock implements Lock {
     return this.release();
   }
 
+  /** The first end wins: a lock lost and then released keeps its LockLostError. */
+  private end(reason: () => Error): void {
+    if (this.ended) return;
+    this.ended = reason;
+    this.controller?.abort(reason());
+  }
+
   private async doRelease(): Promise<void> {
-    if (!this.controller.signal.aborted) this.controller.abort(new LockReleasedError(this.name));
+    this.end(() => new LockReleasedError(this.name));
     try {
       await this.contender.leave();
     } finally {

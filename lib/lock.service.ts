@@ -75,7 +75,12 @@ export class LockService {
     }
   }
 
-  /** Takes the lock if it is free, in one etcd request; `null` when someone (here or elsewhere) holds it. */
+  /**
+   * Takes the lock if it is free; `null` at once when someone (here or elsewhere) holds it. Held here: no
+   * request. Held elsewhere: one read, which etcd serves without a raft round (a transaction that may write
+   * always takes one), so a `@Singleton` firing on every replica costs the others a read. Free: that read, then
+   * one transaction that takes the lock only if it is still free.
+   */
   async tryAcquire(name: string, options?: TryAcquireOptions): Promise<Lock | null> {
     assertName(name);
     assertOptions(options, 'options', ['value']);
@@ -83,7 +88,12 @@ export class LockService {
     const exit = this.local.tryEnter(name);
     if (!exit) return null;
     try {
-      const contender = new Contender(this.context(name), this.sessions.current(), value);
+      const session = this.sessions.current();
+      if ((await readHolder(this.sessions.rpc, this.prefixOf(name))) !== null) {
+        exit();
+        return null;
+      }
+      const contender = new Contender(this.context(name), session, value);
       try {
         if (await contender.join(true)) {
           exit();
@@ -145,14 +155,14 @@ export class LockService {
    * the wait ends or the session does. Safe to repeat: a retry whose first attempt was applied finds our key
    * and keeps its place (its create revision).
    */
-  private async joinPatiently(contender: Contender, signal: AbortSignal): Promise<void> {
+  private async joinPatiently(contender: Contender, signal: AbortSignal | undefined): Promise<void> {
     for (let delay = JOIN_RETRY_MIN_MS; ; delay = Math.min(delay * 2, JOIN_RETRY_MAX_MS)) {
       try {
         await contender.join();
-        signal.throwIfAborted();
+        signal?.throwIfAborted();
         return;
       } catch (err) {
-        if (!(err instanceof EtcdUnavailableError) || signal.aborted) throw err;
+        if (!(err instanceof EtcdUnavailableError) || signal?.aborted) throw err;
         await sleep(delay, signal);
         if (!contender.session.alive) throw err;
       }

@@ -2,10 +2,11 @@ import { LockTimeoutError } from './errors.js';
 
 /**
  * One AbortSignal for "the caller's signal aborted, or the timeout passed", whose timeout reason is a
- * `LockTimeoutError`. Call `dispose()` when done so no timer or listener outlives the call.
+ * `LockTimeoutError`; none at all (`signal` undefined) when there is neither, as in most acquires. Call
+ * `dispose()` when done so no timer or listener outlives the call.
  */
 export class WaitSignal {
-  private readonly controller = new AbortController();
+  private readonly controller: AbortController | undefined;
   private readonly timer: NodeJS.Timeout | undefined;
   private readonly onAbort: (() => void) | undefined;
 
@@ -14,20 +15,23 @@ export class WaitSignal {
     timeoutMs: number | undefined,
     private readonly parent: AbortSignal | undefined,
   ) {
+    if (!parent && timeoutMs === undefined) return;
+    const controller = new AbortController();
+    this.controller = controller;
     if (parent) {
-      if (parent.aborted) this.controller.abort(parent.reason);
+      if (parent.aborted) controller.abort(parent.reason);
       else {
-        this.onAbort = () => this.controller.abort(parent.reason);
+        this.onAbort = () => controller.abort(parent.reason);
         parent.addEventListener('abort', this.onAbort, { once: true });
       }
     }
-    if (timeoutMs !== undefined && !this.controller.signal.aborted) {
-      this.timer = setTimeout(() => this.controller.abort(new LockTimeoutError(name, timeoutMs)), timeoutMs);
+    if (timeoutMs !== undefined && !controller.signal.aborted) {
+      this.timer = setTimeout(() => controller.abort(new LockTimeoutError(name, timeoutMs)), timeoutMs);
     }
   }
 
-  get signal(): AbortSignal {
-    return this.controller.signal;
+  get signal(): AbortSignal | undefined {
+    return this.controller?.signal;
   }
 
   dispose(): void {
@@ -50,8 +54,9 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout:
 }
 
 /** Resolves after `ms`, or rejects with `signal.reason` as soon as it aborts. */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
+    if (!signal) return void setTimeout(resolve, ms);
     if (signal.aborted) return reject(signal.reason);
     const onAbort = () => {
       clearTimeout(timer);

@@ -1,0 +1,102 @@
+/**
+ * `npm run bench [-- --cluster] [-- --quick] [-- --only=id,id]`: starts its own etcd (one node, or three members
+ * with --cluster), runs every case against its peer in the same run, prints a table, and writes
+ * bench/results/latest.json and bench/results/latest.svg.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
+import { EtcdCluster } from '../test/harness/cluster.js';
+import { ETCD_BIN, EtcdServer, INSTALL_HINT } from '../test/harness/etcd.js';
+import { ROOT } from '../test/harness/processes.js';
+import { startApp } from './app.js';
+import type { BenchContext, CaseResult } from './case.js';
+import { decoratorOverhead } from './cases/decorators.js';
+import { gracefulLeaderHandover } from './cases/elections.js';
+import { localContention, tenThousand, tryAcquireHeld, uncontended } from './cases/locks.js';
+import { crashFailover, fairness, handover } from './cases/processes.js';
+import { latencyChart } from './svg.js';
+
+const args = process.argv.slice(2);
+const clusterMode = args.includes('--cluster');
+const quick = args.includes('--quick');
+const only = args.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
+const CRASH_TTL = 2;
+
+let etcdVersion: string;
+try {
+  etcdVersion = execFileSync(ETCD_BIN, ['--version'], { encoding: 'utf8' }).split('\n')[0];
+} catch {
+  console.error(`etcd not found (${ETCD_BIN}). ${INSTALL_HINT}`);
+  process.exit(1);
+}
+
+const log = (text: string) => process.stderr.write(`${text}\n`);
+log(`bench: starting ${clusterMode ? 'a 3-member etcd cluster' : 'one etcd'} (${etcdVersion})${quick ? ', quick run' : ''}`);
+const etcd = clusterMode ? await EtcdCluster.start() : await EtcdServer.start();
+const endpoints = clusterMode ? (etcd as EtcdCluster).endpoints : [(etcd as EtcdServer).endpoint];
+const client = new Etcd3({ hosts: endpoints });
+const ctx: BenchContext = { endpoints, client, quick };
+const [appA, appB] = await Promise.all([
+  startApp(endpoints, { identity: 'bench-a' }),
+  startApp(endpoints, { identity: 'bench-b' }),
+]);
+
+const cases: Array<[string, () => Promise<CaseResult>]> = [
+  ['uncontended', () => uncontended(ctx, appA)],
+  ['try-held', () => tryAcquireHeld(ctx, appA, appB)],
+  ['handover', () => handover(ctx)],
+  ['local-8', () => localContention(ctx, appA)],
+  ['fairness', () => fairness(ctx)],
+  ['graceful-leader', () => gracefulLeaderHandover(ctx, [appA, appB])],
+  ['crash-failover', () => crashFailover(ctx, appB, CRASH_TTL)],
+  ['decorators', () => decoratorOverhead(ctx)],
+  ['held-10k', () => tenThousand(ctx)],
+];
+
+const results: CaseResult[] = [];
+for (const [id, run] of cases) {
+  if (only && !only.includes(id)) continue;
+  log(`bench: ${id} …`);
+  try {
+    results.push(await run());
+  } catch (err) {
+    results.push({ id, title: id, target: '', met: false, result: `failed: ${err instanceof Error ? err.stack : err}`, metrics: {} });
+  }
+}
+
+await Promise.all([appA.close(), appB.close()]);
+const leftovers = {
+  keys: (await client.getAll().keys()).length,
+  leases: (await client.leaseClient.leaseLeases({})).leases.length,
+};
+client.close();
+await (clusterMode ? (etcd as EtcdCluster).destroy() : (etcd as EtcdServer).destroy());
+
+const mark = (met: boolean | null) => (met === null ? '–' : met ? 'yes' : 'NO');
+console.log('\n| case | result | target | met |\n| --- | --- | --- | --- |');
+for (const r of results) console.log(`| ${r.title} | ${r.result} | ${r.target} | ${mark(r.met)} |`);
+const judged = results.filter((r) => r.met !== null);
+console.log(`\n${judged.filter((r) => r.met).length} of ${judged.length} targets met; etcd left with ${leftovers.keys} keys, ${leftovers.leases} leases.`);
+
+const outDir = join(ROOT, 'bench', 'results');
+mkdirSync(outDir, { recursive: true });
+const meta = {
+  date: new Date().toISOString(),
+  node: process.version,
+  etcd: etcdVersion,
+  mode: clusterMode ? 'cluster-3' : 'single',
+  quick,
+  cpus: `${cpus().length} × ${cpus()[0]?.model ?? 'unknown'}`,
+  memoryGiB: Math.round(totalmem() / 2 ** 30),
+  etcdDataDir: 'tmpfs (/dev/shm) when available: fsync is nearly free, so numbers show the client and etcd, not a disk',
+};
+writeFileSync(
+  join(outDir, 'latest.json'),
+  `${JSON.stringify({ meta, leftovers, cases: results.map(({ latencies: _, ...r }) => r) }, null, 2)}\n`,
+);
+const series = results.flatMap((r) => Object.entries(r.latencies ?? {}).map(([label, samples]) => ({ label, samples })));
+writeFileSync(join(outDir, 'latest.svg'), latencyChart(series, `nestjs-etcd-lock vs etcd3, ${meta.mode} etcd, ${meta.date.slice(0, 10)}`));
+log(`bench: wrote ${join('bench', 'results', 'latest.json')} and latest.svg`);
