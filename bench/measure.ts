@@ -20,7 +20,10 @@ export interface CompareOptions {
   warmup: number;
 }
 
-/** Runs each contender's operation `rounds × perRound` times, interleaved, after a warm-up. */
+/**
+ * Runs each contender's operation `rounds × perRound` times, interleaved, after a warm-up. Requests are counted
+ * in a pass of their own: reading etcd's metrics between timed blocks would slow the block after it.
+ */
 export async function compare(
   endpoints: readonly string[],
   contenders: Record<string, () => Promise<unknown>>,
@@ -28,11 +31,16 @@ export async function compare(
 ): Promise<Record<string, Measured>> {
   const names = Object.keys(contenders);
   for (const name of names) for (let i = 0; i < warmup; i++) await contenders[name]();
-  const acc = new Map(names.map((name) => [name, { ms: 0, samples: [] as number[], requests: {} as Record<string, number> }]));
+  const requests = new Map<string, Record<string, number>>();
+  for (const name of names) {
+    const before = await requestsByMethod(endpoints);
+    for (let i = 0; i < perRound; i++) await contenders[name]();
+    requests.set(name, received(before, await requestsByMethod(endpoints)));
+  }
+  const timed = new Map(names.map((name) => [name, { ms: 0, samples: [] as number[] }]));
   for (let round = 0; round < rounds; round++) {
     for (const name of names) {
-      const entry = acc.get(name) as { ms: number; samples: number[]; requests: Record<string, number> };
-      const before = await requestsByMethod(endpoints);
+      const entry = timed.get(name) as { ms: number; samples: number[] };
       const started = performance.now();
       for (let i = 0; i < perRound; i++) {
         const t = performance.now();
@@ -40,20 +48,18 @@ export async function compare(
         entry.samples.push(performance.now() - t);
       }
       entry.ms += performance.now() - started;
-      const diff = received(before, await requestsByMethod(endpoints));
-      for (const [method, count] of Object.entries(diff)) entry.requests[method] = (entry.requests[method] ?? 0) + count;
     }
   }
   const result: Record<string, Measured> = {};
-  for (const [name, { ms, samples, requests }] of acc) {
-    const ops = samples.length;
-    const perOp = Object.fromEntries(Object.entries(requests).map(([m, c]) => [m, Number((c / ops).toFixed(2))]));
+  for (const [name, { ms, samples }] of timed) {
+    const counted = requests.get(name) ?? {};
+    const perOp = Object.fromEntries(Object.entries(counted).map(([m, c]) => [m, Number((c / perRound).toFixed(2))]));
     result[name] = {
-      opsPerSec: ops / (ms / 1000),
+      opsPerSec: samples.length / (ms / 1000),
       latency: summarize(samples),
       samples,
       requestsPerOp: perOp,
-      requestsPerOpTotal: Number((total(requests) / ops).toFixed(2)),
+      requestsPerOpTotal: Number((total(counted) / perRound).toFixed(2)),
     };
   }
   return result;

@@ -7,7 +7,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
+import type { INestApplicationContext } from '@nestjs/common';
 import { Etcd3 } from 'etcd3';
+import { LockService } from 'nestjs-etcd-lock';
 import { EtcdCluster } from '../test/harness/cluster.js';
 import { ETCD_BIN, EtcdServer, INSTALL_HINT } from '../test/harness/etcd.js';
 import { ROOT } from '../test/harness/processes.js';
@@ -39,19 +41,29 @@ const etcd = clusterMode ? await EtcdCluster.start() : await EtcdServer.start();
 const endpoints = clusterMode ? (etcd as EtcdCluster).endpoints : [(etcd as EtcdServer).endpoint];
 const client = new Etcd3({ hosts: endpoints });
 const ctx: BenchContext = { endpoints, client, quick };
-const [appA, appB] = await Promise.all([
-  startApp(endpoints, { identity: 'bench-a' }),
-  startApp(endpoints, { identity: 'bench-b' }),
-]);
+// One instance for the single-instance cases; a second joins only where a case needs two (every instance
+// watches lock deletions, so a second one in this process would add its watch traffic to every measurement).
+const appA = await startApp(endpoints, { identity: 'bench-a' });
+let appB: INestApplicationContext | undefined;
+const second = async () => (appB ??= await startApp(endpoints, { identity: 'bench-b' }));
+
+// Warm up etcd (its first thousands of writes are measurably slower) and this process's JIT before any case,
+// so the first case is not the one that pays for it.
+log('bench: warming up …');
+for (let i = 0; i < (quick ? 300 : 3000); i++) {
+  await (await appA.get(LockService).acquire('bench-warmup')).release();
+  await client.put('bench-warmup').value('x');
+  await client.delete().key('bench-warmup');
+}
 
 const cases: Array<[string, () => Promise<CaseResult>]> = [
   ['uncontended', () => uncontended(ctx, appA)],
-  ['try-held', () => tryAcquireHeld(ctx, appA, appB)],
-  ['handover', () => handover(ctx)],
   ['local-8', () => localContention(ctx, appA)],
+  ['try-held', async () => tryAcquireHeld(ctx, appA, await second())],
+  ['handover', () => handover(ctx)],
   ['fairness', () => fairness(ctx)],
-  ['graceful-leader', () => gracefulLeaderHandover(ctx, [appA, appB])],
-  ['crash-failover', () => crashFailover(ctx, appB, CRASH_TTL)],
+  ['graceful-leader', async () => gracefulLeaderHandover(ctx, [appA, await second()])],
+  ['crash-failover', async () => crashFailover(ctx, await second(), CRASH_TTL)],
   ['decorators', () => decoratorOverhead(ctx)],
   ['held-10k', () => tenThousand(ctx)],
 ];
@@ -67,7 +79,7 @@ for (const [id, run] of cases) {
   }
 }
 
-await Promise.all([appA.close(), appB.close()]);
+await Promise.all([appA.close(), appB?.close()]);
 const leftovers = {
   keys: (await client.getAll().keys()).length,
   leases: (await client.leaseClient.leaseLeases({})).leases.length,

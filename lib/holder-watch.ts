@@ -17,6 +17,16 @@ export async function readHolder(rpc: EtcdRpc, namePrefix: string): Promise<Lock
   return res.kvs[0] ? toHolder(res.kvs[0]) : null;
 }
 
+/** Whether any key exists under the name: one read with no sort and no values, the cheapest etcd can answer. */
+export async function isTaken(rpc: EtcdRpc, namePrefix: string): Promise<boolean> {
+  const prefix = Buffer.from(namePrefix);
+  const res = await rpc.range(
+    { key: prefix, range_end: prefixRangeEnd(prefix), limit: 1, keys_only: true },
+    `check whether '${namePrefix}' is held`,
+  );
+  return res.kvs.length > 0;
+}
+
 /**
  * Every change of a name's holder, or of the holder's value, `null` while free. One range, then one watch from
  * the next revision (no gap, no polling); if etcd cancels the watch (compaction), it reads again and goes on.

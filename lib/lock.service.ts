@@ -3,7 +3,7 @@ import type { Observable } from 'rxjs';
 import { Contender, type QueueContext } from './contender.js';
 import { EtcdUnavailableError } from './errors.js';
 import { HeldLock } from './held-lock.js';
-import { readHolder, watchHolder } from './holder-watch.js';
+import { isTaken, readHolder, watchHolder } from './holder-watch.js';
 import type { Lock, LockHolder } from './interfaces/lock.interface.js';
 import { namePrefix } from './keys.js';
 import { LocalQueue } from './local-queue.js';
@@ -89,7 +89,7 @@ export class LockService {
     if (!exit) return null;
     try {
       const session = this.sessions.current();
-      if ((await readHolder(this.sessions.rpc, this.prefixOf(name))) !== null) {
+      if (await isTaken(this.sessions.rpc, this.prefixOf(name))) {
         exit();
         return null;
       }

@@ -18,7 +18,7 @@ export async function uncontended(ctx: BenchContext, app: INestApplicationContex
         await ctx.client.delete().key('bench-floor');
       },
     },
-    { rounds: 5, perRound: scaled(ctx, 300, 20), warmup: scaled(ctx, 100, 10) },
+    { rounds: 20, perRound: scaled(ctx, 75, 10), warmup: scaled(ctx, 100, 10) },
   );
   const vsLock = m.ours.opsPerSec / m.etcd3Lock.opsPerSec;
   const vsFloor = m.ours.opsPerSec / m.floor.opsPerSec;
@@ -49,7 +49,7 @@ export async function tryAcquireHeld(ctx: BenchContext, app: INestApplicationCon
         },
         get: () => ctx.client.get('bench-get').string(),
       },
-      { rounds: 5, perRound: scaled(ctx, 400, 20), warmup: scaled(ctx, 100, 10) },
+      { rounds: 20, perRound: scaled(ctx, 100, 10), warmup: scaled(ctx, 100, 10) },
     );
     const ratio = m.ours.latency.median / m.get.latency.median;
     return {
