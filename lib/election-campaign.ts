@@ -1,6 +1,7 @@
 import type { Logger } from '@nestjs/common';
 import { BehaviorSubject, distinctUntilChanged, type Observable } from 'rxjs';
 import { Contender, type QueueContext } from './contender.js';
+import { EtcdLockEventName, type EtcdLockEvents } from './etcd-lock.events.js';
 import type { LeaseSession } from './lease-session.js';
 import type { EtcdSessionService } from './session.service.js';
 
@@ -26,6 +27,7 @@ export class ElectionCampaign {
     private readonly ctx: Omit<QueueContext, 'deletes'>,
     private readonly identity: string,
     private readonly logger: Logger,
+    private readonly events: EtcdLockEvents,
   ) {}
 
   get name(): string {
@@ -97,6 +99,7 @@ export class ElectionCampaign {
     if (this.leadership.value === leader) return;
     this.logger.log(`${leader ? 'Leadership gained' : 'Leadership ended'} in election '${this.name}' (${this.identity})`);
     this.leadership.next(leader);
+    this.events.emit({ type: EtcdLockEventName.LeadershipChanged, election: this.name, leader });
   }
 
   /** The live session, or the next one granted; undefined if the campaign stops first. */

@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
 import { RESOLVED_OPTIONS, RUNNER_TOKEN } from './etcd-lock.constants.js';
+import { EtcdLockEvents } from './etcd-lock.events.js';
 import { EtcdLockExplorer } from './etcd-lock.explorer.js';
 import { GuardedRunner } from './guarded-runner.js';
 import { LeaderElectionService } from './leader-election.service.js';
@@ -18,6 +19,7 @@ import { EtcdSessionService } from './session.service.js';
   imports: [DiscoveryModule],
   providers: [
     { provide: RESOLVED_OPTIONS, useFactory: resolveOptions, inject: [EtcdLockOptions] },
+    EtcdLockEvents,
     EtcdSessionService,
     LockService,
     LeaderElectionService,
@@ -25,6 +27,6 @@ import { EtcdSessionService } from './session.service.js';
     { provide: RUNNER_TOKEN, useExisting: GuardedRunner },
     EtcdLockExplorer,
   ],
-  exports: [LockService, LeaderElectionService, EtcdSessionService, RUNNER_TOKEN],
+  exports: [LockService, LeaderElectionService, EtcdSessionService, EtcdLockEvents, RUNNER_TOKEN],
 })
 export class EtcdLockModule extends ConfigurableModuleClass {}

@@ -1,5 +1,5 @@
 import type { Contender } from './contender.js';
-import { LockReleasedError } from './errors.js';
+import { type LockLostError, LockReleasedError } from './errors.js';
 import { FencedTxn } from './fenced-txn.js';
 import type { Lock } from './interfaces/lock.interface.js';
 import { assertValue } from './validation.js';
@@ -17,8 +17,13 @@ export class HeldLock implements Lock {
     readonly name: string,
     private readonly contender: Contender,
     private readonly exitLocalQueue: () => void,
+    onLost: (lock: HeldLock, err: LockLostError) => void,
   ) {
-    contender.onLoss((err) => this.end(() => err));
+    contender.onLoss((err) => {
+      if (this.releasing) return;
+      this.end(() => err);
+      onLost(this, err);
+    });
   }
 
   get key(): string {

@@ -3,6 +3,7 @@ export { EtcdLockOptions } from './interfaces/etcd-lock-options.interface.js';
 export type { Lock, LockHolder } from './interfaces/lock.interface.js';
 export { LockService, type AcquireOptions, type TryAcquireOptions } from './lock.service.js';
 export { EtcdSessionService, type SessionStatus } from './session.service.js';
+export { type EtcdLockEvent, EtcdLockEventName, EtcdLockEvents } from './etcd-lock.events.js';
 export { LeaderElectionService } from './leader-election.service.js';
 export { LeaderOnly } from './decorators/leader-only.decorator.js';
 export { Singleton } from './decorators/singleton.decorator.js';

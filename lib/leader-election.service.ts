@@ -1,6 +1,7 @@
 import { Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
 import { distinctUntilChanged, map, type Observable } from 'rxjs';
 import { ElectionCampaign } from './election-campaign.js';
+import { EtcdLockEvents } from './etcd-lock.events.js';
 import { readHolder, watchHolder } from './holder-watch.js';
 import { namePrefix } from './keys.js';
 import { EtcdSessionService } from './session.service.js';
@@ -19,7 +20,10 @@ export class LeaderElectionService implements OnApplicationBootstrap {
   private bootstrapped = false;
   private closed = false;
 
-  constructor(private readonly sessions: EtcdSessionService) {
+  constructor(
+    private readonly sessions: EtcdSessionService,
+    private readonly events: EtcdLockEvents,
+  ) {
     this.declared.add(sessions.options.election);
   }
 
@@ -126,6 +130,7 @@ export class LeaderElectionService implements OnApplicationBootstrap {
         { rpc: this.sessions.rpc, namePrefix: this.prefixOf(name), name },
         this.sessions.options.identity,
         this.logger,
+        this.events,
       );
       this.campaigns.set(name, campaign);
     }

@@ -1,7 +1,8 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import type { Observable } from 'rxjs';
 import { Contender, type QueueContext } from './contender.js';
-import { EtcdUnavailableError } from './errors.js';
+import { EtcdUnavailableError, type LockLostError } from './errors.js';
+import { EtcdLockEventName, EtcdLockEvents } from './etcd-lock.events.js';
 import { HeldLock } from './held-lock.js';
 import { isTaken, readHolder, watchHolder } from './holder-watch.js';
 import type { Lock, LockHolder } from './interfaces/lock.interface.js';
@@ -40,7 +41,12 @@ const JOIN_RETRY_MAX_MS = 1000;
 export class LockService {
   private readonly local = new LocalQueue();
 
-  constructor(private readonly sessions: EtcdSessionService) {}
+  private readonly logger = new Logger('EtcdLock');
+
+  constructor(
+    private readonly sessions: EtcdSessionService,
+    private readonly events: EtcdLockEvents,
+  ) {}
 
   /**
    * Waits until the lock is held. Waiters are served in arrival order (etcd create revision); waiting watches
@@ -65,7 +71,7 @@ export class LockService {
           await contender.leave();
           throw err;
         }
-        return new HeldLock(name, contender, exit);
+        return new HeldLock(name, contender, exit, this.onLost);
       } catch (err) {
         exit();
         throw err;
@@ -104,7 +110,7 @@ export class LockService {
         await contender.leave();
         throw err;
       }
-      return new HeldLock(name, contender, exit);
+      return new HeldLock(name, contender, exit, this.onLost);
     } catch (err) {
       exit();
       throw err;
@@ -168,6 +174,12 @@ export class LockService {
       }
     }
   }
+
+  /** One line and one event per lock lost while held (never one per acquire). */
+  private readonly onLost = (lock: HeldLock, err: LockLostError): void => {
+    this.logger.warn(`Lock '${lock.name}' lost (${err.reason}), fencing token ${lock.fencingToken}`);
+    this.events.emit({ type: EtcdLockEventName.LockLost, name: lock.name, reason: err.reason, fencingToken: lock.fencingToken });
+  };
 
   private valueOf(options: { value?: unknown } | undefined): string {
     if (options?.value === undefined) return this.sessions.options.identity;

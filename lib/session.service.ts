@@ -1,4 +1,11 @@
-import { Inject, Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+  type OnModuleInit,
+} from '@nestjs/common';
 import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, isBrokenCircuitError } from 'cockatiel';
 import { Etcd3, isRecoverableError } from 'etcd3';
 import { RESOLVED_OPTIONS } from './etcd-lock.constants.js';
@@ -6,6 +13,7 @@ import type { ResolvedEtcdLockOptions } from './etcd-lock.options.js';
 import { EtcdUnavailableError } from './errors.js';
 import { checkAccess } from './access-probe.js';
 import { DeleteWatch } from './delete-watch.js';
+import { EtcdLockEventName, EtcdLockEvents } from './etcd-lock.events.js';
 import { EtcdRpc } from './etcd-rpc.js';
 import { type KeyKind, kindPrefix } from './keys.js';
 import { LeaseSession, randomLeaseId, type SessionEndReason } from './lease-session.js';
@@ -66,7 +74,7 @@ const REGRANT_MAX_MS = 5000;
  * When a lease is lost, a new one is granted as soon as etcd answers; locks taken on the old one stay lost.
  */
 @Injectable()
-export class EtcdSessionService implements OnModuleInit, OnApplicationShutdown {
+export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap, OnApplicationShutdown {
   readonly rpc: EtcdRpc;
   private readonly logger = new Logger('EtcdLock');
   private readonly ownsClient: boolean;
@@ -82,7 +90,10 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationShutdown {
   private outageLogged = false;
   private shuttingDown = false;
 
-  constructor(@Inject(RESOLVED_OPTIONS) readonly options: ResolvedEtcdLockOptions) {
+  constructor(
+    @Inject(RESOLVED_OPTIONS) readonly options: ResolvedEtcdLockOptions,
+    private readonly events: EtcdLockEvents,
+  ) {
     this.ownsClient = !options.client;
     const client =
       options.client ??
@@ -127,6 +138,16 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationShutdown {
     }
     this.adopt(session);
     this.logger.log(`Session granted: lease ${session.hex}, ttl ${session.ttl}s, identity '${this.options.identity}'`);
+  }
+
+  /**
+   * Told just after bootstrap, not at grant: `@nestjs/event-emitter` wires `@OnEvent` methods in its own
+   * bootstrap hook, which may run after ours.
+   */
+  onApplicationBootstrap(): void {
+    const session = this.lease;
+    if (!session) return;
+    setImmediate(() => this.events.emit({ type: EtcdLockEventName.SessionGranted, leaseId: session.hex, ttl: session.ttl }));
   }
 
   async onApplicationShutdown(): Promise<void> {
@@ -205,6 +226,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationShutdown {
   private onSessionEnd(session: LeaseSession, reason: SessionEndReason): void {
     if (this.shuttingDown || reason === 'revoked' || reason === 'closed') return;
     this.logger.error(`Session lease ${session.hex} lost (${reason}): every lock and leadership on it has ended`);
+    this.events.emit({ type: EtcdLockEventName.SessionLost, leaseId: session.hex, reason });
     // The lease may still exist on the server (we gave up on our own deadline): revoke it once etcd answers,
     // so its keys do not block others until it expires.
     void this.revokeLost(session);
@@ -297,6 +319,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationShutdown {
       this.outageLogged = false;
       this.adopt(session);
       this.logger.log(`Session renewed: new lease ${session.hex}`);
+      this.events.emit({ type: EtcdLockEventName.SessionRenewed, leaseId: session.hex, ttl: session.ttl });
       for (const listener of [...this.sessionListeners]) listener(session);
     } catch (err) {
       if (!this.outageLogged) {

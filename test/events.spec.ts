@@ -1,0 +1,97 @@
+import 'reflect-metadata';
+import { Injectable } from '@nestjs/common';
+import { EventEmitterModule, OnEvent } from '@nestjs/event-emitter';
+import { filter, firstValueFrom } from 'rxjs';
+import {
+  type EtcdLockEvent,
+  EtcdLockEventName,
+  EtcdLockEvents,
+  EtcdSessionService,
+  LeaderElectionService,
+  LockService,
+} from '../lib/index.js';
+import { useEtcd } from './harness/fixtures.js';
+
+const etcd = useEtcd();
+
+/** What an app would write: @OnEvent listeners for every event the library emits. */
+@Injectable()
+class Listener {
+  readonly seen: EtcdLockEvent[] = [];
+  private wake: (() => void) | undefined;
+  @OnEvent('etcd-lock.**')
+  onAny(event: EtcdLockEvent) {
+    this.seen.push(event);
+    this.wake?.();
+  }
+  /** Resolves once an event of `type` has been seen. */
+  async saw(type: EtcdLockEvent['type']): Promise<EtcdLockEvent> {
+    for (;;) {
+      const found = this.seen.find((e) => e.type === type);
+      if (found) return found;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+}
+
+const next = (events: EtcdLockEvents, type: EtcdLockEvent['type'], election?: string) =>
+  firstValueFrom(events.events$.pipe(filter((e) => e.type === type && (!election || ('election' in e && e.election === election)))));
+
+describe('events', () => {
+  it('tells session, leadership and lock changes on events$ and on EventEmitter2, without polling', async () => {
+    const app = await etcd.app({ ttl: 3 }, [EventEmitterModule.forRoot({ wildcard: true })], [Listener]);
+    const events = app.get(EtcdLockEvents);
+    const listener = app.get(Listener);
+    const session = app.get(EtcdSessionService).status();
+    expect(await listener.saw(EtcdLockEventName.SessionGranted)).toEqual({
+      type: EtcdLockEventName.SessionGranted,
+      leaseId: session.leaseId,
+      ttl: 3,
+    });
+
+    const elections = app.get(LeaderElectionService);
+    const gained = next(events, EtcdLockEventName.LeadershipChanged, 'events');
+    await elections.campaign('events');
+    expect(await gained).toEqual({ type: EtcdLockEventName.LeadershipChanged, election: 'events', leader: true });
+    const ended = next(events, EtcdLockEventName.LeadershipChanged, 'events');
+    await elections.resign('events');
+    expect(await ended).toMatchObject({ election: 'events', leader: false });
+
+    const lock = await app.get(LockService).acquire('evented');
+    const lost = next(events, EtcdLockEventName.LockLost);
+    await etcd.client.delete().key(lock.key);
+    expect(await lost).toEqual({
+      type: EtcdLockEventName.LockLost,
+      name: 'evented',
+      reason: 'key-deleted',
+      fencingToken: lock.fencingToken,
+    });
+    await lock.release();
+
+    // The lease revoked from outside: lost (at the next keepalive answer), then a new session.
+    const sessionLost = next(events, EtcdLockEventName.SessionLost);
+    const renewed = next(events, EtcdLockEventName.SessionRenewed);
+    await etcd.client.leaseClient.leaseRevoke({ ID: BigInt(`0x${session.leaseId}`).toString() });
+    expect(await sessionLost).toMatchObject({ leaseId: session.leaseId, reason: 'lease-expired' });
+    const fresh = await renewed;
+    expect(fresh.type === EtcdLockEventName.SessionRenewed && fresh.leaseId).not.toBe(session.leaseId);
+
+    // The same events reached the EventEmitter2 listener, in order (the default election 'leader' aside).
+    expect(listener.seen.filter((e) => !('election' in e) || e.election === 'events').map((e) => e.type)).toEqual([
+      EtcdLockEventName.SessionGranted,
+      EtcdLockEventName.LeadershipChanged,
+      EtcdLockEventName.LeadershipChanged,
+      EtcdLockEventName.LockLost,
+      EtcdLockEventName.SessionLost,
+      EtcdLockEventName.SessionRenewed,
+    ]);
+  });
+
+  it('works without @nestjs/event-emitter registered: events$ only', async () => {
+    const app = await etcd.app();
+    const events = app.get(EtcdLockEvents);
+    const changed = next(events, EtcdLockEventName.LeadershipChanged, 'plain');
+    await app.get(LeaderElectionService).campaign('plain');
+    expect(await changed).toMatchObject({ election: 'plain', leader: true });
+  });
+});
