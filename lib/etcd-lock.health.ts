@@ -1,0 +1,25 @@
+import { Injectable } from '@nestjs/common';
+import { type HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
+import { LeaderElectionService } from './leader-election.service.js';
+import { EtcdSessionService } from './session.service.js';
+
+/**
+ * A `@nestjs/terminus` health indicator (import it from `nestjs-etcd-lock/health`; terminus is an optional peer):
+ * up while this instance's etcd session is alive, down once it is lost. Details: lease id, TTL, time left before
+ * the local deadline, identity, and leadership per election. Read from local state: no etcd request per check.
+ */
+@Injectable()
+export class EtcdLockHealthIndicator {
+  constructor(
+    private readonly health: HealthIndicatorService,
+    private readonly sessions: EtcdSessionService,
+    private readonly elections: LeaderElectionService,
+  ) {}
+
+  isHealthy<const Key extends string = 'etcd'>(key: Key = 'etcd' as Key): HealthIndicatorResult<Key> {
+    const indicator = this.health.check(key);
+    const { alive, ...session } = this.sessions.status();
+    const details = { ...session, elections: this.elections.status() };
+    return alive ? indicator.up(details) : indicator.down(details);
+  }
+}
