@@ -25,7 +25,7 @@ describe('EtcdLockHealthIndicator (@nestjs/terminus)', () => {
       ttl: 2,
       elections: [{ election: 'leader', leader: true, campaigning: true }],
     });
-    expect(up.info?.etcd.remainingMs).toBeGreaterThan(0);
+    expect(up.info?.etcd?.remainingMs).toBeGreaterThan(0);
 
     const events = app.get(EtcdLockEvents).events$;
     const lost = firstValueFrom(events.pipe(filter((e) => e.type === EtcdLockEventName.SessionLost)));
