@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The repository root: the nearest folder up with a package.json (from `test/harness/` or its build in `build/`). */
@@ -34,7 +34,7 @@ export class NodeProcess {
     if (!existsSync(join(ROOT, 'dist', 'index.js'))) {
       throw new Error('dist/ is missing: run `npm run build` first (`npm test` does it for you)');
     }
-    this.child = spawn(process.execPath, [join(ROOT, script), ...args], {
+    this.child = spawn(process.execPath, [resolve(ROOT, script), ...args], {
       stdio: ['pipe', 'pipe', 'inherit'],
       env: { ...process.env, ...env },
     });
