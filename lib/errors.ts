@@ -12,7 +12,9 @@ export class EtcdLockError extends Error {
 /** `acquire` did not get the lock within its `timeout`. Its queue key has been deleted. */
 export class LockTimeoutError extends EtcdLockError {
   constructor(
+    /** The lock's name. */
     readonly lockName: string,
+    /** The `timeout` that passed, in ms. */
     readonly timeoutMs: number,
   ) {
     super(`Timed out after ${timeoutMs} ms waiting for lock '${lockName}'`);
@@ -21,7 +23,10 @@ export class LockTimeoutError extends EtcdLockError {
 
 /** A `@Singleton({ onBusy: 'throw' })` method was called while its lock was held elsewhere. */
 export class LockBusyError extends EtcdLockError {
-  constructor(readonly lockName: string) {
+  constructor(
+    /** The lock's name. */
+    readonly lockName: string,
+  ) {
     super(`Lock '${lockName}' is held by someone else`);
   }
 }
@@ -41,7 +46,9 @@ const lossText: Record<LockLossReason, string> = {
  */
 export class LockLostError extends EtcdLockError {
   constructor(
+    /** The lock's name. */
     readonly lockName: string,
+    /** How it was lost. */
     readonly reason: LockLossReason,
     options?: { cause?: unknown },
   ) {
@@ -51,7 +58,10 @@ export class LockLostError extends EtcdLockError {
 
 /** The reason a held lock's `signal` aborts with when the holder released it itself. */
 export class LockReleasedError extends EtcdLockError {
-  constructor(readonly lockName: string) {
+  constructor(
+    /** The lock's name. */
+    readonly lockName: string,
+  ) {
     super(`Lock '${lockName}' was released`);
   }
 }
@@ -64,6 +74,7 @@ export class EtcdUnavailableError extends EtcdLockError {
   constructor(
     /** What failed, without the endpoints. */
     readonly problem: string,
+    /** The etcd endpoints the library was configured with. */
     readonly endpoints: readonly string[],
     options?: { cause?: unknown },
   ) {
@@ -90,6 +101,7 @@ export type AccessDeniedReason = 'authentication-failed' | 'permission-denied';
  */
 export class EtcdAccessDeniedError extends EtcdRequestError {
   constructor(
+    /** Credentials refused, or a permission missing. */
     readonly reason: AccessDeniedReason,
     message: string,
     options?: { cause?: unknown },
@@ -101,6 +113,7 @@ export class EtcdAccessDeniedError extends EtcdRequestError {
 /** A method of the public API was called with an argument it cannot accept. Nothing was sent to etcd. */
 export class InvalidArgumentError extends EtcdLockError {
   constructor(
+    /** The argument's name, e.g. `options.timeout`. */
     readonly argument: string,
     problem: string,
   ) {
@@ -111,6 +124,7 @@ export class InvalidArgumentError extends EtcdLockError {
 /** `EtcdLockModule` options are invalid; the app does not start. */
 export class InvalidOptionsError extends EtcdLockError {
   constructor(
+    /** The option's name, e.g. `ttl` or `etcd.hosts`. */
     readonly field: string,
     problem: string,
   ) {

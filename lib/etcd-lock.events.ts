@@ -5,29 +5,62 @@ import type { LockLossReason } from './errors.js';
 
 /** Event names, also used on `@nestjs/event-emitter`'s EventEmitter2 when the app has it. */
 export const EtcdLockEventName = {
+  /** The first session, at start-up. */
   SessionGranted: 'etcd-lock.session.granted',
+  /** The session ended without our asking. */
   SessionLost: 'etcd-lock.session.lost',
+  /** A new session after a loss. */
   SessionRenewed: 'etcd-lock.session.renewed',
+  /** This instance became or stopped being the leader of an election. */
   LeadershipChanged: 'etcd-lock.leadership.changed',
+  /** A held lock was lost before its release. */
   LockLost: 'etcd-lock.lock.lost',
 } as const;
 
+/** The first session, at start-up; or a new one after a loss (`SessionRenewed`). */
+export interface SessionGrantedEvent {
+  /** `SessionGranted` or `SessionRenewed`. */
+  readonly type: typeof EtcdLockEventName.SessionGranted | typeof EtcdLockEventName.SessionRenewed;
+  /** The lease id in hex, as in our etcd keys. */
+  readonly leaseId: string;
+  /** The granted TTL in seconds. */
+  readonly ttl: number;
+}
+
+/** The session ended without our asking (deadline passed, lease expired or revoked from outside). */
+export interface SessionLostEvent {
+  /** `SessionLost`. */
+  readonly type: typeof EtcdLockEventName.SessionLost;
+  /** The lost lease's id in hex. */
+  readonly leaseId: string;
+  /** `deadline-passed` or `lease-expired`. */
+  readonly reason: string;
+}
+
+/** This instance's leadership in one election changed. */
+export interface LeadershipChangedEvent {
+  /** `LeadershipChanged`. */
+  readonly type: typeof EtcdLockEventName.LeadershipChanged;
+  /** The election's name. */
+  readonly election: string;
+  /** Whether this instance leads it now. */
+  readonly leader: boolean;
+}
+
+/** A lock held through `LockService` (or by a `@Singleton` call) was lost before its release. */
+export interface LockLostEvent {
+  /** `LockLost`. */
+  readonly type: typeof EtcdLockEventName.LockLost;
+  /** The lock's name. */
+  readonly name: string;
+  /** How it was lost. */
+  readonly reason: LockLossReason;
+  /** The lost lock's fencing token. */
+  readonly fencingToken: bigint;
+}
+
 /** What happened to this instance's session, its leaderships and its locks, as it happened (no polling). */
-export type EtcdLockEvent =
-  /** The first session, at start-up. */
-  | { readonly type: typeof EtcdLockEventName.SessionGranted; readonly leaseId: string; readonly ttl: number }
-  /** The session ended without our asking (deadline passed, lease expired or revoked from outside). */
-  | { readonly type: typeof EtcdLockEventName.SessionLost; readonly leaseId: string; readonly reason: string }
-  /** A new session after a loss: new locks and campaigns use it. */
-  | { readonly type: typeof EtcdLockEventName.SessionRenewed; readonly leaseId: string; readonly ttl: number }
-  | { readonly type: typeof EtcdLockEventName.LeadershipChanged; readonly election: string; readonly leader: boolean }
-  /** A lock held through `LockService` (or by a `@Singleton` call) was lost before its release. */
-  | {
-      readonly type: typeof EtcdLockEventName.LockLost;
-      readonly name: string;
-      readonly reason: LockLossReason;
-      readonly fencingToken: bigint;
-    };
+export type EtcdLockEvent = SessionGrantedEvent | SessionLostEvent | LeadershipChangedEvent | LockLostEvent;
 
 interface EventEmitterLike {
   emit(event: string, payload: unknown): unknown;
@@ -49,6 +82,7 @@ export class EtcdLockEvents implements OnModuleInit, OnApplicationShutdown {
     return this.subject.asObservable();
   }
 
+  /** @internal */
   async onModuleInit(): Promise<void> {
     // Optional peer: look it up only if the app has it installed and registered.
     const module = await import('@nestjs/event-emitter').catch(() => undefined);
@@ -60,7 +94,7 @@ export class EtcdLockEvents implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
-  /** Last of the shutdown hooks: leadership ending at shutdown is still told. */
+  /** @internal Last of the shutdown hooks: leadership ending at shutdown is still told. */
   onApplicationShutdown(): void {
     this.subject.complete();
   }

@@ -16,6 +16,7 @@ export class EtcdLockHealthIndicator {
     private readonly elections: LeaderElectionService,
   ) {}
 
+  /** Up (with details) while the session is alive, down (with the same details) once it is lost. */
   isHealthy<const Key extends string = 'etcd'>(key: Key = 'etcd' as Key): HealthIndicatorResult<Key> {
     const indicator = this.health.check(key);
     const { alive, ...session } = this.sessions.status();

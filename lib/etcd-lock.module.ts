@@ -29,4 +29,9 @@ import { EtcdSessionService } from './session.service.js';
   ],
   exports: [LockService, LeaderElectionService, EtcdSessionService, EtcdLockEvents, RUNNER_TOKEN],
 })
-export class EtcdLockModule extends ConfigurableModuleClass {}
+export class EtcdLockModule extends ConfigurableModuleClass {
+  /** Registers the module (global by default) with options known now. */
+  declare static forRoot: typeof ConfigurableModuleClass.forRoot;
+  /** Registers the module with options from a factory, a class or an existing provider. */
+  declare static forRootAsync: typeof ConfigurableModuleClass.forRootAsync;
+}

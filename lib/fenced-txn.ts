@@ -4,6 +4,7 @@ import { InvalidArgumentError, LockLostError } from './errors.js';
 
 /** What a comparison looks at, as in etcd3's `client.if(key, column, cmp, value)`. */
 export type TxnColumn = 'Value' | 'Version' | 'Create' | 'Mod' | 'Lease';
+/** How `if()` compares the column with the value. */
 export type TxnComparison = '==' | '!=' | '<' | '>';
 /** An operation: an etcd3 builder such as `client.put(k).value(v)`, or a raw etcd request op. */
 export type TxnOperation = IOperation | IRequestOp;
@@ -32,6 +33,7 @@ export class FencedTxn {
   private readonly success: TxnOperation[] = [];
   private readonly failure: TxnOperation[] = [];
 
+  /** @internal Get one from `lock.fencedTxn()`. */
   constructor(private readonly contender: Contender) {}
 
   /** Adds a comparison; all must hold for `do` to run. */

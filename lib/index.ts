@@ -3,8 +3,16 @@ export { EtcdLockOptions } from './interfaces/etcd-lock-options.interface.js';
 export type { Lock, LockHolder } from './interfaces/lock.interface.js';
 export { LockService, type AcquireOptions, type TryAcquireOptions } from './lock.service.js';
 export { EtcdSessionService, type SessionStatus } from './session.service.js';
-export { type EtcdLockEvent, EtcdLockEventName, EtcdLockEvents } from './etcd-lock.events.js';
-export { LeaderElectionService } from './leader-election.service.js';
+export {
+  type EtcdLockEvent,
+  EtcdLockEventName,
+  EtcdLockEvents,
+  type LeadershipChangedEvent,
+  type LockLostEvent,
+  type SessionGrantedEvent,
+  type SessionLostEvent,
+} from './etcd-lock.events.js';
+export { type ElectionStatus, LeaderElectionService } from './leader-election.service.js';
 export { LeaderOnly } from './decorators/leader-only.decorator.js';
 export { Singleton } from './decorators/singleton.decorator.js';
 export type { SingletonKey, SingletonOptions } from './interfaces/singleton-options.interface.js';

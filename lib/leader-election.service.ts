@@ -7,6 +7,16 @@ import { namePrefix } from './keys.js';
 import { EtcdSessionService } from './session.service.js';
 import { assertName, assertOptions, assertSignal } from './validation.js';
 
+/** This instance's part in one election, from local state. */
+export interface ElectionStatus {
+  /** The election's name. */
+  readonly election: string;
+  /** Whether this instance leads it now. */
+  readonly leader: boolean;
+  /** Whether this instance is a candidate (leading or queued). */
+  readonly campaigning: boolean;
+}
+
 /**
  * Leader election on etcd, interoperable with `etcdctl elect election/<name>`. Campaigning starts at
  * `onApplicationBootstrap` (nothing leader-only runs before); each named election is created on first use.
@@ -27,6 +37,7 @@ export class LeaderElectionService implements OnApplicationBootstrap {
     this.declared.add(sessions.options.election);
   }
 
+  /** @internal Starts the declared campaigns. */
   onApplicationBootstrap(): void {
     this.bootstrapped = true;
     for (const name of this.declared) this.campaignFor(name).start();
@@ -118,7 +129,7 @@ export class LeaderElectionService implements OnApplicationBootstrap {
   }
 
   /** Names of the elections this instance campaigns in, with its leadership in each. */
-  status(): Array<{ election: string; leader: boolean; campaigning: boolean }> {
+  status(): ElectionStatus[] {
     return [...this.campaigns.values()].map((c) => ({ election: c.name, leader: c.isLeader, campaigning: c.campaigning }));
   }
 

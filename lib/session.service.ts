@@ -75,6 +75,7 @@ const REGRANT_MAX_MS = 5000;
  */
 @Injectable()
 export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap, OnApplicationShutdown {
+  /** @internal */
   readonly rpc: EtcdRpc;
   private readonly logger = new Logger('EtcdLock');
   private readonly ownsClient: boolean;
@@ -90,7 +91,9 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
   private outageLogged = false;
   private shuttingDown = false;
 
+  /** @internal Nest constructs it. */
   constructor(
+    /** @internal The validated module options. */
     @Inject(RESOLVED_OPTIONS) readonly options: ResolvedEtcdLockOptions,
     private readonly events: EtcdLockEvents,
   ) {
@@ -111,6 +114,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
    * all within `connectTimeout`. A transport failure is retried until then (etcd may be starting beside us);
    * etcd refusing us (credentials, permissions) fails at once. On failure nothing is left behind.
    */
+  /** @internal */
   async onModuleInit(): Promise<void> {
     const deadline = performance.now() + this.options.connectTimeout;
     const left = () => Math.max(1, deadline - performance.now());
@@ -140,7 +144,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     this.logger.log(`Session granted: lease ${session.hex}, ttl ${session.ttl}s, identity '${this.options.identity}'`);
   }
 
-  /**
+  /** @internal
    * Told just after bootstrap, not at grant: `@nestjs/event-emitter` wires `@OnEvent` methods in its own
    * bootstrap hook, which may run after ours.
    */
@@ -150,6 +154,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     setImmediate(() => this.events.emit({ type: EtcdLockEventName.SessionGranted, leaseId: session.hex, ttl: session.ttl }));
   }
 
+  /** @internal Revokes the lease: every lock and leadership is handed over at once. */
   async onApplicationShutdown(): Promise<void> {
     this.shuttingDown = true;
     clearTimeout(this.regrantTimer);
@@ -171,7 +176,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     await Promise.all([...this.watches.values()].map((watch) => watch.close()));
   }
 
-  /** The live session, or `EtcdUnavailableError` when there is none right now (we never fail open). */
+  /** @internal The live session, or `EtcdUnavailableError` when there is none right now (we never fail open). */
   current(): LeaseSession {
     const session = this.lease;
     if (session?.alive) return session;
@@ -195,18 +200,18 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     };
   }
 
-  /** The session if there is one, live or not (for status reporting). */
+  /** @internal The session if there is one, live or not (for status reporting). */
   peek(): LeaseSession | undefined {
     return this.lease;
   }
 
-  /** Calls `listener` with every newly granted session (after a loss). */
+  /** @internal Calls `listener` with every newly granted session (after a loss). */
   onSession(listener: (session: LeaseSession) => void): () => void {
     this.sessionListeners.add(listener);
     return () => this.sessionListeners.delete(listener);
   }
 
-  /** The instance-wide deletion watch for one kind of key. */
+  /** @internal The instance-wide deletion watch for one kind of key. */
   deletes(kind: KeyKind): DeleteWatch {
     let watch = this.watches.get(kind);
     if (!watch) {
