@@ -61,3 +61,11 @@ export async function killLeaderReplica(
   }
   return { failoverMs: electedAt - killedAt, runnersPerSecond: [...bySecond.values()].map((s) => s.size) };
 }
+
+/** Scenario 10 with its expected outcome: a survivor leads within TTL + 1 s, and no second has two runners. */
+export async function expectLeaderReplicaFailover(endpoints: string | readonly string[], ttl: number): Promise<void> {
+  const { failoverMs, runnersPerSecond } = await killLeaderReplica(endpoints, ttl);
+  expect(failoverMs).toBeLessThan((ttl + 1) * 1000);
+  expect(runnersPerSecond.length).toBeGreaterThan(1);
+  for (const runners of runnersPerSecond) expect(runners).toBe(1);
+}
