@@ -2,7 +2,6 @@ import {
   CompareResult,
   CompareTarget,
   EtcdLeaseInvalidError,
-  type IKeyValue,
   type IRequestOp,
   type ITxnRequest,
   type ITxnResponse,
@@ -23,14 +22,6 @@ export interface QueueContext {
   readonly namePrefix: string;
   /** The public name, for error messages. */
   readonly name: string;
-}
-
-/** The key that owns a name: the lowest create revision under its prefix. */
-export interface OwnerKey {
-  readonly key: string;
-  readonly value: string;
-  readonly createRevision: bigint;
-  readonly lease: string;
 }
 
 type State = 'new' | 'waiting' | 'owner' | 'left' | 'lost';
@@ -98,10 +89,10 @@ export class Contender {
   }
 
   /**
-   * Puts our key. With `onlyIfFree`, puts it only when no key exists under the name and returns the owner
-   * otherwise (one request either way). Otherwise always queues, learning the keys ahead in the same request.
+   * Puts our key. With `onlyIfFree`, puts it only when no key exists under the name and returns true when the
+   * name was taken (one request either way). Otherwise always queues, learning the keys ahead in the same request.
    */
-  async join(onlyIfFree = false): Promise<OwnerKey | undefined> {
+  async join(onlyIfFree = false): Promise<boolean> {
     const prefix = Buffer.from(this.ctx.namePrefix);
     const rangeEnd = prefixRangeEnd(prefix);
     const put: IRequestOp = {
@@ -115,7 +106,7 @@ export class Contender {
         compare: [{ key: prefix, range_end: rangeEnd, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: '0' }],
         success: [put],
         failure: onlyIfFree
-          ? [{ request_range: { ...byCreate, limit: 1 } }]
+          ? [{ request_range: { ...byCreate, limit: 1, keys_only: true } }]
           : [put, { request_range: { ...byCreate, keys_only: true } }],
       },
       `join the queue of '${this.ctx.name}'`,
@@ -125,7 +116,7 @@ export class Contender {
       this.revision = revision;
       this.snapshot = revision;
       this.becomeOwnerOrWait(new Set());
-      return undefined;
+      return false;
     }
     const kvs = res.responses[res.responses.length - 1].response_range.kvs;
     if (onlyIfFree) {
@@ -134,19 +125,18 @@ export class Contender {
         this.revision = BigInt(kvs[0].create_revision);
         this.snapshot = revision;
         this.becomeOwnerOrWait(new Set());
-        return undefined;
+        return false;
       }
       this.joinSent = false;
       this.state = 'left';
       this.dispose();
-      // The compare and the range ran at one revision, so a key exists.
-      return ownerOf(kvs[0]);
+      return true;
     }
     const mine = kvs.find((kv) => kv.key.equals(this.keyBuf));
     this.revision = mine ? BigInt(mine.create_revision) : revision;
     this.snapshot = revision;
     this.becomeOwnerOrWait(new Set(kvs.filter((kv) => BigInt(kv.create_revision) < this.revision).map((kv) => kv.key.toString())));
-    return undefined;
+    return false;
   }
 
   /** A request on our lease; etcd saying the lease is gone ends the session now, not at the next keepalive. */
@@ -339,14 +329,4 @@ export class Contender {
       // etcd unreachable: the session deadline decides; the watch will resync us again when it restarts.
     }
   }
-}
-
-export function ownerOf(kv: IKeyValue): OwnerKey {
-  const key = kv.key.toString();
-  return {
-    key,
-    value: kv.value.toString(),
-    createRevision: BigInt(kv.create_revision),
-    lease: kv.lease === '0' ? '0' : BigInt(kv.lease).toString(16),
-  };
 }

@@ -4,6 +4,7 @@ import { Contender, type QueueContext } from './contender.js';
 import { EtcdLockEventName, type EtcdLockEvents } from './etcd-lock.events.js';
 import type { LeaseSession } from './lease-session.js';
 import type { EtcdSessionService } from './session.service.js';
+import { sleep } from './wait-signal.js';
 
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 5000;
@@ -127,14 +128,8 @@ export class ElectionCampaign {
       this.errorLogged = true;
       this.logger.warn(`Campaign in election '${this.name}' failed, retrying: ${err instanceof Error ? err.message : err}`);
     }
-    const signal = this.stopWaiting?.signal;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, this.retryDelay);
-      signal?.addEventListener('abort', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    // Cut short (not failed) when the campaign stops.
+    await sleep(this.retryDelay, this.stopWaiting?.signal).catch(() => undefined);
     this.retryDelay = Math.min(this.retryDelay * 2, RETRY_MAX_MS);
   }
 }

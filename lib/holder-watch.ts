@@ -1,6 +1,5 @@
 import { SortOrder, SortTarget, type IKeyValue, type Watcher } from 'etcd3';
 import { Observable } from 'rxjs';
-import { ownerOf } from './contender.js';
 import type { EtcdRpc } from './etcd-rpc.js';
 import type { LockHolder } from './interfaces/lock.interface.js';
 import { prefixRangeEnd } from './keys.js';
@@ -103,8 +102,12 @@ export function watchHolder(rpc: EtcdRpc, namePrefix: string): Observable<LockHo
 }
 
 function toHolder(kv: IKeyValue): LockHolder {
-  const owner = ownerOf(kv);
-  return { key: owner.key, value: owner.value, fencingToken: owner.createRevision, leaseId: owner.lease };
+  return {
+    key: kv.key.toString(),
+    value: kv.value.toString(),
+    fencingToken: BigInt(kv.create_revision),
+    leaseId: kv.lease === '0' ? '0' : BigInt(kv.lease).toString(16),
+  };
 }
 
 function sameHolder(a: LockHolder | null, b: LockHolder | null): boolean {

@@ -17,7 +17,7 @@ import { EtcdLockEventName, EtcdLockEvents } from './etcd-lock.events.js';
 import { EtcdRpc } from './etcd-rpc.js';
 import { type KeyKind, kindPrefix } from './keys.js';
 import { LeaseSession, randomLeaseId, type SessionEndReason } from './lease-session.js';
-import { withTimeout } from './wait-signal.js';
+import { sleep, withTimeout } from './wait-signal.js';
 
 /** What `EtcdSessionService.status()` reports. */
 export interface SessionStatus {
@@ -34,6 +34,7 @@ export interface SessionStatus {
 }
 
 const REGRANT_MIN_MS = 250;
+const REGRANT_MAX_MS = 5000;
 
 /**
  * etcd3's defaults suit a cache, not a lock: its per-host circuit breaker refuses every call for 5 s after 3
@@ -63,11 +64,10 @@ async function retryBriefly(fn: () => Promise<void> | undefined): Promise<void> 
       return await fn();
     } catch (err) {
       if (attempt >= 3) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      await sleep(500);
     }
   }
 }
-const REGRANT_MAX_MS = 5000;
 
 /**
  * The app instance's session with etcd: one lease, granted at start-up, kept alive, revoked at shutdown.
@@ -110,11 +110,10 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
   }
 
   /**
-   * Grants the session, checks the user may do all we do under the prefix, and starts the deletion watches,
-   * all within `connectTimeout`. A transport failure is retried until then (etcd may be starting beside us);
-   * etcd refusing us (credentials, permissions) fails at once. On failure nothing is left behind.
+   * @internal Grants the session, checks the user may do all we do under the prefix, and starts the deletion
+   * watches, all within `connectTimeout`. A transport failure is retried until then (etcd may be starting
+   * beside us); etcd refusing us (credentials, permissions) fails at once. On failure nothing is left behind.
    */
-  /** @internal */
   async onModuleInit(): Promise<void> {
     const deadline = performance.now() + this.options.connectTimeout;
     const left = () => Math.max(1, deadline - performance.now());
@@ -144,8 +143,8 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     this.logger.log(`Session granted: lease ${session.hex}, ttl ${session.ttl}s, identity '${this.options.identity}'`);
   }
 
-  /** @internal
-   * Told just after bootstrap, not at grant: `@nestjs/event-emitter` wires `@OnEvent` methods in its own
+  /**
+   * @internal Told just after bootstrap, not at grant: `@nestjs/event-emitter` wires `@OnEvent` methods in its own
    * bootstrap hook, which may run after ours.
    */
   onApplicationBootstrap(): void {
@@ -288,7 +287,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
         if (!(err instanceof EtcdUnavailableError)) throw err;
         if (!isBrokenCircuitError(err.cause) || telling === undefined) telling = err;
         if (deadline - performance.now() < delay) throw telling;
-        await new Promise((resolve) => setTimeout(resolve, delay));
+        await sleep(delay);
       }
     }
   }

@@ -203,17 +203,31 @@ export function etcdctl(endpoints: string, ...args: string[]): string {
 }
 
 /**
- * How many KV requests (Range, Put, DeleteRange, Txn) and watch-stream messages etcd has received, from its own
- * Prometheus metrics: lets a test prove that a call sent nothing, or count what an operation costs.
+ * One of etcd's own per-method gRPC counters (Prometheus, `/metrics`), summed over `endpoints`. The default,
+ * `grpc_server_msg_received_total`, counts one per unary call and one per message on a stream (a watch
+ * creation, a keepalive); `grpc_server_started_total` counts calls and streams opened.
+ */
+export async function grpcCounts(
+  endpoints: readonly string[],
+  metric = 'grpc_server_msg_received_total',
+): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  const line = new RegExp(`^${metric}\\{.*grpc_method="(\\w+)".*\\} (\\d+)`);
+  for (const endpoint of endpoints) {
+    const text = await (await fetch(`${endpoint}/metrics`)).text();
+    for (const row of text.split('\n')) {
+      const match = line.exec(row);
+      if (match) counts.set(match[1], (counts.get(match[1]) ?? 0) + Number(match[2]));
+    }
+  }
+  return counts;
+}
+
+/**
+ * How many KV requests (Range, Put, DeleteRange, Txn) and watch-stream messages etcd has received: lets a test
+ * prove that a call sent nothing, or count what an operation costs.
  */
 export async function etcdRequestCount(endpoint: string): Promise<number> {
-  const text = await (await fetch(`${endpoint}/metrics`)).text();
-  let total = 0;
-  for (const line of text.split('\n')) {
-    const kv = /^grpc_server_started_total\{.*grpc_method="(Range|Put|DeleteRange|Txn)".*\} (\d+)/.exec(line);
-    const watch = /^grpc_server_msg_received_total\{.*grpc_method="Watch".*\} (\d+)/.exec(line);
-    if (kv) total += Number(kv[2]);
-    else if (watch) total += Number(watch[1]);
-  }
-  return total;
+  const counts = await grpcCounts([endpoint]);
+  return ['Range', 'Put', 'DeleteRange', 'Txn', 'Watch'].reduce((sum, method) => sum + (counts.get(method) ?? 0), 0);
 }
