@@ -73,12 +73,15 @@ describe('mutual-exclusion checker (Jepsen-style)', () => {
       await new Promise((resolve) => setTimeout(resolve, 1000)); // let the last recoveries run
       const alive = workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
       for (const w of alive) w.send('stop');
+      // Bounded, and the timer is cleared once all exited, so jest has nothing left to wait for.
+      let timer: NodeJS.Timeout | undefined;
       const stuck = await Promise.race([
         Promise.all(alive.map((w) => w.exited)).then(() => []),
-        new Promise<string[]>((resolve) =>
-          setTimeout(() => resolve(alive.filter((w) => w.child.exitCode === null).map(workerIdentity)), 30_000),
-        ),
+        new Promise<string[]>((resolve) => {
+          timer = setTimeout(() => resolve(alive.filter((w) => w.child.exitCode === null).map(workerIdentity)), 30_000);
+        }),
       ]);
+      clearTimeout(timer);
       for (const id of stuck) {
         const w = workers.find((x) => workerIdentity(x) === id) as NodeProcess;
         console.log(`stuck ${id}: ${w.lines.length} lines, last: ${w.lines.slice(-2).join(' | ')}; faults: ${faults.join(', ')}`);
