@@ -1,0 +1,204 @@
+import { Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import { filter, firstValueFrom, type Observable } from 'rxjs';
+import { EtcdLockError, InvalidArgumentError } from '../errors.js';
+import { type EtcdLockEvent, EtcdLockEventName, EtcdLockEvents } from '../etcd-lock.events.js';
+import { type KeyKind, leaseHex, namePrefix } from '../keys.js';
+import { LeaderElectionService } from '../leader-election.service.js';
+import { EtcdSessionService } from '../session.service.js';
+import { assertName, assertValue } from '../validation.js';
+import { InMemoryEtcd, type StoredEntry } from './in-memory-etcd.js';
+
+/** A lock or leadership held by a simulated other replica (see `EtcdLockTesting.holdLock`). */
+export interface SimulatedHolder {
+  /** Its key in etcd. */
+  readonly key: string;
+  /** Its fencing token (the create revision of its key). */
+  readonly fencingToken: bigint;
+  /** The other replica stops: its lease is revoked and the next in line takes over. */
+  release(): Promise<void>;
+}
+
+/** etcd's maximum TTL: a simulated replica's lease lives until released. */
+const FOREVER_TTL = 9_000_000_000;
+
+/**
+ * Controls for tests, from `EtcdLockTestingModule`: play the other replicas of the app, so a test can make this
+ * instance leader or follower, hold a lock elsewhere, or make a held lock or the whole session be lost, and
+ * check how its code reacts. Every control acts on the in-memory etcd the way another replica or etcd itself
+ * would (keys and leases), so the library under test reacts through its real code paths. Call them after
+ * `app.init()`.
+ */
+@Injectable()
+export class EtcdLockTesting implements OnApplicationShutdown {
+  /** Leases of the simulated replicas, released at shutdown so the in-memory etcd is left clean. */
+  private readonly replicas = new Set<bigint>();
+
+  /** @internal Nest constructs it. */
+  constructor(
+    /** The in-memory etcd this app uses. */
+    readonly etcd: InMemoryEtcd,
+    private readonly sessions: EtcdSessionService,
+    private readonly elections: LeaderElectionService,
+    private readonly events: EtcdLockEvents,
+  ) {}
+
+  /**
+   * Makes this instance the leader of `election` (default: the module's): it campaigns if it did not, and every
+   * candidate ahead of it steps down (simulated replicas are released; other app instances sharing the
+   * in-memory etcd lose their key and campaign again behind it). Resolves once this instance leads.
+   */
+  async makeLeader(election?: string): Promise<void> {
+    const name = this.electionName(election);
+    const leading = this.elections.campaign(name);
+    const mine = this.ownKey('election', name);
+    for (const entry of this.etcd.entries(namePrefix(this.prefix, 'election', name))) {
+      if (entry.key !== mine) this.remove(entry);
+    }
+    await leading;
+  }
+
+  /**
+   * Makes another replica (identity `leader`) the leader of `election`, with this instance campaigning behind
+   * it: as when this instance's key was lost and another replica took over. Resolves once this instance is a
+   * follower, queued again. Undo with `makeLeader()`.
+   */
+  async makeFollower(election?: string, leader = 'another-replica'): Promise<void> {
+    const name = this.electionName(election);
+    assertValue(leader, 'leader');
+    const prefix = namePrefix(this.prefix, 'election', name);
+    // Watching our leadership also (re)starts our campaign: a follower is a candidate.
+    let leading = true;
+    const leadership = this.elections.changes(name).subscribe((now) => {
+      leading = now;
+    });
+    const queued = this.until(() => !leading && this.etcd.entries(prefix).some((e) => e.key === this.ownKey('election', name)));
+    const [first] = this.byAge(prefix);
+    if (!first || first.key === this.ownKey('election', name)) {
+      // One revision, as when our lease expired and the other replica's key was next in line.
+      const id = this.grantReplica();
+      const mine = this.ownKey('election', name);
+      this.server.txn({
+        compare: [],
+        success: [
+          ...(mine ? [{ request_delete_range: { key: Buffer.from(mine) } }] : []),
+          { request_put: { key: Buffer.from(prefix + leaseHex(id.toString())), value: Buffer.from(leader), lease: id.toString() } },
+        ],
+      });
+    }
+    await queued.finally(() => leadership.unsubscribe());
+  }
+
+  /**
+   * Another replica takes the lock `name` (or queues for it, in arrival order, if it is held): `tryAcquire`
+   * then returns null, `acquire` waits, `@Singleton` methods are skipped, until `release()`.
+   */
+  async holdLock(name: string, value = 'another-replica'): Promise<SimulatedHolder> {
+    assertName(name);
+    assertValue(value);
+    const id = this.grantReplica();
+    const key = namePrefix(this.prefix, 'lock', name) + leaseHex(id.toString());
+    this.server.put({ key: Buffer.from(key), value: Buffer.from(value), lease: id.toString() });
+    const entry = this.etcd.entries(key).find((e) => e.key === key) as StoredEntry;
+    return {
+      key,
+      fencingToken: entry.createRevision,
+      release: async () => this.releaseReplica(id),
+    };
+  }
+
+  /**
+   * Makes this instance's lock `name` be lost, as when its key is deleted behind its back (an operator, or a
+   * lease expiry): the lock's `signal` aborts with a `LockLostError` (reason `key-deleted`) and a `LockLost`
+   * event is emitted. Resolves once that happened. Throws `InvalidArgumentError` if this instance does not hold
+   * the lock.
+   */
+  async loseLock(name: string): Promise<void> {
+    assertName(name);
+    const mine = this.ownKey('lock', name);
+    const [holder] = this.byAge(namePrefix(this.prefix, 'lock', name));
+    if (!mine || holder?.key !== mine) throw new InvalidArgumentError('name', `this instance does not hold the lock '${name}'`);
+    const lost = this.next(EtcdLockEventName.LockLost, (e) => e.type === EtcdLockEventName.LockLost && e.name === name);
+    this.server.deleteRange({ key: Buffer.from(mine) });
+    await lost;
+  }
+
+  /**
+   * Makes this instance's session lease expire now, as after a partition longer than its TTL: every lock it
+   * holds is lost, its leaderships end, and a `SessionLost` event is emitted; then the library grants a new
+   * lease (`SessionRenewed`). Resolves once the loss is noticed.
+   */
+  async expireSession(): Promise<void> {
+    const { alive, leaseId } = this.sessions.status();
+    if (!alive || !leaseId) throw new EtcdLockError('There is no live etcd session to expire');
+    const lost = this.next(EtcdLockEventName.SessionLost);
+    this.etcd.expireLease(leaseId);
+    await lost;
+  }
+
+  /** @internal Releases the simulated replicas. */
+  onApplicationShutdown(): void {
+    for (const id of [...this.replicas]) this.releaseReplica(id);
+  }
+
+  private get server() {
+    return this.etcd.server;
+  }
+
+  private get prefix(): string {
+    return this.sessions.options.prefix;
+  }
+
+  private electionName(election: string | undefined): string {
+    if (election === undefined) return this.elections.defaultElection;
+    assertName(election, 'election');
+    return election;
+  }
+
+  /** This instance's key under a name, on its current session; undefined without a live session. */
+  private ownKey(kind: KeyKind, name: string): string | undefined {
+    const { alive, leaseId } = this.sessions.status();
+    return alive && leaseId ? namePrefix(this.prefix, kind, name) + leaseId : undefined;
+  }
+
+  /** The keys under a name, oldest first: the first one holds it. */
+  private byAge(prefix: string): StoredEntry[] {
+    return this.etcd.entries(prefix).sort((a, b) => (a.createRevision < b.createRevision ? -1 : 1));
+  }
+
+  private remove(entry: StoredEntry): void {
+    const lease = BigInt(`0x${entry.leaseId}`);
+    if (this.replicas.has(lease)) this.releaseReplica(lease);
+    else this.server.deleteRange({ key: Buffer.from(entry.key) });
+  }
+
+  private grantReplica(): bigint {
+    const id = this.server.grant(0n, FOREVER_TTL);
+    this.replicas.add(id);
+    return id;
+  }
+
+  private releaseReplica(id: bigint): void {
+    if (!this.replicas.delete(id)) return;
+    if (this.server.leaseIds().includes(id)) this.server.revoke(id);
+  }
+
+  private next(type: EtcdLockEvent['type'], match: (e: EtcdLockEvent) => boolean = () => true): Promise<EtcdLockEvent> {
+    const events: Observable<EtcdLockEvent> = this.events.events$;
+    return firstValueFrom(events.pipe(filter((e) => e.type === type && match(e))));
+  }
+
+  /** Resolves once `check` holds, tested after every change in the in-memory etcd and every leadership change. */
+  private until(check: () => boolean): Promise<void> {
+    return new Promise((resolve) => {
+      const test = () => {
+        if (!check()) return;
+        off();
+        subscription.unsubscribe();
+        resolve();
+      };
+      const off = this.server.onChange(() => queueMicrotask(test));
+      const subscription = this.events.events$.subscribe(() => queueMicrotask(test));
+      queueMicrotask(test);
+    });
+  }
+}

@@ -1,0 +1,201 @@
+import { EventEmitter } from 'node:events';
+import type {
+  IDeleteRangeRequest,
+  IDeleteRangeResponse,
+  ILeaseGrantRequest,
+  ILeaseGrantResponse,
+  ILeaseKeepAliveRequest,
+  ILeaseKeepAliveResponse,
+  ILeaseRevokeRequest,
+  ILeaseRevokeResponse,
+  IPutRequest,
+  IPutResponse,
+  IRangeRequest,
+  IRangeResponse,
+  ITxnRequest,
+  ITxnResponse,
+} from 'etcd3';
+import { InvalidArgumentError } from '../errors.js';
+import { etcdError, MemoryStore } from './memory-store.js';
+import { MemoryWatchBuilder, type MemoryWatcher } from './memory-watch.js';
+
+/** A key stored in an `InMemoryEtcd`, as tests see it. */
+export interface StoredEntry {
+  /** The full key, e.g. `lock/orders/694d7a3c5e1f0a04`. */
+  readonly key: string;
+  readonly value: string;
+  /** The revision that created the key (a lock's fencing token). */
+  readonly createRevision: bigint;
+  /** The lease the key is attached to, in hex (`'0'` for none). */
+  readonly leaseId: string;
+}
+
+/**
+ * etcd in memory, for tests that run without an etcd server: it answers the part of the etcd3 client's API that
+ * `nestjs-etcd-lock` uses (`kv.range/put/txn/deleteRange`, `leaseClient.leaseGrant/leaseRevoke/leaseKeepAlive`,
+ * `watch()`), with etcd's semantics: revisions, transactions, leases that expire after their TTL and take their
+ * keys with them, and watches. `EtcdLockTestingModule` creates one; share one between several test apps to test
+ * replicas in one process. The library's own test suite runs the same requests against a real etcd and this one
+ * and compares the answers.
+ */
+export class InMemoryEtcd {
+  private readonly store = new MemoryStore();
+  private readonly watchers = new Set<MemoryWatcher>();
+  private readonly streams = new Set<MemoryKeepAliveStream>();
+  private readonly link = { reachable: true };
+
+  /** What error messages name as the endpoint. */
+  readonly options = { hosts: ['in-memory etcd'] };
+
+  /** etcd3's `client.kv`. */
+  readonly kv = {
+    range: (req: IRangeRequest): Promise<IRangeResponse> => this.call(() => this.store.range(req)),
+    put: (req: IPutRequest): Promise<IPutResponse> => this.call(() => this.store.put(req)),
+    deleteRange: (req: IDeleteRangeRequest): Promise<IDeleteRangeResponse> => this.call(() => this.store.deleteRange(req)),
+    txn: (req: ITxnRequest): Promise<ITxnResponse> => this.call(() => this.store.txn(req)),
+  };
+
+  /** etcd3's `client.leaseClient`. */
+  readonly leaseClient = {
+    leaseGrant: (req: ILeaseGrantRequest): Promise<ILeaseGrantResponse> =>
+      this.call(() => {
+        const ttl = Number(req.TTL);
+        const id = this.store.grant(BigInt(req.ID ?? 0), ttl);
+        return { header: this.store.header(), ID: id.toString(), TTL: ttl.toString(), error: '' };
+      }),
+    leaseRevoke: (req: ILeaseRevokeRequest): Promise<ILeaseRevokeResponse> =>
+      this.call(() => {
+        this.store.revoke(BigInt(req.ID ?? 0));
+        return { header: this.store.header() };
+      }),
+    leaseKeepAlive: (): Promise<MemoryKeepAliveStream> =>
+      this.call(() => {
+        const stream = new MemoryKeepAliveStream(this.store, this.link, this.streams);
+        this.streams.add(stream);
+        return stream;
+      }),
+  };
+
+  /** etcd3's `client.watch()`. */
+  watch(): MemoryWatchBuilder {
+    return new MemoryWatchBuilder(this.store, this.link, this.watchers);
+  }
+
+  /** @internal The store itself, for the testing controls (they act as etcd or other replicas, never unreachable). */
+  get server(): MemoryStore {
+    return this.store;
+  }
+
+  /** The store's current revision. */
+  get revision(): bigint {
+    return this.store.revision;
+  }
+
+  /** Every key stored now, in key order, optionally only those starting with `prefix`. */
+  entries(prefix = ''): StoredEntry[] {
+    return this.store
+      .allKeys()
+      .filter((kv) => kv.key.toString().startsWith(prefix))
+      .map((kv) => ({
+        key: kv.key.toString(),
+        value: kv.value.toString(),
+        createRevision: BigInt(kv.create_revision),
+        leaseId: BigInt(kv.lease).toString(16),
+      }));
+  }
+
+  /** The ids (hex) of the leases alive now. */
+  leases(): string[] {
+    return this.store.leaseIds().map((id) => id.toString(16));
+  }
+
+  /**
+   * Makes a lease expire now, as if its holder stopped renewing it for its whole TTL: its keys are deleted in one
+   * revision, and open keepalive streams break, so the client learns of it at its next keepalive (as from a
+   * real etcd after a long partition) instead of up to a third of the TTL later.
+   */
+  expireLease(leaseIdHex: string): void {
+    let id: bigint;
+    try {
+      id = BigInt(`0x${leaseIdHex}`);
+    } catch {
+      throw new InvalidArgumentError('leaseIdHex', `must be a lease id in hex, got '${leaseIdHex}'`);
+    }
+    if (!this.store.leaseIds().includes(id)) throw new InvalidArgumentError('leaseIdHex', `no lease ${leaseIdHex} is alive`);
+    this.store.revoke(id);
+    for (const stream of [...this.streams]) stream.break();
+  }
+
+  /**
+   * Cuts this client off from etcd, as a network partition would: requests fail as unreachable, keepalive
+   * streams break, watches report nothing; leases keep ageing, so a lease not renewed expires after its TTL.
+   */
+  disconnect(): void {
+    this.link.reachable = false;
+    for (const stream of [...this.streams]) stream.break();
+    for (const watcher of this.watchers) watcher.linkChanged();
+  }
+
+  /** Ends a `disconnect()`: watches resume and report what they missed. */
+  reconnect(): void {
+    this.link.reachable = true;
+    for (const watcher of this.watchers) watcher.linkChanged();
+  }
+
+  /** Stops the lease timers and watches (leases stop expiring). */
+  close(): void {
+    for (const watcher of [...this.watchers]) void watcher.cancel();
+    for (const stream of [...this.streams]) stream.end();
+    this.store.close();
+  }
+
+  /** Answers on a later microtask, as a network would; unreachable fails fast, as a refused connection does. */
+  private async call<T>(fn: () => T): Promise<T> {
+    await undefined;
+    if (!this.link.reachable) throw etcdError(14, 'UNAVAILABLE', 'InMemoryEtcd is disconnected (by the test)');
+    return fn();
+  }
+}
+
+/** etcd3's keepalive duplex stream: write `{ ID }`, read `{ ID, TTL }` (`TTL` `'0'` once the lease is gone). */
+export class MemoryKeepAliveStream extends EventEmitter {
+  private open = true;
+
+  constructor(
+    private readonly store: MemoryStore,
+    private readonly link: { readonly reachable: boolean },
+    private readonly registry: Set<MemoryKeepAliveStream>,
+  ) {
+    super();
+  }
+
+  write(req: ILeaseKeepAliveRequest): boolean {
+    if (!this.open) return false;
+    queueMicrotask(() => {
+      if (!this.open || !this.link.reachable) return;
+      const id = BigInt(req.ID ?? 0);
+      const res: ILeaseKeepAliveResponse = { header: this.store.header(), ID: id.toString(), TTL: this.store.keepAlive(id).toString() };
+      this.emit('data', res);
+    });
+    return true;
+  }
+
+  end(): void {
+    if (!this.close()) return;
+    queueMicrotask(() => this.emit('end'));
+  }
+
+  /** @internal The connection broke. */
+  break(): void {
+    if (!this.close()) return;
+    const err = etcdError(14, 'UNAVAILABLE', 'InMemoryEtcd keepalive stream broken');
+    queueMicrotask(() => (this.listenerCount('error') > 0 ? this.emit('error', err) : this.emit('end')));
+  }
+
+  private close(): boolean {
+    if (!this.open) return false;
+    this.open = false;
+    this.registry.delete(this);
+    return true;
+  }
+}

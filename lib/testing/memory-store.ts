@@ -1,0 +1,403 @@
+import {
+  CompareResult,
+  CompareTarget,
+  castGrpcError,
+  type IDeleteRangeRequest,
+  type IDeleteRangeResponse,
+  type IKeyValue,
+  type IPutRequest,
+  type IPutResponse,
+  type IRangeRequest,
+  type IRangeResponse,
+  type IRequestOp,
+  type IResponseHeader,
+  type ITxnRequest,
+  type ITxnResponse,
+  SortOrder,
+  SortTarget,
+} from 'etcd3';
+
+/** A key as etcd stores it; `id` is its bytes as a latin1 string, which sorts in etcd's byte order. */
+interface StoredKey {
+  readonly id: string;
+  readonly key: Buffer;
+  value: Buffer;
+  create: bigint;
+  mod: bigint;
+  version: bigint;
+  lease: bigint;
+}
+
+interface StoredLease {
+  readonly ttl: number;
+  readonly keys: Set<string>;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** One change, as a watch reports it. */
+export interface StoreEvent {
+  readonly type: 'Put' | 'Delete';
+  readonly kv: IKeyValue;
+}
+
+type Numeric = string | number | bigint | undefined | null;
+type Op = IRequestOp & { request_txn?: ITxnRequest };
+type Enum = Record<string, string | number>;
+
+/** Changes kept for watches that start in the past (etcd would keep them until compaction). */
+const HISTORY_REVISIONS = 10_000;
+/** Node timers cannot wait longer than this; a lease with a longer TTL never expires by itself. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * etcd's key-value store and lessor, in memory, for the requests the library makes: MVCC revisions (one per
+ * write request, shared by all writes of a transaction, which reads its own writes), create/mod revisions and
+ * versions, range options (sort, limit, keys/count only, revision filters), transactions with range compares,
+ * leases that expire after their TTL and delete their keys in one revision, and a change history for watches.
+ * Errors are etcd3's own classes, built from etcd's own messages.
+ */
+export class MemoryStore {
+  private rev = 1n;
+  private readonly keys = new Map<string, StoredKey>();
+  private readonly leases = new Map<bigint, StoredLease>();
+  private readonly history: Array<{ revision: bigint; events: StoreEvent[] }> = [];
+  /** The newest revision whose changes are no longer kept. */
+  private compacted = 0n;
+  private readonly listeners = new Set<(revision: bigint, events: StoreEvent[]) => void>();
+  /** Changes of the write under way; published once it ends. */
+  private pending: StoreEvent[] = [];
+
+  get revision(): bigint {
+    return this.rev;
+  }
+
+  header(revision = this.rev): IResponseHeader {
+    return { cluster_id: '1', member_id: '1', revision: revision.toString(), raft_term: '1' };
+  }
+
+  range(req: IRangeRequest): IRangeResponse {
+    if (req.revision !== undefined && BigInt(num(req.revision)) !== 0n && BigInt(num(req.revision)) !== this.rev) {
+      throw new Error('InMemoryEtcd does not keep old revisions: a range with `revision` is not supported');
+    }
+    const inRange = this.select(req.key, req.range_end);
+    let kvs = inRange.filter(
+      (k) =>
+        within(k.create, req.min_create_revision, req.max_create_revision) && within(k.mod, req.min_mod_revision, req.max_mod_revision),
+    );
+    const target = enumValue(SortTarget, req.sort_target, SortTarget.Key);
+    let order = enumValue(SortOrder, req.sort_order, SortOrder.None);
+    if (order === SortOrder.None && target !== SortTarget.Key) order = SortOrder.Ascend;
+    if (order !== SortOrder.None) kvs = sortKeys(kvs, target, order === SortOrder.Descend);
+    const limit = Number(num(req.limit));
+    const more = limit > 0 && kvs.length > limit;
+    if (limit > 0) kvs = kvs.slice(0, limit);
+    return {
+      header: this.header(),
+      kvs: req.count_only ? [] : kvs.map((k) => toKeyValue(k, !!req.keys_only)),
+      more,
+      count: inRange.length.toString(),
+    };
+  }
+
+  put(req: IPutRequest): IPutResponse {
+    return this.write(() => this.applyPut(req, this.rev + 1n));
+  }
+
+  deleteRange(req: IDeleteRangeRequest): IDeleteRangeResponse {
+    return this.write(() => this.applyDelete(req, this.rev + 1n));
+  }
+
+  txn(req: ITxnRequest): ITxnResponse {
+    for (const branch of [req.success, req.failure]) checkDuplicates((branch ?? []) as Op[]);
+    const succeeded = (req.compare ?? []).every((c) => this.compare(c as unknown as Compare));
+    const ops = ((succeeded ? req.success : req.failure) ?? []) as Op[];
+    for (const op of ops) if (op.request_put) this.checkLease(op.request_put.lease);
+    return this.write(() => {
+      const next = this.rev + 1n;
+      const responses = ops.map((op) => this.applyOp(op, next));
+      return { succeeded, responses } as unknown as ITxnResponse;
+    });
+  }
+
+  /** Grants a lease; `id` 0 picks one. */
+  grant(id: bigint, ttl: number): bigint {
+    if (id === 0n) id = randomId(this.leases);
+    if (this.leases.has(id)) throw etcdError(9, 'FAILED_PRECONDITION', 'etcdserver: lease already exists');
+    const lease: StoredLease = { ttl, keys: new Set(), timer: undefined };
+    this.leases.set(id, lease);
+    this.arm(id, lease);
+    return id;
+  }
+
+  /** Renews a lease; returns its TTL, or 0 when the lease is gone (as etcd's keepalive answers). */
+  keepAlive(id: bigint): number {
+    const lease = this.leases.get(id);
+    if (!lease) return 0;
+    this.arm(id, lease);
+    return lease.ttl;
+  }
+
+  /** Revokes a lease (or expires it): its keys are deleted in one revision. */
+  revoke(id: bigint): void {
+    const lease = this.leases.get(id);
+    if (!lease) throw etcdError(5, 'NOT_FOUND', 'etcdserver: requested lease not found');
+    clearTimeout(lease.timer);
+    this.leases.delete(id);
+    if (lease.keys.size === 0) return;
+    this.write(() => {
+      for (const id of lease.keys) this.remove(this.keys.get(id) as StoredKey, this.rev + 1n);
+    });
+  }
+
+  leaseIds(): bigint[] {
+    return [...this.leases.keys()];
+  }
+
+  /** Every key, in key order (for tests that check the store is clean). */
+  allKeys(): IKeyValue[] {
+    return this.select(Buffer.alloc(0), Buffer.from([0])).map((k) => toKeyValue(k, false));
+  }
+
+  /** Changes from `fromRevision` on, or undefined when some of them are no longer kept (as after compaction). */
+  changesSince(fromRevision: bigint): Array<{ revision: bigint; events: StoreEvent[] }> | undefined {
+    if (fromRevision <= this.compacted) return undefined;
+    // One entry per revision, in order: the history is contiguous.
+    const first = this.history[0]?.revision ?? this.rev + 1n;
+    return fromRevision > this.rev ? [] : this.history.slice(Math.max(0, Number(fromRevision - first)));
+  }
+
+  /** Called after every write, with the changes of its revision. */
+  onChange(listener: (revision: bigint, events: StoreEvent[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  close(): void {
+    for (const lease of this.leases.values()) clearTimeout(lease.timer);
+    this.listeners.clear();
+  }
+
+  private arm(id: bigint, lease: StoredLease): void {
+    clearTimeout(lease.timer);
+    const ms = lease.ttl * 1000;
+    if (ms > MAX_TIMER_MS) return;
+    lease.timer = setTimeout(() => this.leases.has(id) && this.revoke(id), ms);
+    lease.timer.unref();
+  }
+
+  /** Runs one write request; the revision moves on (and watchers hear of it) only if something changed. */
+  private write<T extends { header?: IResponseHeader }>(apply: () => T | void): T {
+    this.pending = [];
+    const res = (apply() ?? {}) as T;
+    const events = this.pending;
+    this.pending = [];
+    if (events.length > 0) {
+      this.rev += 1n;
+      this.history.push({ revision: this.rev, events });
+      if (this.history.length > HISTORY_REVISIONS) this.compacted = (this.history.shift() as { revision: bigint }).revision;
+    }
+    const header = this.header();
+    res.header = header;
+    for (const r of (res as unknown as ITxnResponse).responses ?? []) {
+      const inner = Object.values(r).find((v) => typeof v === 'object' && v !== null) as { header: IResponseHeader };
+      inner.header = { cluster_id: '0', member_id: '0', revision: header.revision, raft_term: '0' };
+    }
+    if (events.length > 0) for (const listener of [...this.listeners]) listener(this.rev, events);
+    return res;
+  }
+
+  private applyOp(op: Op, revision: bigint): object {
+    if (op.request_range) return { response: 'response_range', response_range: this.range(op.request_range) };
+    if (op.request_put) return { response: 'response_put', response_put: this.applyPut(op.request_put, revision) };
+    if (op.request_delete_range) {
+      return { response: 'response_delete_range', response_delete_range: this.applyDelete(op.request_delete_range, revision) };
+    }
+    throw new Error('InMemoryEtcd does not support nested transactions');
+  }
+
+  private applyPut(req: IPutRequest, revision: bigint): IPutResponse {
+    const key = toBuffer(req.key);
+    if (key.length === 0) throw etcdError(3, 'INVALID_ARGUMENT', 'etcdserver: key is not provided');
+    if (req.ignore_value || req.ignore_lease) throw new Error('InMemoryEtcd does not support ignore_value / ignore_lease');
+    const lease = this.checkLease(req.lease);
+    const id = key.toString('latin1');
+    const prev = this.keys.get(id);
+    const prevKv = prev && req.prev_kv ? toKeyValue(prev, false) : null;
+    if (prev && prev.lease !== 0n) this.leases.get(prev.lease)?.keys.delete(id);
+    const stored: StoredKey = prev ?? { id, key, value: Buffer.alloc(0), create: revision, mod: revision, version: 0n, lease: 0n };
+    stored.value = Buffer.from(toBuffer(req.value));
+    stored.mod = revision;
+    stored.version += 1n;
+    stored.lease = lease;
+    this.keys.set(id, stored);
+    if (lease !== 0n) this.leases.get(lease)?.keys.add(id);
+    this.pending.push({ type: 'Put', kv: toKeyValue(stored, false) });
+    return { prev_kv: prevKv } as unknown as IPutResponse;
+  }
+
+  private applyDelete(req: IDeleteRangeRequest, revision: bigint): IDeleteRangeResponse {
+    const doomed = this.select(req.key, req.range_end);
+    const prevKvs = req.prev_kv ? doomed.map((k) => toKeyValue(k, false)) : [];
+    for (const k of doomed) this.remove(k, revision);
+    return { deleted: doomed.length.toString(), prev_kvs: prevKvs } as unknown as IDeleteRangeResponse;
+  }
+
+  private remove(k: StoredKey, revision: bigint): void {
+    this.keys.delete(k.id);
+    if (k.lease !== 0n) this.leases.get(k.lease)?.keys.delete(k.id);
+    const kv: IKeyValue = { key: k.key, create_revision: '0', mod_revision: revision.toString(), version: '0', value: Buffer.alloc(0), lease: '0' };
+    this.pending.push({ type: 'Delete', kv });
+  }
+
+  private checkLease(lease: Numeric): bigint {
+    const id = BigInt(num(lease));
+    if (id !== 0n && !this.leases.has(id)) throw etcdError(5, 'NOT_FOUND', 'etcdserver: requested lease not found');
+    return id;
+  }
+
+  /** etcd's compare: over every key of a range; a range with no key compares as a key with zero fields. */
+  private compare(c: Compare): boolean {
+    const target = enumValue(CompareTarget, c.target, CompareTarget.Version);
+    const result = enumValue(CompareResult, c.result, CompareResult.Equal);
+    const found = this.select(c.key, c.range_end);
+    // etcd: comparing the value of a key that does not exist always fails.
+    if (found.length === 0) return target !== CompareTarget.Value && compareField(target, result, undefined, c);
+    return found.every((k) => compareField(target, result, k, c));
+  }
+
+  /** The keys in [key, range_end), in key order; no range_end: just `key`; range_end "\0": every key from `key`. */
+  private select(key: Buffer | string | undefined, rangeEnd: Buffer | string | undefined): StoredKey[] {
+    const from = toBuffer(key).toString('latin1');
+    const end = toBuffer(rangeEnd);
+    if (end.length === 0) {
+      const k = this.keys.get(from);
+      return k ? [k] : [];
+    }
+    const to = end.length === 1 && end[0] === 0 ? undefined : end.toString('latin1');
+    const found: StoredKey[] = [];
+    for (const k of this.keys.values()) if (k.id >= from && (to === undefined || k.id < to)) found.push(k);
+    return found.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+}
+
+interface Compare {
+  key?: Buffer | string;
+  range_end?: Buffer | string;
+  target?: number | string;
+  result?: number | string;
+  version?: Numeric;
+  create_revision?: Numeric;
+  mod_revision?: Numeric;
+  value?: Buffer | string;
+  lease?: Numeric;
+}
+
+function compareField(target: number, result: number, k: StoredKey | undefined, c: Compare): boolean {
+  let order: number;
+  if (target === CompareTarget.Value) {
+    order = Buffer.compare(k?.value ?? Buffer.alloc(0), toBuffer(c.value));
+  } else {
+    const [have, want] =
+      target === CompareTarget.Version
+        ? [k?.version, c.version]
+        : target === CompareTarget.Create
+          ? [k?.create, c.create_revision]
+          : target === CompareTarget.Mod
+            ? [k?.mod, c.mod_revision]
+            : [k?.lease, c.lease];
+    const a = have ?? 0n;
+    const b = BigInt(num(want));
+    order = a < b ? -1 : a > b ? 1 : 0;
+  }
+  if (result === CompareResult.Equal) return order === 0;
+  if (result === CompareResult.NotEqual) return order !== 0;
+  if (result === CompareResult.Greater) return order > 0;
+  return order < 0;
+}
+
+/** etcd refuses a transaction branch that writes one key twice (two puts, or a put inside a deleted range). */
+function checkDuplicates(ops: Op[]): void {
+  const puts = new Set<string>();
+  for (const op of ops) {
+    if (!op.request_put) continue;
+    const id = toBuffer(op.request_put.key).toString('latin1');
+    if (puts.has(id)) throw etcdError(3, 'INVALID_ARGUMENT', 'etcdserver: duplicate key given in txn request');
+    puts.add(id);
+  }
+  for (const op of ops) {
+    const del = op.request_delete_range;
+    if (!del) continue;
+    const from = toBuffer(del.key).toString('latin1');
+    const end = toBuffer(del.range_end);
+    const to = end.length === 1 && end[0] === 0 ? undefined : end.toString('latin1');
+    for (const id of puts) {
+      const hit = end.length === 0 ? id === from : id >= from && (to === undefined || id < to);
+      if (hit) throw etcdError(3, 'INVALID_ARGUMENT', 'etcdserver: duplicate key given in txn request');
+    }
+  }
+}
+
+function sortKeys(kvs: StoredKey[], target: number, descend: boolean): StoredKey[] {
+  const field = (k: StoredKey): bigint | string =>
+    target === SortTarget.Version
+      ? k.version
+      : target === SortTarget.Create
+        ? k.create
+        : target === SortTarget.Mod
+          ? k.mod
+          : target === SortTarget.Value
+            ? k.value.toString('latin1')
+            : k.id;
+  const sorted = [...kvs].sort((a, b) => {
+    const x = field(a);
+    const y = field(b);
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
+  return descend ? sorted.reverse() : sorted;
+}
+
+function within(v: bigint, min: Numeric, max: Numeric): boolean {
+  const lo = BigInt(num(min));
+  const hi = BigInt(num(max));
+  return (lo === 0n || v >= lo) && (hi === 0n || v <= hi);
+}
+
+function toKeyValue(k: StoredKey, keysOnly: boolean): IKeyValue {
+  return {
+    key: Buffer.from(k.key),
+    create_revision: k.create.toString(),
+    mod_revision: k.mod.toString(),
+    version: k.version.toString(),
+    value: keysOnly ? Buffer.alloc(0) : Buffer.from(k.value),
+    lease: k.lease.toString(),
+  };
+}
+
+function enumValue(e: Enum, v: unknown, fallback: number): number {
+  if (v === undefined || v === null) return fallback;
+  if (typeof v === 'number') return v;
+  const named = e[String(v)];
+  if (typeof named === 'number') return named;
+  throw new Error(`InMemoryEtcd: unknown enum value ${String(v)}`);
+}
+
+function num(v: Numeric): string {
+  return v === undefined || v === null || v === '' ? '0' : String(v);
+}
+
+export function toBuffer(v: Buffer | string | undefined | null): Buffer {
+  if (v === undefined || v === null) return Buffer.alloc(0);
+  return typeof v === 'string' ? Buffer.from(v) : v;
+}
+
+function randomId(taken: Map<bigint, unknown>): bigint {
+  for (;;) {
+    const id = BigInt(Math.floor(Math.random() * 2 ** 53)) + 1n;
+    if (!taken.has(id)) return id;
+  }
+}
+
+/** The error etcd3 throws when etcd answers with this gRPC status (etcd3's own classes, found as it finds them). */
+export function etcdError(code: number, status: string, message: string): Error {
+  return castGrpcError(Object.assign(new Error(`${code} ${status}: ${message}`), { code }));
+}
