@@ -81,8 +81,13 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
   private readonly ownsClient: boolean;
   private lease: LeaseSession | undefined;
   private readonly watches = new Map<KeyKind, DeleteWatch>();
-  /** Ids of grants that failed but may still reach etcd. */
-  private readonly unanswered = new Set<string>();
+  /**
+   * Leases that may exist on etcd though we no longer use them: grants that failed (the request may still reach
+   * etcd) and sessions we gave up on by our own deadline. One loop revokes them (`until`: a `performance.now()`
+   * time) and shutdown revokes what is left, so no lease of ours outlives a clean stop.
+   */
+  private readonly orphans = new Map<string, { until: number; untilAnswered: boolean }>();
+  private revokingOrphans: Promise<void> | undefined;
   private readonly sessionListeners = new Set<(session: LeaseSession) => void>();
   private regrantTimer: NodeJS.Timeout | undefined;
   /** A grant under way after a loss: shutdown waits for it, so the lease it brings is revoked too. */
@@ -129,7 +134,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     } catch (err) {
       this.shuttingDown = true;
       await session?.revoke().catch(() => undefined);
-      await this.revokeUnanswered();
+      await this.revokeOrphansNow();
       await this.closeWatches();
       if (this.ownsClient) this.rpc.client.close();
       if (!(err instanceof EtcdUnavailableError)) throw err;
@@ -158,7 +163,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     this.shuttingDown = true;
     clearTimeout(this.regrantTimer);
     await this.regranting;
-    await this.revokeUnanswered();
+    await this.revokeOrphansNow();
     const session = this.lease;
     this.lease = undefined;
     try {
@@ -233,29 +238,38 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     this.events.emit({ type: EtcdLockEventName.SessionLost, leaseId: session.hex, reason });
     // The lease may still exist on the server (we gave up on our own deadline): revoke it once etcd answers,
     // so its keys do not block others until it expires.
-    void this.revokeLost(session);
+    this.orphan(session.id, session.ttl * 1000 + 2000, true);
     this.scheduleRegrant(0);
   }
 
-  /** Retries the revoke until etcd answers, or until the lease has surely expired on its own. */
-  private revokeLost(session: LeaseSession): Promise<void> {
-    return this.keepRevoking(session.id, session.ttl * 1000 + 2000, true);
+  /**
+   * Adds a lease to revoke. A lost session's lease is revoked until etcd answers (or it has surely expired); a
+   * failed grant's until it would have expired anyway, because etcd also answers the revoke of a lease that does
+   * not exist *yet*.
+   */
+  private orphan(id: string, forMs: number, untilAnswered: boolean): void {
+    this.orphans.set(id, { until: performance.now() + forMs, untilAnswered });
+    this.revokingOrphans ??= this.revokeOrphans().finally(() => (this.revokingOrphans = undefined));
   }
 
-  /**
-   * Revokes lease `id` every 500 ms for `forMs` (stopping at shutdown). With `untilAnswered`, the first answer
-   * ends it; without, it goes on, because etcd answers a revoke of a lease that does not exist *yet* too.
-   */
-  private async keepRevoking(id: string, forMs: number, untilAnswered: boolean): Promise<void> {
-    const until = performance.now() + forMs;
-    while (!this.shuttingDown && performance.now() < until) {
-      const answered = await this.rpc.leaseRevoke(id).then(
-        () => true,
-        () => false,
+  private async revokeOrphans(): Promise<void> {
+    while (!this.shuttingDown && this.orphans.size > 0) {
+      await Promise.all(
+        [...this.orphans].map(async ([id, { until, untilAnswered }]) => {
+          const answered = await this.rpc.leaseRevoke(id).then(
+            () => true,
+            () => false,
+          );
+          if ((answered && untilAnswered) || performance.now() >= until) this.orphans.delete(id);
+        }),
       );
-      if (answered && untilAnswered) return;
-      await new Promise((resolve) => setTimeout(resolve, REGRANT_MIN_MS * 2).unref());
+      if (this.orphans.size > 0) await new Promise((resolve) => setTimeout(resolve, REGRANT_MIN_MS * 2).unref());
     }
+  }
+
+  private async revokeOrphansNow(): Promise<void> {
+    await Promise.all([...this.orphans.keys()].map((id) => this.rpc.leaseRevoke(id).catch(() => undefined)));
+    this.orphans.clear();
   }
 
   /**
@@ -268,8 +282,8 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     try {
       return await LeaseSession.grant(this.rpc, id, this.options.ttl, timeoutMs);
     } catch (err) {
-      this.unanswered.add(id);
-      void this.revokeUnansweredLater(id);
+      // Until a grant arriving late would have expired anyway.
+      this.orphan(id, this.options.requestTimeout + this.options.ttl * 1000 + 1000, false);
       throw err;
     }
   }
@@ -290,17 +304,6 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
         await sleep(delay);
       }
     }
-  }
-
-  private async revokeUnansweredLater(id: string): Promise<void> {
-    // Until a grant arriving late would have expired anyway.
-    await this.keepRevoking(id, this.options.requestTimeout + this.options.ttl * 1000 + 1000, false);
-    this.unanswered.delete(id);
-  }
-
-  private async revokeUnanswered(): Promise<void> {
-    await Promise.all([...this.unanswered].map((id) => this.rpc.leaseRevoke(id).catch(() => undefined)));
-    this.unanswered.clear();
   }
 
   private scheduleRegrant(delay: number): void {

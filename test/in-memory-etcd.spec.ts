@@ -126,7 +126,7 @@ async function script(client: Client): Promise<unknown[]> {
   const stream = await client.leaseClient.leaseKeepAlive();
   const keepalive = (id: string) =>
     new Promise((resolve) => {
-      stream.once('data', resolve);
+      (stream as unknown as NodeJS.EventEmitter).once('data', resolve);
       stream.write({ ID: id });
     });
   await step('keepalive', () => keepalive(a.ID));

@@ -22,6 +22,7 @@ export interface EtcdLockTestingOptions extends Omit<EtcdLockOptions, 'hosts' | 
  * leader or follower, hold a lock from another replica, lose a lock or the session). Global, like `EtcdLockModule`.
  */
 @Module({})
+// biome-ignore lint/complexity/noStaticOnlyClass: a Nest module class, configured through its static forRoot
 export class EtcdLockTestingModule {
   /** Registers `EtcdLockModule` on an in-memory etcd, and the `EtcdLockTesting` controls. */
   static forRoot(options: EtcdLockTestingOptions = {}): DynamicModule {

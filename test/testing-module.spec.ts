@@ -1,0 +1,229 @@
+import 'reflect-metadata';
+import { Injectable, Module } from '@nestjs/common';
+import { Test, type TestingModule } from '@nestjs/testing';
+import { filter, firstValueFrom } from 'rxjs';
+import {
+  EtcdLockEventName,
+  EtcdLockEvents,
+  EtcdLockModule,
+  EtcdUnavailableError,
+  InvalidArgumentError,
+  InvalidOptionsError,
+  LeaderElectionService,
+  LeaderOnly,
+  LockLostError,
+  LockService,
+  Singleton,
+} from '../lib/index.js';
+import { EtcdLockTesting, EtcdLockTestingModule, type EtcdLockTestingOptions, InMemoryEtcd } from '../lib/testing/index.js';
+
+/**
+ * `EtcdLockTestingModule` runs the real services on an in-memory etcd (checked against a real etcd by
+ * in-memory-etcd.spec.ts), so these tests need no etcd server: they check the semantics users' tests rely on.
+ */
+
+@Injectable()
+class Jobs {
+  leaderRuns = 0;
+  singletonRuns = 0;
+
+  @LeaderOnly()
+  leaderTick(): string {
+    this.leaderRuns++;
+    return 'ran';
+  }
+
+  @Singleton('nightly')
+  async nightly(): Promise<string> {
+    this.singletonRuns++;
+    return 'ran';
+  }
+}
+
+const apps: TestingModule[] = [];
+const stores: InMemoryEtcd[] = [];
+
+async function start(options: EtcdLockTestingOptions = {}): Promise<TestingModule> {
+  const app = await Test.createTestingModule({ imports: [EtcdLockTestingModule.forRoot(options)], providers: [Jobs] }).compile();
+  await app.init();
+  apps.push(app);
+  stores.push(app.get(InMemoryEtcd));
+  return app;
+}
+
+afterEach(async () => {
+  await Promise.all(apps.splice(0).map((app) => app.close()));
+  // Every shutdown revokes its lease and the simulated replicas' leases: nothing is left behind.
+  for (const store of stores.splice(0)) {
+    expect({ keys: store.entries(), leases: store.leases() }).toEqual({ keys: [], leases: [] });
+    store.close();
+  }
+});
+
+describe('EtcdLockTestingModule', () => {
+  it('serves acquire in arrival order with strictly increasing fencing tokens, within and across instances', async () => {
+    const etcd = new InMemoryEtcd();
+    const a = await start({ etcd, identity: 'a' });
+    const b = await start({ etcd, identity: 'b' });
+    const order: string[] = [];
+    const first = await a.get(LockService).acquire('orders');
+    const tokens = [first.fencingToken];
+    const waiters = Promise.all(
+      (
+        [
+          ['b1', b],
+          ['a2', a],
+          ['b3', b],
+        ] as const
+      ).map(async ([label, app]) => {
+        const lock = await app.get(LockService).acquire('orders');
+        order.push(label);
+        tokens.push(lock.fencingToken);
+        await lock.release();
+      }),
+    );
+    // b1 is queued in etcd behind a's key (a2 waits inside a, b3 inside b, each behind its instance's caller).
+    await until(() => etcd.entries('lock/orders/').length === 2);
+    expect(await a.get(LockService).tryAcquire('orders')).toBeNull();
+    await first.release();
+    await waiters;
+    expect(order).toEqual(['b1', 'a2', 'b3']);
+    for (let i = 1; i < tokens.length; i++) expect(tokens[i]).toBeGreaterThan(tokens[i - 1]);
+  });
+
+  it('makes this instance leader or follower, and @LeaderOnly follows', async () => {
+    const app = await start();
+    const testing = app.get(EtcdLockTesting);
+    const elections = app.get(LeaderElectionService);
+    const jobs = app.get(Jobs);
+
+    await testing.makeFollower(undefined, 'replica-b');
+    expect(elections.isLeader()).toBe(false);
+    expect(await elections.leader()).toBe('replica-b');
+    expect(jobs.leaderTick()).toBeUndefined();
+    expect(jobs.leaderRuns).toBe(0);
+
+    await testing.makeLeader();
+    expect(elections.isLeader()).toBe(true);
+    expect(jobs.leaderTick()).toBe('ran');
+    expect(jobs.leaderRuns).toBe(1);
+
+    // Named elections too, and the control is idempotent.
+    await testing.makeFollower('reports');
+    await testing.makeFollower('reports');
+    expect(elections.isLeader('reports')).toBe(false);
+    await testing.makeLeader('reports');
+    expect(elections.isLeader('reports')).toBe(true);
+  });
+
+  it('plays another replica holding a lock: tryAcquire gets null, @Singleton skips, acquire waits its turn', async () => {
+    const app = await start();
+    const testing = app.get(EtcdLockTesting);
+    const locks = app.get(LockService);
+    const jobs = app.get(Jobs);
+
+    const other = await testing.holdLock('nightly', 'replica-b');
+    expect(await locks.tryAcquire('nightly')).toBeNull();
+    expect(await locks.holder('nightly')).toMatchObject({ value: 'replica-b', fencingToken: other.fencingToken });
+    expect(await jobs.nightly()).toBeUndefined();
+    expect(jobs.singletonRuns).toBe(0);
+
+    const waiting = locks.acquire('nightly');
+    await other.release();
+    const lock = await waiting;
+    expect(lock.fencingToken).toBeGreaterThan(other.fencingToken);
+    await lock.release();
+    expect(await jobs.nightly()).toBe('ran');
+  });
+
+  it('makes a held lock be lost: its signal aborts with LockLostError and LockLost is emitted', async () => {
+    const app = await start();
+    const testing = app.get(EtcdLockTesting);
+    const lostEvent = firstValueFrom(app.get(EtcdLockEvents).events$.pipe(filter((e) => e.type === EtcdLockEventName.LockLost)));
+    const outcome = await app.get(LockService).withLock('export', async (lock) => {
+      await testing.loseLock('export');
+      return { aborted: lock.signal.aborted, reason: lock.signal.reason };
+    }).catch((err: unknown) => ({ thrown: err }));
+    expect(outcome).toMatchObject({ aborted: true, reason: expect.any(LockLostError) });
+    expect((outcome as { reason: LockLostError }).reason.reason).toBe('key-deleted');
+    expect(await lostEvent).toMatchObject({ name: 'export', reason: 'key-deleted' });
+    await expect(testing.loseLock('export')).rejects.toThrow(InvalidArgumentError);
+  });
+
+  it('expires the session: locks and leadership end, then a new lease is granted and leadership comes back', async () => {
+    const app = await start({ ttl: 5 });
+    const testing = app.get(EtcdLockTesting);
+    const elections = app.get(LeaderElectionService);
+    const events = app.get(EtcdLockEvents);
+    await testing.makeLeader();
+    const lock = await app.get(LockService).acquire('job');
+    const renewed = firstValueFrom(events.events$.pipe(filter((e) => e.type === EtcdLockEventName.SessionRenewed)));
+
+    await testing.expireSession();
+    expect(lock.signal.aborted).toBe(true);
+    expect(elections.isLeader()).toBe(false);
+    await renewed;
+    await elections.campaign();
+    expect(elections.isLeader()).toBe(true);
+    await lock.release();
+  });
+
+  it('fails closed while etcd is unreachable, and recovers when it is back', async () => {
+    const app = await start({ ttl: 2 });
+    const etcd = app.get(InMemoryEtcd);
+    const locks = app.get(LockService);
+    const jobs = app.get(Jobs);
+    const events = app.get(EtcdLockEvents);
+    const lost = firstValueFrom(events.events$.pipe(filter((e) => e.type === EtcdLockEventName.SessionLost)));
+    const held = await locks.acquire('during-outage');
+
+    etcd.disconnect();
+    await expect(locks.tryAcquire('other', { value: 'x' })).rejects.toThrow(EtcdUnavailableError);
+    expect(await lost).toMatchObject({ reason: 'deadline-passed' });
+    expect(held.signal.aborted).toBe(true);
+    await expect(jobs.nightly()).resolves.toBeUndefined();
+    expect(jobs.singletonRuns).toBe(0);
+
+    const renewed = firstValueFrom(events.events$.pipe(filter((e) => e.type === EtcdLockEventName.SessionRenewed)));
+    etcd.reconnect();
+    await renewed;
+    expect(await jobs.nightly()).toBe('ran');
+    await held.release();
+  });
+
+  it('stands in for EtcdLockModule in an existing app module (overrideModule)', async () => {
+    // Nest matches an override by the very object `forRoot()` returned: the app keeps it in a constant.
+    const lockModule = EtcdLockModule.forRoot({ hosts: 'http://127.0.0.1:1' });
+    @Module({ imports: [lockModule], providers: [Jobs] })
+    class AppModule {}
+    const app = await Test.createTestingModule({ imports: [AppModule] })
+      .overrideModule(lockModule)
+      .useModule(EtcdLockTestingModule.forRoot())
+      .compile();
+    await app.init();
+    apps.push(app);
+    stores.push(app.get(InMemoryEtcd));
+    await app.get(EtcdLockTesting).makeLeader();
+    expect(app.get(Jobs).leaderTick()).toBe('ran');
+  });
+
+  it('rejects options it cannot use, naming them', () => {
+    expect(() => EtcdLockTestingModule.forRoot({ etcd: {} as InMemoryEtcd })).toThrow(InvalidOptionsError);
+    expect(() => EtcdLockTestingModule.forRoot({ etcd: {} as InMemoryEtcd })).toThrow(/etcd.*InMemoryEtcd/);
+    expect(() => EtcdLockTestingModule.forRoot({ hosts: 'x' } as EtcdLockTestingOptions)).toThrow(/hosts/);
+  });
+});
+
+/** Resolves once `check` holds, tested after every change in any in-memory etcd of the test. */
+function until(check: () => boolean): Promise<void> {
+  return new Promise((resolve) => {
+    const offs: Array<() => void> = [];
+    const test = () => {
+      if (!check()) return;
+      for (const off of offs) off();
+      resolve();
+    };
+    for (const store of stores) offs.push(store.server.onChange(() => queueMicrotask(test)));
+    test();
+  });
+}
