@@ -1,7 +1,8 @@
 /** Real etcd in every test: one etcd per test file, so files stay independent. */
 export default {
   testEnvironment: 'node',
-  roots: ['<rootDir>/test'],
+  // sample-app/test: the sample app's own unit tests, run on the built package as an app would use it.
+  roots: ['<rootDir>/test', '<rootDir>/sample-app/test'],
   testMatch: ['**/*.spec.ts'],
   // The fault scenarios run on their own: `npm run test:faults`.
   testPathIgnorePatterns: ['/node_modules/', '/test/faults/'],

@@ -63,7 +63,7 @@ describe('the npm package', () => {
     const replica = new NodeProcess(join(app, 'dist', 'main.js'), [etcd.endpoint]);
     expect(await replica.exited).toBe(0);
     const result = JSON.parse(replica.lines.find((l) => l.startsWith('{')) as string);
-    expect(result).toMatchObject({ leader: true });
+    expect(result).toMatchObject({ leader: true, testing: { asFollower: 0, asLeader: 1 } });
     expect(result.leaderRuns).toBeGreaterThanOrEqual(1);
     expect(BigInt(result.token)).toBeGreaterThan(BigInt(result.singleton));
   }, 240_000);

@@ -23,6 +23,7 @@ import { MemoryWatchBuilder, type MemoryWatcher } from './memory-watch.js';
 export interface StoredEntry {
   /** The full key, e.g. `lock/orders/694d7a3c5e1f0a04`. */
   readonly key: string;
+  /** Its value, as text. */
   readonly value: string;
   /** The revision that created the key (a lock's fencing token). */
   readonly createRevision: bigint;
@@ -44,10 +45,10 @@ export class InMemoryEtcd {
   private readonly streams = new Set<MemoryKeepAliveStream>();
   private readonly link = { reachable: true };
 
-  /** What error messages name as the endpoint. */
+  /** @internal What error messages name as the endpoint. */
   readonly options = { hosts: ['in-memory etcd'] };
 
-  /** etcd3's `client.kv`. */
+  /** @internal etcd3's `client.kv`, as the library calls it. */
   readonly kv = {
     range: (req: IRangeRequest): Promise<IRangeResponse> => this.call(() => this.store.range(req)),
     put: (req: IPutRequest): Promise<IPutResponse> => this.call(() => this.store.put(req)),
@@ -55,7 +56,7 @@ export class InMemoryEtcd {
     txn: (req: ITxnRequest): Promise<ITxnResponse> => this.call(() => this.store.txn(req)),
   };
 
-  /** etcd3's `client.leaseClient`. */
+  /** @internal etcd3's `client.leaseClient`, as the library calls it. */
   readonly leaseClient = {
     leaseGrant: (req: ILeaseGrantRequest): Promise<ILeaseGrantResponse> =>
       this.call(() => {
@@ -76,7 +77,7 @@ export class InMemoryEtcd {
       }),
   };
 
-  /** etcd3's `client.watch()`. */
+  /** @internal etcd3's `client.watch()`, as the library calls it. */
   watch(): MemoryWatchBuilder {
     return new MemoryWatchBuilder(this.store, this.link, this.watchers);
   }

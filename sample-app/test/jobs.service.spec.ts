@@ -1,0 +1,41 @@
+// The sample app's own unit test, as an app team would write it: no etcd server, the library's testing module.
+// The README's "Testing your app" section quotes this file.
+import 'reflect-metadata';
+import { Test, type TestingModule } from '@nestjs/testing';
+import { EtcdLockTesting, EtcdLockTestingModule } from 'nestjs-etcd-lock/testing';
+import { JobsService } from '../src/jobs.service.js';
+
+describe('JobsService', () => {
+  let app: TestingModule;
+  let jobs: JobsService;
+  let etcd: EtcdLockTesting;
+
+  beforeEach(async () => {
+    app = await Test.createTestingModule({
+      imports: [EtcdLockTestingModule.forRoot()],
+      providers: [JobsService],
+    }).compile();
+    await app.init(); // starts the session and the campaign, as in the app
+    jobs = app.get(JobsService);
+    etcd = app.get(EtcdLockTesting);
+  });
+
+  afterEach(() => app.close());
+
+  it('ticks only while this replica leads', async () => {
+    await etcd.makeFollower();
+    jobs.leaderTick();
+    expect(jobs.counts.leaderTicks).toBe(0);
+
+    await etcd.makeLeader();
+    jobs.leaderTick();
+    expect(jobs.counts.leaderTicks).toBe(1);
+  });
+
+  it('skips the report while another replica runs it', async () => {
+    const otherReplica = await etcd.holdLock('report');
+    await jobs.report();
+    expect(jobs.counts.reportRuns).toBe(0);
+    await otherReplica.release();
+  });
+});
