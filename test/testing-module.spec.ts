@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { jest } from '@jest/globals';
 import { Injectable, Module } from '@nestjs/common';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { filter, firstValueFrom } from 'rxjs';
@@ -189,6 +190,27 @@ describe('EtcdLockTestingModule', () => {
     await renewed;
     expect(await jobs.nightly()).toBe('ran');
     await held.release();
+  });
+
+  it("works under jest's fake timers: an hour advanced keeps the lease renewed and the leadership", async () => {
+    jest.useFakeTimers();
+    try {
+      const app = await start({ ttl: 5 });
+      await app.get(EtcdLockTesting).makeLeader();
+      const lease = app.get(InMemoryEtcd).leases();
+      await jest.advanceTimersByTimeAsync(3_600_000);
+      expect(app.get(InMemoryEtcd).leases()).toEqual(lease);
+      expect(app.get(LeaderElectionService).isLeader()).toBe(true);
+      expect(app.get(Jobs).leaderTick()).toBe('ran');
+      // Without renewals the lease would have expired: the store's own expiry runs on the same clock.
+      app.get(InMemoryEtcd).disconnect();
+      await jest.advanceTimersByTimeAsync(6_000);
+      expect(app.get(InMemoryEtcd).leases()).toEqual([]);
+      expect(app.get(LeaderElectionService).isLeader()).toBe(false);
+      app.get(InMemoryEtcd).reconnect();
+    } finally {
+      jest.useRealTimers();
+    }
   });
 
   it('stands in for EtcdLockModule in an existing app module (overrideModule)', async () => {

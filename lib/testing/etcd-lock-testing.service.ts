@@ -7,6 +7,7 @@ import { LeaderElectionService } from '../leader-election.service.js';
 import { EtcdSessionService } from '../session.service.js';
 import { assertName, assertValue } from '../validation.js';
 import { InMemoryEtcd, type StoredEntry } from './in-memory-etcd.js';
+import { later } from './memory-store.js';
 
 /** A lock or leadership held by a simulated other replica (see `EtcdLockTesting.holdLock`). */
 export interface SimulatedHolder {
@@ -196,9 +197,9 @@ export class EtcdLockTesting implements OnApplicationShutdown {
         subscription.unsubscribe();
         resolve();
       };
-      const off = this.server.onChange(() => queueMicrotask(test));
-      const subscription = this.events.events$.subscribe(() => queueMicrotask(test));
-      queueMicrotask(test);
+      const off = this.server.onChange(() => later(test));
+      const subscription = this.events.events$.subscribe(() => later(test));
+      later(test);
     });
   }
 }

@@ -16,7 +16,7 @@ import type {
   ITxnResponse,
 } from 'etcd3';
 import { InvalidArgumentError } from '../errors.js';
-import { etcdError, MemoryStore } from './memory-store.js';
+import { etcdError, later, MemoryStore } from './memory-store.js';
 import { MemoryWatchBuilder, type MemoryWatcher } from './memory-watch.js';
 
 /** A key stored in an `InMemoryEtcd`, as tests see it. */
@@ -172,7 +172,7 @@ export class MemoryKeepAliveStream extends EventEmitter {
 
   write(req: ILeaseKeepAliveRequest): boolean {
     if (!this.open) return false;
-    queueMicrotask(() => {
+    later(() => {
       if (!this.open || !this.link.reachable) return;
       const id = BigInt(req.ID ?? 0);
       const res: ILeaseKeepAliveResponse = { header: this.store.header(), ID: id.toString(), TTL: this.store.keepAlive(id).toString() };
@@ -183,14 +183,14 @@ export class MemoryKeepAliveStream extends EventEmitter {
 
   end(): void {
     if (!this.close()) return;
-    queueMicrotask(() => this.emit('end'));
+    later(() => this.emit('end'));
   }
 
   /** @internal The connection broke. */
   break(): void {
     if (!this.close()) return;
     const err = etcdError(14, 'UNAVAILABLE', 'InMemoryEtcd keepalive stream broken');
-    queueMicrotask(() => (this.listenerCount('error') > 0 ? this.emit('error', err) : this.emit('end')));
+    later(() => (this.listenerCount('error') > 0 ? this.emit('error', err) : this.emit('end')));
   }
 
   private close(): boolean {

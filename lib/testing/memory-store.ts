@@ -401,3 +401,11 @@ function randomId(taken: Map<bigint, unknown>): bigint {
 export function etcdError(code: number, status: string, message: string): Error {
   return castGrpcError(Object.assign(new Error(`${code} ${status}: ${message}`), { code }));
 }
+
+/**
+ * Runs `fn` on a later microtask, as a network answer arrives after the request. A promise job, not
+ * `queueMicrotask`: jest's fake timers fake the latter, which would hold every answer until timers advance.
+ */
+export function later(fn: () => void): void {
+  void Promise.resolve().then(fn);
+}

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { IKeyValue, IWatchResponse } from 'etcd3';
 import { prefixRangeEnd } from '../keys.js';
-import { etcdError, type MemoryStore, type StoreEvent, toBuffer } from './memory-store.js';
+import { etcdError, later, type MemoryStore, type StoreEvent, toBuffer } from './memory-store.js';
 
 /** What a watch asks for, as etcd's WatchCreateRequest. */
 interface WatchRequest {
@@ -111,7 +111,7 @@ export class MemoryWatcher extends EventEmitter {
       this.cancelled = true;
       this.unsubscribe();
       this.registry.delete(this);
-      queueMicrotask(() => this.emit('end'));
+      later(() => this.emit('end'));
     }
     return Promise.resolve();
   }
@@ -130,7 +130,7 @@ export class MemoryWatcher extends EventEmitter {
   private schedule(): void {
     if (this.flushing || this.cancelled) return;
     this.flushing = true;
-    queueMicrotask(() => {
+    later(() => {
       this.flushing = false;
       this.flush();
     });
