@@ -41,11 +41,15 @@ class Jobs {
   }
 }
 
+/** These tests lose sessions on purpose: the library's error lines would only be noise here. */
+const silent = { log() {}, error() {}, warn() {} };
 const apps: TestingModule[] = [];
 const stores: InMemoryEtcd[] = [];
 
 async function start(options: EtcdLockTestingOptions = {}): Promise<TestingModule> {
-  const app = await Test.createTestingModule({ imports: [EtcdLockTestingModule.forRoot(options)], providers: [Jobs] }).compile();
+  const app = await Test.createTestingModule({ imports: [EtcdLockTestingModule.forRoot(options)], providers: [Jobs] })
+    .setLogger(silent)
+    .compile();
   await app.init();
   apps.push(app);
   stores.push(app.get(InMemoryEtcd));

@@ -7,7 +7,7 @@ import { LeaderElectionService } from '../leader-election.service.js';
 import { EtcdSessionService } from '../session.service.js';
 import { assertName, assertValue } from '../validation.js';
 import { InMemoryEtcd, type StoredEntry } from './in-memory-etcd.js';
-import { later } from './memory-store.js';
+import { later } from './etcd-rules.js';
 
 /** A lock or leadership held by a simulated other replica (see `EtcdLockTesting.holdLock`). */
 export interface SimulatedHolder {

@@ -16,7 +16,8 @@ import type {
   ITxnResponse,
 } from 'etcd3';
 import { InvalidArgumentError } from '../errors.js';
-import { etcdError, later, MemoryStore } from './memory-store.js';
+import { etcdError, later } from './etcd-rules.js';
+import { MemoryStore } from './memory-store.js';
 import { MemoryWatchBuilder, type MemoryWatcher } from './memory-watch.js';
 
 /** A key stored in an `InMemoryEtcd`, as tests see it. */

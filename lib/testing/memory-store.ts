@@ -1,7 +1,6 @@
 import {
   CompareResult,
   CompareTarget,
-  castGrpcError,
   type IDeleteRangeRequest,
   type IDeleteRangeResponse,
   type IKeyValue,
@@ -9,24 +8,29 @@ import {
   type IPutResponse,
   type IRangeRequest,
   type IRangeResponse,
-  type IRequestOp,
   type IResponseHeader,
   type ITxnRequest,
   type ITxnResponse,
   SortOrder,
   SortTarget,
 } from 'etcd3';
+import {
+  type Compare,
+  checkDuplicates,
+  compareField,
+  enumValue,
+  etcdError,
+  keyRange,
+  type Numeric,
+  num,
+  type Op,
+  sortKeys,
+  type StoredKey,
+  toBuffer,
+  toKeyValue,
+  within,
+} from './etcd-rules.js';
 
-/** A key as etcd stores it; `id` is its bytes as a latin1 string, which sorts in etcd's byte order. */
-interface StoredKey {
-  readonly id: string;
-  readonly key: Buffer;
-  value: Buffer;
-  create: bigint;
-  mod: bigint;
-  version: bigint;
-  lease: bigint;
-}
 
 interface StoredLease {
   readonly ttl: number;
@@ -40,9 +44,6 @@ export interface StoreEvent {
   readonly kv: IKeyValue;
 }
 
-type Numeric = string | number | bigint | undefined | null;
-type Op = IRequestOp & { request_txn?: ITxnRequest };
-type Enum = Record<string, string | number>;
 
 /** Changes kept for watches that start in the past (etcd would keep them until compaction). */
 const HISTORY_REVISIONS = 10_000;
@@ -265,129 +266,17 @@ export class MemoryStore {
     return found.every((k) => compareField(target, result, k, c));
   }
 
-  /** The keys in [key, range_end), in key order; no range_end: just `key`; range_end "\0": every key from `key`. */
+  /** The keys in the range, in key order. */
   private select(key: Buffer | string | undefined, rangeEnd: Buffer | string | undefined): StoredKey[] {
-    const from = toBuffer(key).toString('latin1');
-    const end = toBuffer(rangeEnd);
-    if (end.length === 0) {
-      const k = this.keys.get(from);
+    if (toBuffer(rangeEnd).length === 0) {
+      const k = this.keys.get(toBuffer(key).toString('latin1'));
       return k ? [k] : [];
     }
-    const to = end.length === 1 && end[0] === 0 ? undefined : end.toString('latin1');
+    const inRange = keyRange(key, rangeEnd);
     const found: StoredKey[] = [];
-    for (const k of this.keys.values()) if (k.id >= from && (to === undefined || k.id < to)) found.push(k);
+    for (const k of this.keys.values()) if (inRange(k.key)) found.push(k);
     return found.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
-}
-
-interface Compare {
-  key?: Buffer | string;
-  range_end?: Buffer | string;
-  target?: number | string;
-  result?: number | string;
-  version?: Numeric;
-  create_revision?: Numeric;
-  mod_revision?: Numeric;
-  value?: Buffer | string;
-  lease?: Numeric;
-}
-
-function compareField(target: number, result: number, k: StoredKey | undefined, c: Compare): boolean {
-  let order: number;
-  if (target === CompareTarget.Value) {
-    order = Buffer.compare(k?.value ?? Buffer.alloc(0), toBuffer(c.value));
-  } else {
-    const [have, want] =
-      target === CompareTarget.Version
-        ? [k?.version, c.version]
-        : target === CompareTarget.Create
-          ? [k?.create, c.create_revision]
-          : target === CompareTarget.Mod
-            ? [k?.mod, c.mod_revision]
-            : [k?.lease, c.lease];
-    const a = have ?? 0n;
-    const b = BigInt(num(want));
-    order = a < b ? -1 : a > b ? 1 : 0;
-  }
-  if (result === CompareResult.Equal) return order === 0;
-  if (result === CompareResult.NotEqual) return order !== 0;
-  if (result === CompareResult.Greater) return order > 0;
-  return order < 0;
-}
-
-/** etcd refuses a transaction branch that writes one key twice (two puts, or a put inside a deleted range). */
-function checkDuplicates(ops: Op[]): void {
-  const puts = new Set<string>();
-  for (const op of ops) {
-    if (!op.request_put) continue;
-    const id = toBuffer(op.request_put.key).toString('latin1');
-    if (puts.has(id)) throw etcdError(3, 'INVALID_ARGUMENT', 'etcdserver: duplicate key given in txn request');
-    puts.add(id);
-  }
-  for (const op of ops) {
-    const del = op.request_delete_range;
-    if (!del) continue;
-    const from = toBuffer(del.key).toString('latin1');
-    const end = toBuffer(del.range_end);
-    const to = end.length === 1 && end[0] === 0 ? undefined : end.toString('latin1');
-    for (const id of puts) {
-      const hit = end.length === 0 ? id === from : id >= from && (to === undefined || id < to);
-      if (hit) throw etcdError(3, 'INVALID_ARGUMENT', 'etcdserver: duplicate key given in txn request');
-    }
-  }
-}
-
-function sortKeys(kvs: StoredKey[], target: number, descend: boolean): StoredKey[] {
-  const field = (k: StoredKey): bigint | string =>
-    target === SortTarget.Version
-      ? k.version
-      : target === SortTarget.Create
-        ? k.create
-        : target === SortTarget.Mod
-          ? k.mod
-          : target === SortTarget.Value
-            ? k.value.toString('latin1')
-            : k.id;
-  const sorted = [...kvs].sort((a, b) => {
-    const x = field(a);
-    const y = field(b);
-    return x < y ? -1 : x > y ? 1 : 0;
-  });
-  return descend ? sorted.reverse() : sorted;
-}
-
-function within(v: bigint, min: Numeric, max: Numeric): boolean {
-  const lo = BigInt(num(min));
-  const hi = BigInt(num(max));
-  return (lo === 0n || v >= lo) && (hi === 0n || v <= hi);
-}
-
-function toKeyValue(k: StoredKey, keysOnly: boolean): IKeyValue {
-  return {
-    key: Buffer.from(k.key),
-    create_revision: k.create.toString(),
-    mod_revision: k.mod.toString(),
-    version: k.version.toString(),
-    value: keysOnly ? Buffer.alloc(0) : Buffer.from(k.value),
-    lease: k.lease.toString(),
-  };
-}
-
-function enumValue(e: Enum, v: unknown, fallback: number): number {
-  if (v === undefined || v === null) return fallback;
-  if (typeof v === 'number') return v;
-  const named = e[String(v)];
-  if (typeof named === 'number') return named;
-  throw new Error(`InMemoryEtcd: unknown enum value ${String(v)}`);
-}
-
-function num(v: Numeric): string {
-  return v === undefined || v === null || v === '' ? '0' : String(v);
-}
-
-export function toBuffer(v: Buffer | string | undefined | null): Buffer {
-  if (v === undefined || v === null) return Buffer.alloc(0);
-  return typeof v === 'string' ? Buffer.from(v) : v;
 }
 
 function randomId(taken: Map<bigint, unknown>): bigint {
@@ -395,17 +284,4 @@ function randomId(taken: Map<bigint, unknown>): bigint {
     const id = BigInt(Math.floor(Math.random() * 2 ** 53)) + 1n;
     if (!taken.has(id)) return id;
   }
-}
-
-/** The error etcd3 throws when etcd answers with this gRPC status (etcd3's own classes, found as it finds them). */
-export function etcdError(code: number, status: string, message: string): Error {
-  return castGrpcError(Object.assign(new Error(`${code} ${status}: ${message}`), { code }));
-}
-
-/**
- * Runs `fn` on a later microtask, as a network answer arrives after the request. A promise job, not
- * `queueMicrotask`: jest's fake timers fake the latter, which would hold every answer until timers advance.
- */
-export function later(fn: () => void): void {
-  void Promise.resolve().then(fn);
 }

@@ -1,12 +1,15 @@
 import { EventEmitter } from 'node:events';
 import type { IKeyValue, IWatchResponse } from 'etcd3';
 import { prefixRangeEnd } from '../keys.js';
-import { etcdError, later, type MemoryStore, type StoreEvent, toBuffer } from './memory-store.js';
+import { etcdError, keyRange, later, toBuffer } from './etcd-rules.js';
+import type { MemoryStore, StoreEvent } from './memory-store.js';
 
 /** What a watch asks for, as etcd's WatchCreateRequest. */
 interface WatchRequest {
   key: Buffer;
   rangeEnd: Buffer;
+  /** Set when the watcher is made. */
+  inRange: (key: Buffer) => boolean;
   startRevision: bigint | undefined;
   noPut: boolean;
   noDelete: boolean;
@@ -24,6 +27,7 @@ export class MemoryWatchBuilder {
   private readonly request: WatchRequest = {
     key: Buffer.alloc(0),
     rangeEnd: Buffer.alloc(0),
+    inRange: () => false,
     startRevision: undefined,
     noPut: false,
     noDelete: false,
@@ -58,7 +62,8 @@ export class MemoryWatchBuilder {
   }
 
   watcher(): MemoryWatcher {
-    return new MemoryWatcher(this.store, this.link, this.registry, { ...this.request });
+    const { key, rangeEnd } = this.request;
+    return new MemoryWatcher(this.store, this.link, this.registry, { ...this.request, inRange: keyRange(key, rangeEnd) });
   }
 
   /** Resolves once the watch is connected, as etcd3's `create()`. */
@@ -161,11 +166,7 @@ export class MemoryWatcher extends EventEmitter {
 
   private matches(event: StoreEvent): boolean {
     if (event.type === 'Put' ? this.request.noPut : this.request.noDelete) return false;
-    const key = event.kv.key;
-    const { key: from, rangeEnd } = this.request;
-    if (rangeEnd.length === 0) return key.equals(from);
-    if (Buffer.compare(key, from) < 0) return false;
-    return (rangeEnd.length === 1 && rangeEnd[0] === 0) || Buffer.compare(key, rangeEnd) < 0;
+    return this.request.inRange(event.kv.key);
   }
 
   private response(events: StoreEvent[], revision: bigint, created: boolean): IWatchResponse {
