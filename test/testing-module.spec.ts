@@ -121,6 +121,24 @@ describe('EtcdLockTestingModule', () => {
     expect(elections.isLeader('reports')).toBe(true);
   });
 
+  it('takes leadership from another app instance sharing the in-memory etcd, which then follows', async () => {
+    const etcd = new InMemoryEtcd();
+    const a = await start({ etcd, identity: 'a', election: 'shared' });
+    await a.get(EtcdLockTesting).makeLeader();
+    const b = await start({ etcd, identity: 'b', election: 'shared' });
+    const leaders = () => [a, b].map((app) => app.get(LeaderElectionService).isLeader());
+    expect(leaders()).toEqual([true, false]);
+
+    await b.get(EtcdLockTesting).makeLeader();
+    expect(leaders()).toEqual([false, true]);
+    expect(await a.get(LeaderElectionService).leader()).toBe('b');
+    await a.get(EtcdLockTesting).makeLeader();
+    expect(leaders()).toEqual([true, false]);
+    // b campaigns again, behind a.
+    await until(() => etcd.entries('election/shared/').length === 2);
+    expect(leaders()).toEqual([true, false]);
+  });
+
   it('plays another replica holding a lock: tryAcquire gets null, @Singleton skips, acquire waits its turn', async () => {
     const app = await start();
     const testing = app.get(EtcdLockTesting);

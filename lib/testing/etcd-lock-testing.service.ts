@@ -50,12 +50,22 @@ export class EtcdLockTesting implements OnApplicationShutdown {
    */
   async makeLeader(election?: string): Promise<void> {
     const name = this.electionName(election);
-    const leading = this.elections.campaign(name);
-    const mine = this.ownKey('election', name);
-    for (const entry of this.etcd.entries(namePrefix(this.prefix, 'election', name))) {
-      if (entry.key !== mine) this.remove(entry);
-    }
-    await leading;
+    const prefix = namePrefix(this.prefix, 'election', name);
+    let led = false;
+    const leading = this.elections.campaign(name).then(() => (led = true));
+    // Until we lead, whoever is ahead of us steps down, also an app instance that campaigns again before our
+    // key is in (it then queues behind us).
+    const stepDown = () => {
+      if (led) return;
+      const mine = this.ownKey('election', name);
+      for (const entry of this.byAge(prefix)) {
+        if (entry.key === mine) break;
+        this.remove(entry);
+      }
+    };
+    const off = this.server.onChange(() => later(stepDown));
+    stepDown();
+    await leading.finally(off);
   }
 
   /**
