@@ -12,6 +12,7 @@ import type { DeleteWatch } from './delete-watch.js';
 import { EtcdLockError, LockLostError, type LockLossReason } from './errors.js';
 import type { EtcdRpc } from './etcd-rpc.js';
 import { prefixRangeEnd } from './keys.js';
+import { pause } from './wait-signal.js';
 import type { LeaseSession } from './lease-session.js';
 
 /** Where a contender's key lives and what it is called, for one kind of key (lock or election). */
@@ -244,7 +245,7 @@ export class Contender {
         await this.ctx.rpc.deleteRange({ key: this.keyBuf }, `release '${this.ctx.name}'`);
         break;
       } catch {
-        await new Promise((resolve) => setTimeout(resolve, RELEASE_RETRY_MS).unref());
+        await pause(RELEASE_RETRY_MS);
       }
     }
     this.dispose();

@@ -31,14 +31,13 @@ export class GuardedRunner implements BeforeApplicationShutdown {
     });
   }
 
-  /** The election `@LeaderOnly()` uses without an argument. */
-  get defaultElection(): string {
-    return this.sessions.options.election;
-  }
-
-  /** Runs `fn` if this instance leads `election`; otherwise returns undefined at once, with no etcd request. */
-  runIfLeader<T>(election: string, label: string, fn: () => T): T | undefined {
+  /**
+   * Runs `fn` if this instance leads `election` (default: the module's); otherwise returns undefined at once,
+   * with no etcd request.
+   */
+  runIfLeader<T>(name: string | undefined, label: string, fn: () => T): T | undefined {
     if (this.draining) return undefined;
+    const election = name ?? this.elections.defaultElection;
     if (!this.elections.isLeader(election)) {
       if (!this.sessions.peek()?.alive) this.logOutage(label, 'no live etcd session');
       return undefined;

@@ -17,7 +17,7 @@ import { EtcdLockEventName, EtcdLockEvents } from './etcd-lock.events.js';
 import { EtcdRpc } from './etcd-rpc.js';
 import { type KeyKind, kindPrefix } from './keys.js';
 import { LeaseSession, randomLeaseId, type SessionEndReason } from './lease-session.js';
-import { sleep, withTimeout } from './wait-signal.js';
+import { pause, sleep, withTimeout } from './wait-signal.js';
 
 /** What `EtcdSessionService.status()` reports. */
 export interface SessionStatus {
@@ -263,7 +263,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
           if ((answered && untilAnswered) || performance.now() >= until) this.orphans.delete(id);
         }),
       );
-      if (this.orphans.size > 0) await new Promise((resolve) => setTimeout(resolve, REGRANT_MIN_MS * 2).unref());
+      if (this.orphans.size > 0) await pause(REGRANT_MIN_MS * 2);
     }
   }
 

@@ -13,7 +13,7 @@ export function LeaderOnly(election?: string): MethodDecorator {
     guardMethod(target, propertyKey, descriptor, '@LeaderOnly', (original, label) => {
       const wrapper = function (this: object, ...args: unknown[]) {
         const runner = runnerOf(this, label);
-        return runner.runIfLeader(election ?? runner.defaultElection, label, () => original.apply(this, args));
+        return runner.runIfLeader(election, label, () => original.apply(this, args));
       };
       Reflect.defineMetadata(LEADER_ONLY_METADATA, { election }, wrapper);
       return wrapper;

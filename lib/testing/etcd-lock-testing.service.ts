@@ -84,10 +84,10 @@ export class EtcdLockTesting implements OnApplicationShutdown {
     });
     const queued = this.until(() => !leading && this.etcd.entries(prefix).some((e) => e.key === this.ownKey('election', name)));
     const [first] = this.byAge(prefix);
-    if (!first || first.key === this.ownKey('election', name)) {
+    const mine = this.ownKey('election', name);
+    if (!first || first.key === mine) {
       // One revision, as when our lease expired and the other replica's key was next in line.
       const id = this.grantReplica();
-      const mine = this.ownKey('election', name);
       this.server.txn({
         compare: [],
         success: [
@@ -108,11 +108,11 @@ export class EtcdLockTesting implements OnApplicationShutdown {
     assertValue(value);
     const id = this.grantReplica();
     const key = namePrefix(this.prefix, 'lock', name) + leaseHex(id.toString());
-    this.server.put({ key: Buffer.from(key), value: Buffer.from(value), lease: id.toString() });
-    const entry = this.etcd.entries(key).find((e) => e.key === key) as StoredEntry;
+    // The key is new (its lease is): the put's revision is its create revision.
+    const put = this.server.put({ key: Buffer.from(key), value: Buffer.from(value), lease: id.toString() });
     return {
       key,
-      fencingToken: entry.createRevision,
+      fencingToken: BigInt(put.header.revision),
       release: async () => this.releaseReplica(id),
     };
   }
@@ -190,7 +190,7 @@ export class EtcdLockTesting implements OnApplicationShutdown {
 
   private releaseReplica(id: bigint): void {
     if (!this.replicas.delete(id)) return;
-    if (this.server.leaseIds().includes(id)) this.server.revoke(id);
+    if (this.server.hasLease(id)) this.server.revoke(id);
   }
 
   private next(type: EtcdLockEvent['type'], match: (e: EtcdLockEvent) => boolean = () => true): Promise<EtcdLockEvent> {

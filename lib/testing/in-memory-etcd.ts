@@ -123,7 +123,7 @@ export class InMemoryEtcd {
     } catch {
       throw new InvalidArgumentError('leaseIdHex', `must be a lease id in hex, got '${leaseIdHex}'`);
     }
-    if (!this.store.leaseIds().includes(id)) throw new InvalidArgumentError('leaseIdHex', `no lease ${leaseIdHex} is alive`);
+    if (!this.store.hasLease(id)) throw new InvalidArgumentError('leaseIdHex', `no lease ${leaseIdHex} is alive`);
     this.store.revoke(id);
     for (const stream of [...this.streams]) stream.break();
   }

@@ -77,7 +77,8 @@ export class MemoryStore {
   }
 
   range(req: IRangeRequest): IRangeResponse {
-    if (req.revision !== undefined && BigInt(num(req.revision)) !== 0n && BigInt(num(req.revision)) !== this.rev) {
+    const at = BigInt(num(req.revision));
+    if (at !== 0n && at !== this.rev) {
       throw new Error('InMemoryEtcd does not keep old revisions: a range with `revision` is not supported');
     }
     const inRange = this.select(req.key, req.range_end);
@@ -113,11 +114,16 @@ export class MemoryStore {
     const succeeded = (req.compare ?? []).every((c) => this.compare(c as unknown as Compare));
     const ops = ((succeeded ? req.success : req.failure) ?? []) as Op[];
     for (const op of ops) if (op.request_put) this.checkLease(op.request_put.lease);
-    return this.write(() => {
+    const answers: Array<[string, object]> = [];
+    const res = this.write(() => {
       const next = this.rev + 1n;
-      const responses = ops.map((op) => this.applyOp(op, next));
-      return { succeeded, responses } as unknown as ITxnResponse;
+      for (const op of ops) answers.push(this.applyOp(op, next));
+      return { succeeded } as ITxnResponse;
     });
+    // As etcd: the inner answers carry the transaction's final revision and no cluster ids.
+    const header = { cluster_id: '0', member_id: '0', revision: res.header.revision, raft_term: '0' };
+    res.responses = answers.map(([name, body]) => ({ response: name, [name]: { ...body, header } })) as unknown as ITxnResponse['responses'];
+    return res;
   }
 
   /** Grants a lease; `id` 0 picks one. */
@@ -148,6 +154,10 @@ export class MemoryStore {
     this.write(() => {
       for (const id of lease.keys) this.remove(this.keys.get(id) as StoredKey, this.rev + 1n);
     });
+  }
+
+  hasLease(id: bigint): boolean {
+    return this.leases.has(id);
   }
 
   leaseIds(): bigint[] {
@@ -197,22 +207,16 @@ export class MemoryStore {
       this.history.push({ revision: this.rev, events });
       if (this.history.length > HISTORY_REVISIONS) this.compacted = (this.history.shift() as { revision: bigint }).revision;
     }
-    const header = this.header();
-    res.header = header;
-    for (const r of (res as unknown as ITxnResponse).responses ?? []) {
-      const inner = Object.values(r).find((v) => typeof v === 'object' && v !== null) as { header: IResponseHeader };
-      inner.header = { cluster_id: '0', member_id: '0', revision: header.revision, raft_term: '0' };
-    }
+    res.header = this.header();
     if (events.length > 0) for (const listener of [...this.listeners]) listener(this.rev, events);
     return res;
   }
 
-  private applyOp(op: Op, revision: bigint): object {
-    if (op.request_range) return { response: 'response_range', response_range: this.range(op.request_range) };
-    if (op.request_put) return { response: 'response_put', response_put: this.applyPut(op.request_put, revision) };
-    if (op.request_delete_range) {
-      return { response: 'response_delete_range', response_delete_range: this.applyDelete(op.request_delete_range, revision) };
-    }
+  /** One operation of a transaction: the name of its answer and the answer. */
+  private applyOp(op: Op, revision: bigint): [string, object] {
+    if (op.request_range) return ['response_range', this.range(op.request_range)];
+    if (op.request_put) return ['response_put', this.applyPut(op.request_put, revision)];
+    if (op.request_delete_range) return ['response_delete_range', this.applyDelete(op.request_delete_range, revision)];
     throw new Error('InMemoryEtcd does not support nested transactions');
   }
 

@@ -8,8 +8,6 @@ import type { MemoryStore, StoreEvent } from './memory-store.js';
 interface WatchRequest {
   key: Buffer;
   rangeEnd: Buffer;
-  /** Set when the watcher is made. */
-  inRange: (key: Buffer) => boolean;
   startRevision: bigint | undefined;
   noPut: boolean;
   noDelete: boolean;
@@ -27,7 +25,6 @@ export class MemoryWatchBuilder {
   private readonly request: WatchRequest = {
     key: Buffer.alloc(0),
     rangeEnd: Buffer.alloc(0),
-    inRange: () => false,
     startRevision: undefined,
     noPut: false,
     noDelete: false,
@@ -62,8 +59,7 @@ export class MemoryWatchBuilder {
   }
 
   watcher(): MemoryWatcher {
-    const { key, rangeEnd } = this.request;
-    return new MemoryWatcher(this.store, this.link, this.registry, { ...this.request, inRange: keyRange(key, rangeEnd) });
+    return new MemoryWatcher(this.store, this.link, this.registry, { ...this.request });
   }
 
   /** Resolves once the watch is connected, as etcd3's `create()`. */
@@ -88,6 +84,7 @@ export class MemoryWatcher extends EventEmitter {
   private cancelled = false;
   private readonly unsubscribe: () => void;
   private flushing = false;
+  private readonly inRange: (key: Buffer) => boolean;
 
   constructor(
     private readonly store: MemoryStore,
@@ -97,6 +94,7 @@ export class MemoryWatcher extends EventEmitter {
   ) {
     super();
     this.next = request.startRevision;
+    this.inRange = keyRange(request.key, request.rangeEnd);
     registry.add(this);
     this.on('data', (res: IWatchResponse) => {
       for (const event of res.events) this.emit(event.type.toLowerCase(), event.kv, event.prev_kv);
@@ -166,7 +164,7 @@ export class MemoryWatcher extends EventEmitter {
 
   private matches(event: StoreEvent): boolean {
     if (event.type === 'Put' ? this.request.noPut : this.request.noDelete) return false;
-    return this.request.inRange(event.kv.key);
+    return this.inRange(event.kv.key);
   }
 
   private response(events: StoreEvent[], revision: bigint, created: boolean): IWatchResponse {
