@@ -12,7 +12,7 @@ import type { DeleteWatch } from './delete-watch.js';
 import { EtcdLockError, LockLostError, type LockLossReason } from './errors.js';
 import type { EtcdRpc } from './etcd-rpc.js';
 import { prefixRangeEnd } from './keys.js';
-import { pause } from './wait-signal.js';
+import { onAbort, pause } from './wait-signal.js';
 import type { LeaseSession } from './lease-session.js';
 
 /** Where a contender's key lives and what it is called, for one kind of key (lock or election). */
@@ -164,18 +164,17 @@ export class Contender {
     if (this.state !== 'waiting') return Promise.reject(new EtcdLockError(`'${this.ctx.name}' is not queued`));
     return new Promise<void>((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
-      const onAbort = () => {
+      const stopListening = onAbort(signal, (reason) => {
         this.turn = undefined;
-        reject(signal?.reason);
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
+        reject(reason);
+      });
       this.turn = {
         resolve: () => {
-          signal?.removeEventListener('abort', onAbort);
+          stopListening();
           resolve();
         },
         reject: (err) => {
-          signal?.removeEventListener('abort', onAbort);
+          stopListening();
           reject(err);
         },
       };

@@ -4,7 +4,7 @@ import { Contender, type QueueContext } from './contender.js';
 import { EtcdLockEventName, type EtcdLockEvents } from './etcd-lock.events.js';
 import type { LeaseSession } from './lease-session.js';
 import type { EtcdSessionService } from './session.service.js';
-import { sleep } from './wait-signal.js';
+import { onAbort, sleep, whenAborted } from './wait-signal.js';
 
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 5000;
@@ -85,7 +85,7 @@ export class ElectionCampaign {
         this.retryDelay = RETRY_MIN_MS;
         this.errorLogged = false;
         this.setLeader(true);
-        await Promise.race([lost, aborted(this.stopWaiting.signal)]);
+        await Promise.race([lost, whenAborted(this.stopWaiting.signal)]);
       } catch (err) {
         if (this.active && !contender.lostError) await this.backOff(err);
       } finally {
@@ -115,7 +115,7 @@ export class ElectionCampaign {
           off();
           resolve(session);
         });
-        stop.signal.addEventListener('abort', () => {
+        onAbort(stop.signal, () => {
           off();
           resolve(undefined);
         });
@@ -132,11 +132,4 @@ export class ElectionCampaign {
     await sleep(this.retryDelay, this.stopWaiting?.signal).catch(() => undefined);
     this.retryDelay = Math.min(this.retryDelay * 2, RETRY_MAX_MS);
   }
-}
-
-function aborted(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) resolve();
-    else signal.addEventListener('abort', () => resolve(), { once: true });
-  });
 }

@@ -6,6 +6,7 @@ import { readHolder, watchHolder } from './holder-watch.js';
 import { namePrefix } from './keys.js';
 import { EtcdSessionService } from './session.service.js';
 import { assertName, assertOptions, assertSignal } from './validation.js';
+import { onAbort } from './wait-signal.js';
 
 /** This instance's part in one election, from local state. */
 export interface ElectionStatus {
@@ -93,15 +94,13 @@ export class LeaderElectionService implements OnApplicationBootstrap {
       const subscription = campaign.changes().subscribe((leader) => {
         if (!leader) return;
         queueMicrotask(() => subscription.unsubscribe());
-        signal?.removeEventListener('abort', onAbort);
+        stopListening();
         resolve();
       });
-      const onAbort = () => {
+      const stopListening = onAbort(signal, (reason) => {
         subscription.unsubscribe();
-        reject(signal?.reason);
-      };
-      if (signal?.aborted) onAbort();
-      else signal?.addEventListener('abort', onAbort, { once: true });
+        reject(reason);
+      });
     });
   }
 

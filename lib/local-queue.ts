@@ -1,3 +1,5 @@
+import { onAbort } from './wait-signal.js';
+
 /**
  * An in-process FIFO per name, in front of etcd. All callers in one app instance share one lease and so one
  * etcd key per name; this queue lets one of them at a time use that key, so two callers in one process exclude
@@ -20,17 +22,16 @@ export class LocalQueue {
     if (signal?.aborted) return Promise.reject(signal.reason);
     const waiters = this.names.get(name) as Array<() => void>;
     return new Promise((resolve, reject) => {
-      const onAbort = () => {
-        const i = waiters.indexOf(wake);
-        if (i >= 0) waiters.splice(i, 1);
-        reject(signal?.reason);
-      };
       const wake = () => {
-        signal?.removeEventListener('abort', onAbort);
+        stopListening();
         resolve(this.exit(name));
       };
       waiters.push(wake);
-      signal?.addEventListener('abort', onAbort, { once: true });
+      const stopListening = onAbort(signal, (reason) => {
+        const i = waiters.indexOf(wake);
+        if (i >= 0) waiters.splice(i, 1);
+        reject(reason);
+      });
     });
   }
 

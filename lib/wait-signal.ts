@@ -8,23 +8,17 @@ import { LockTimeoutError } from './errors.js';
 export class WaitSignal {
   private readonly controller: AbortController | undefined;
   private readonly timer: NodeJS.Timeout | undefined;
-  private readonly onAbort: (() => void) | undefined;
+  private readonly stopListening: (() => void) | undefined;
 
   constructor(
     name: string,
     timeoutMs: number | undefined,
-    private readonly parent: AbortSignal | undefined,
+    parent: AbortSignal | undefined,
   ) {
     if (!parent && timeoutMs === undefined) return;
     const controller = new AbortController();
     this.controller = controller;
-    if (parent) {
-      if (parent.aborted) controller.abort(parent.reason);
-      else {
-        this.onAbort = () => controller.abort(parent.reason);
-        parent.addEventListener('abort', this.onAbort, { once: true });
-      }
-    }
+    this.stopListening = onAbort(parent, (reason) => controller.abort(reason));
     if (timeoutMs !== undefined && !controller.signal.aborted) {
       this.timer = setTimeout(() => controller.abort(new LockTimeoutError(name, timeoutMs)), timeoutMs);
     }
@@ -36,8 +30,28 @@ export class WaitSignal {
 
   dispose(): void {
     clearTimeout(this.timer);
-    if (this.onAbort) this.parent?.removeEventListener('abort', this.onAbort);
+    this.stopListening?.();
   }
+}
+
+/**
+ * Calls `fn(reason)` once when `signal` aborts: at once if it already has (an `abort` listener added to an aborted
+ * signal never fires). Returns the function that stops listening.
+ */
+export function onAbort(signal: AbortSignal | undefined, fn: (reason: unknown) => void): () => void {
+  if (!signal) return () => undefined;
+  if (signal.aborted) {
+    fn(signal.reason);
+    return () => undefined;
+  }
+  const listener = () => fn(signal.reason);
+  signal.addEventListener('abort', listener, { once: true });
+  return () => signal.removeEventListener('abort', listener);
+}
+
+/** Resolves with the reason when `signal` aborts, now or later. */
+export function whenAborted(signal: AbortSignal): Promise<unknown> {
+  return new Promise((resolve) => onAbort(signal, resolve));
 }
 
 /** `promise`, or a rejection with `onTimeout()` after `ms`; the timer never outlives the race. */
@@ -61,16 +75,14 @@ export function pause(ms: number): Promise<void> {
 /** Resolves after `ms`, or rejects with `signal.reason` as soon as it aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (!signal) return void setTimeout(resolve, ms);
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
+    if (signal?.aborted) return reject(signal.reason);
     const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
+      stopListening();
       resolve();
     }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
+    const stopListening = onAbort(signal, (reason) => {
+      clearTimeout(timer);
+      reject(reason);
+    });
   });
 }

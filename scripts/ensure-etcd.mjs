@@ -33,7 +33,7 @@ function runs(bin, versionArgs = ['--version']) {
 }
 
 function haveEtcd() {
-  return runs(process.env.ETCD_BIN ?? 'etcd') && runs(process.env.ETCDCTL_BIN ?? 'etcdctl');
+  return runs(process.env.ETCD_BIN ?? 'etcd') && runs(process.env.ETCDCTL_BIN ?? 'etcdctl', ['version']);
 }
 
 /** Runs a command with its output shown, after printing it. */
@@ -75,7 +75,8 @@ if (!haveEtcd()) {
         : installAllowed
           ? 'and it could not be installed here (no apt-get with root or passwordless sudo, no Homebrew)'
           : 'and ETCD_INSTALL=never forbids installing it';
-    console.error(`ensure-etcd: no etcd found (${where}), ${why}. Install etcd 3.4+:\n${MANUAL}`);
+    const next = optional ? 'Going on without it. ' : '';
+    console.error(`ensure-etcd: no etcd found (${where}), ${why}. ${next}Install etcd 3.4+:\n${MANUAL}`);
     ok = false;
   }
 }

@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { LockLostError, LockReleasedError, LockService, LockTimeoutError } from '../lib/index.js';
 import { EtcdSessionService } from '../lib/session.service.js';
+import { whenAborted } from '../lib/wait-signal.js';
 import { useEtcd } from './harness/fixtures.js';
 
 const etcd = useEtcd();
@@ -219,7 +220,7 @@ describe('LockService: losing a lock', () => {
     const renewed = new Promise((resolve) => app.get(EtcdSessionService).onSession(resolve));
     const lock = await locks.acquire('lost');
     const lease = lock.key.split('/').pop() as string;
-    const aborted = once(lock.signal, 'abort');
+    const aborted = whenAborted(lock.signal);
     await etcd.client.leaseClient.leaseRevoke({ ID: BigInt(`0x${lease}`).toString() });
     await aborted;
     expect(lock.signal.reason).toBeInstanceOf(LockLostError);
@@ -236,7 +237,7 @@ describe('LockService: losing a lock', () => {
   it('aborts the signal when its key is deleted from outside', async () => {
     const locks = await locksOf();
     const lock = await locks.acquire('deleted');
-    const aborted = once(lock.signal, 'abort');
+    const aborted = whenAborted(lock.signal);
     await etcd.client.delete().key(lock.key);
     await aborted;
     expect(lock.signal.reason).toEqual(expect.objectContaining({ reason: 'key-deleted', lockName: 'deleted' }));
@@ -265,7 +266,7 @@ describe('LockService: losing a lock', () => {
     expect(lock.isHeld).toBe(true);
     // Someone deletes the lock key: the fence fails and the lock is lost. (Listen first: the watch event can
     // abort the signal before the delete's own answer arrives.)
-    const aborted = once(lock.signal, 'abort');
+    const aborted = whenAborted(lock.signal);
     await etcd.client.delete().key(lock.key);
     await aborted;
     await expect(lock.fencedTxn().put('counter', '3').commit()).rejects.toBeInstanceOf(LockLostError);

@@ -1,4 +1,4 @@
-import { EventEmitter } from 'node:events';
+import { ScopedEmitter } from './scoped-emitter.js';
 import type {
   IDeleteRangeRequest,
   IDeleteRangeResponse,
@@ -41,10 +41,28 @@ export interface StoredEntry {
  * and compares the answers.
  */
 export class InMemoryEtcd {
-  private readonly store = new MemoryStore();
+  private readonly store: MemoryStore;
+  /** False for a client made by `connect()`: closing it leaves the shared store running. */
+  private readonly ownsStore: boolean;
   private readonly watchers = new Set<MemoryWatcher>();
   private readonly streams = new Set<MemoryKeepAliveStream>();
   private readonly link = { reachable: true };
+
+  constructor() {
+    this.store = storeForNextClient ?? new MemoryStore();
+    this.ownsStore = storeForNextClient === undefined;
+    storeForNextClient = undefined;
+  }
+
+  /**
+   * Another client of this same etcd, with a connection of its own: give one to each replica of an app run in
+   * one process, and `disconnect()` on it cuts off that replica alone (a partition, or a crash whose lease then
+   * expires after its TTL). `close()` on it closes that client only.
+   */
+  connect(): InMemoryEtcd {
+    storeForNextClient = this.store;
+    return new InMemoryEtcd();
+  }
 
   /** @internal What error messages name as the endpoint. */
   readonly options = { hosts: ['in-memory etcd'] };
@@ -106,6 +124,11 @@ export class InMemoryEtcd {
       }));
   }
 
+  /** Writes `key` = `value` with no lease, as another client would: seeds the data an app under test reads. */
+  put(key: string, value: string): void {
+    this.store.put({ key: Buffer.from(key), value: Buffer.from(value) });
+  }
+
   /** The ids (hex) of the leases alive now. */
   leases(): string[] {
     return this.store.leaseIds().map((id) => id.toString(16));
@@ -144,11 +167,11 @@ export class InMemoryEtcd {
     for (const watcher of this.watchers) watcher.linkChanged();
   }
 
-  /** Stops the lease timers and watches (leases stop expiring). */
+  /** Stops this client's watches and keepalives; on the first client, also the lease timers (leases stop expiring). */
   close(): void {
     for (const watcher of [...this.watchers]) void watcher.cancel();
     for (const stream of [...this.streams]) stream.end();
-    this.store.close();
+    if (this.ownsStore) this.store.close();
   }
 
   /** Answers on a later microtask, as a network would; unreachable fails fast, as a refused connection does. */
@@ -159,8 +182,11 @@ export class InMemoryEtcd {
   }
 }
 
+/** Set by `connect()` for the one constructor call that follows: the store a new client shares. */
+let storeForNextClient: MemoryStore | undefined;
+
 /** etcd3's keepalive duplex stream: write `{ ID }`, read `{ ID, TTL }` (`TTL` `'0'` once the lease is gone). */
-export class MemoryKeepAliveStream extends EventEmitter {
+export class MemoryKeepAliveStream extends ScopedEmitter {
   private open = true;
 
   constructor(

@@ -1,4 +1,4 @@
-import { EventEmitter } from 'node:events';
+import { ScopedEmitter } from './scoped-emitter.js';
 import type { IKeyValue, IWatchResponse } from 'etcd3';
 import { prefixRangeEnd } from '../keys.js';
 import { etcdError, keyRange, later, toBuffer } from './etcd-rules.js';
@@ -77,7 +77,7 @@ export class MemoryWatchBuilder {
  * / `delete` per event), replaying from `startRevision` first; `disconnected` while etcd is unreachable, then
  * `connected` again and what it missed; `error` if the history it asks for is gone; `end` once cancelled.
  */
-export class MemoryWatcher extends EventEmitter {
+export class MemoryWatcher extends ScopedEmitter {
   readonly id = String(nextWatchId++);
   private next: bigint | undefined;
   private connected = false;

@@ -5,7 +5,7 @@ import { AppModule } from './app.module.js';
 import { configFromEnv } from './config.js';
 
 const config = configFromEnv();
-const app = await NestFactory.create(AppModule, { logger: ['log', 'warn', 'error'] });
+const app = await NestFactory.create(AppModule.forRoot(config), { logger: ['log', 'warn', 'error'] });
 // SIGTERM/SIGINT run the shutdown hooks: leadership is resigned and the lease revoked, so another replica
 // takes over at once instead of after the TTL.
 app.enableShutdownHooks();

@@ -11,6 +11,7 @@ import {
   LockLostError,
   LockService,
 } from '../../lib/index.js';
+import { whenAborted } from '../../lib/wait-signal.js';
 import { EtcdCluster } from '../harness/cluster.js';
 import { expectLeaderReplicaFailover } from '../harness/cron-replicas.js';
 import { killAll } from '../harness/processes.js';
@@ -109,9 +110,7 @@ describe('fault scenarios on a 3-member etcd cluster', () => {
     // Long: frozen past the TTL. The holder gives up on its own deadline (no quorum: etcd cannot expire anything).
     let lastRenewal = performance.now();
     holder.get(EtcdSessionService).peek()?.onRenew(() => (lastRenewal = performance.now()));
-    const lost = new Promise<number>((resolve) =>
-      lock.signal.addEventListener('abort', () => resolve(performance.now())),
-    );
+    const lost = whenAborted(lock.signal).then(() => performance.now());
     a.pause();
     b.pause();
     const lostAt = await lost;
@@ -155,7 +154,8 @@ describe('fault scenarios on a 3-member etcd cluster', () => {
     const renewed = new Promise((resolve) => holder.get(EtcdSessionService).onSession(resolve));
     await cluster.wipe();
     // The keepalive finds the lease gone (or the deadline passes): the lock is lost, a new session is granted.
-    await new Promise((resolve) => lock.signal.addEventListener('abort', resolve));
+    // The keepalive can learn of the wipe while wipe() is still running: the signal may have aborted already.
+    await whenAborted(lock.signal);
     expect(lock.signal.reason).toBeInstanceOf(LockLostError);
     await lock.release();
     await renewed;

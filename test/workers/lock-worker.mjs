@@ -24,7 +24,10 @@ const commands = {
   async acquire({ name }) {
     try {
       lock = await locks.acquire(name);
-      lock.signal.addEventListener('abort', () => emit('aborted', { reason: lock.signal.reason?.name }));
+      const onAbort = () => emit('aborted', { reason: lock.signal.reason?.name });
+      // An abort listener added to an aborted signal never fires: check first.
+      if (lock.signal.aborted) onAbort();
+      else lock.signal.addEventListener('abort', onAbort, { once: true });
       emit('acquired', { token: lock.fencingToken.toString() });
     } catch (err) {
       emit('acquire-failed', { error: err.name });

@@ -1,83 +1,77 @@
 /**
  * `npm run demo [-- --replicas N --duration S]`: a throwaway etcd, N replicas of sample-app as separate
  * processes, a graceful leader stop, a SIGKILL, concurrent withdrawals, and a summary. Leaves nothing behind.
+ * Without an etcd binary (none on PATH, and `npm run demo` could not install one), the same scenario runs on the
+ * in-memory etcd of `nestjs-etcd-lock/testing`, the replicas as apps in this process.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
-import { EtcdServer, INSTALL_HINT, freePort } from '../test/harness/etcd.js';
+import { EtcdServer, freePort } from '../../test/harness/etcd.js';
+import { InMemoryReplica, inMemoryEtcd, loadSampleApp } from './in-memory.js';
+import { ProcessReplica, type Replica, type ReplicaSpec } from './replica.js';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const COLORS = [36, 33, 35, 32, 34, 31];
 const ACCOUNTS = ['alice', 'bob', 'carol', 'dave', 'erin'];
 const OPENING_BALANCE = 10_000;
 const TTL = 3;
+const PREFIX = 'sample/';
 
 const args = parseArgs(process.argv.slice(2));
 const started = performance.now();
 const elapsed = () => ((performance.now() - started) / 1000).toFixed(1).padStart(5);
 const say = (text: string) => console.log(`\x1b[1m[demo ${elapsed()}s]\x1b[0m ${text}`);
 
-class Replica {
-  readonly child: ChildProcess;
-  readonly exited: Promise<void>;
-  alive = true;
-  leaderTicks = 0;
-  reportRuns = 0;
-  private readonly listeners: Array<(line: string) => void> = [];
+/** Where the demo runs: etcd and its replicas, the accounts' data, and the clean-up. */
+interface Backend {
+  readonly description: string;
+  replica(spec: ReplicaSpec): Replica;
+  seed(key: string, value: string): Promise<void>;
+  balances(): Promise<Record<string, string>>;
+  /** Leaves etcd empty (a crashed replica's lease would only expire after its TTL) and stops it. */
+  close(): Promise<void>;
+}
 
-  constructor(
-    readonly name: string,
-    readonly port: number,
-    color: number,
-    endpoint: string,
-  ) {
-    this.child = spawn(process.execPath, [join(ROOT, 'sample-app', 'dist', 'main.js')], {
-      env: { ...process.env, ETCD_HOSTS: endpoint, PORT: String(port), IDENTITY: name, LOCK_TTL: String(TTL), NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const label = `\x1b[${color}m[${name}]\x1b[0m`;
-    let buffer = '';
-    const onData = (chunk: Buffer) => {
-      buffer += chunk.toString();
-      const lines = buffer.split('\n');
-      buffer = lines.pop() ?? '';
-      for (const raw of lines) {
-        const line = raw.replace(/^\[Nest\] \d+\s+-\s+[^A-Z]*(AM|PM)?\s+/, '');
-        if (line.includes('leader tick')) this.leaderTicks++;
-        if (line.includes('report started')) this.reportRuns++;
-        console.log(`${label} ${line}`);
-        for (const listener of [...this.listeners]) listener(line);
-      }
-    };
-    this.child.stdout?.on('data', onData);
-    this.child.stderr?.on('data', onData);
-    this.exited = new Promise((resolve) =>
-      this.child.once('exit', () => {
-        this.alive = false;
-        resolve();
-      }),
-    );
+/** A real etcd process; replicas are OS processes. Undefined when no etcd binary can be started. */
+async function etcdBackend(): Promise<Backend | undefined> {
+  let etcd: EtcdServer;
+  try {
+    etcd = await EtcdServer.start();
+  } catch (err) {
+    if (err instanceof Error && err.message.startsWith('etcd not found')) return undefined;
+    throw err;
   }
+  const client = new Etcd3({ hosts: etcd.endpoint });
+  return {
+    description: `etcd ${etcd.endpoint} started`,
+    replica: (spec) => new ProcessReplica(spec, ROOT, etcd.endpoint),
+    seed: async (key, value) => void (await client.put(key).value(value)),
+    balances: () => client.getAll().prefix(`${PREFIX}accounts/`).strings(),
+    async close() {
+      const { leases } = await client.leaseClient.leaseLeases({});
+      for (const lease of leases) await client.leaseClient.leaseRevoke({ ID: lease.ID });
+      await client.delete().all();
+      client.close();
+      await etcd.destroy();
+    },
+  };
+}
 
-  /** Resolves with the first line from now on that contains `text`. */
-  next(text: string): Promise<string> {
-    return new Promise((resolve) => {
-      const listener = (line: string) => {
-        if (!line.includes(text)) return;
-        this.listeners.splice(this.listeners.indexOf(listener), 1);
-        resolve(line);
-      };
-      this.listeners.push(listener);
-    });
-  }
-
-  async stop(signal: NodeJS.Signals): Promise<void> {
-    if (!this.alive) return;
-    this.child.kill(signal);
-    await this.exited;
-  }
+/** The in-memory etcd; replicas are Nest apps in this process, each on its own connection to it. */
+async function inMemoryBackend(): Promise<Backend> {
+  const etcd = inMemoryEtcd();
+  const sample = await loadSampleApp(ROOT);
+  return {
+    description: 'in-memory etcd started (replicas run in this process)',
+    replica: (spec) => new InMemoryReplica(spec, sample, etcd),
+    seed: async (key, value) => etcd.put(key, value),
+    balances: async () => Object.fromEntries(etcd.entries(`${PREFIX}accounts/`).map((e) => [e.key, e.value])),
+    async close() {
+      for (const lease of etcd.leases()) etcd.expireLease(lease);
+      etcd.close();
+    },
+  };
 }
 
 interface Failover {
@@ -88,14 +82,15 @@ interface Failover {
 }
 
 async function main(): Promise<number> {
-  let etcd: EtcdServer;
-  try {
-    etcd = await EtcdServer.start();
-  } catch (err) {
-    console.error(`Could not start etcd: ${err instanceof Error ? err.message : err}\n${INSTALL_HINT}`);
-    return 1;
+  const real = args.inMemory ? undefined : await etcdBackend();
+  if (!real) {
+    console.log(
+      'No etcd binary here: this demo runs on the in-memory etcd of nestjs-etcd-lock/testing, all replicas in one ' +
+        'process. For the real multi-process demo, install etcd (`node scripts/ensure-etcd.mjs` says how) and run ' +
+        '`npm run demo` again.',
+    );
   }
-  const client = new Etcd3({ hosts: etcd.endpoint });
+  const backend = real ?? (await inMemoryBackend());
   const replicas: Replica[] = [];
   let interrupted = false;
   const onSigint = async () => {
@@ -103,28 +98,28 @@ async function main(): Promise<number> {
     interrupted = true;
     say('interrupted: stopping replicas and etcd');
     await Promise.all(replicas.map((r) => r.stop('SIGTERM')));
-    client.close();
-    await etcd.destroy();
+    await backend.close();
     process.exit(130);
   };
   process.on('SIGINT', onSigint);
 
   try {
-    say(`etcd ${etcd.endpoint} started; opening ${ACCOUNTS.length} accounts with ${OPENING_BALANCE} each`);
-    for (const id of ACCOUNTS) await client.put(`sample/accounts/${id}`).value(String(OPENING_BALANCE));
+    say(`${backend.description}; opening ${ACCOUNTS.length} accounts with ${OPENING_BALANCE} each`);
+    for (const id of ACCOUNTS) await backend.seed(`${PREFIX}accounts/${id}`, String(OPENING_BALANCE));
 
     const leaderGained = () =>
-      Promise.race(replicas.filter((r) => r.alive).map((r) => r.next('Leadership gained').then(() => r)));
+      Promise.race(replicas.filter((r) => r.alive).map((r) => r.leadershipGained().then(() => r)));
     for (let i = 1; i <= args.replicas; i++) {
-      replicas.push(new Replica(`replica-${i}`, await freePort(), COLORS[(i - 1) % COLORS.length], etcd.endpoint));
+      const spec = { name: `replica-${i}`, port: await freePort(), color: COLORS[(i - 1) % COLORS.length], ttl: TTL };
+      replicas.push(backend.replica(spec));
     }
     const firstLeader = leaderGained();
-    await Promise.all(replicas.map((r) => r.next('listening on')));
+    await Promise.all(replicas.map((r) => r.ready()));
     let leader = await firstLeader;
     say(`${replicas.length} replicas up; ${leader.name} leads`);
 
     const failovers: Failover[] = [];
-    const failover = async (how: string, signal: NodeJS.Signals) => {
+    const failover = async (how: string, signal: 'SIGTERM' | 'SIGKILL') => {
       const old = leader;
       const next = leaderGained();
       const t0 = performance.now();
@@ -152,16 +147,16 @@ async function main(): Promise<number> {
     say('stopping the remaining replicas (SIGTERM)');
     await Promise.all(replicas.map((r) => r.stop('SIGTERM')));
 
-    const balances = await client.getAll().prefix('sample/accounts/').strings();
+    const balances = await backend.balances();
     const total = Object.values(balances).reduce((sum, v) => sum + Number(v), 0);
     const expected = ACCOUNTS.length * OPENING_BALANCE - withdrawals.acceptedAmount;
     const negative = Object.values(balances).some((v) => Number(v) < 0);
 
-    console.log('\nSummary');
+    console.log(`\nSummary${real ? '' : ' (in-memory etcd)'}`);
     table(['leader change', 'from', 'to', 'failover'], failovers.map((f) => [f.how, f.from, f.to, `${f.ms} ms`]));
     table(
       ['replica', 'leader ticks', 'report runs', 'ended'],
-      replicas.map((r, i) => [r.name, String(r.leaderTicks), String(r.reportRuns), endedHow(r, i, failovers)]),
+      replicas.map((r) => [r.name, String(r.leaderTicks), String(r.reportRuns), endedHow(r, failovers)]),
     );
     table(
       ['withdrawals', 'count', 'amount'],
@@ -177,16 +172,11 @@ async function main(): Promise<number> {
       `\nMoney: ${ACCOUNTS.length * OPENING_BALANCE} opening - ${withdrawals.acceptedAmount} withdrawn = ${expected}; ` +
         `balances add up to ${total}: ${ok ? 'no money lost or created' : 'INVARIANT BROKEN'}`,
     );
-    // The SIGKILLed replica's lease would expire after its TTL; revoke it so etcd is left empty right away.
-    const { leases } = await client.leaseClient.leaseLeases({});
-    for (const lease of leases) await client.leaseClient.leaseRevoke({ ID: lease.ID });
-    await client.delete().all();
     return ok ? 0 : 1;
   } finally {
     process.off('SIGINT', onSigint);
     await Promise.all(replicas.map((r) => r.stop('SIGKILL')));
-    client.close();
-    await etcd.destroy();
+    await backend.close();
   }
 }
 
@@ -218,10 +208,10 @@ async function fireWithdrawals(targets: Replica[]) {
   return result;
 }
 
-function endedHow(replica: Replica, index: number, failovers: Failover[]): string {
+function endedHow(replica: Replica, failovers: Failover[]): string {
   const f = failovers.find((x) => x.from === replica.name);
   if (f) return f.how === 'crash' ? 'SIGKILL' : 'SIGTERM (mid-run)';
-  return index >= 0 ? 'SIGTERM (end)' : '';
+  return 'SIGTERM (end)';
 }
 
 function table(header: string[], rows: string[][]): void {
@@ -235,15 +225,16 @@ function pause(seconds: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, seconds * 1000));
 }
 
-function parseArgs(argv: string[]): { replicas: number; duration: number } {
-  const out = { replicas: 3, duration: 24 };
+function parseArgs(argv: string[]): { replicas: number; duration: number; inMemory: boolean } {
+  const out = { replicas: 3, duration: 24, inMemory: false };
   for (let i = 0; i < argv.length; i++) {
     const [flag, value] = [argv[i], Number(argv[i + 1])];
-    if ((flag === '--replicas' || flag === '--duration') && Number.isInteger(value)) {
+    if (flag === '--in-memory') out.inMemory = true;
+    else if ((flag === '--replicas' || flag === '--duration') && Number.isInteger(value)) {
       out[flag === '--replicas' ? 'replicas' : 'duration'] = value;
       i++;
     } else {
-      console.error(`usage: npm run demo -- [--replicas N (2-6)] [--duration S (12-600)]; got '${flag}'`);
+      console.error(`usage: npm run demo -- [--replicas N (2-6)] [--duration S (12-600)] [--in-memory]; got '${flag}'`);
       process.exit(2);
     }
   }

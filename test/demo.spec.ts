@@ -1,0 +1,47 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+/** etcd made unavailable, and installing it forbidden: what a machine without etcd (and without root) gets. */
+const NO_ETCD = { ...process.env, ETCD_BIN: '/nonexistent/etcd', ETCDCTL_BIN: '/nonexistent/etcdctl', ETCD_INSTALL: 'never' };
+
+describe('set-up without etcd', () => {
+  it('ensure-etcd stops the tests before they start, naming the commands that install etcd', () => {
+    const run = spawnSync(process.execPath, [join(ROOT, 'scripts', 'ensure-etcd.mjs')], { env: NO_ETCD, encoding: 'utf8' });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain('no etcd found (ETCD_BIN=/nonexistent/etcd)');
+    expect(run.stderr).toContain('apt-get install -y etcd-server etcd-client');
+    expect(run.stderr).toContain('brew install etcd');
+  });
+
+  it('for the demo (--optional) it says so and lets it go on', () => {
+    const run = spawnSync(process.execPath, [join(ROOT, 'scripts', 'ensure-etcd.mjs'), '--optional'], { env: NO_ETCD, encoding: 'utf8' });
+    expect(run.status).toBe(0);
+    expect(run.stderr).toContain('Going on without it');
+  });
+
+  it('the demo runs its whole scenario on the in-memory etcd and prints the same summary', async () => {
+    const child = spawn(process.execPath, [join(ROOT, 'build', 'scripts', 'demo', 'main.js'), '--duration', '12'], {
+      env: { ...NO_ETCD, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    child.stderr.on('data', (chunk) => (output += chunk));
+    const code = await new Promise((resolve) => child.once('exit', resolve));
+    const lines = output.split('\n');
+    expect(lines[0]).toMatch(/^No etcd binary here: this demo runs on the in-memory etcd .*`npm run demo` again\.$/);
+    expect(code).toBe(0);
+    // Both failovers happened, each to another replica, and the tables are there.
+    expect(output).toMatch(/\| graceful stop \| replica-\d +\| replica-\d +\| \d+ ms/);
+    expect(output).toMatch(/\| crash +\| replica-\d +\| replica-\d +\| \d+ ms/);
+    expect(output).toContain('Summary (in-memory etcd)');
+    expect(output).toMatch(/\| failed +\| 0 +\|/);
+    expect(output).toContain('no money lost or created');
+    // The lines of each replica carry its own label: a leadership line names the replica that prints it.
+    const gained = [...output.matchAll(/\[(replica-\d)\]\S* LOG \[EtcdLock\] Leadership gained in election 'leader' \((replica-\d)\)/g)];
+    expect(gained.length).toBeGreaterThanOrEqual(3); // the first leader and the two failovers
+    for (const [, printer, leader] of gained) expect(printer).toBe(leader);
+  }, 60_000);
+});
