@@ -28,6 +28,8 @@ export interface QueueContext {
 type State = 'new' | 'waiting' | 'owner' | 'left' | 'lost';
 
 const RELEASE_RETRY_MS = 200;
+/** How long a deleted key waits to learn whether its lease went with it, before calling it `key-deleted`. */
+const LEASE_CHECK_MS = 500;
 
 /**
  * One key in etcd's queue for a name (`<namePrefix><lease hex>`, etcd's own layout): joins with one request,
@@ -49,6 +51,8 @@ export class Contender {
   private readonly unsubscribe: () => void;
   private readonly unwatchSession: () => void;
   private leaving: Promise<void> | undefined;
+  /** Set when etcd reported our key deleted, until the loss is reported with its reason. */
+  private keyGone = false;
   /** Set once a join request was sent: from then on our key may exist even if the request failed. */
   private joinSent = false;
   lostError: LockLostError | undefined;
@@ -86,7 +90,7 @@ export class Contender {
   }
 
   get isOwner(): boolean {
-    return this.state === 'owner' && this.session.alive;
+    return this.state === 'owner' && !this.keyGone && this.session.alive;
   }
 
   /**
@@ -273,7 +277,7 @@ export class Contender {
     }
     if (revision <= this.snapshot) return;
     if (key === this.key) {
-      this.lose('key-deleted');
+      this.keyDeleted();
       return;
     }
     if (!this.ahead.delete(key) || this.ahead.size > 0 || this.state !== 'waiting') return;
@@ -281,10 +285,22 @@ export class Contender {
   }
 
   /**
+   * etcd reports our key deleted: we own nothing from now on. Revoking or expiring our lease deletes it too, so
+   * one keepalive tells a lost session (reason `session-lost`, through the session's end) from a key deleted by
+   * someone else (`key-deleted`); the loss is reported when it answers, one round trip later.
+   */
+  private keyDeleted(): void {
+    if (this.state === 'left' || this.state === 'lost' || this.keyGone) return;
+    this.keyGone = true;
+    void this.session.checkNow(LEASE_CHECK_MS).then(() => this.lose('key-deleted'));
+  }
+
+  /**
    * Our turn came. After a process pause, the watch event can be handled before the expired deadline timer
    * fires: check the session against the clock now, so a waiter whose lease has run out never resolves.
    */
   private becomeOwner(): void {
+    if (this.keyGone) return; // the loss is on its way
     if (!this.session.alive) {
       this.lose('session-lost');
       return;

@@ -1,8 +1,10 @@
 import type { Logger } from '@nestjs/common';
-import { BehaviorSubject, distinctUntilChanged, type Observable } from 'rxjs';
+import { BehaviorSubject, distinctUntilChanged, filter, map, type Observable } from 'rxjs';
 import { Contender, type QueueContext } from './contender.js';
+import type { LeadershipLossReason } from './errors.js';
 import { EtcdLockEventName, type EtcdLockEvents } from './etcd-lock.events.js';
 import type { LeaseSession } from './lease-session.js';
+import { LeadershipTerm, termEndOf } from './leadership-term.js';
 import type { EtcdSessionService } from './session.service.js';
 import { onAbort, sleep, whenAborted } from './wait-signal.js';
 
@@ -19,7 +21,8 @@ export class ElectionCampaign {
   private active = false;
   private running: Promise<void> | undefined;
   private stopWaiting: AbortController | undefined;
-  private readonly leadership = new BehaviorSubject(false);
+  /** The term in progress while this instance leads, else undefined. */
+  private readonly current = new BehaviorSubject<LeadershipTerm | undefined>(undefined);
   private retryDelay = RETRY_MIN_MS;
   private errorLogged = false;
 
@@ -35,9 +38,14 @@ export class ElectionCampaign {
     return this.ctx.name;
   }
 
-  /** Synchronous, from local state: false as soon as the session's local deadline passes. */
+  /** Synchronous, from local state: false as soon as the term ends or the session's local deadline passes. */
   get isLeader(): boolean {
-    return this.contender?.isOwner ?? false;
+    return this.current.value?.isLeader ?? false;
+  }
+
+  /** The term in progress, if this instance leads now. */
+  get term(): LeadershipTerm | undefined {
+    return this.isLeader ? this.current.value : undefined;
   }
 
   get campaigning(): boolean {
@@ -46,7 +54,20 @@ export class ElectionCampaign {
 
   /** This instance's own leadership over time. */
   changes(): Observable<boolean> {
-    return this.leadership.pipe(distinctUntilChanged());
+    return this.current.pipe(
+      map((term) => term !== undefined),
+      distinctUntilChanged(),
+    );
+  }
+
+  /** Each term of this instance's, as it starts (the one in progress first, if any). */
+  terms(): Observable<LeadershipTerm> {
+    return this.current.pipe(filter((term): term is LeadershipTerm => term !== undefined));
+  }
+
+  /** Ends the term in progress (its signal aborts) without leaving the election yet: the first step of shutdown. */
+  endTerm(reason: LeadershipLossReason): void {
+    this.current.value?.end(reason);
   }
 
   /** Starts campaigning (no-op if already). */
@@ -56,8 +77,9 @@ export class ElectionCampaign {
     this.running = this.run();
   }
 
-  /** Stops campaigning and deletes our key, so a standby leads at once. */
-  async stop(): Promise<void> {
+  /** Ends the term (if leading), stops campaigning and deletes our key, so a standby leads at once. */
+  async stop(reason: 'resigned' | 'shutdown' = 'resigned'): Promise<void> {
+    this.endTerm(reason);
     this.active = false;
     this.stopWaiting?.abort();
     await this.contender?.leave();
@@ -67,7 +89,7 @@ export class ElectionCampaign {
 
   /** Completes the leadership stream; call once the campaign is stopped for good. */
   close(): void {
-    this.leadership.complete();
+    this.current.complete();
   }
 
   private async run(): Promise<void> {
@@ -76,7 +98,14 @@ export class ElectionCampaign {
       if (!session || !this.active) return;
       const contender = new Contender({ ...this.ctx, deletes: this.sessions.deletes('election') }, session, this.identity);
       this.contender = contender;
-      const lost = new Promise<void>((resolve) => contender.onLoss(() => resolve()));
+      let term: LeadershipTerm | undefined;
+      // The term ends in the same tick as the loss is known: at the local deadline, before etcd can elect another.
+      const lost = new Promise<void>((resolve) =>
+        contender.onLoss((err) => {
+          term?.end(termEndOf(err));
+          resolve();
+        }),
+      );
       this.stopWaiting = new AbortController();
       try {
         await contender.join();
@@ -84,23 +113,33 @@ export class ElectionCampaign {
         if (!this.active) continue;
         this.retryDelay = RETRY_MIN_MS;
         this.errorLogged = false;
-        this.setLeader(true);
+        const started = new LeadershipTerm(this.name, this.identity, contender);
+        term = started;
+        // However the term ends, this instance stops being leader at that moment (its key may stay until stop()).
+        onAbort(started.signal, () => this.setTerm(undefined, started));
+        this.setTerm(started);
+        // A term ended by endTerm() keeps its key until stop(): the work it guarded ends before another can lead.
         await Promise.race([lost, whenAborted(this.stopWaiting.signal)]);
       } catch (err) {
         if (this.active && !contender.lostError) await this.backOff(err);
       } finally {
-        this.setLeader(false);
+        term?.end('resigned'); // no-op unless it ended some other way already
+        this.setTerm(undefined, term);
         await contender.leave();
         if (this.contender === contender) this.contender = undefined;
       }
     }
   }
 
-  private setLeader(leader: boolean): void {
-    if (this.leadership.value === leader) return;
-    this.logger.log(`${leader ? 'Leadership gained' : 'Leadership ended'} in election '${this.name}' (${this.identity})`);
-    this.leadership.next(leader);
-    this.events.emit({ type: EtcdLockEventName.LeadershipChanged, election: this.name, leader });
+  private setTerm(term: LeadershipTerm | undefined, ended?: LeadershipTerm): void {
+    if (this.current.value === term) return;
+    const leader = term !== undefined;
+    const token = (term ?? ended)?.fencingToken;
+    this.logger.log(
+      `${leader ? 'Leadership gained' : 'Leadership ended'} in election '${this.name}' (${this.identity}, term ${token})`,
+    );
+    this.current.next(term);
+    this.events.emit({ type: EtcdLockEventName.LeadershipChanged, election: this.name, leader, fencingToken: token });
   }
 
   /** The live session, or the next one granted; undefined if the campaign stops first. */

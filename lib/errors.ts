@@ -56,6 +56,30 @@ export class LockLostError extends EtcdLockError {
   }
 }
 
+/** How a leadership term ended. */
+export type LeadershipLossReason = 'session-lost' | 'key-deleted' | 'resigned' | 'shutdown';
+
+const termEndText: Record<LeadershipLossReason, string> = {
+  'session-lost': 'the etcd session (lease) of this instance was lost (its local deadline passed, or the lease was revoked or expired)',
+  'key-deleted': 'its election key was deleted in etcd by someone else',
+  resigned: 'this instance resigned',
+  shutdown: 'this instance is shutting down',
+};
+
+/** The reason a `Leadership`'s `signal` aborts with: the term ended, and another instance may lead from now on. */
+export class LeadershipLostError extends EtcdLockError {
+  constructor(
+    /** The election's name. */
+    readonly election: string,
+    /** How the term ended. */
+    readonly reason: LeadershipLossReason,
+    /** The ended term's fencing token. */
+    readonly fencingToken: bigint,
+  ) {
+    super(`Leadership of election '${election}' (term ${fencingToken}) ended: ${termEndText[reason]}`);
+  }
+}
+
 /** The reason a held lock's `signal` aborts with when the holder released it itself. */
 export class LockReleasedError extends EtcdLockError {
   constructor(

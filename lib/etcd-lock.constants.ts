@@ -11,3 +11,5 @@ export const RUNNER_TOKEN = 'EtcdLockModule (import EtcdLockModule.forRoot() to 
 export const LEADER_ONLY_METADATA = 'etcd-lock:leader-only';
 /** Metadata on a `@Singleton` method: `{ key, options }`. */
 export const SINGLETON_METADATA = 'etcd-lock:singleton';
+/** Metadata key of `@OnLeadership` methods. */
+export const ON_LEADERSHIP_METADATA = 'etcd-lock:on-leadership';

@@ -45,6 +45,8 @@ export interface LeadershipChangedEvent {
   readonly election: string;
   /** Whether this instance leads it now. */
   readonly leader: boolean;
+  /** The fencing token of the term that began (or, when `leader` is false, ended). */
+  readonly fencingToken: bigint | undefined;
 }
 
 /** A lock held through `LockService` (or by a `@Singleton` call) was lost before its release. */

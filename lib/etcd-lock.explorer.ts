@@ -1,12 +1,17 @@
 import { Injectable, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner } from '@nestjs/core';
+import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper.js';
 import { bindRunner } from './decorators/guarded-method.js';
-import { LEADER_ONLY_METADATA, SINGLETON_METADATA } from './etcd-lock.constants.js';
+import type { OnLeadershipMetadata } from './decorators/on-leadership.decorator.js';
+import { LEADER_ONLY_METADATA, ON_LEADERSHIP_METADATA, SINGLETON_METADATA } from './etcd-lock.constants.js';
+import { EtcdLockError } from './errors.js';
 import { LeaderElectionService } from './leader-election.service.js';
+import { LeadershipWorkers } from './leadership-workers.js';
 
 /**
- * Finds `@LeaderOnly` and `@Singleton` methods in every provider and controller at `onModuleInit`: binds each
- * instance to this app's runner and declares the elections they name, so campaigning starts at bootstrap.
+ * Finds `@LeaderOnly`, `@Singleton` and `@OnLeadership` methods in every provider and controller at
+ * `onModuleInit`: binds each instance to this app's runner, hands `@OnLeadership` methods to the workers, and
+ * declares the elections they name, so campaigning starts at bootstrap.
  */
 @Injectable()
 export class EtcdLockExplorer implements OnModuleInit {
@@ -14,7 +19,29 @@ export class EtcdLockExplorer implements OnModuleInit {
     private readonly discovery: DiscoveryService,
     private readonly scanner: MetadataScanner,
     private readonly elections: LeaderElectionService,
-  ) {}
+    private readonly workers: LeadershipWorkers,
+  ) {
+    this.checkScopes();
+  }
+
+  /**
+   * Before any lifecycle hook (so before the session's lease is granted): an `@OnLeadership` method needs one
+   * instance for the app's lifetime, which a request- or transient-scoped provider does not have.
+   */
+  private checkScopes(): void {
+    for (const wrapper of [...this.discovery.getControllers(), ...this.discovery.getProviders()]) {
+      const prototype = wrapper.metatype?.prototype as Record<string, unknown> | undefined;
+      if (!prototype || typeof prototype !== 'object' || !wrapper.scope) continue;
+      for (const name of this.scanner.getAllMethodNames(prototype)) {
+        if (Reflect.hasMetadata(ON_LEADERSHIP_METADATA, prototype[name] as object)) throw this.scopeError(wrapper, name);
+      }
+    }
+  }
+
+  private scopeError(wrapper: InstanceWrapper, method: string): EtcdLockError {
+    const label = `${wrapper.metatype?.name ?? wrapper.name}.${method}`;
+    return new EtcdLockError(`@OnLeadership ${label} needs a singleton provider (not request- or transient-scoped)`);
+  }
 
   onModuleInit(): void {
     for (const wrapper of [...this.discovery.getControllers(), ...this.discovery.getProviders()]) {
@@ -26,9 +53,18 @@ export class EtcdLockExplorer implements OnModuleInit {
         const method = prototype[name];
         const leaderOnly = Reflect.getMetadata(LEADER_ONLY_METADATA, method) as { election?: string } | undefined;
         if (leaderOnly) this.elections.declare(leaderOnly.election ?? this.elections.defaultElection);
+        const onLeadership = Reflect.getMetadata(ON_LEADERSHIP_METADATA, method) as OnLeadershipMetadata | undefined;
+        if (onLeadership) this.addWorker(wrapper, instance, name, onLeadership);
         guarded ||= leaderOnly !== undefined || Reflect.hasMetadata(SINGLETON_METADATA, method);
       }
       if (guarded && instance && wrapper.isDependencyTreeStatic()) bindRunner(instance);
     }
+  }
+
+  private addWorker(wrapper: InstanceWrapper, instance: object | undefined, method: string, meta: OnLeadershipMetadata): void {
+    // A provider made request-scoped by a dependency of its own is only found here, once instances exist.
+    if (!instance || !wrapper.isDependencyTreeStatic()) throw this.scopeError(wrapper, method);
+    const label = `${wrapper.metatype?.name ?? wrapper.name}.${method}`;
+    this.workers.add({ instance, method, election: meta.election ?? this.elections.defaultElection, label });
   }
 }

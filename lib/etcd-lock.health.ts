@@ -20,7 +20,9 @@ export class EtcdLockHealthIndicator {
   isHealthy<const Key extends string = 'etcd'>(key: Key = 'etcd' as Key): HealthIndicatorResult<Key> {
     const indicator = this.health.check(key);
     const { alive, ...session } = this.sessions.status();
-    const details = { ...session, elections: this.elections.status() };
+    // JSON has no bigint: a term's fencing token is reported as a decimal string.
+    const elections = this.elections.status().map(({ fencingToken, ...e }) => ({ ...e, fencingToken: fencingToken?.toString() }));
+    const details = { ...session, elections };
     return alive ? indicator.up(details) : indicator.down(details);
   }
 }

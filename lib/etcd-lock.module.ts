@@ -4,6 +4,7 @@ import { RESOLVED_OPTIONS, RUNNER_TOKEN } from './etcd-lock.constants.js';
 import { EtcdLockEvents } from './etcd-lock.events.js';
 import { EtcdLockExplorer } from './etcd-lock.explorer.js';
 import { GuardedRunner } from './guarded-runner.js';
+import { LeadershipWorkers } from './leadership-workers.js';
 import { LeaderElectionService } from './leader-election.service.js';
 import { ConfigurableModuleClass } from './etcd-lock.module-definition.js';
 import { resolveOptions } from './etcd-lock.options.js';
@@ -19,13 +20,15 @@ import { EtcdSessionService } from './session.service.js';
   imports: [DiscoveryModule],
   providers: [
     { provide: RESOLVED_OPTIONS, useFactory: resolveOptions, inject: [EtcdLockOptions] },
+    // The explorer's onModuleInit runs first: a misplaced decorator fails start-up before a lease is granted.
+    EtcdLockExplorer,
     EtcdLockEvents,
     EtcdSessionService,
     LockService,
     LeaderElectionService,
     GuardedRunner,
     { provide: RUNNER_TOKEN, useExisting: GuardedRunner },
-    EtcdLockExplorer,
+    LeadershipWorkers,
   ],
   exports: [LockService, LeaderElectionService, EtcdSessionService, EtcdLockEvents, RUNNER_TOKEN],
 })

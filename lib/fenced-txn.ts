@@ -23,8 +23,31 @@ const fields: Record<TxnColumn, string> = {
   Lease: 'lease',
 };
 
+/** @internal What a fenced transaction is fenced on: a lock, or a leadership term. */
+export interface Fence {
+  readonly contender: Contender;
+  /** Whether the holder still holds (from local state). */
+  readonly held: boolean;
+  /** The error to throw once it does not; `fenceFailed`: a commit just found the key is no longer ours. */
+  lost(fenceFailed: boolean): Error;
+}
+
+/** The fence of a lock: its contender, whose loss is the lock's. */
+export function lockFence(contender: Contender): Fence {
+  return {
+    contender,
+    get held() {
+      return contender.isOwner;
+    },
+    lost(fenceFailed) {
+      if (fenceFailed) contender.lose('fence-failed');
+      return contender.lostError ?? new LockLostError(contender.name, fenceFailed ? 'fence-failed' : 'session-lost');
+    },
+  };
+}
+
 /**
- * An etcd transaction that commits only while the lock is held: its first comparison is "the lock key still
+ * An etcd transaction that commits only while the lock (or leadership term) is held: its first comparison is "the lock key still
  * exists with our create revision". If that fails, `commit()` throws `LockLostError` and the lock's signal
  * aborts. Keys here are full etcd keys (the lock's `prefix` is not added).
  */
@@ -33,8 +56,8 @@ export class FencedTxn {
   private readonly success: TxnOperation[] = [];
   private readonly failure: TxnOperation[] = [];
 
-  /** @internal Get one from `lock.fencedTxn()`. */
-  constructor(private readonly contender: Contender) {}
+  /** @internal Get one from `lock.fencedTxn()` or `leadership.fencedTxn()`. */
+  constructor(private readonly fence: Fence) {}
 
   /** Adds a comparison; all must hold for `do` to run. */
   if(key: string, column: TxnColumn, cmp: TxnComparison, value: string | number | bigint): this {
@@ -67,10 +90,13 @@ export class FencedTxn {
     return this.do({ request_put: { key: Buffer.from(key), value: Buffer.from(value) } });
   }
 
-  /** Commits. Throws `LockLostError` (and aborts the lock's signal) when the lock is no longer held. */
+  /**
+   * Commits. Throws `LockLostError` (a lock) or `LeadershipLostError` (a term), and aborts its signal, when it is
+   * no longer held.
+   */
   async commit(): Promise<ITxnResponse> {
-    const c = this.contender;
-    if (!c.isOwner) throw c.lostError ?? new LockLostError(c.name, 'session-lost');
+    const c = this.fence.contender;
+    if (!this.fence.held) throw this.fence.lost(false);
     const [success, failure] = await Promise.all([resolveOps(this.success), resolveOps(this.failure)]);
     // Appended to the failure branch so one request tells "lock lost" from "your comparison failed".
     const fenceCheck: IRequestOp = { request_range: { key: Buffer.from(c.key), keys_only: true } };
@@ -80,10 +106,7 @@ export class FencedTxn {
     );
     if (res.succeeded) return res;
     const check = res.responses[res.responses.length - 1].response_range.kvs[0];
-    if (!check || BigInt(check.create_revision) !== c.createRevision) {
-      c.lose('fence-failed');
-      throw c.lostError ?? new LockLostError(c.name, 'fence-failed');
-    }
+    if (!check || BigInt(check.create_revision) !== c.createRevision) throw this.fence.lost(true);
     return { ...res, responses: res.responses.slice(0, -1) };
   }
 }

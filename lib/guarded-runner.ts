@@ -3,6 +3,7 @@ import { EtcdUnavailableError, LockBusyError, LockTimeoutError } from './errors.
 import type { Lock } from './interfaces/lock.interface.js';
 import type { SingletonOptions } from './interfaces/singleton-options.interface.js';
 import { LeaderElectionService } from './leader-election.service.js';
+import { leadershipContext } from './leadership-term.js';
 import { lockContext } from './lock-context.js';
 import { LockService } from './lock.service.js';
 import { EtcdSessionService } from './session.service.js';
@@ -32,17 +33,18 @@ export class GuardedRunner implements BeforeApplicationShutdown {
   }
 
   /**
-   * Runs `fn` if this instance leads `election` (default: the module's); otherwise returns undefined at once,
-   * with no etcd request.
+   * Runs `fn` if this instance leads `election` (default: the module's), with its term as
+   * `LeaderElectionService.current()`; otherwise returns undefined at once, with no etcd request.
    */
   runIfLeader<T>(name: string | undefined, label: string, fn: () => T): T | undefined {
     if (this.draining) return undefined;
     const election = name ?? this.elections.defaultElection;
-    if (!this.elections.isLeader(election)) {
+    const term = this.elections.isLeader(election) ? this.elections.term(election) : undefined;
+    if (!term) {
       if (!this.sessions.peek()?.alive) this.logOutage(label, 'no live etcd session');
       return undefined;
     }
-    const result = fn();
+    const result = leadershipContext.run(term, fn);
     if (result instanceof Promise) this.track(result, election);
     return result;
   }
@@ -111,7 +113,13 @@ export class GuardedRunner implements BeforeApplicationShutdown {
     );
   }
 
-  private track<T>(promise: Promise<T>, key: string | null): Promise<T> {
+  /** @internal Whether shutdown has begun: nothing new starts. */
+  get stopping(): boolean {
+    return this.draining;
+  }
+
+  /** @internal Counts a running call under its election (`null`: a singleton), so shutdown waits for it. */
+  track<T>(promise: Promise<T>, key: string | null): Promise<T> {
     const calls = this.running.get(key) ?? new Set();
     this.running.set(key, calls);
     calls.add(promise);

@@ -1,6 +1,6 @@
 import type { Contender } from './contender.js';
 import { type LockLostError, LockReleasedError } from './errors.js';
-import { FencedTxn } from './fenced-txn.js';
+import { FencedTxn, lockFence } from './fenced-txn.js';
 import type { Lock } from './interfaces/lock.interface.js';
 import { assertValue } from './validation.js';
 
@@ -61,7 +61,7 @@ export class HeldLock implements Lock {
   }
 
   fencedTxn(): FencedTxn {
-    return new FencedTxn(this.contender);
+    return new FencedTxn(lockFence(this.contender));
   }
 
   [Symbol.asyncDispose](): Promise<void> {

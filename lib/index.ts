@@ -15,6 +15,8 @@ export {
 export { type ElectionStatus, LeaderElectionService } from './leader-election.service.js';
 export { LeaderOnly } from './decorators/leader-only.decorator.js';
 export { Singleton } from './decorators/singleton.decorator.js';
+export { OnLeadership } from './decorators/on-leadership.decorator.js';
+export type { Leadership } from './interfaces/leadership.interface.js';
 export type { SingletonKey, SingletonOptions } from './interfaces/singleton-options.interface.js';
 export { FencedTxn, type TxnColumn, type TxnComparison, type TxnOperation } from './fenced-txn.js';
 export {
@@ -30,4 +32,6 @@ export {
   LockReleasedError,
   LockTimeoutError,
   type LockLossReason,
+  LeadershipLostError,
+  type LeadershipLossReason,
 } from './errors.js';

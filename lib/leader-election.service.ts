@@ -1,6 +1,8 @@
 import { Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
 import { distinctUntilChanged, map, type Observable } from 'rxjs';
 import { ElectionCampaign } from './election-campaign.js';
+import type { Leadership } from './interfaces/leadership.interface.js';
+import { leadershipContext } from './leadership-term.js';
 import { EtcdLockEvents } from './etcd-lock.events.js';
 import { readHolder, watchHolder } from './holder-watch.js';
 import { namePrefix } from './keys.js';
@@ -16,6 +18,8 @@ export interface ElectionStatus {
   readonly leader: boolean;
   /** Whether this instance is a candidate (leading or queued). */
   readonly campaigning: boolean;
+  /** The fencing token of this instance's term, while it leads. */
+  readonly fencingToken: bigint | undefined;
 }
 
 /**
@@ -42,6 +46,35 @@ export class LeaderElectionService implements OnApplicationBootstrap {
   onApplicationBootstrap(): void {
     this.bootstrapped = true;
     for (const name of this.declared) this.campaignFor(name).start();
+  }
+
+  /**
+   * The term of the `@LeaderOnly` run (or `@OnLeadership` call) in progress, from anywhere in its async call
+   * chain; undefined outside one.
+   */
+  static current(): Leadership | undefined {
+    return leadershipContext.getStore();
+  }
+
+  /** Same as the static `LeaderElectionService.current()`. */
+  current(): Leadership | undefined {
+    return leadershipContext.getStore();
+  }
+
+  /**
+   * This instance's term in `election` (default: the module's) if it leads now, else undefined. Synchronous, from
+   * local state, no etcd request.
+   */
+  term(name?: string): Leadership | undefined {
+    return this.campaigns.get(this.nameOf(name))?.term;
+  }
+
+  /** @internal Each term of this instance's in `election`, as it starts; campaigns in it from bootstrap on. */
+  terms(name: string): Observable<Leadership> {
+    this.declare(name);
+    const campaign = this.campaignFor(name);
+    if (this.bootstrapped && !this.closed) campaign.start();
+    return campaign.terms();
   }
 
   /** True while this instance leads the election; synchronous, from local state, no etcd request. */
@@ -73,9 +106,12 @@ export class LeaderElectionService implements OnApplicationBootstrap {
     return campaign.changes();
   }
 
-  /** Steps down (or leaves the queue) and stops campaigning until `campaign()` is called. */
+  /**
+   * Steps down (the term's signal aborts with reason `resigned`), or leaves the queue, and stops campaigning until
+   * `campaign()` is called.
+   */
   async resign(name?: string): Promise<void> {
-    await this.campaigns.get(this.nameOf(name))?.stop();
+    await this.campaigns.get(this.nameOf(name))?.stop('resigned');
   }
 
   /**
@@ -115,13 +151,17 @@ export class LeaderElectionService implements OnApplicationBootstrap {
     this.declared.add(name);
   }
 
-  /** Resigns from every election (at shutdown), each once `drained(election)` resolves. */
+  /**
+   * At shutdown: ends every term now (signals abort with reason `shutdown`), then resigns from each election once
+   * `drained(election)` resolves (the work its term guarded has ended), so no two instances' work overlaps.
+   */
   async resignAll(drained: (election: string) => Promise<unknown> = async () => {}): Promise<void> {
     this.closed = true;
+    for (const campaign of this.campaigns.values()) campaign.endTerm('shutdown');
     await Promise.all(
       [...this.campaigns.values()].map(async (campaign) => {
         await drained(campaign.name);
-        await campaign.stop();
+        await campaign.stop('shutdown');
       }),
     );
     for (const campaign of this.campaigns.values()) campaign.close();
@@ -129,7 +169,12 @@ export class LeaderElectionService implements OnApplicationBootstrap {
 
   /** Names of the elections this instance campaigns in, with its leadership in each. */
   status(): ElectionStatus[] {
-    return [...this.campaigns.values()].map((c) => ({ election: c.name, leader: c.isLeader, campaigning: c.campaigning }));
+    return [...this.campaigns.values()].map((c) => ({
+      election: c.name,
+      leader: c.isLeader,
+      campaigning: c.campaigning,
+      fencingToken: c.term?.fencingToken,
+    }));
   }
 
   private campaignFor(name: string): ElectionCampaign {

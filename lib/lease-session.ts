@@ -82,6 +82,32 @@ export class LeaseSession {
     await this.rpc.leaseRevoke(this.id);
   }
 
+  /**
+   * Asks etcd now whether the lease lives (one keepalive, sent at once): resolves true when that keepalive is
+   * acknowledged, false once the session ends (a revoked or expired lease is answered with TTL 0), and undefined
+   * if neither happens within `timeoutMs`.
+   */
+  checkNow(timeoutMs: number): Promise<boolean | undefined> {
+    if (this.endReason !== undefined) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      // Acknowledgements come in order: skip those of keepalives sent before ours.
+      let earlier = this.sentAt.length;
+      const done = (alive: boolean | undefined) => {
+        clearTimeout(timer);
+        offRenew();
+        offEnd();
+        resolve(alive);
+      };
+      const offRenew = this.onRenew(() => {
+        if (earlier-- === 0) done(true);
+      });
+      const offEnd = this.onEnd(() => done(false));
+      const timer = setTimeout(() => done(undefined), timeoutMs);
+      timer.unref();
+      this.sendKeepalive();
+    });
+  }
+
   /** Ends the session without telling etcd (the lease then expires after its TTL). */
   close(reason: SessionEndReason = 'closed'): void {
     this.end(reason);

@@ -170,7 +170,9 @@ export class LockService {
       } catch (err) {
         if (!(err instanceof EtcdUnavailableError) || signal?.aborted) throw err;
         await sleep(delay, signal);
-        if (!contender.session.alive) throw err;
+        // The session ended while the join was in doubt (it may have been applied: a process paused past its TTL
+        // finds its request timed out on resume): the queue place, if it had one, is lost with it.
+        if (!contender.session.alive) throw contender.lostError ?? err;
       }
     }
   }

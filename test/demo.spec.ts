@@ -40,7 +40,7 @@ describe('set-up without etcd', () => {
     expect(output).toMatch(/\| failed +\| 0 +\|/);
     expect(output).toContain('no money lost or created');
     // The lines of each replica carry its own label: a leadership line names the replica that prints it.
-    const gained = [...output.matchAll(/\[(replica-\d)\]\S* LOG \[EtcdLock\] Leadership gained in election 'leader' \((replica-\d)\)/g)];
+    const gained = [...output.matchAll(/\[(replica-\d)\]\S* LOG \[EtcdLock\] Leadership gained in election 'leader' \((replica-\d), term \d+\)/g)];
     expect(gained.length).toBeGreaterThanOrEqual(3); // the first leader and the two failovers
     for (const [, printer, leader] of gained) expect(printer).toBe(leader);
   }, 60_000);

@@ -52,10 +52,11 @@ describe('events', () => {
     const elections = app.get(LeaderElectionService);
     const gained = next(events, EtcdLockEventName.LeadershipChanged, 'events');
     await elections.campaign('events');
-    expect(await gained).toEqual({ type: EtcdLockEventName.LeadershipChanged, election: 'events', leader: true });
+    const token = elections.term('events')?.fencingToken;
+    expect(await gained).toEqual({ type: EtcdLockEventName.LeadershipChanged, election: 'events', leader: true, fencingToken: token });
     const ended = next(events, EtcdLockEventName.LeadershipChanged, 'events');
     await elections.resign('events');
-    expect(await ended).toMatchObject({ election: 'events', leader: false });
+    expect(await ended).toMatchObject({ election: 'events', leader: false, fencingToken: token });
 
     const lock = await app.get(LockService).acquire('evented');
     const lost = next(events, EtcdLockEventName.LockLost);

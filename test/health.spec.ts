@@ -23,7 +23,9 @@ describe('EtcdLockHealthIndicator (@nestjs/terminus)', () => {
       status: 'up',
       leaseId,
       ttl: 2,
-      elections: [{ election: 'leader', leader: true, campaigning: true }],
+      elections: [
+        { election: 'leader', leader: true, campaigning: true, fencingToken: app.get(LeaderElectionService).term()?.fencingToken.toString() },
+      ],
     });
     expect(up.info?.etcd?.remainingMs).toBeGreaterThan(0);
 

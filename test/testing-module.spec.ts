@@ -10,8 +10,10 @@ import {
   EtcdUnavailableError,
   InvalidArgumentError,
   InvalidOptionsError,
+  type Leadership,
   LeaderElectionService,
   LeaderOnly,
+  OnLeadership,
   LockLostError,
   LockService,
   Singleton,
@@ -108,10 +110,18 @@ describe('EtcdLockTestingModule', () => {
     expect(jobs.leaderTick()).toBeUndefined();
     expect(jobs.leaderRuns).toBe(0);
 
-    await testing.makeLeader();
+    const term = await testing.makeLeader();
     expect(elections.isLeader()).toBe(true);
+    expect(term).toBe(elections.term());
+    expect(term).toMatchObject({ election: 'leader', isLeader: true });
     expect(jobs.leaderTick()).toBe('ran');
     expect(jobs.leaderRuns).toBe(1);
+
+    // Another replica takes over: the term's signal says how it ended.
+    await testing.makeFollower();
+    expect(term.signal.reason).toMatchObject({ name: 'LeadershipLostError', reason: 'key-deleted', fencingToken: term.fencingToken });
+    const next = await testing.makeLeader();
+    expect(next.fencingToken).toBeGreaterThan(term.fencingToken);
 
     // Named elections too, and the control is idempotent.
     await testing.makeFollower('reports');
@@ -173,18 +183,43 @@ describe('EtcdLockTestingModule', () => {
     await expect(testing.loseLock('export')).rejects.toThrow(InvalidArgumentError);
   });
 
+  it('calls @OnLeadership methods with each term, as in production', async () => {
+    const terms: Leadership[] = [];
+    @Injectable()
+    class Feed {
+      @OnLeadership()
+      follow(leadership: Leadership) {
+        terms.push(leadership);
+      }
+    }
+    const app = await Test.createTestingModule({ imports: [EtcdLockTestingModule.forRoot()], providers: [Feed] })
+      .setLogger(silent)
+      .compile();
+    await app.init();
+    apps.push(app);
+    stores.push(app.get(InMemoryEtcd));
+    const testing = app.get(EtcdLockTesting);
+    const first = await testing.makeLeader();
+    await testing.makeFollower();
+    const second = await testing.makeLeader();
+    expect(terms).toEqual([first, second]);
+    expect(first.signal.aborted).toBe(true);
+    expect(second.isLeader).toBe(true);
+  });
+
   it('expires the session: locks and leadership end, then a new lease is granted and leadership comes back', async () => {
     const app = await start({ ttl: 5 });
     const testing = app.get(EtcdLockTesting);
     const elections = app.get(LeaderElectionService);
     const events = app.get(EtcdLockEvents);
-    await testing.makeLeader();
+    const term = await testing.makeLeader();
     const lock = await app.get(LockService).acquire('job');
     const renewed = firstValueFrom(events.events$.pipe(filter((e) => e.type === EtcdLockEventName.SessionRenewed)));
 
     await testing.expireSession();
     expect(lock.signal.aborted).toBe(true);
     expect(elections.isLeader()).toBe(false);
+    expect(term.signal.reason).toMatchObject({ name: 'LeadershipLostError', reason: 'session-lost' });
     await renewed;
     await elections.campaign();
     expect(elections.isLeader()).toBe(true);

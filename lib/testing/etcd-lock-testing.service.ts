@@ -3,6 +3,7 @@ import { filter, firstValueFrom, type Observable } from 'rxjs';
 import { EtcdLockError, InvalidArgumentError } from '../errors.js';
 import { type EtcdLockEvent, EtcdLockEventName, EtcdLockEvents } from '../etcd-lock.events.js';
 import { type KeyKind, leaseHex, namePrefix } from '../keys.js';
+import type { Leadership } from '../interfaces/leadership.interface.js';
 import { LeaderElectionService } from '../leader-election.service.js';
 import { EtcdSessionService } from '../session.service.js';
 import { assertName, assertValue } from '../validation.js';
@@ -46,9 +47,10 @@ export class EtcdLockTesting implements OnApplicationShutdown {
   /**
    * Makes this instance the leader of `election` (default: the module's): it campaigns if it did not, and every
    * candidate ahead of it steps down (simulated replicas are released; other app instances sharing the
-   * in-memory etcd lose their key and campaign again behind it). Resolves once this instance leads.
+   * in-memory etcd lose their key and campaign again behind it). Resolves with the term once this instance
+   * leads (its `signal` aborts when `makeFollower()` or `expireSession()` ends it).
    */
-  async makeLeader(election?: string): Promise<void> {
+  async makeLeader(election?: string): Promise<Leadership> {
     const name = this.electionName(election);
     const prefix = namePrefix(this.prefix, 'election', name);
     let led = false;
@@ -66,12 +68,16 @@ export class EtcdLockTesting implements OnApplicationShutdown {
     const off = this.server.onChange(() => later(stepDown));
     stepDown();
     await leading.finally(off);
+    const term = this.elections.term(name);
+    if (!term) throw new EtcdLockError(`this instance led election '${name}' only briefly: its term ended at once`);
+    return term;
   }
 
   /**
    * Makes another replica (identity `leader`) the leader of `election`, with this instance campaigning behind
-   * it: as when this instance's key was lost and another replica took over. Resolves once this instance is a
-   * follower, queued again. Undo with `makeLeader()`.
+   * it: as when this instance's key was lost and another replica took over (a term in progress ends, its signal
+   * aborting with `LeadershipLostError`, reason `key-deleted`). Resolves once this instance is a follower, queued
+   * again. Undo with `makeLeader()`.
    */
   async makeFollower(election?: string, leader = 'another-replica'): Promise<void> {
     const name = this.electionName(election);

@@ -32,7 +32,9 @@ export class AppController {
   @Get('health')
   health() {
     const session = this.session.status();
-    return { status: session.alive ? 'ok' : 'down', session, elections: this.elections.status(), jobs: this.jobs.counts };
+    // JSON has no bigint: a term's fencing token is sent as a decimal string.
+    const elections = this.elections.status().map((e) => ({ ...e, fencingToken: e.fencingToken?.toString() }));
+    return { status: session.alive ? 'ok' : 'down', session, elections, jobs: this.jobs.counts };
   }
 
   @Get('services/:name')

@@ -1,0 +1,59 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Contender } from './contender.js';
+import { type LeadershipLossReason, LeadershipLostError, type LockLostError } from './errors.js';
+import { FencedTxn } from './fenced-txn.js';
+import type { Leadership } from './interfaces/leadership.interface.js';
+
+/** The term of the `@LeaderOnly` run (or `@OnLeadership` call) running now, for `LeaderElectionService.current()`. */
+export const leadershipContext = new AsyncLocalStorage<Leadership>();
+
+/** How a lost election key ends the term it carried. */
+export function termEndOf(err: LockLostError): LeadershipLossReason {
+  return err.reason === 'session-lost' ? 'session-lost' : 'key-deleted';
+}
+
+/** One term of this instance's leadership, over the contender whose key is the oldest in the election. */
+export class LeadershipTerm implements Leadership {
+  private readonly controller = new AbortController();
+
+  constructor(
+    readonly election: string,
+    readonly identity: string,
+    private readonly contender: Contender,
+  ) {}
+
+  get fencingToken(): bigint {
+    return this.contender.createRevision;
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  get isLeader(): boolean {
+    return !this.controller.signal.aborted && this.contender.isOwner;
+  }
+
+  fencedTxn(): FencedTxn {
+    const contender = this.contender;
+    const term = this;
+    return new FencedTxn({
+      contender,
+      get held() {
+        return term.isLeader;
+      },
+      lost(fenceFailed) {
+        // The campaign hears of the loss (and ends the term) from the contender; end it here too in case not.
+        if (fenceFailed) contender.lose('fence-failed');
+        term.end(fenceFailed ? 'key-deleted' : 'session-lost');
+        return term.signal.reason as Error;
+      },
+    });
+  }
+
+  /** Ends the term (the first reason wins) and aborts its signal. */
+  end(reason: LeadershipLossReason): void {
+    if (this.controller.signal.aborted) return;
+    this.controller.abort(new LeadershipLostError(this.election, reason, this.fencingToken));
+  }
+}

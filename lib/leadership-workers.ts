@@ -1,0 +1,92 @@
+import { Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import type { Subscription } from 'rxjs';
+import { GuardedRunner } from './guarded-runner.js';
+import type { Leadership } from './interfaces/leadership.interface.js';
+import { LeaderElectionService } from './leader-election.service.js';
+import { leadershipContext } from './leadership-term.js';
+import { pause } from './wait-signal.js';
+
+/** One `@OnLeadership` method of one provider instance. */
+export interface LeadershipWorker {
+  readonly instance: object;
+  readonly method: string;
+  readonly election: string;
+  /** `Class.method`, for logs. */
+  readonly label: string;
+}
+
+const RETRY_MIN_MS = 1000;
+const RETRY_MAX_MS = 30_000;
+
+/**
+ * Runs `@OnLeadership` methods: calls each with the term every time this instance becomes leader of its election
+ * (from bootstrap on), counts the call as leader-only work so shutdown resigns only once it has settled, and
+ * resigns and campaigns again after a backoff when a method fails while its term lasts.
+ */
+@Injectable()
+export class LeadershipWorkers implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger('EtcdLock');
+  private readonly workers: LeadershipWorker[] = [];
+  private readonly subscriptions: Subscription[] = [];
+  /** Consecutive failed terms per election, for the backoff. */
+  private readonly failures = new Map<string, number>();
+
+  constructor(
+    private readonly elections: LeaderElectionService,
+    private readonly runner: GuardedRunner,
+  ) {}
+
+  /** @internal Called by the explorer at module init. */
+  add(worker: LeadershipWorker): void {
+    this.workers.push(worker);
+    this.elections.declare(worker.election);
+  }
+
+  /** @internal */
+  onApplicationBootstrap(): void {
+    for (const worker of this.workers) {
+      this.subscriptions.push(this.elections.terms(worker.election).subscribe((term) => this.start(worker, term)));
+    }
+  }
+
+  /** @internal */
+  onApplicationShutdown(): void {
+    for (const subscription of this.subscriptions.splice(0)) subscription.unsubscribe();
+  }
+
+  private start(worker: LeadershipWorker, term: Leadership): void {
+    if (this.runner.stopping || !term.isLeader) return;
+    const method = (worker.instance as Record<string, (leadership: Leadership) => unknown>)[worker.method];
+    const run = (async () => leadershipContext.run(term, () => method.call(worker.instance, term)))();
+    this.runner.track(run, worker.election);
+    run.then(
+      () => this.failures.delete(worker.election),
+      (err) => this.failed(worker, term, err),
+    );
+  }
+
+  private failed(worker: LeadershipWorker, term: Leadership, err: unknown): void {
+    // Ending on the term's own signal is how the work is meant to stop.
+    if (term.signal.aborted && (err === term.signal.reason || (err as Error)?.name === 'AbortError')) return;
+    const message = err instanceof Error ? err.message : String(err);
+    if (!term.isLeader) {
+      this.logger.warn(`@OnLeadership ${worker.label} failed after its term ended: ${message}`);
+      return;
+    }
+    const failures = (this.failures.get(worker.election) ?? 0) + 1;
+    this.failures.set(worker.election, failures);
+    const delay = Math.min(RETRY_MIN_MS * 2 ** (failures - 1), RETRY_MAX_MS);
+    this.logger.error(
+      `@OnLeadership ${worker.label} failed (term ${term.fencingToken}): ${message}. Resigning from election ` +
+        `'${worker.election}'; campaigning again in ${delay} ms`,
+      err instanceof Error ? err.stack : undefined,
+    );
+    void this.resignAndRetry(worker.election, delay);
+  }
+
+  private async resignAndRetry(election: string, delay: number): Promise<void> {
+    await this.elections.resign(election);
+    await pause(delay);
+    if (!this.runner.stopping) void this.elections.campaign(election).catch(() => undefined);
+  }
+}
