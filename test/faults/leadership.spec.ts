@@ -1,0 +1,163 @@
+import { useEtcd } from '../harness/fixtures.js';
+import { NodeProcess } from '../harness/processes.js';
+import { TcpProxy } from '../harness/proxy.js';
+
+/**
+ * Leadership terms across OS processes (test/workers/leader-worker.mjs): a long `@LeaderOnly` job that runs until
+ * its term ends, and `@OnLeadership` work held for the term. The leader is deposed three ways, and stopped.
+ */
+const etcd = useEtcd();
+const TTL = 2;
+
+interface Line {
+  identity: string;
+  event: 'ready' | 'leader' | 'run-start' | 'run-end' | 'hold-start' | 'hold-end' | 'write';
+  token?: string;
+  at: number;
+  reason?: string;
+  ok?: boolean;
+  error?: string;
+  leader?: boolean;
+}
+
+class Replica {
+  readonly process: NodeProcess;
+
+  constructor(
+    readonly identity: string,
+    hosts = etcd.endpoint,
+  ) {
+    this.process = new NodeProcess('test/workers/leader-worker.mjs', [hosts, identity, String(TTL)]);
+  }
+
+  /** The first line of `event` printed at or after line `from`. */
+  async next(event: Line['event'], from = 0): Promise<Line> {
+    const line = await this.process.line((l) => l.startsWith('{') && (JSON.parse(l) as Line).event === event, from);
+    return JSON.parse(line) as Line;
+  }
+
+  get mark(): number {
+    return this.process.lines.length;
+  }
+
+  /** Leading, with its job running and its work held. */
+  async leading(): Promise<{ run: Line; hold: Line }> {
+    const [run, hold] = await Promise.all([this.next('run-start'), this.next('hold-start')]);
+    return { run, hold };
+  }
+
+  async stop(): Promise<void> {
+    this.process.send('stop');
+    await this.process.exited;
+  }
+}
+
+/** The lease of `identity`'s election key. */
+async function leaseOf(identity: string): Promise<string> {
+  const { kvs } = await etcd.client.kv.range({ key: Buffer.from('election/leader/'), range_end: Buffer.from('election/leader0') });
+  const mine = kvs.find((kv) => kv.value.toString() === identity);
+  if (!mine) throw new Error(`no election key of ${identity}`);
+  return mine.lease;
+}
+
+/** Whichever of `replicas` starts holding the work next (from their current line on). */
+function nextHolder(replicas: Replica[]): Promise<{ replica: Replica; hold: Line }> {
+  return Promise.race(replicas.map((replica) => replica.next('hold-start', replica.mark).then((hold) => ({ replica, hold }))));
+}
+
+async function standbys(...identities: string[]): Promise<Replica[]> {
+  const replicas = identities.map((id) => new Replica(id));
+  await Promise.all(replicas.map((r) => r.next('ready')));
+  return replicas;
+}
+
+describe('leadership terms across processes', () => {
+  it('a lease revoked from outside: both sides learn it from etcd at once; the deposed work ends within one watch event of the new one starting', async () => {
+    const a = new Replica('a');
+    const first = await a.leading();
+    const others = await standbys('b', 'c');
+    const from = a.mark;
+    const next = nextHolder(others);
+    await etcd.client.leaseClient.leaseRevoke({ ID: await leaseOf('a') });
+    const [runEnd, holdEnd, { replica, hold }] = await Promise.all([a.next('run-end', from), a.next('hold-end', from), next]);
+    expect(runEnd.reason).toBe('session-lost');
+    expect(holdEnd.reason).toBe('session-lost');
+    expect(BigInt(hold.token as string)).toBeGreaterThan(BigInt(first.hold.token as string));
+    // Told by the same etcd event as the new leader (plus the one keepalive that says the lease is gone).
+    const lateBy = holdEnd.at - hold.at;
+    console.log(`revoke: deposed work ended ${lateBy.toFixed(1)} ms after the new leader's began`);
+    expect(lateBy).toBeLessThan(250);
+    await Promise.all([a, ...others].map((r) => r.stop()));
+    expect(replica.identity).not.toBe('a');
+  });
+
+  it('a leader cut off past its TTL: its work is told strictly before another instance is elected', async () => {
+    const proxy = await TcpProxy.start(etcd.endpoint);
+    try {
+      const a = new Replica('a', proxy.endpoint);
+      const first = await a.leading();
+      const [b] = await standbys('b');
+      const from = a.mark;
+      const next = nextHolder([b]);
+      proxy.cut();
+      const [runEnd, holdEnd, { hold }] = await Promise.all([a.next('run-end', from), a.next('hold-end', from), next]);
+      expect(holdEnd.reason).toBe('session-lost');
+      expect(runEnd.reason).toBe('session-lost');
+      // By the local deadline (counted from the last acknowledged keepalive's send time, minus a margin).
+      expect(holdEnd.at).toBeLessThan(hold.at);
+      expect(runEnd.at).toBeLessThan(hold.at);
+      console.log(`cut off: told ${(hold.at - holdEnd.at).toFixed(0)} ms before the next leader was elected`);
+      expect(BigInt(hold.token as string)).toBeGreaterThan(BigInt(first.hold.token as string));
+      proxy.restore();
+      await Promise.all([a.stop(), b.stop()]);
+    } finally {
+      proxy.restore();
+      await proxy.close();
+    }
+  });
+
+  it('a leader frozen (SIGSTOP) past its TTL cannot know: on resume its fenced write is refused and its token is lower', async () => {
+    const a = new Replica('a');
+    const first = await a.leading();
+    const [b] = await standbys('b');
+    const from = a.mark;
+    const next = nextHolder([b]);
+    a.process.kill('SIGSTOP');
+    const { hold } = await next; // once etcd expired a's lease
+    a.process.kill('SIGCONT');
+    expect((await a.next('hold-end', from)).reason).toBe('session-lost');
+    a.process.send('write');
+    expect(await a.next('write', from)).toMatchObject({ ok: false, error: 'LeadershipLostError', token: first.hold.token });
+    expect(BigInt(first.hold.token as string)).toBeLessThan(BigInt(hold.token as string));
+    expect(await etcd.client.get('leader-worker/stale').string()).toBeNull();
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('@OnLeadership work moves to another instance right after a clean stop, and within TTL + 1 s of a SIGKILL, held by one at a time', async () => {
+    const a = new Replica('a');
+    const first = await a.leading();
+    const [b, c] = await standbys('b', 'c');
+    // Clean stop: the work ends (shutdown), then a resigns, then the next one is elected.
+    const afterStop = nextHolder([b, c]);
+    const from = a.mark;
+    await a.stop();
+    const stopEnd = await a.next('hold-end', from);
+    const second = await afterStop;
+    expect(stopEnd.reason).toBe('shutdown');
+    expect(stopEnd.at).toBeLessThan(second.hold.at);
+    console.log(`clean stop: work moved in ${(second.hold.at - stopEnd.at).toFixed(1)} ms`);
+    expect(second.hold.at - stopEnd.at).toBeLessThan(1000);
+    // Crash: the lease expires after its TTL, then the last one takes over.
+    const last = second.replica === b ? c : b;
+    const afterKill = nextHolder([last]);
+    const killedAt = performance.timeOrigin + performance.now();
+    second.replica.process.kill('SIGKILL');
+    const third = await afterKill;
+    console.log(`SIGKILL: work moved in ${(third.hold.at - killedAt).toFixed(0)} ms (TTL ${TTL} s)`);
+    expect(third.hold.at - killedAt).toBeLessThan((TTL + 1) * 1000);
+    const tokens = [first.hold, second.hold, third.hold].map((h) => BigInt(h.token as string));
+    expect(tokens[1]).toBeGreaterThan(tokens[0]);
+    expect(tokens[2]).toBeGreaterThan(tokens[1]);
+    await last.stop();
+  });
+});

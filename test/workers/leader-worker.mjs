@@ -1,0 +1,75 @@
+// A replica with leader-only work, as an OS process: a per-second `@Cron` `@LeaderOnly()` job that runs until its
+// term ends, and an `@OnLeadership()` method that holds work for the term. argv: <hosts, comma-separated>
+// <identity> <ttl>. Prints JSON lines with real-clock times (performance.timeOrigin + now):
+//   {event:'leader', leader, token, at}      each change of this instance's leadership
+//   {event:'run-start'|'run-end', token, at, reason?}   the @LeaderOnly job
+//   {event:'hold-start'|'hold-end', token, at, reason?} the @OnLeadership work
+//   {event:'write', ok, error?, token}       after "write" on stdin: a fenced write with the last term seen
+// "stop" on stdin closes the app (a clean stop).
+import 'reflect-metadata';
+import { Injectable, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { Cron, ScheduleModule } from '@nestjs/schedule';
+import { EtcdLockModule, EtcdLockEventName, EtcdLockEvents, LeaderElectionService, LeaderOnly, OnLeadership } from '../../dist/index.js';
+
+const [hosts, identity, ttl] = process.argv.slice(2);
+const now = () => performance.timeOrigin + performance.now();
+const print = (line) => process.stdout.write(`${JSON.stringify({ identity, ...line })}\n`);
+/** Resolves with the reason when the signal aborts, now or later. */
+const aborted = (signal) =>
+  new Promise((resolve) => (signal.aborted ? resolve(signal.reason) : signal.addEventListener('abort', () => resolve(signal.reason), { once: true })));
+let lastTerm;
+
+class Jobs {
+  running = false;
+
+  async long() {
+    const term = LeaderElectionService.current();
+    if (this.running || !term) return;
+    this.running = true;
+    lastTerm = term;
+    print({ event: 'run-start', token: term.fencingToken.toString(), at: now() });
+    const reason = await aborted(term.signal);
+    print({ event: 'run-end', token: term.fencingToken.toString(), at: now(), reason: reason?.reason });
+    this.running = false;
+  }
+
+  async hold(leadership) {
+    lastTerm = leadership;
+    print({ event: 'hold-start', token: leadership.fencingToken.toString(), at: now() });
+    const reason = await aborted(leadership.signal);
+    print({ event: 'hold-end', token: leadership.fencingToken.toString(), at: now(), reason: reason?.reason });
+  }
+}
+const decorate = (decorators, name) =>
+  Object.defineProperty(Jobs.prototype, name, Reflect.decorate(decorators, Jobs.prototype, name, Object.getOwnPropertyDescriptor(Jobs.prototype, name)));
+decorate([Cron('* * * * * *'), LeaderOnly()], 'long');
+decorate([OnLeadership()], 'hold');
+Injectable()(Jobs);
+
+class WorkerModule {}
+Module({
+  imports: [ScheduleModule.forRoot(), EtcdLockModule.forRoot({ hosts: hosts.split(','), identity, ttl: Number(ttl), requestTimeout: 1000 })],
+  providers: [Jobs],
+})(WorkerModule);
+
+const app = await NestFactory.createApplicationContext(WorkerModule, { logger: false });
+app
+  .get(EtcdLockEvents)
+  .events$.subscribe((e) => e.type === EtcdLockEventName.LeadershipChanged && print({ event: 'leader', leader: e.leader, token: e.fencingToken?.toString(), at: now() }));
+print({ event: 'ready' });
+process.stdin.on('data', async (data) => {
+  const text = data.toString();
+  if (text.includes('write')) {
+    try {
+      await lastTerm.fencedTxn().put('leader-worker/stale', identity).commit();
+      print({ event: 'write', ok: true, token: lastTerm.fencingToken.toString() });
+    } catch (err) {
+      print({ event: 'write', ok: false, error: err.name, token: lastTerm?.fencingToken.toString() });
+    }
+  }
+  if (text.includes('stop')) {
+    process.stdin.destroy();
+    await app.close();
+  }
+});
