@@ -15,6 +15,23 @@ export interface Operation {
   outcome?: 'ok' | 'rejected' | 'unknown';
   /** The fenced counter the section read (it wrote this + 1). */
   fencedRead: number;
+  /**
+   * Leader workload: the operation's place within its term. One term (one token, one identity) makes many
+   * operations, one after another; lock sections have one each.
+   */
+  seq?: number;
+}
+
+/** How many pairs of operations of different holders ran at once (start to write sent): what fencing protects from. */
+export function overlaps(ops: Operation[]): number {
+  const sorted = [...ops].sort((a, b) => a.start - b.start);
+  let count = 0;
+  for (let i = 0; i < sorted.length; i++) {
+    for (let j = i + 1; j < sorted.length && sorted[j].start < sorted[i].end - 1; j++) {
+      if (sorted[j].identity !== sorted[i].identity) count++;
+    }
+  }
+  return count;
 }
 
 export interface HistoryReport {
@@ -40,7 +57,9 @@ export function checkHistory(
   unfencedWrites: number,
   indeterminate = 0,
 ): HistoryReport {
-  const acked = ops.filter((o) => o.ok).sort((a, b) => (BigInt(a.token) < BigInt(b.token) ? -1 : 1));
+  const acked = ops
+    .filter((o) => o.ok)
+    .sort((a, b) => (a.token === b.token ? (a.seq ?? 0) - (b.seq ?? 0) : BigInt(a.token) < BigInt(b.token) ? -1 : 1));
   const violations: string[] = [];
   const extra = finalFenced - acked.length;
   if (extra < 0 || extra > indeterminate) {
@@ -56,7 +75,8 @@ export function checkHistory(
     }
     skipped += Math.max(0, op.fencedRead - expectedAtLeast);
     if (!prev) continue;
-    if (prev.token === op.token) violations.push(`token ${op.token} given twice`);
+    const sameTerm = prev.token === op.token && prev.identity === op.identity && prev.seq !== undefined && prev.seq !== op.seq;
+    if (prev.token === op.token && !sameTerm) violations.push(`token ${op.token} given twice`);
     if (prev.end > op.start + 1) {
       violations.push(`${prev.identity} (token ${prev.token}) and ${op.identity} (token ${op.token}) overlapped`);
     }
