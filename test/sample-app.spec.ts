@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from './harness/etcd.js';
@@ -46,6 +47,23 @@ async function eventuallyEquals<T>(read: () => Promise<T>, expected: T): Promise
   return false;
 }
 
+/** The feed's cursor once `identity` has written it (the leader-held feed recipe), watched, not polled. */
+async function cursorBy(identity: string): Promise<{ identity: string; term: bigint; position: number }> {
+  const watcher = await etcd.client.watch().key('sample/feed/cursor').create();
+  try {
+    for (;;) {
+      const value = await etcd.client.get('sample/feed/cursor').string();
+      if (value?.startsWith(`${identity}:`)) {
+        const [, term, position] = value.split(':');
+        return { identity, term: BigInt(term), position: Number(position) };
+      }
+      await once(watcher, 'put');
+    }
+  } finally {
+    await watcher.cancel();
+  }
+}
+
 describe('sample-app as three processes', () => {
   beforeAll(() => {
     if (!existsSync(join(ROOT, 'sample-app', 'dist', 'main.js'))) throw new Error('run `npm run build:sample` first');
@@ -58,6 +76,7 @@ describe('sample-app as three processes', () => {
     const firstLeader = Promise.race(replicas.map((r) => r.leads()));
     await Promise.all(replicas.map((r) => r.ready()));
     const leader = await firstLeader;
+    const leaderCursor = await cursorBy(leader.identity); // the leader follows the feed, fenced by its term
 
     const views = await Promise.all(replicas.map((r) => r.get<{ leader: string; isLeader: boolean }>('/leader')));
     expect(views.map((v) => v.leader)).toEqual([leader.identity, leader.identity, leader.identity]);
@@ -108,6 +127,8 @@ describe('sample-app as three processes', () => {
     // A clean exit: Nest re-raises SIGTERM after its shutdown hooks ran.
     expect(await leader.process.exited).toBe('SIGTERM');
     expect((await successor.get<{ isLeader: boolean }>('/leader')).isLeader).toBe(true);
+    // The feed moved with leadership, to a later term.
+    expect((await cursorBy(successor.identity)).term).toBeGreaterThan(leaderCursor.term);
 
     for (const r of others) r.process.kill('SIGTERM');
     expect(await Promise.all(others.map((r) => r.process.exited))).toEqual(['SIGTERM', 'SIGTERM']);

@@ -6,6 +6,7 @@ import { AccountsService } from './accounts.service.js';
 import { AppController } from './app.controller.js';
 import { SAMPLE_CONFIG, type SampleConfig, configFromEnv } from './config.js';
 import { DirectoryService } from './directory.service.js';
+import { FeedService } from './feed.service.js';
 import { JobsService } from './jobs.service.js';
 
 /** Where one replica keeps its locks and its data. */
@@ -40,7 +41,7 @@ class DataClientCloser implements OnApplicationShutdown {
 
 @Module({
   controllers: [AppController],
-  providers: [AccountsService, JobsService, DirectoryService, DataClientCloser],
+  providers: [AccountsService, JobsService, DirectoryService, FeedService, DataClientCloser],
 })
 // biome-ignore lint/complexity/noStaticOnlyClass: a Nest module class, configured through its static forRoot
 export class AppModule {
