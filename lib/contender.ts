@@ -233,10 +233,10 @@ export class Contender {
   }
 
   /**
-   * Deletes our key, with a plain delete rather than a revision-guarded one (a third cheaper for etcd): the key
-   * is `<name prefix><our lease>`, which only this instance writes, and the local queue lets one caller at a
-   * time use it, so the key under that name is ours or absent. That also covers a join that failed but may have
-   * been applied.
+   * Deletes our key, only if it is still the one we created (guarded by its create revision). The key name is
+   * `<name prefix><our lease>`, so the next caller in this process re-creates the same name once we leave; a
+   * plain delete that timed out here but reached etcd later would delete that next holder's key. A join that
+   * failed but may have been applied left us without our revision: read it first (rare: one more request).
    */
   private async deleteKey(): Promise<void> {
     const mayExist = this.joinSent && this.state !== 'left';
@@ -245,7 +245,15 @@ export class Contender {
     this.turn = undefined;
     while (mayExist && this.session.alive && this.lostError?.reason !== 'session-lost') {
       try {
-        await this.ctx.rpc.deleteRange({ key: this.keyBuf }, `release '${this.ctx.name}'`);
+        if (this.revision === 0n) {
+          const { kvs } = await this.ctx.rpc.range({ key: this.keyBuf, keys_only: true }, `find '${this.ctx.name}'`);
+          if (kvs.length === 0) break;
+          this.revision = BigInt(kvs[0].create_revision);
+        }
+        await this.ctx.rpc.txn(
+          { compare: [this.fence()], success: [{ request_delete_range: { key: this.keyBuf } }] },
+          `release '${this.ctx.name}'`,
+        );
         break;
       } catch {
         await pause(RELEASE_RETRY_MS);
@@ -261,6 +269,8 @@ export class Contender {
 
   private becomeOwnerOrWait(ahead: Set<string>): void {
     if (this.state === 'lost' || this.state === 'left') return;
+    // Watch the name from just after our join's revision: every deletion we must hear of comes later.
+    this.ctx.deletes.watchFrom(this.ctx.name, this.snapshot + 1n);
     this.ahead = ahead;
     const early = this.early ?? [];
     this.early = undefined;

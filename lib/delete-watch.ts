@@ -5,6 +5,8 @@ import { withTimeout } from './wait-signal.js';
 const CANCEL_TIMEOUT_MS = 1000;
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 2000;
+/** A name's watch outlives its last subscriber this long, so a hot name's next cycle costs no watch message. */
+const LINGER_MS = 2000;
 
 /** Told about every deletion under one name, and asked to re-read etcd when deletions may have been missed. */
 export interface DeleteSubscriber {
@@ -13,17 +15,25 @@ export interface DeleteSubscriber {
   onResync(): void;
 }
 
+/** The watch of one name: deletions under `<kind prefix><name>/`, and who listens to them. */
+interface NameWatch {
+  watcher: Watcher | undefined;
+  /** Resolves once etcd confirmed the watch. */
+  created: Promise<void> | undefined;
+  readonly subscribers: Set<DeleteSubscriber>;
+  linger: NodeJS.Timeout | undefined;
+}
+
 /**
- * One watch per instance on all keys of one kind (`<prefix>lock/`), deletions only. Waiters and holders
- * subscribe by name, so acquiring creates no watch of its own and a handover costs a single watch event.
- * Subscribe before the request that puts your key: any deletion after that request's revision is then
- * dispatched to you, whichever etcd member the watch stream and the request went to.
+ * Deletion watches scoped to interest: one per name this instance waits on or holds, so a replica receives no
+ * event for other replicas' locks and its cost does not grow with the fleet. All are multiplexed on the etcd
+ * client's one watch stream. Subscribe before the request that puts your key (deletions that a lingering watch
+ * delivers meanwhile are then yours), and once that request answered call `watchFrom(name, revision + 1)`: a new
+ * watch starts there, so no deletion after the request is missed and the request still costs one round trip.
  */
 export class DeleteWatch {
-  private watcher: Watcher | undefined;
-  private readonly byName = new Map<string, Set<DeleteSubscriber>>();
+  private readonly names = new Map<string, NameWatch>();
   private closed = false;
-  private starting: Promise<void> | undefined;
 
   constructor(
     private readonly rpc: EtcdRpc,
@@ -31,63 +41,89 @@ export class DeleteWatch {
     private readonly onError: (err: unknown) => void,
   ) {}
 
-  /** Starts watching from `fromRevision` (inclusive). Idempotent while running. */
-  start(fromRevision: bigint): Promise<void> {
-    this.starting ??= this.create(fromRevision);
-    return this.starting;
+  /** Number of names watched now (lingering ones included). */
+  get size(): number {
+    return this.names.size;
   }
 
   subscribe(name: string, subscriber: DeleteSubscriber): () => void {
-    let set = this.byName.get(name);
-    if (!set) {
-      set = new Set();
-      this.byName.set(name, set);
-    }
-    set.add(subscriber);
+    const entry = this.entry(name);
+    clearTimeout(entry.linger);
+    entry.linger = undefined;
+    entry.subscribers.add(subscriber);
     return () => {
-      const current = this.byName.get(name);
-      if (!current) return;
-      current.delete(subscriber);
-      if (current.size === 0) this.byName.delete(name);
+      if (!entry.subscribers.delete(subscriber) || entry.subscribers.size > 0 || this.names.get(name) !== entry) return;
+      if (!entry.watcher) {
+        this.names.delete(name); // never watched (e.g. a tryAcquire that found the name taken): nothing to keep
+        return;
+      }
+      entry.linger = setTimeout(() => {
+        if (entry.subscribers.size === 0 && this.names.get(name) === entry) void this.drop(name, entry);
+      }, LINGER_MS);
+      entry.linger.unref();
     };
+  }
+
+  /** @internal For tests: resolves once etcd confirmed the watch of `name` (false: it has none). */
+  async watching(name: string): Promise<boolean> {
+    const created = this.names.get(name)?.created;
+    if (!created) return false;
+    await created;
+    return true;
+  }
+
+  /** Makes sure `name` is watched; a new watch starts at `fromRevision` (inclusive). */
+  watchFrom(name: string, fromRevision: bigint): void {
+    const entry = this.names.get(name);
+    if (!entry || entry.watcher || this.closed) return;
+    this.create(name, entry, fromRevision);
   }
 
   async close(): Promise<void> {
     this.closed = true;
-    const watcher = this.watcher;
-    this.watcher = undefined;
-    // Bounded: etcd3 can leave a cancel unanswered (a watch etcd refused never settles).
-    const cancelled = watcher?.cancel() ?? Promise.resolve();
-    await withTimeout(cancelled, CANCEL_TIMEOUT_MS, () => new Error('cancel')).catch(() => undefined);
+    await Promise.all([...this.names].map(([name, entry]) => this.drop(name, entry)));
   }
 
-  private async create(fromRevision: bigint): Promise<void> {
+  private entry(name: string): NameWatch {
+    let entry = this.names.get(name);
+    if (!entry) {
+      entry = { watcher: undefined, created: undefined, subscribers: new Set(), linger: undefined };
+      this.names.set(name, entry);
+    }
+    return entry;
+  }
+
+  private async drop(name: string, entry: NameWatch): Promise<void> {
+    clearTimeout(entry.linger);
+    if (this.names.get(name) === entry) this.names.delete(name);
+    const watcher = entry.watcher;
+    entry.watcher = undefined;
+    if (!watcher) return;
+    watcher.removeAllListeners();
+    watcher.on('error', () => undefined);
+    // Bounded: etcd3 can leave a cancel unanswered (a watch etcd refused never settles).
+    await withTimeout(watcher.cancel(), CANCEL_TIMEOUT_MS, () => new Error('cancel')).catch(() => undefined);
+  }
+
+  private create(name: string, entry: NameWatch, fromRevision: bigint): void {
     const watcher = this.rpc.client
       .watch()
-      .prefix(this.kindPrefix)
+      .prefix(`${this.kindPrefix}${name}/`)
       .startRevision(fromRevision.toString())
       .only('delete') // a server-side filter: puts are never sent to us
       .watcher();
-    this.watcher = watcher;
-    watcher.on('data', (res: IWatchResponse) => this.dispatch(res));
-    watcher.on('error', (err) => void this.restart(watcher, err));
-    await new Promise<void>((resolve) => {
-      watcher.once('connected', () => resolve());
-      watcher.once('error', () => resolve());
-    });
+    entry.watcher = watcher;
+    entry.created = new Promise((resolve) => watcher.once('connected', () => resolve()));
+    watcher.on('data', (res: IWatchResponse) => this.dispatch(entry, res));
+    watcher.on('error', (err) => void this.restart(name, entry, watcher, err));
   }
 
-  private dispatch(res: IWatchResponse): void {
+  private dispatch(entry: NameWatch, res: IWatchResponse): void {
     for (const event of res.events) {
       if (event.type !== 'Delete') continue;
       const key = event.kv.key.toString();
-      const rest = key.slice(this.kindPrefix.length);
-      const slash = rest.indexOf('/');
-      const name = slash < 0 ? rest : rest.slice(0, slash);
-      const subscribers = this.byName.get(name);
-      if (!subscribers) continue;
       const revision = BigInt(event.kv.mod_revision);
-      for (const subscriber of [...subscribers]) subscriber.onDelete(key, revision);
+      for (const subscriber of [...entry.subscribers]) subscriber.onDelete(key, revision);
     }
   }
 
@@ -95,25 +131,23 @@ export class DeleteWatch {
    * etcd cancelled the watch (compaction, or a member lost its state): start over from now and resync. Told to
    * `onError` once per outage, however many tries it takes.
    */
-  private async restart(old: Watcher, err: unknown, attempt = 0): Promise<void> {
-    if (this.closed || this.watcher !== old) return;
+  private async restart(name: string, entry: NameWatch, old: Watcher, err: unknown, attempt = 0): Promise<void> {
+    if (this.closed || entry.watcher !== old || this.names.get(name) !== entry) return;
     if (attempt === 0) this.onError(err);
-    this.watcher = undefined;
     old.removeAllListeners();
+    old.on('error', () => undefined);
     try {
       const res = await this.rpc.range({ key: Buffer.from(this.kindPrefix), count_only: true }, 'read the revision');
-      if (this.closed) return;
-      this.starting = this.create(BigInt(res.header.revision) + 1n);
-      await this.starting;
+      if (this.closed || entry.watcher !== old) return;
+      this.create(name, entry, BigInt(res.header.revision) + 1n);
     } catch (retryErr) {
       if (this.closed) return;
       // Try again shortly: waiters stay correct meanwhile (they only act on deletions they were told of).
       const delay = Math.min(RETRY_MIN_MS * 2 ** attempt, RETRY_MAX_MS);
-      const timer = setTimeout(() => void this.restart(old, retryErr, attempt + 1), delay);
+      const timer = setTimeout(() => void this.restart(name, entry, old, retryErr, attempt + 1), delay);
       timer.unref();
-      this.watcher = old;
       return;
     }
-    for (const set of [...this.byName.values()]) for (const subscriber of [...set]) subscriber.onResync();
+    for (const subscriber of [...entry.subscribers]) subscriber.onResync();
   }
 }

@@ -17,7 +17,7 @@ import { EtcdLockEventName, EtcdLockEvents } from './etcd-lock.events.js';
 import { EtcdRpc } from './etcd-rpc.js';
 import { type KeyKind, kindPrefix } from './keys.js';
 import { LeaseSession, randomLeaseId, type SessionEndReason } from './lease-session.js';
-import { pause, sleep, withTimeout } from './wait-signal.js';
+import { pause, sleep } from './wait-signal.js';
 
 /** What `EtcdSessionService.status()` reports. */
 export interface SessionStatus {
@@ -127,10 +127,6 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
       session = await this.grantBy(deadline);
       const kinds = ['lock', 'election'] as const;
       await checkAccess(this.rpc, kinds.map((kind) => kindPrefix(this.options.prefix, kind)), left());
-      const from = session.grantRevision + 1n;
-      const started = Promise.all(kinds.map((kind) => this.deletes(kind).start(from)));
-      const stalled = () => new EtcdUnavailableError('The watch for deleted keys did not start', this.options.hosts);
-      await withTimeout(started, left(), stalled);
     } catch (err) {
       this.shuttingDown = true;
       await session?.revoke().catch(() => undefined);
@@ -215,7 +211,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     return () => this.sessionListeners.delete(listener);
   }
 
-  /** @internal The instance-wide deletion watch for one kind of key. */
+  /** @internal The deletion watches of one kind of key, one per name this instance waits on or holds. */
   deletes(kind: KeyKind): DeleteWatch {
     let watch = this.watches.get(kind);
     if (!watch) {

@@ -1,6 +1,8 @@
+import type { INestApplicationContext } from '@nestjs/common';
 import { filter, firstValueFrom } from 'rxjs';
 import {
   EtcdLockError,
+  EtcdSessionService,
   InvalidArgumentError,
   LeaderElectionService,
   LeaderOnly,
@@ -43,13 +45,22 @@ const badCalls: Array<[string, Call, string]> = [
   ['watch: bad name', (l) => l.watch(''), 'name'],
 ];
 
+/**
+ * Once the app leads its default election (campaigning starts at bootstrap) and etcd confirmed the watch on that
+ * election's keys, the app sends nothing by itself: request counts from then on are the call's own.
+ */
+async function settled(app: INestApplicationContext): Promise<void> {
+  await firstValueFrom(app.get(LeaderElectionService).changes().pipe(filter(Boolean)));
+  await app.get(EtcdSessionService).deletes('election').watching('leader');
+}
+
 describe('bad input to LockService', () => {
   let locks: LockService;
+  let app: INestApplicationContext;
   beforeEach(async () => {
-    const app = await etcd.app();
+    app = await etcd.app();
     locks = app.get(LockService);
-    // Let the default election campaign (started at bootstrap) settle: from then on the app sends nothing by itself.
-    await firstValueFrom(app.get(LeaderElectionService).changes().pipe(filter(Boolean)));
+    await settled(app);
   });
 
   it.each(badCalls)('%s: typed error naming the argument, no request sent', async (_, call, argument) => {
@@ -69,6 +80,7 @@ describe('bad input to LockService', () => {
 
   it('setValue rejects a value over 1 MiB without a request, and the lock stays held', async () => {
     const lock = await locks.acquire('x');
+    await app.get(EtcdSessionService).deletes('lock').watching('x'); // the holder watches its name from the join on
     const before = await etcdRequestCount(etcd.endpoint);
     await expect(lock.setValue(bigValue)).rejects.toBeInstanceOf(InvalidArgumentError);
     expect(await etcdRequestCount(etcd.endpoint)).toBe(before);
@@ -82,7 +94,7 @@ describe('bad input to LeaderElectionService and the decorators', () => {
   beforeEach(async () => {
     const app = await etcd.app();
     elections = app.get(LeaderElectionService);
-    await firstValueFrom(elections.changes().pipe(filter(Boolean)));
+    await settled(app);
   });
 
   const electionCalls: Array<[string, (e: LeaderElectionService) => unknown, string]> = [
