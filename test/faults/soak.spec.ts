@@ -26,8 +26,10 @@ function resources(): Record<string, number> {
 /** What the library keeps per lock name: must be empty when nothing is held or awaited. */
 function internals(app: { get: (t: unknown) => unknown }) {
   const locks = app.get(LockService) as unknown as { local: { names: Map<string, unknown> } };
-  const sessions = app.get(EtcdSessionService) as unknown as { watches: Map<string, { byName: Map<string, unknown> }> };
-  return { localQueue: locks.local.names.size, lockSubscribers: sessions.watches.get('lock')?.byName.size ?? 0 };
+  type Watches = { names: Map<string, { subscribers: Set<unknown> }> };
+  const sessions = app.get(EtcdSessionService) as unknown as { watches: Map<string, Watches> };
+  const names = [...(sessions.watches.get('lock')?.names.values() ?? [])];
+  return { localQueue: locks.local.names.size, lockSubscribers: names.reduce((n, w) => n + w.subscribers.size, 0) };
 }
 
 describe('soak', () => {
