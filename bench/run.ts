@@ -16,6 +16,7 @@ import { ROOT } from '../test/harness/processes.js';
 import { startApp } from './app.js';
 import type { BenchContext, CaseResult } from './case.js';
 import { decoratorOverhead } from './cases/decorators.js';
+import { fanOut } from './cases/fan-out.js';
 import { gracefulLeaderHandover } from './cases/elections.js';
 import { localContention, tenThousand, tryAcquireHeld, uncontended } from './cases/locks.js';
 import { crashFailover, fairness, handover } from './cases/processes.js';
@@ -42,8 +43,10 @@ const etcd = clusterMode ? await EtcdCluster.start() : await EtcdServer.start();
 const endpoints = clusterMode ? (etcd as EtcdCluster).endpoints : [(etcd as EtcdServer).endpoint];
 const client = new Etcd3({ hosts: endpoints });
 const ctx: BenchContext = { endpoints, client, quick };
-// One instance for the single-instance cases; a second joins only where a case needs two (every instance
-// watches lock deletions, so a second one in this process would add its watch traffic to every measurement).
+const etcdPids = () =>
+  (clusterMode ? (etcd as EtcdCluster).members : [etcd as EtcdServer]).map((m) => m.pid).filter((pid): pid is number => pid !== undefined);
+// One instance for the single-instance cases; a second joins only where a case needs two (its session and
+// election traffic would otherwise be part of every measurement).
 const appA = await startApp(endpoints, { identity: 'bench-a' });
 let appB: INestApplicationContext | undefined;
 const second = async () => (appB ??= await startApp(endpoints, { identity: 'bench-b' }));
@@ -67,6 +70,7 @@ const cases: Array<[string, () => Promise<CaseResult>]> = [
   ['crash-failover', async () => crashFailover(ctx, await second(), CRASH_TTL)],
   ['decorators', () => decoratorOverhead(ctx)],
   ['held-10k', () => tenThousand(ctx)],
+  ['fan-out', () => fanOut(ctx, appA, etcdPids())],
 ];
 
 const results: CaseResult[] = [];

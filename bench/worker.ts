@@ -4,6 +4,7 @@
  * - pingpong <cycles>: acquire/release 'pingpong' `cycles` times; prints every acquire and release time.
  * - fair <callers> <durationMs>: `callers` loops acquire/release 'fair' until the time is up; prints the count.
  * - leader <ttl>: campaigns in 'bench-crash' and prints when it leads (the bench SIGKILLs it).
+ * - idle: holds a session and does nothing; prints its CPU time (µs) at each "cpu" on stdin.
  */
 import { createInterface } from 'node:readline';
 import { LeaderElectionService, LockService } from 'nestjs-etcd-lock';
@@ -20,7 +21,14 @@ const ttl = role === 'leader' ? Number(rest[0]) : 10;
 const app = await startApp(endpoints.split(','), { identity, ttl });
 const locks = app.get(LockService);
 
-if (role === 'leader') {
+if (role === 'idle') {
+  print({ event: 'ready' });
+  commands.on('line', (line) => {
+    if (line.trim() !== 'cpu') return;
+    const { user, system } = process.cpuUsage();
+    print({ event: 'cpu', us: user + system });
+  });
+} else if (role === 'leader') {
   await firstValueFrom(app.get(LeaderElectionService).changes('bench-crash').pipe(filter(Boolean)));
   print({ event: 'leader', at: now() });
 } else {

@@ -84,7 +84,7 @@ export class EtcdLockEvents implements OnModuleInit, OnApplicationShutdown {
     return this.subject.asObservable();
   }
 
-  /** @internal */
+  /** Nest lifecycle hook. */
   async onModuleInit(): Promise<void> {
     // Optional peer: look it up only if the app has it installed and registered.
     const module = await import('@nestjs/event-emitter').catch(() => undefined);
@@ -96,7 +96,7 @@ export class EtcdLockEvents implements OnModuleInit, OnApplicationShutdown {
     }
   }
 
-  /** @internal Last of the shutdown hooks: leadership ending at shutdown is still told. */
+  /** Nest lifecycle hook: last of the shutdown hooks: leadership ending at shutdown is still told. */
   onApplicationShutdown(): void {
     this.subject.complete();
   }

@@ -32,7 +32,7 @@ export interface Fence {
   lost(fenceFailed: boolean): Error;
 }
 
-/** The fence of a lock: its contender, whose loss is the lock's. */
+/** @internal The fence of a lock: its contender, whose loss is the lock's. */
 export function lockFence(contender: Contender): Fence {
   return {
     contender,

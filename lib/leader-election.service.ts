@@ -42,7 +42,7 @@ export class LeaderElectionService implements OnApplicationBootstrap {
     this.declared.add(sessions.options.election);
   }
 
-  /** @internal Starts the declared campaigns. */
+  /** Nest lifecycle hook: starts the declared campaigns. */
   onApplicationBootstrap(): void {
     this.bootstrapped = true;
     for (const name of this.declared) this.campaignFor(name).start();

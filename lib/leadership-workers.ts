@@ -42,14 +42,14 @@ export class LeadershipWorkers implements OnApplicationBootstrap, OnApplicationS
     this.elections.declare(worker.election);
   }
 
-  /** @internal */
+  /** Nest lifecycle hook. */
   onApplicationBootstrap(): void {
     for (const worker of this.workers) {
       this.subscriptions.push(this.elections.terms(worker.election).subscribe((term) => this.start(worker, term)));
     }
   }
 
-  /** @internal */
+  /** Nest lifecycle hook. */
   onApplicationShutdown(): void {
     for (const subscription of this.subscriptions.splice(0)) subscription.unsubscribe();
   }

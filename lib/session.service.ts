@@ -115,9 +115,9 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
   }
 
   /**
-   * @internal Grants the session, checks the user may do all we do under the prefix, and starts the deletion
-   * watches, all within `connectTimeout`. A transport failure is retried until then (etcd may be starting
-   * beside us); etcd refusing us (credentials, permissions) fails at once. On failure nothing is left behind.
+   * Nest lifecycle hook: grants the session and checks the user may do all we do under the prefix, within
+   * `connectTimeout`. A transport failure is retried until then (etcd may be starting beside us); etcd refusing
+   * us (credentials, permissions) fails at once. On failure nothing is left behind.
    */
   async onModuleInit(): Promise<void> {
     const deadline = performance.now() + this.options.connectTimeout;
@@ -145,8 +145,8 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
   }
 
   /**
-   * @internal Told just after bootstrap, not at grant: `@nestjs/event-emitter` wires `@OnEvent` methods in its own
-   * bootstrap hook, which may run after ours.
+   * Nest lifecycle hook: tells of the session just after bootstrap, not at grant: `@nestjs/event-emitter` wires
+   * `@OnEvent` methods in its own bootstrap hook, which may run after ours.
    */
   onApplicationBootstrap(): void {
     const session = this.lease;
@@ -154,7 +154,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     setImmediate(() => this.events.emit({ type: EtcdLockEventName.SessionGranted, leaseId: session.hex, ttl: session.ttl }));
   }
 
-  /** @internal Revokes the lease: every lock and leadership is handed over at once. */
+  /** Nest lifecycle hook: revokes the lease: every lock and leadership is handed over at once. */
   async onApplicationShutdown(): Promise<void> {
     this.shuttingDown = true;
     clearTimeout(this.regrantTimer);

@@ -29,6 +29,15 @@ const consumers: Array<[string, { type?: 'module'; deps: (ours: Record<string, s
 ];
 
 describe('the npm package', () => {
+  it('publishes types that hold only the API: @internal members are stripped', () => {
+    const session = readFileSync(join(ROOT, 'dist', 'session.service.d.ts'), 'utf8');
+    for (const internal of ['readonly rpc', 'readonly options', 'deletes(', 'onSession(']) expect(session).not.toContain(internal);
+    expect(session).toContain('status(): SessionStatus');
+    const memory = readFileSync(join(ROOT, 'dist', 'testing', 'in-memory-etcd.d.ts'), 'utf8');
+    for (const internal of ['readonly kv', 'readonly leaseClient', 'watch(): Memory']) expect(memory).not.toContain(internal);
+    expect(memory).toContain('disconnect(): void');
+  });
+
   let dir: string;
   let tarball: string;
   beforeAll(() => {

@@ -152,7 +152,7 @@ export class EtcdLockTesting implements OnApplicationShutdown {
     await lost;
   }
 
-  /** @internal Releases the simulated replicas. */
+  /** Nest lifecycle hook: releases the simulated replicas. */
   onApplicationShutdown(): void {
     for (const id of [...this.replicas]) this.releaseReplica(id);
   }
