@@ -6,6 +6,7 @@ import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Etcd3 } from 'etcd3';
 import { EtcdLockModule, LockService } from '../../dist/index.js';
+import { counterSection } from './counter-section.mjs';
 
 const [hosts, identity] = process.argv.slice(2);
 let stopping = false;
@@ -13,7 +14,6 @@ process.stdin.on('data', () => {
   stopping = true;
   process.stdin.destroy();
 });
-const now = () => performance.timeOrigin + performance.now();
 class WorkerModule {}
 Module({ imports: [EtcdLockModule.forRoot({ hosts: hosts.split(','), identity, ttl: 2, requestTimeout: 1000 })] })(WorkerModule);
 const app = await NestFactory.createApplicationContext(WorkerModule, { logger: false });
@@ -30,31 +30,7 @@ while (!stopping) {
     await new Promise((resolve) => setTimeout(resolve, 100));
     continue;
   }
-  const start = now();
-  let fencedRead = -1;
-  // ok: etcd applied the fenced write; rejected: the fence failed (not applied); unknown: no answer (may be).
-  let outcome = 'unknown';
-  let unfenced = false;
-  let sent = start;
-  try {
-    fencedRead = Number((await client.get('checker/fenced').string()) ?? '0');
-    const unfencedRead = Number((await client.get('checker/unfenced').string()) ?? '0');
-    await new Promise((resolve) => setTimeout(resolve, 2 + Math.random() * 18));
-    sent = now();
-    try {
-      await lock.fencedTxn().put('checker/fenced', String(fencedRead + 1)).commit();
-      outcome = 'ok';
-    } catch (err) {
-      outcome = err.name === 'LockLostError' ? 'rejected' : 'unknown';
-    }
-    try {
-      await client.put('checker/unfenced').value(String(unfencedRead + 1));
-      unfenced = true;
-    } catch {}
-  } catch {
-    outcome = 'rejected'; // a read failed: no write was attempted
-  }
-  const record = { identity, token: lock.fencingToken.toString(), start, end: sent, ok: outcome === 'ok', outcome, fencedRead, unfenced };
+  const record = { identity, ...(await counterSection(client, ['checker/fenced', 'checker/unfenced'], lock, 'LockLostError')) };
   await lock.release();
   process.stdout.write(`${JSON.stringify(record)}\n`);
 }
