@@ -1,8 +1,8 @@
-export { EtcdLockModule } from './etcd-lock.module.js';
-export { EtcdLockOptions } from './interfaces/etcd-lock-options.interface.js';
-export type { Lock, LockHolder } from './interfaces/lock.interface.js';
-export { LockService, type AcquireOptions, type TryAcquireOptions } from './lock.service.js';
-export { EtcdSessionService, type SessionStatus } from './session.service.js';
+export { EtcdLockModule } from './module/etcd-lock.module.js';
+export { EtcdLockOptions } from './module/etcd-lock-options.interface.js';
+export type { Lock, LockHolder } from './locks/lock.interface.js';
+export { LockService, type AcquireOptions, type TryAcquireOptions } from './locks/lock.service.js';
+export { EtcdSessionService, type SessionStatus } from './session/session.service.js';
 export {
   type EtcdLockEvent,
   EtcdLockEventName,
@@ -11,14 +11,14 @@ export {
   type LockLostEvent,
   type SessionGrantedEvent,
   type SessionLostEvent,
-} from './etcd-lock.events.js';
-export { type ElectionStatus, LeaderElectionService } from './leader-election.service.js';
+} from './events/etcd-lock.events.js';
+export { type ElectionStatus, LeaderElectionService } from './election/leader-election.service.js';
 export { LeaderOnly } from './decorators/leader-only.decorator.js';
 export { Singleton } from './decorators/singleton.decorator.js';
 export { OnLeadership } from './decorators/on-leadership.decorator.js';
-export type { Leadership } from './interfaces/leadership.interface.js';
-export type { SingletonKey, SingletonOptions } from './interfaces/singleton-options.interface.js';
-export { FencedTxn, type TxnColumn, type TxnComparison, type TxnOperation } from './fenced-txn.js';
+export type { Leadership } from './election/leadership.interface.js';
+export type { SingletonKey, SingletonOptions } from './decorators/singleton-options.interface.js';
+export { FencedTxn, type TxnColumn, type TxnComparison, type TxnOperation } from './locks/fenced-txn.js';
 export {
   type AccessDeniedReason,
   EtcdAccessDeniedError,

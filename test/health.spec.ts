@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { ServiceUnavailableException } from '@nestjs/common';
 import { HealthCheckService, TerminusModule } from '@nestjs/terminus';
 import { filter, firstValueFrom } from 'rxjs';
-import { EtcdLockHealthIndicator } from '../lib/etcd-lock.health.js';
+import { EtcdLockHealthIndicator } from '../lib/health/etcd-lock.health.js';
 import { EtcdLockEventName, EtcdLockEvents, EtcdSessionService, LeaderElectionService } from '../lib/index.js';
 import { useEtcd } from './harness/fixtures.js';
 

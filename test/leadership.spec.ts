@@ -11,7 +11,7 @@ import {
   LeadershipLostError,
   OnLeadership,
 } from '../lib/index.js';
-import { whenAborted } from '../lib/wait-signal.js';
+import { whenAborted } from '../lib/util/wait-signal.js';
 import { useEtcd } from './harness/fixtures.js';
 
 const etcd = useEtcd();

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { LockLostError, LockReleasedError, LockService, LockTimeoutError } from '../lib/index.js';
-import { EtcdSessionService } from '../lib/session.service.js';
-import { whenAborted } from '../lib/wait-signal.js';
+import { EtcdSessionService } from '../lib/session/session.service.js';
+import { whenAborted } from '../lib/util/wait-signal.js';
 import { useEtcd } from './harness/fixtures.js';
 
 const etcd = useEtcd();

@@ -30,7 +30,7 @@ const consumers: Array<[string, { type?: 'module'; deps: (ours: Record<string, s
 
 describe('the npm package', () => {
   it('publishes types that hold only the API: @internal members are stripped', () => {
-    const session = readFileSync(join(ROOT, 'dist', 'session.service.d.ts'), 'utf8');
+    const session = readFileSync(join(ROOT, 'dist', 'session', 'session.service.d.ts'), 'utf8');
     for (const internal of ['readonly rpc', 'readonly options', 'deletes(', 'onSession(']) expect(session).not.toContain(internal);
     expect(session).toContain('status(): SessionStatus');
     const memory = readFileSync(join(ROOT, 'dist', 'testing', 'in-memory-etcd.d.ts'), 'utf8');

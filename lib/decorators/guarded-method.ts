@@ -1,7 +1,7 @@
 import { Inject } from '@nestjs/common';
-import { RUNNER_TOKEN } from '../etcd-lock.constants.js';
+import { RUNNER_TOKEN } from '../module/etcd-lock.constants.js';
 import { EtcdLockError } from '../errors.js';
-import type { GuardedRunner } from '../guarded-runner.js';
+import type { GuardedRunner } from './guarded-runner.js';
 
 const RUNNER_PROPERTY = Symbol('etcdLockRunner');
 const runners = new WeakMap<object, GuardedRunner>();

@@ -1,5 +1,5 @@
-import { LEADER_ONLY_METADATA } from '../etcd-lock.constants.js';
-import { assertName } from '../validation.js';
+import { LEADER_ONLY_METADATA } from '../module/etcd-lock.constants.js';
+import { assertName } from '../util/validation.js';
 import { guardMethod, runnerOf } from './guarded-method.js';
 
 /**

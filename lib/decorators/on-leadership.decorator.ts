@@ -1,6 +1,6 @@
-import { ON_LEADERSHIP_METADATA } from '../etcd-lock.constants.js';
+import { ON_LEADERSHIP_METADATA } from '../module/etcd-lock.constants.js';
 import { EtcdLockError } from '../errors.js';
-import { assertName } from '../validation.js';
+import { assertName } from '../util/validation.js';
 
 /** What `@OnLeadership` stores on a method. */
 export interface OnLeadershipMetadata {

@@ -1,7 +1,7 @@
-import { SINGLETON_METADATA } from '../etcd-lock.constants.js';
+import { SINGLETON_METADATA } from '../module/etcd-lock.constants.js';
 import { InvalidArgumentError } from '../errors.js';
-import type { SingletonKey, SingletonOptions } from '../interfaces/singleton-options.interface.js';
-import { assertDuration, assertName, assertOptions } from '../validation.js';
+import type { SingletonKey, SingletonOptions } from './singleton-options.interface.js';
+import { assertDuration, assertName, assertOptions } from '../util/validation.js';
 import { guardMethod, runnerOf } from './guarded-method.js';
 
 /**

@@ -1,9 +1,9 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import type { Etcd3 } from 'etcd3';
 import { InvalidOptionsError } from '../errors.js';
-import { EtcdLockModule } from '../etcd-lock.module.js';
-import type { EtcdLockOptions } from '../interfaces/etcd-lock-options.interface.js';
-import { describe } from '../validation.js';
+import { EtcdLockModule } from '../module/etcd-lock.module.js';
+import type { EtcdLockOptions } from '../module/etcd-lock-options.interface.js';
+import { describe } from '../util/validation.js';
 import { EtcdLockTesting } from './etcd-lock-testing.service.js';
 import { InMemoryEtcd } from './in-memory-etcd.js';
 

@@ -1,12 +1,12 @@
 import { Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import { filter, firstValueFrom, type Observable } from 'rxjs';
 import { EtcdLockError, InvalidArgumentError } from '../errors.js';
-import { type EtcdLockEvent, EtcdLockEventName, EtcdLockEvents } from '../etcd-lock.events.js';
-import { type KeyKind, leaseHex, namePrefix } from '../keys.js';
-import type { Leadership } from '../interfaces/leadership.interface.js';
-import { LeaderElectionService } from '../leader-election.service.js';
-import { EtcdSessionService } from '../session.service.js';
-import { assertName, assertValue } from '../validation.js';
+import { type EtcdLockEvent, EtcdLockEventName, EtcdLockEvents } from '../events/etcd-lock.events.js';
+import { type KeyKind, leaseHex, namePrefix } from '../etcd/keys.js';
+import type { Leadership } from '../election/leadership.interface.js';
+import { LeaderElectionService } from '../election/leader-election.service.js';
+import { EtcdSessionService } from '../session/session.service.js';
+import { assertName, assertValue } from '../util/validation.js';
 import { InMemoryEtcd, type StoredEntry } from './in-memory-etcd.js';
 import { later } from './etcd-rules.js';
 

@@ -1,6 +1,6 @@
 import { ScopedEmitter } from './scoped-emitter.js';
 import type { IKeyValue, IWatchResponse } from 'etcd3';
-import { prefixRangeEnd } from '../keys.js';
+import { prefixRangeEnd } from '../etcd/keys.js';
 import { etcdError, keyRange, later, toBuffer } from './etcd-rules.js';
 import type { MemoryStore, StoreEvent } from './memory-store.js';
 

@@ -11,7 +11,7 @@ import {
   LockLostError,
   LockService,
 } from '../../lib/index.js';
-import { whenAborted } from '../../lib/wait-signal.js';
+import { whenAborted } from '../../lib/util/wait-signal.js';
 import { EtcdCluster } from '../harness/cluster.js';
 import { expectLeaderReplicaFailover } from '../harness/cron-replicas.js';
 import { killAll } from '../harness/processes.js';

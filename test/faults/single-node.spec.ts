@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { ConsoleLogger } from '@nestjs/common';
 import { filter, firstValueFrom } from 'rxjs';
 import { LeaderElectionService, LockLostError, LockService } from '../../lib/index.js';
-import { whenAborted } from '../../lib/wait-signal.js';
+import { whenAborted } from '../../lib/util/wait-signal.js';
 import { etcdctl } from '../harness/etcd.js';
 import { useEtcd } from '../harness/fixtures.js';
 import { LockWorker } from '../harness/lock-worker.js';

@@ -1,5 +1,5 @@
 import { LockService } from '../../lib/index.js';
-import { EtcdSessionService } from '../../lib/session.service.js';
+import { EtcdSessionService } from '../../lib/session/session.service.js';
 import { useEtcd } from '../harness/fixtures.js';
 
 const etcd = useEtcd();

@@ -1,8 +1,8 @@
 import { SortOrder, SortTarget, type IKeyValue, type Watcher } from 'etcd3';
 import { Observable } from 'rxjs';
-import type { EtcdRpc } from './etcd-rpc.js';
-import type { LockHolder } from './interfaces/lock.interface.js';
-import { prefixRangeEnd } from './keys.js';
+import type { EtcdRpc } from '../etcd/etcd-rpc.js';
+import type { LockHolder } from '../locks/lock.interface.js';
+import { prefixRangeEnd } from '../etcd/keys.js';
 
 const RETRY_MS = 500;
 

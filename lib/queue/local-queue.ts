@@ -1,4 +1,4 @@
-import { onAbort } from './wait-signal.js';
+import { onAbort } from '../util/wait-signal.js';
 
 /**
  * An in-process FIFO per name, in front of etcd. All callers in one app instance share one lease and so one

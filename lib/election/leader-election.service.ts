@@ -1,14 +1,14 @@
 import { Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
 import { distinctUntilChanged, map, type Observable } from 'rxjs';
 import { ElectionCampaign } from './election-campaign.js';
-import type { Leadership } from './interfaces/leadership.interface.js';
+import type { Leadership } from './leadership.interface.js';
 import { leadershipContext } from './leadership-term.js';
-import { EtcdLockEvents } from './etcd-lock.events.js';
-import { readHolder, watchHolder } from './holder-watch.js';
-import { namePrefix } from './keys.js';
-import { EtcdSessionService } from './session.service.js';
-import { assertName, assertOptions, assertSignal } from './validation.js';
-import { onAbort } from './wait-signal.js';
+import { EtcdLockEvents } from '../events/etcd-lock.events.js';
+import { readHolder, watchHolder } from '../queue/holder-watch.js';
+import { namePrefix } from '../etcd/keys.js';
+import { EtcdSessionService } from '../session/session.service.js';
+import { assertName, assertOptions, assertSignal } from '../util/validation.js';
+import { onAbort } from '../util/wait-signal.js';
 
 /** This instance's part in one election, from local state. */
 export interface ElectionStatus {

@@ -17,7 +17,7 @@ import {
   isRecoverableError,
 } from 'etcd3';
 import { isBrokenCircuitError } from 'cockatiel';
-import { EtcdAccessDeniedError, EtcdLockError, EtcdRequestError, EtcdUnavailableError } from './errors.js';
+import { EtcdAccessDeniedError, EtcdLockError, EtcdRequestError, EtcdUnavailableError } from '../errors.js';
 
 type CallOptions = NonNullable<Parameters<Etcd3['kv']['range']>[1]>;
 

@@ -1,17 +1,18 @@
 import { Injectable, Logger } from '@nestjs/common';
 import type { Observable } from 'rxjs';
-import { Contender, type QueueContext } from './contender.js';
-import { EtcdUnavailableError, type LockLostError } from './errors.js';
-import { EtcdLockEventName, EtcdLockEvents } from './etcd-lock.events.js';
+import { Contender, type QueueContext } from '../queue/contender.js';
+import { EtcdUnavailableError, type LockLostError } from '../errors.js';
+import { EtcdLockEventName, EtcdLockEvents } from '../events/etcd-lock.events.js';
 import { HeldLock } from './held-lock.js';
-import { isTaken, readHolder, watchHolder } from './holder-watch.js';
-import type { Lock, LockHolder } from './interfaces/lock.interface.js';
-import { namePrefix } from './keys.js';
-import { LocalQueue } from './local-queue.js';
+import { isTaken, readHolder, watchHolder } from '../queue/holder-watch.js';
+import type { Lock, LockHolder } from './lock.interface.js';
+import { namePrefix } from '../etcd/keys.js';
+import { LocalQueue } from '../queue/local-queue.js';
 import { lockContext } from './lock-context.js';
-import { EtcdSessionService } from './session.service.js';
-import { assertDuration, assertFunction, assertName, assertOptions, assertSignal, assertValue } from './validation.js';
-import { WaitSignal, sleep } from './wait-signal.js';
+import { EtcdSessionService } from '../session/session.service.js';
+import { assertDuration, assertFunction, assertName, assertOptions, assertSignal, assertValue } from '../util/validation.js';
+import { WaitSignal, sleep } from '../util/wait-signal.js';
+import { Backoff } from '../util/backoff.js';
 
 /** Options of `acquire` and `withLock`. */
 export interface AcquireOptions {
@@ -162,14 +163,15 @@ export class LockService {
    * and keeps its place (its create revision).
    */
   private async joinPatiently(contender: Contender, signal: AbortSignal | undefined): Promise<void> {
-    for (let delay = JOIN_RETRY_MIN_MS; ; delay = Math.min(delay * 2, JOIN_RETRY_MAX_MS)) {
+    const backoff = new Backoff(JOIN_RETRY_MIN_MS, JOIN_RETRY_MAX_MS);
+    for (;;) {
       try {
         await contender.join();
         signal?.throwIfAborted();
         return;
       } catch (err) {
         if (!(err instanceof EtcdUnavailableError) || signal?.aborted) throw err;
-        await sleep(delay, signal);
+        await sleep(backoff.next(), signal);
         // The session ended while the join was in doubt (it may have been applied: a process paused past its TTL
         // finds its request timed out on resume): the queue place, if it had one, is lost with it.
         if (!contender.session.alive) throw contender.lostError ?? err;

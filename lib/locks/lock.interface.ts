@@ -1,4 +1,4 @@
-import type { FencedTxn } from '../fenced-txn.js';
+import type { FencedTxn } from './fenced-txn.js';
 
 /** A held distributed lock. Get one from `LockService.acquire`, `tryAcquire` or `withLock`. */
 export interface Lock extends AsyncDisposable {

@@ -1,16 +1,16 @@
 import { Module } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
 import { RESOLVED_OPTIONS, RUNNER_TOKEN } from './etcd-lock.constants.js';
-import { EtcdLockEvents } from './etcd-lock.events.js';
-import { EtcdLockExplorer } from './etcd-lock.explorer.js';
-import { GuardedRunner } from './guarded-runner.js';
-import { LeadershipWorkers } from './leadership-workers.js';
-import { LeaderElectionService } from './leader-election.service.js';
+import { EtcdLockEvents } from '../events/etcd-lock.events.js';
+import { EtcdLockExplorer } from '../decorators/explorer.js';
+import { GuardedRunner } from '../decorators/guarded-runner.js';
+import { LeadershipWorkers } from '../decorators/leadership-workers.js';
+import { LeaderElectionService } from '../election/leader-election.service.js';
 import { ConfigurableModuleClass } from './etcd-lock.module-definition.js';
 import { resolveOptions } from './etcd-lock.options.js';
-import { EtcdLockOptions } from './interfaces/etcd-lock-options.interface.js';
-import { LockService } from './lock.service.js';
-import { EtcdSessionService } from './session.service.js';
+import { EtcdLockOptions } from './etcd-lock-options.interface.js';
+import { LockService } from '../locks/lock.service.js';
+import { EtcdSessionService } from '../session/session.service.js';
 
 /**
  * `EtcdLockModule.forRoot(options)` or `forRootAsync({ imports, inject, useFactory | useClass | useExisting })`.

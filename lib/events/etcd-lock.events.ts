@@ -1,7 +1,7 @@
 import { Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { type Observable, Subject } from 'rxjs';
-import type { LockLossReason } from './errors.js';
+import type { LockLossReason } from '../errors.js';
 
 /** Event names, also used on `@nestjs/event-emitter`'s EventEmitter2 when the app has it. */
 export const EtcdLockEventName = {

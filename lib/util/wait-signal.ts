@@ -1,4 +1,4 @@
-import { LockTimeoutError } from './errors.js';
+import { LockTimeoutError } from '../errors.js';
 
 /**
  * One AbortSignal for "the caller's signal aborted, or the timeout passed", whose timeout reason is a

@@ -1,20 +1,23 @@
-import { InvalidArgumentError } from './errors.js';
+import { InvalidArgumentError } from '../errors.js';
 
 const MAX_NAME_BYTES = 1024;
 const MAX_VALUE_BYTES = 1024 * 1024;
 
+/** The one rule for lock and election names (arguments and the `election` option): what is wrong, if anything. */
+export function nameProblem(name: unknown): string | undefined {
+  if (typeof name !== 'string') return `must be a string, got ${describe(name)}`;
+  if (name.length === 0) return 'must not be empty';
+  if (name.includes('\0')) return 'must not contain a NUL byte';
+  // 'a' and 'a/b' would share the key range 'lock/a/…' and contend with each other.
+  if (name.includes('/')) return `must not contain '/' ('${truncate(name)}'); use ':' to build names`;
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES) return `must be at most ${MAX_NAME_BYTES} bytes`;
+  return undefined;
+}
+
 /** Lock and election names: checked before any request so a bad name never reaches etcd. */
 export function assertName(name: unknown, argument = 'name'): asserts name is string {
-  if (typeof name !== 'string') throw new InvalidArgumentError(argument, `must be a string, got ${describe(name)}`);
-  if (name.length === 0) throw new InvalidArgumentError(argument, 'must not be empty');
-  if (name.includes('\0')) throw new InvalidArgumentError(argument, 'must not contain a NUL byte');
-  // 'a' and 'a/b' would share the key range 'lock/a/…' and contend with each other.
-  if (name.includes('/')) {
-    throw new InvalidArgumentError(argument, `must not contain '/' ('${truncate(name)}'); use ':' to build names`);
-  }
-  if (Buffer.byteLength(name) > MAX_NAME_BYTES) {
-    throw new InvalidArgumentError(argument, `must be at most ${MAX_NAME_BYTES} bytes`);
-  }
+  const problem = nameProblem(name);
+  if (problem) throw new InvalidArgumentError(argument, problem);
 }
 
 export function assertValue(value: unknown, argument = 'value'): asserts value is string {

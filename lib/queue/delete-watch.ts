@@ -1,6 +1,7 @@
 import type { IWatchResponse, Watcher } from 'etcd3';
-import type { EtcdRpc } from './etcd-rpc.js';
-import { withTimeout } from './wait-signal.js';
+import type { EtcdRpc } from '../etcd/etcd-rpc.js';
+import { Backoff } from '../util/backoff.js';
+import { withTimeout } from '../util/wait-signal.js';
 
 const CANCEL_TIMEOUT_MS = 1000;
 const RETRY_MIN_MS = 250;
@@ -131,9 +132,9 @@ export class DeleteWatch {
    * etcd cancelled the watch (compaction, or a member lost its state): start over from now and resync. Told to
    * `onError` once per outage, however many tries it takes.
    */
-  private async restart(name: string, entry: NameWatch, old: Watcher, err: unknown, attempt = 0): Promise<void> {
+  private async restart(name: string, entry: NameWatch, old: Watcher, err: unknown, backoff?: Backoff): Promise<void> {
     if (this.closed || entry.watcher !== old || this.names.get(name) !== entry) return;
-    if (attempt === 0) this.onError(err);
+    if (!backoff) this.onError(err);
     old.removeAllListeners();
     old.on('error', () => undefined);
     try {
@@ -143,8 +144,8 @@ export class DeleteWatch {
     } catch (retryErr) {
       if (this.closed) return;
       // Try again shortly: waiters stay correct meanwhile (they only act on deletions they were told of).
-      const delay = Math.min(RETRY_MIN_MS * 2 ** attempt, RETRY_MAX_MS);
-      const timer = setTimeout(() => void this.restart(name, entry, old, retryErr, attempt + 1), delay);
+      const retry = backoff ?? new Backoff(RETRY_MIN_MS, RETRY_MAX_MS);
+      const timer = setTimeout(() => void this.restart(name, entry, old, retryErr, retry), retry.next());
       timer.unref();
       return;
     }

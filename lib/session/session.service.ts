@@ -8,16 +8,18 @@ import {
 } from '@nestjs/common';
 import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, isBrokenCircuitError } from 'cockatiel';
 import { Etcd3, isRecoverableError } from 'etcd3';
-import { RESOLVED_OPTIONS } from './etcd-lock.constants.js';
-import type { ResolvedEtcdLockOptions } from './etcd-lock.options.js';
-import { EtcdUnavailableError } from './errors.js';
-import { checkAccess } from './access-probe.js';
-import { DeleteWatch } from './delete-watch.js';
-import { EtcdLockEventName, EtcdLockEvents } from './etcd-lock.events.js';
-import { EtcdRpc } from './etcd-rpc.js';
-import { type KeyKind, kindPrefix } from './keys.js';
+import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
+import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
+import { EtcdUnavailableError } from '../errors.js';
+import { checkAccess } from '../etcd/access-probe.js';
+import { DeleteWatch } from '../queue/delete-watch.js';
+import { EtcdLockEventName, EtcdLockEvents } from '../events/etcd-lock.events.js';
+import { EtcdRpc } from '../etcd/etcd-rpc.js';
+import { type KeyKind, kindPrefix } from '../etcd/keys.js';
 import { LeaseSession, randomLeaseId, type SessionEndReason } from './lease-session.js';
-import { pause, sleep } from './wait-signal.js';
+import { Backoff } from '../util/backoff.js';
+import { LogOnce } from '../util/log-once.js';
+import { pause, sleep } from '../util/wait-signal.js';
 
 /** What `EtcdSessionService.status()` reports. */
 export interface SessionStatus {
@@ -92,8 +94,8 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
   private regrantTimer: NodeJS.Timeout | undefined;
   /** A grant under way after a loss: shutdown waits for it, so the lease it brings is revoked too. */
   private regranting: Promise<void> | undefined;
-  private regrantDelay = REGRANT_MIN_MS;
-  private outageLogged = false;
+  private readonly regrantBackoff = new Backoff(REGRANT_MIN_MS, REGRANT_MAX_MS);
+  private readonly outage = new LogOnce((message) => this.logger.error(message));
   private shuttingDown = false;
 
   /** @internal Nest constructs it. */
@@ -290,7 +292,9 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
    */
   private async grantBy(deadline: number): Promise<LeaseSession> {
     let telling: unknown;
-    for (let delay = REGRANT_MIN_MS; ; delay = Math.min(delay * 2, REGRANT_MAX_MS)) {
+    const backoff = new Backoff(REGRANT_MIN_MS, REGRANT_MAX_MS);
+    for (;;) {
+      const delay = backoff.next();
       try {
         return await this.grant(Math.max(1, deadline - performance.now()));
       } catch (err) {
@@ -318,19 +322,15 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
         await retryBriefly(() => session.revoke()).catch(() => undefined);
         return;
       }
-      this.regrantDelay = REGRANT_MIN_MS;
-      this.outageLogged = false;
+      this.regrantBackoff.reset();
+      this.outage.reset();
       this.adopt(session);
       this.logger.log(`Session renewed: new lease ${session.hex}`);
       this.events.emit({ type: EtcdLockEventName.SessionRenewed, leaseId: session.hex, ttl: session.ttl });
       for (const listener of [...this.sessionListeners]) listener(session);
     } catch (err) {
-      if (!this.outageLogged) {
-        this.outageLogged = true;
-        this.logger.error(`etcd unreachable, retrying to grant a session: ${err instanceof Error ? err.message : err}`);
-      }
-      this.scheduleRegrant(this.regrantDelay);
-      this.regrantDelay = Math.min(this.regrantDelay * 2, REGRANT_MAX_MS);
+      this.outage.report(() => `etcd unreachable, retrying to grant a session: ${err instanceof Error ? err.message : err}`);
+      this.scheduleRegrant(this.regrantBackoff.next());
     }
   }
 }

@@ -1,8 +1,8 @@
 import { hostname } from 'node:os';
 import type { Etcd3 } from 'etcd3';
-import { InvalidOptionsError } from './errors.js';
-import type { EtcdLockOptions } from './interfaces/etcd-lock-options.interface.js';
-import { describe } from './validation.js';
+import { InvalidOptionsError } from '../errors.js';
+import type { EtcdLockOptions } from './etcd-lock-options.interface.js';
+import { describe, nameProblem } from '../util/validation.js';
 
 /** Options after validation, with every default filled in. */
 export interface ResolvedEtcdLockOptions {
@@ -136,8 +136,7 @@ function msOption(o: Record<string, unknown>, field: string, fallback: number, a
 
 function electionOption(v: unknown): string {
   if (v === undefined) return 'leader';
-  if (typeof v !== 'string' || v === '' || v.includes('/') || v.includes('\0')) {
-    throw new InvalidOptionsError('election', `must be a non-empty name without '/' or NUL, got ${describe(v)}`);
-  }
-  return v;
+  const problem = nameProblem(v);
+  if (problem) throw new InvalidOptionsError('election', problem);
+  return v as string;
 }

@@ -1,6 +1,6 @@
 import { CompareResult, CompareTarget, type IOperation, type IRequestOp, type ITxnResponse } from 'etcd3';
-import type { Contender } from './contender.js';
-import { InvalidArgumentError, LockLostError } from './errors.js';
+import type { Contender } from '../queue/contender.js';
+import { InvalidArgumentError, LockLostError } from '../errors.js';
 
 /** What a comparison looks at, as in etcd3's `client.if(key, column, cmp, value)`. */
 export type TxnColumn = 'Value' | 'Version' | 'Create' | 'Mod' | 'Lease';

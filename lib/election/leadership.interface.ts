@@ -1,4 +1,4 @@
-import type { FencedTxn } from '../fenced-txn.js';
+import type { FencedTxn } from '../locks/fenced-txn.js';
 
 /**
  * One term: one continuous leadership of one election by this instance. Given to `@OnLeadership` methods, and

@@ -1,8 +1,8 @@
-import type { Contender } from './contender.js';
-import { type LockLostError, LockReleasedError } from './errors.js';
+import type { Contender } from '../queue/contender.js';
+import { type LockLostError, LockReleasedError } from '../errors.js';
 import { FencedTxn, lockFence } from './fenced-txn.js';
-import type { Lock } from './interfaces/lock.interface.js';
-import { assertValue } from './validation.js';
+import type { Lock } from './lock.interface.js';
+import { assertValue } from '../util/validation.js';
 
 /** The `Lock` handed to callers: a contender that owns its name, plus the local queue slot it occupies. */
 export class HeldLock implements Lock {

@@ -1,11 +1,11 @@
 import { Injectable, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner } from '@nestjs/core';
 import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper.js';
-import { bindRunner } from './decorators/guarded-method.js';
-import type { OnLeadershipMetadata } from './decorators/on-leadership.decorator.js';
-import { LEADER_ONLY_METADATA, ON_LEADERSHIP_METADATA, SINGLETON_METADATA } from './etcd-lock.constants.js';
-import { EtcdLockError } from './errors.js';
-import { LeaderElectionService } from './leader-election.service.js';
+import { bindRunner } from './guarded-method.js';
+import type { OnLeadershipMetadata } from './on-leadership.decorator.js';
+import { LEADER_ONLY_METADATA, ON_LEADERSHIP_METADATA, SINGLETON_METADATA } from '../module/etcd-lock.constants.js';
+import { EtcdLockError } from '../errors.js';
+import { LeaderElectionService } from '../election/leader-election.service.js';
 import { LeadershipWorkers } from './leadership-workers.js';
 
 /**

@@ -9,11 +9,11 @@ import {
   SortTarget,
 } from 'etcd3';
 import type { DeleteWatch } from './delete-watch.js';
-import { EtcdLockError, LockLostError, type LockLossReason } from './errors.js';
-import type { EtcdRpc } from './etcd-rpc.js';
-import { prefixRangeEnd } from './keys.js';
-import { onAbort, pause } from './wait-signal.js';
-import type { LeaseSession } from './lease-session.js';
+import { EtcdLockError, LockLostError, type LockLossReason } from '../errors.js';
+import type { EtcdRpc } from '../etcd/etcd-rpc.js';
+import { prefixRangeEnd } from '../etcd/keys.js';
+import { onAbort, pause } from '../util/wait-signal.js';
+import type { LeaseSession } from '../session/lease-session.js';
 
 /** Where a contender's key lives and what it is called, for one kind of key (lock or election). */
 export interface QueueContext {

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { IDuplexStream, ILeaseKeepAliveRequest, ILeaseKeepAliveResponse } from 'etcd3';
-import type { EtcdRpc } from './etcd-rpc.js';
-import { leaseHex } from './keys.js';
+import { Backoff } from '../util/backoff.js';
+import type { EtcdRpc } from '../etcd/etcd-rpc.js';
+import { leaseHex } from '../etcd/keys.js';
 
 /** Why a session ended. `revoked` is our own clean shutdown; every other reason is a loss. */
 export type SessionEndReason = 'revoked' | 'deadline-passed' | 'lease-expired' | 'closed';
@@ -21,7 +22,7 @@ export class LeaseSession {
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private deadlineTimer: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
-  private reconnectDelay = RECONNECT_MIN_MS;
+  private readonly reconnectBackoff = new Backoff(RECONNECT_MIN_MS, RECONNECT_MAX_MS);
   private readonly endListeners = new Set<(reason: SessionEndReason) => void>();
   private readonly renewListeners = new Set<() => void>();
 
@@ -152,7 +153,7 @@ export class LeaseSession {
       this.end('lease-expired');
       return;
     }
-    this.reconnectDelay = RECONNECT_MIN_MS;
+    this.reconnectBackoff.reset();
     if (sentAt !== undefined) {
       this.deadline = Math.max(this.deadline, sentAt + Number(res.TTL) * 1000 - safetyMargin(this.ttl));
       this.armDeadline();
@@ -169,9 +170,8 @@ export class LeaseSession {
 
   private scheduleReconnect(): void {
     if (this.endReason !== undefined || this.reconnectTimer) return;
-    this.reconnectTimer = setTimeout(() => this.openStream(), this.reconnectDelay);
+    this.reconnectTimer = setTimeout(() => this.openStream(), this.reconnectBackoff.next());
     this.reconnectTimer.unref();
-    this.reconnectDelay = Math.min(this.reconnectDelay * 2, RECONNECT_MAX_MS);
   }
 
   private armDeadline(): void {

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { type HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
-import { LeaderElectionService } from './leader-election.service.js';
-import { EtcdSessionService } from './session.service.js';
+import { LeaderElectionService } from '../election/leader-election.service.js';
+import { EtcdSessionService } from '../session/session.service.js';
 
 /**
  * A `@nestjs/terminus` health indicator (import it from `nestjs-etcd-lock/health`; terminus is an optional peer):

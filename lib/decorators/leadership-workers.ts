@@ -1,10 +1,11 @@
 import { Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import type { Subscription } from 'rxjs';
 import { GuardedRunner } from './guarded-runner.js';
-import type { Leadership } from './interfaces/leadership.interface.js';
-import { LeaderElectionService } from './leader-election.service.js';
-import { leadershipContext } from './leadership-term.js';
-import { pause } from './wait-signal.js';
+import type { Leadership } from '../election/leadership.interface.js';
+import { LeaderElectionService } from '../election/leader-election.service.js';
+import { leadershipContext } from '../election/leadership-term.js';
+import { pause } from '../util/wait-signal.js';
+import { Backoff } from '../util/backoff.js';
 
 /** One `@OnLeadership` method of one provider instance. */
 export interface LeadershipWorker {
@@ -28,8 +29,8 @@ export class LeadershipWorkers implements OnApplicationBootstrap, OnApplicationS
   private readonly logger = new Logger('EtcdLock');
   private readonly workers: LeadershipWorker[] = [];
   private readonly subscriptions: Subscription[] = [];
-  /** Consecutive failed terms per election, for the backoff. */
-  private readonly failures = new Map<string, number>();
+  /** Backoff per election: grows with consecutive failed terms, starts over after a term without failure. */
+  private readonly backoffs = new Map<string, Backoff>();
 
   constructor(
     private readonly elections: LeaderElectionService,
@@ -60,7 +61,7 @@ export class LeadershipWorkers implements OnApplicationBootstrap, OnApplicationS
     const run = (async () => leadershipContext.run(term, () => method.call(worker.instance, term)))();
     this.runner.track(run, worker.election);
     run.then(
-      () => this.failures.delete(worker.election),
+      () => this.backoffs.get(worker.election)?.reset(),
       (err) => this.failed(worker, term, err),
     );
   }
@@ -73,9 +74,9 @@ export class LeadershipWorkers implements OnApplicationBootstrap, OnApplicationS
       this.logger.warn(`@OnLeadership ${worker.label} failed after its term ended: ${message}`);
       return;
     }
-    const failures = (this.failures.get(worker.election) ?? 0) + 1;
-    this.failures.set(worker.election, failures);
-    const delay = Math.min(RETRY_MIN_MS * 2 ** (failures - 1), RETRY_MAX_MS);
+    const backoff = this.backoffs.get(worker.election) ?? new Backoff(RETRY_MIN_MS, RETRY_MAX_MS);
+    this.backoffs.set(worker.election, backoff);
+    const delay = backoff.next();
     this.logger.error(
       `@OnLeadership ${worker.label} failed (term ${term.fencingToken}): ${message}. Resigning from election ` +
         `'${worker.election}'; campaigning again in ${delay} ms`,

@@ -1,13 +1,14 @@
 import { Injectable, Logger, type BeforeApplicationShutdown } from '@nestjs/common';
-import { EtcdUnavailableError, LockBusyError, LockTimeoutError } from './errors.js';
-import type { Lock } from './interfaces/lock.interface.js';
-import type { SingletonOptions } from './interfaces/singleton-options.interface.js';
-import { LeaderElectionService } from './leader-election.service.js';
-import { leadershipContext } from './leadership-term.js';
-import { lockContext } from './lock-context.js';
-import { LockService } from './lock.service.js';
-import { EtcdSessionService } from './session.service.js';
-import { assertName } from './validation.js';
+import { EtcdUnavailableError, LockBusyError, LockTimeoutError } from '../errors.js';
+import type { Lock } from '../locks/lock.interface.js';
+import type { SingletonOptions } from './singleton-options.interface.js';
+import { LeaderElectionService } from '../election/leader-election.service.js';
+import { leadershipContext } from '../election/leadership-term.js';
+import { lockContext } from '../locks/lock-context.js';
+import { LockService } from '../locks/lock.service.js';
+import { EtcdSessionService } from '../session/session.service.js';
+import { assertName } from '../util/validation.js';
+import { LogOnce } from '../util/log-once.js';
 
 /**
  * What `@LeaderOnly` and `@Singleton` methods call into: decides whether a call runs (never when etcd cannot
@@ -20,7 +21,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
   private readonly running = new Map<string | null, Set<Promise<unknown>>>();
   private readonly holds = new Map<Lock, NodeJS.Timeout>();
   private draining = false;
-  private outageLogged = false;
+  private readonly outage = new LogOnce((message) => this.logger.error(message));
 
   constructor(
     private readonly elections: LeaderElectionService,
@@ -28,7 +29,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
     private readonly sessions: EtcdSessionService,
   ) {
     sessions.onSession(() => {
-      this.outageLogged = false;
+      this.outage.reset();
     });
   }
 
@@ -142,9 +143,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
   }
 
   private logOutage(label: string, reason: string): void {
-    if (this.outageLogged) return;
-    this.outageLogged = true;
-    this.logger.error(`${label} did not run: ${reason}. Guarded methods are skipped until etcd answers again.`);
+    this.outage.report(() => `${label} did not run: ${reason}. Guarded methods are skipped until etcd answers again.`);
   }
 }
 

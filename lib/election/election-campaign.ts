@@ -1,12 +1,14 @@
 import type { Logger } from '@nestjs/common';
 import { BehaviorSubject, distinctUntilChanged, filter, map, type Observable } from 'rxjs';
-import { Contender, type QueueContext } from './contender.js';
-import type { LeadershipLossReason } from './errors.js';
-import { EtcdLockEventName, type EtcdLockEvents } from './etcd-lock.events.js';
-import type { LeaseSession } from './lease-session.js';
+import { Contender, type QueueContext } from '../queue/contender.js';
+import type { LeadershipLossReason } from '../errors.js';
+import { EtcdLockEventName, type EtcdLockEvents } from '../events/etcd-lock.events.js';
+import type { LeaseSession } from '../session/lease-session.js';
 import { LeadershipTerm, termEndOf } from './leadership-term.js';
-import type { EtcdSessionService } from './session.service.js';
-import { onAbort, sleep, whenAborted } from './wait-signal.js';
+import type { EtcdSessionService } from '../session/session.service.js';
+import { onAbort, sleep, whenAborted } from '../util/wait-signal.js';
+import { Backoff } from '../util/backoff.js';
+import { LogOnce } from '../util/log-once.js';
 
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 5000;
@@ -23,8 +25,8 @@ export class ElectionCampaign {
   private stopWaiting: AbortController | undefined;
   /** The term in progress while this instance leads, else undefined. */
   private readonly current = new BehaviorSubject<LeadershipTerm | undefined>(undefined);
-  private retryDelay = RETRY_MIN_MS;
-  private errorLogged = false;
+  private readonly retry = new Backoff(RETRY_MIN_MS, RETRY_MAX_MS);
+  private readonly failure: LogOnce;
 
   constructor(
     private readonly sessions: EtcdSessionService,
@@ -32,7 +34,9 @@ export class ElectionCampaign {
     private readonly identity: string,
     private readonly logger: Logger,
     private readonly events: EtcdLockEvents,
-  ) {}
+  ) {
+    this.failure = new LogOnce((message) => this.logger.warn(message));
+  }
 
   get name(): string {
     return this.ctx.name;
@@ -111,8 +115,8 @@ export class ElectionCampaign {
         await contender.join();
         await contender.waitForTurn(this.stopWaiting.signal);
         if (!this.active) continue;
-        this.retryDelay = RETRY_MIN_MS;
-        this.errorLogged = false;
+        this.retry.reset();
+        this.failure.reset();
         const started = new LeadershipTerm(this.name, this.identity, contender);
         term = started;
         // However the term ends, this instance stops being leader at that moment (its key may stay until stop()).
@@ -163,12 +167,8 @@ export class ElectionCampaign {
   }
 
   private async backOff(err: unknown): Promise<void> {
-    if (!this.errorLogged) {
-      this.errorLogged = true;
-      this.logger.warn(`Campaign in election '${this.name}' failed, retrying: ${err instanceof Error ? err.message : err}`);
-    }
+    this.failure.report(() => `Campaign in election '${this.name}' failed, retrying: ${err instanceof Error ? err.message : err}`);
     // Cut short (not failed) when the campaign stops.
-    await sleep(this.retryDelay, this.stopWaiting?.signal).catch(() => undefined);
-    this.retryDelay = Math.min(this.retryDelay * 2, RETRY_MAX_MS);
+    await sleep(this.retry.next(), this.stopWaiting?.signal).catch(() => undefined);
   }
 }

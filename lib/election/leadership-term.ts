@@ -1,8 +1,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { Contender } from './contender.js';
-import { type LeadershipLossReason, LeadershipLostError, type LockLostError } from './errors.js';
-import { FencedTxn } from './fenced-txn.js';
-import type { Leadership } from './interfaces/leadership.interface.js';
+import type { Contender } from '../queue/contender.js';
+import { type LeadershipLossReason, LeadershipLostError, type LockLostError } from '../errors.js';
+import { FencedTxn } from '../locks/fenced-txn.js';
+import type { Leadership } from './leadership.interface.js';
 
 /** The term of the `@LeaderOnly` run (or `@OnLeadership` call) running now, for `LeaderElectionService.current()`. */
 export const leadershipContext = new AsyncLocalStorage<Leadership>();
