@@ -120,6 +120,17 @@ async function script(client: Client): Promise<unknown[]> {
   );
   await step('grant a taken id', () => client.leaseClient.leaseGrant({ TTL: 30, ID: a.ID }));
   await step('revoke unknown lease', () => client.leaseClient.leaseRevoke({ ID: '12345' }));
+  // release(): delete our key only if it is still the one we created.
+  const release = (createRevision: string) =>
+    client.kv.txn({
+      compare: [{ key: b('t/x'), target: CompareTarget.Create, result: CompareResult.Equal, create_revision: createRevision }],
+      success: [{ request_delete_range: { key: b('t/x') } }],
+      failure: [],
+    });
+  await step('guarded release, not ours', () => release((base + 1n).toString()));
+  const created = (await client.kv.range({ key: b('t/x') })).kvs[0].create_revision;
+  await step('guarded release, ours', () => release(created));
+  await step('put back', () => client.kv.put({ key: b('t/x'), value: b('3') }));
   await step('delete one', () => client.kv.deleteRange({ key: b('t/x'), prev_kv: true }));
   await step('delete none', () => client.kv.deleteRange({ key: b('t/x') }));
 
