@@ -6,20 +6,21 @@ import {
   type OnApplicationShutdown,
   type OnModuleInit,
 } from '@nestjs/common';
-import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen, isBrokenCircuitError } from 'cockatiel';
-import { Etcd3, isRecoverableError } from 'etcd3';
+import { isBrokenCircuitError } from 'cockatiel';
 import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
 import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
 import { EtcdUnavailableError } from '../errors.js';
 import { checkAccess } from '../etcd/access-probe.js';
 import { DeleteWatch } from '../queue/delete-watch.js';
 import { EtcdLockEventName, EtcdLockEvents } from '../events/etcd-lock.events.js';
+import { etcdClientFor } from '../etcd/client.js';
 import { EtcdRpc } from '../etcd/etcd-rpc.js';
 import { type KeyKind, kindPrefix } from '../etcd/keys.js';
 import { LeaseSession, randomLeaseId, type SessionEndReason } from './lease-session.js';
+import { OrphanLeases } from './orphan-leases.js';
 import { Backoff } from '../util/backoff.js';
 import { LogOnce } from '../util/log-once.js';
-import { pause, sleep } from '../util/wait-signal.js';
+import { sleep } from '../util/wait-signal.js';
 
 /** What `EtcdSessionService.status()` reports. */
 export interface SessionStatus {
@@ -37,27 +38,6 @@ export interface SessionStatus {
 
 const REGRANT_MIN_MS = 250;
 const REGRANT_MAX_MS = 5000;
-
-/**
- * etcd3's defaults suit a cache, not a lock: its per-host circuit breaker refuses every call for 5 s after 3
- * failures (after a short outage, or with one endpoint, that delays recovery and fails the revoke at shutdown),
- * and its watch streams reconnect with a backoff growing to 30 s (a waiter would sleep through its turn). Ours
- * retry a host after 500 ms and a watch within 1 s. (Only for clients we create; `client` or
- * `etcd.faultHandling` given by the app win.)
- */
-const GENTLE_FAULT_HANDLING = {
-  host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 500, breaker: new ConsecutiveBreaker(3) }),
-  // etcd3 types this as a backoff but calls it as a backoff factory (it calls `.next()` on it), which this is.
-  watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }) as never,
-};
-
-/**
- * grpc-js reconnects a failed channel with a backoff growing from 1 s to 120 s, and etcd3 resets channels only
- * after failed unary calls, not after a broken keepalive stream. After etcd came back, our keepalives kept
- * meeting a stale "connection refused" for seconds, until the session deadline passed (seen in fault
- * scenario 9). Reconnect within 1 s instead.
- */
-const RECONNECT_BACKOFF = { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 1000 };
 
 /** Three tries, half a second apart (a breaker may be half-open right after an outage). */
 async function retryBriefly(fn: () => Promise<void> | undefined): Promise<void> {
@@ -83,13 +63,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
   private readonly ownsClient: boolean;
   private lease: LeaseSession | undefined;
   private readonly watches = new Map<KeyKind, DeleteWatch>();
-  /**
-   * Leases that may exist on etcd though we no longer use them: grants that failed (the request may still reach
-   * etcd) and sessions we gave up on by our own deadline. One loop revokes them (`until`: a `performance.now()`
-   * time) and shutdown revokes what is left, so no lease of ours outlives a clean stop.
-   */
-  private readonly orphans = new Map<string, { until: number; untilAnswered: boolean }>();
-  private revokingOrphans: Promise<void> | undefined;
+  private readonly orphans: OrphanLeases;
   private readonly sessionListeners = new Set<(session: LeaseSession) => void>();
   private regrantTimer: NodeJS.Timeout | undefined;
   /** A grant under way after a loss: shutdown waits for it, so the lease it brings is revoked too. */
@@ -104,16 +78,10 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     @Inject(RESOLVED_OPTIONS) readonly options: ResolvedEtcdLockOptions,
     private readonly events: EtcdLockEvents,
   ) {
-    this.ownsClient = !options.client;
-    const client =
-      options.client ??
-      new Etcd3({
-        faultHandling: GENTLE_FAULT_HANDLING,
-        ...options.etcd,
-        grpcOptions: { ...RECONNECT_BACKOFF, ...options.etcd.grpcOptions },
-        hosts: [...options.hosts],
-      });
+    const { client, owned } = etcdClientFor(options);
+    this.ownsClient = owned;
     this.rpc = new EtcdRpc(client, options.hosts, options.requestTimeout);
+    this.orphans = new OrphanLeases(this.rpc);
   }
 
   /**
@@ -132,7 +100,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     } catch (err) {
       this.shuttingDown = true;
       await session?.revoke().catch(() => undefined);
-      await this.revokeOrphansNow();
+      await this.orphans.revokeNow();
       await this.closeWatches();
       if (this.ownsClient) this.rpc.client.close();
       if (!(err instanceof EtcdUnavailableError)) throw err;
@@ -161,7 +129,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     this.shuttingDown = true;
     clearTimeout(this.regrantTimer);
     await this.regranting;
-    await this.revokeOrphansNow();
+    await this.orphans.revokeNow();
     const session = this.lease;
     this.lease = undefined;
     try {
@@ -236,38 +204,8 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     this.events.emit({ type: EtcdLockEventName.SessionLost, leaseId: session.hex, reason });
     // The lease may still exist on the server (we gave up on our own deadline): revoke it once etcd answers,
     // so its keys do not block others until it expires.
-    this.orphan(session.id, session.ttl * 1000 + 2000, true);
+    this.orphans.add(session.id, session.ttl * 1000 + 2000, true);
     this.scheduleRegrant(0);
-  }
-
-  /**
-   * Adds a lease to revoke. A lost session's lease is revoked until etcd answers (or it has surely expired); a
-   * failed grant's until it would have expired anyway, because etcd also answers the revoke of a lease that does
-   * not exist *yet*.
-   */
-  private orphan(id: string, forMs: number, untilAnswered: boolean): void {
-    this.orphans.set(id, { until: performance.now() + forMs, untilAnswered });
-    this.revokingOrphans ??= this.revokeOrphans().finally(() => (this.revokingOrphans = undefined));
-  }
-
-  private async revokeOrphans(): Promise<void> {
-    while (!this.shuttingDown && this.orphans.size > 0) {
-      await Promise.all(
-        [...this.orphans].map(async ([id, { until, untilAnswered }]) => {
-          const answered = await this.rpc.leaseRevoke(id).then(
-            () => true,
-            () => false,
-          );
-          if ((answered && untilAnswered) || performance.now() >= until) this.orphans.delete(id);
-        }),
-      );
-      if (this.orphans.size > 0) await pause(REGRANT_MIN_MS * 2);
-    }
-  }
-
-  private async revokeOrphansNow(): Promise<void> {
-    await Promise.all([...this.orphans.keys()].map((id) => this.rpc.leaseRevoke(id).catch(() => undefined)));
-    this.orphans.clear();
   }
 
   /**
@@ -281,7 +219,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
       return await LeaseSession.grant(this.rpc, id, this.options.ttl, timeoutMs);
     } catch (err) {
       // Until a grant arriving late would have expired anyway.
-      this.orphan(id, this.options.requestTimeout + this.options.ttl * 1000 + 1000, false);
+      this.orphans.add(id, this.options.requestTimeout + this.options.ttl * 1000 + 1000, false);
       throw err;
     }
   }

@@ -1,0 +1,36 @@
+import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen } from 'cockatiel';
+import { Etcd3, isRecoverableError } from 'etcd3';
+import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
+
+/**
+ * etcd3's defaults suit a cache, not a lock: its per-host circuit breaker refuses every call for 5 s after 3
+ * failures (after a short outage, or with one endpoint, that delays recovery and fails the revoke at shutdown),
+ * and its watch streams reconnect with a backoff growing to 30 s (a waiter would sleep through its turn). Ours
+ * retry a host after 500 ms and a watch within 1 s. (Only for clients we create; `client` or
+ * `etcd.faultHandling` given by the app win.)
+ */
+const GENTLE_FAULT_HANDLING = {
+  host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 500, breaker: new ConsecutiveBreaker(3) }),
+  // etcd3 types this as a backoff but calls it as a backoff factory (it calls `.next()` on it), which this is.
+  watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }) as never,
+};
+
+/**
+ * grpc-js reconnects a failed channel with a backoff growing from 1 s to 120 s, and etcd3 resets channels only
+ * after failed unary calls, not after a broken keepalive stream. After etcd came back, our keepalives kept
+ * meeting a stale "connection refused" for seconds, until the session deadline passed (seen in fault
+ * scenario 9). Reconnect within 1 s instead.
+ */
+const RECONNECT_BACKOFF = { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 1000 };
+
+/** The etcd3 client the module uses: the app's own (`client`), or one we create and own. */
+export function etcdClientFor(options: ResolvedEtcdLockOptions): { client: Etcd3; owned: boolean } {
+  if (options.client) return { client: options.client, owned: false };
+  const client = new Etcd3({
+    faultHandling: GENTLE_FAULT_HANDLING,
+    ...options.etcd,
+    grpcOptions: { ...RECONNECT_BACKOFF, ...options.etcd.grpcOptions },
+    hosts: [...options.hosts],
+  });
+  return { client, owned: true };
+}
