@@ -1,37 +1,42 @@
-import { CompareResult, CompareTarget, type Etcd3, type IRequestOp, SortOrder, SortTarget } from 'etcd3';
+import type { EventEmitter } from 'node:events';
+import { CompareResult, CompareTarget, type IRequestOp, type IWatchResponse, SortOrder, SortTarget } from 'etcd3';
+import type { EtcdPort } from '../lib/etcd/etcd-port.js';
+import { EtcdRpc } from '../lib/etcd/etcd-rpc.js';
 import { InMemoryEtcd } from '../lib/testing/index.js';
 import { useEtcd } from './harness/fixtures.js';
 
 /**
- * The in-memory etcd of the testing module must answer as etcd does. The same script of requests (every shape
- * the library sends, and the errors it relies on) runs against a real etcd and against `InMemoryEtcd`; after
- * renaming revisions (relative to the start) and lease ids (by first appearance), the transcripts must be equal.
+ * The in-memory etcd of the testing module must answer as etcd does. The same script of requests through the
+ * library's port to etcd (every shape the library sends, and the errors it relies on) runs against a real etcd
+ * (the etcd3 port, `EtcdRpc`) and against `InMemoryEtcd`; after renaming revisions (relative to the start) and
+ * lease ids (by first appearance), the transcripts must be equal.
  */
 const etcd = useEtcd();
 
-type Client = Pick<Etcd3, 'kv' | 'leaseClient' | 'watch'>;
 
 const b = (s: string) => Buffer.from(s);
 const end = (prefix: string) => b(prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1));
 
-async function script(client: Client): Promise<unknown[]> {
+async function script(port: EtcdPort): Promise<unknown[]> {
   const log: unknown[] = [];
   const step = async (what: string, fn: () => Promise<unknown>) => {
     try {
       log.push([what, await fn()]);
     } catch (err) {
-      log.push([what, 'error', (err as Error).constructor.name]);
+      log.push([what, 'error', (err as Error).constructor.name, (err as Error).cause?.constructor.name]);
     }
   };
-  const base = BigInt((await client.kv.range({ key: b('t/') })).header.revision);
+  const base = BigInt((await port.range({ key: b('t/') }, 'read')).header.revision);
+  const put = (key: string, value: string, extra = {}) =>
+    port.txn({ compare: [], success: [{ request_put: { key: b(key), value: b(value), ...extra } }], failure: [] }, 'put');
   log.push(['base', base.toString()]);
 
   // Watches from the next revision: one for deletions only (as the library's), one for everything.
   const deletes: unknown[] = [];
   const all: unknown[] = [];
-  const watchFrom = (base + 1n).toString();
-  const deleteWatcher = client.watch().prefix('t/').startRevision(watchFrom).only('delete').watcher();
-  const allWatcher = client.watch().prefix('t/').startRevision(watchFrom).watcher();
+  const watchFrom = base + 1n;
+  const deleteWatcher = port.watch({ prefix: 't/', startRevision: watchFrom, onlyDeletes: true }) as unknown as EventEmitter & { cancel(): Promise<void> };
+  const allWatcher = port.watch({ prefix: 't/', startRevision: watchFrom }) as unknown as EventEmitter & { cancel(): Promise<void> };
   // The newest revision each watcher reported, and a wait for it to reach one (told by the watcher's events).
   const seen = new Map<object, bigint>();
   const seenUpTo = (w: typeof allWatcher, revision: bigint) =>
@@ -39,33 +44,33 @@ async function script(client: Client): Promise<unknown[]> {
       const check = () => (seen.get(w) ?? 0n) >= revision && resolve();
       if (!check()) w.on('data', check);
     });
-  for (const w of [deleteWatcher, allWatcher]) w.prependListener('data', (res) => seen.set(w, BigInt(res.header.revision)));
-  deleteWatcher.on('data', (res) => deletes.push(res.events));
-  allWatcher.on('data', (res) => all.push(res.events));
+  for (const w of [deleteWatcher, allWatcher]) w.prependListener('data', (res: IWatchResponse) => seen.set(w, BigInt(res.header.revision)));
+  deleteWatcher.on('data', (res: IWatchResponse) => deletes.push(res.events));
+  allWatcher.on('data', (res: IWatchResponse) => all.push(res.events));
   await Promise.all([deleteWatcher, allWatcher].map((w) => new Promise((resolve) => w.once('connected', resolve))));
 
   // Ids chosen, as the library does (they also fix the order of the keys named after them).
-  const a = await client.leaseClient.leaseGrant({ TTL: 30, ID: '7340000000000000001' });
-  const c = await client.leaseClient.leaseGrant({ TTL: 30, ID: '7340000000000000002' });
-  const any = await client.leaseClient.leaseGrant({ TTL: 7, ID: '0' });
-  await client.leaseClient.leaseRevoke({ ID: any.ID });
+  const a = await port.leaseGrant('7340000000000000001', 30, 5000);
+  const c = await port.leaseGrant('7340000000000000002', 30, 5000);
+  const any = await port.leaseGrant('0', 7, 5000);
+  await port.leaseRevoke(any.ID);
   log.push(['grant', a, c, any.TTL, any.ID !== '0']);
   const queue = 't/lock/q/';
   const join = (lease: string, onlyIfFree: boolean) => {
     const put: IRequestOp = { request_put: { key: b(queue + lease), value: b('held'), lease } };
     const byCreate = { key: b(queue), range_end: end(queue), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create };
-    return client.kv.txn({
+    return port.txn({
       compare: [{ key: b(queue), range_end: end(queue), target: CompareTarget.Create, result: CompareResult.Equal, create_revision: '0' }],
       success: [put],
       failure: onlyIfFree ? [{ request_range: { ...byCreate, limit: 1, keys_only: true } }] : [put, { request_range: { ...byCreate, keys_only: true } }],
-    });
+    }, 'join');
   };
   await step('join free', () => join(a.ID, false));
   await step('join taken', () => join(c.ID, false));
   await step('join again', () => join(c.ID, false));
   await step('try taken', () => join(c.ID, true));
-  await step('put', () => client.kv.put({ key: b('t/x'), value: b('1') }));
-  await step('put again', () => client.kv.put({ key: b('t/x'), value: b('2'), prev_kv: true }));
+  await step('put', () => put('t/x', '1'));
+  await step('put again', () => put('t/x', '2', { prev_kv: true }));
   const ranges = {
     all: {},
     limit: { limit: 1 },
@@ -77,18 +82,21 @@ async function script(client: Client): Promise<unknown[]> {
     'min mod': { min_mod_revision: (base + 4n).toString() },
   };
   for (const [what, extra] of Object.entries(ranges)) {
-    await step(`range ${what}`, () => client.kv.range({ key: b('t/'), range_end: end('t/'), ...extra }));
+    await step(`range ${what}`, () => port.range({ key: b('t/'), range_end: end('t/'), ...extra }, 'range'));
   }
-  await step('range one key', () => client.kv.range({ key: b('t/x') }));
-  await step('range to the end', () => client.kv.range({ key: b('t/lock/'), range_end: Buffer.from([0]) }));
-  await step('range missing', () => client.kv.range({ key: b('t/none') }));
+  await step('range one key', () => port.range({ key: b('t/x') }, 'range'));
+  await step('range to the end', () => port.range({ key: b('t/lock/'), range_end: Buffer.from([0]) }, 'range'));
+  await step('range missing', () => port.range({ key: b('t/none') }, 'range'));
 
   const compare = (target: CompareTarget, result: CompareResult, field: string, value: unknown, key = 't/x', rangeEnd?: Buffer) =>
-    client.kv.txn({
-      compare: [{ key: b(key), range_end: rangeEnd, target, result, [field]: value }],
-      success: [{ request_range: { key: b(key), keys_only: true } }],
-      failure: [],
-    });
+    port.txn(
+      {
+        compare: [{ key: b(key), range_end: rangeEnd, target, result, [field]: value }],
+        success: [{ request_range: { key: b(key), keys_only: true } }],
+        failure: [],
+      },
+      'compare',
+    );
   await step('value ==', () => compare(CompareTarget.Value, CompareResult.Equal, 'value', b('2')));
   await step('value of missing key', () => compare(CompareTarget.Value, CompareResult.NotEqual, 'value', b('2'), 't/none'));
   await step('version >', () => compare(CompareTarget.Version, CompareResult.Greater, 'version', '1'));
@@ -97,54 +105,55 @@ async function script(client: Client): Promise<unknown[]> {
   await step('create != over a range', () => compare(CompareTarget.Create, CompareResult.NotEqual, 'create_revision', '0', queue, end(queue)));
   await step('create of missing key', () => compare(CompareTarget.Create, CompareResult.Equal, 'create_revision', '0', 't/none'));
   await step('access probe', () =>
-    client.kv.txn({
+    port.txn({
       compare: [{ key: b('t/'), range_end: end('t/'), target: CompareTarget.Create, result: CompareResult.Less, create_revision: '0' }],
       success: [{ request_range: { key: b('t/'), range_end: end('t/'), keys_only: true } }, { request_delete_range: { key: b('t/'), range_end: end('t/') } }],
       failure: [],
-    }),
+    }, 'txn'),
   );
-  await step('read-only txn', () => client.kv.txn({ compare: [], success: [{ request_range: { key: b('t/x') } }], failure: [] }));
+  await step('read-only txn', () => port.txn({ compare: [], success: [{ request_range: { key: b('t/x') } }], failure: [] }, 'txn'));
   await step('duplicate put in txn', () =>
-    client.kv.txn({ compare: [], success: [{ request_put: { key: b('t/d') } }, { request_put: { key: b('t/d') } }], failure: [] }),
+    port.txn({ compare: [], success: [{ request_put: { key: b('t/d') } }, { request_put: { key: b('t/d') } }], failure: [] }, 'txn'),
   );
   await step('put inside deleted range', () =>
-    client.kv.txn({
+    port.txn({
       compare: [],
       success: [{ request_delete_range: { key: b('t/'), range_end: end('t/') } }, { request_put: { key: b('t/d') } }],
       failure: [],
-    }),
+    }, 'txn'),
   );
-  await step('put on unknown lease', () => client.kv.put({ key: b('t/y'), value: b(''), lease: '12345' }));
+  await step('put on unknown lease', () => put('t/y', '', { lease: '12345' }));
   await step('txn put on unknown lease', () =>
-    client.kv.txn({ compare: [], success: [{ request_put: { key: b('t/y'), lease: '12345' } }], failure: [] }),
+    port.txn({ compare: [], success: [{ request_put: { key: b('t/y'), lease: '12345' } }], failure: [] }, 'txn'),
   );
-  await step('grant a taken id', () => client.leaseClient.leaseGrant({ TTL: 30, ID: a.ID }));
-  await step('revoke unknown lease', () => client.leaseClient.leaseRevoke({ ID: '12345' }));
+  await step('grant a taken id', () => port.leaseGrant(a.ID, 30, 5000));
+  await step('revoke unknown lease', () => port.leaseRevoke('12345'));
   // release(): delete our key only if it is still the one we created.
   const release = (createRevision: string) =>
-    client.kv.txn({
+    port.txn({
       compare: [{ key: b('t/x'), target: CompareTarget.Create, result: CompareResult.Equal, create_revision: createRevision }],
       success: [{ request_delete_range: { key: b('t/x') } }],
       failure: [],
-    });
+    }, 'txn');
   await step('guarded release, not ours', () => release((base + 1n).toString()));
-  const created = (await client.kv.range({ key: b('t/x') })).kvs[0].create_revision;
+  const created = (await port.range({ key: b('t/x') }, 'range')).kvs[0].create_revision;
   await step('guarded release, ours', () => release(created));
-  await step('put back', () => client.kv.put({ key: b('t/x'), value: b('3') }));
-  await step('delete one', () => client.kv.deleteRange({ key: b('t/x'), prev_kv: true }));
-  await step('delete none', () => client.kv.deleteRange({ key: b('t/x') }));
+  await step('put back', () => put('t/x', '3'));
+  await step('delete one', () => port.deleteRange({ key: b('t/x'), prev_kv: true }, 'delete'));
+  await step('delete none', () => port.deleteRange({ key: b('t/x') }, 'delete'));
 
-  const stream = await client.leaseClient.leaseKeepAlive();
+  const stream = await port.keepAlive();
   const keepalive = (id: string) =>
     new Promise((resolve) => {
       (stream as unknown as NodeJS.EventEmitter).once('data', resolve);
       stream.write({ ID: id });
     });
   await step('keepalive', () => keepalive(a.ID));
-  await step('revoke with keys', () => client.leaseClient.leaseRevoke({ ID: a.ID }));
+  await step('revoke with keys', () => port.leaseRevoke(a.ID));
   await step('keepalive of revoked', () => keepalive(a.ID));
   stream.end();
-  const last = await client.leaseClient.leaseRevoke({ ID: c.ID });
+  await port.leaseRevoke(c.ID);
+  const last = await port.range({ key: b('t/') }, 'read');
   log.push(['revoke last', last.header.revision]);
 
   // Every watcher has seen the last revision (the last revoke deleted a key): then compare what they saw.
@@ -183,9 +192,9 @@ function normalize(log: unknown[], base: bigint): unknown[] {
 
 describe('InMemoryEtcd', () => {
   it('answers every request shape the library sends exactly as etcd 3.4 does', async () => {
-    const real = await script(etcd.client);
+    const real = await script(new EtcdRpc(etcd.client, [etcd.endpoint], 5000));
     const memory = new InMemoryEtcd();
-    const simulated = await script(memory as unknown as Client);
+    const simulated = await script(memory);
     memory.close();
     expect(simulated).toEqual(real);
     // The script itself must exercise what it claims: errors, failed compares, both watchers.

@@ -1,5 +1,5 @@
 import { CompareResult, CompareTarget, type IRequestOp } from 'etcd3';
-import type { EtcdRpc } from './etcd-rpc.js';
+import type { EtcdPort } from './etcd-port.js';
 import { prefixRangeEnd } from './keys.js';
 
 /**
@@ -10,7 +10,7 @@ import { prefixRangeEnd } from './keys.js';
  * (a put beside it would be refused as a duplicate key). Without this check a role missing a permission would
  * surface only at the first acquire, or as a watch that etcd3 never reports as started.
  */
-export async function checkAccess(rpc: EtcdRpc, prefixes: readonly string[], timeoutMs: number): Promise<void> {
+export async function checkAccess(rpc: EtcdPort, prefixes: readonly string[], timeoutMs: number): Promise<void> {
   const success: IRequestOp[] = [];
   const compare = prefixes.map((prefix) => {
     const key = Buffer.from(prefix);

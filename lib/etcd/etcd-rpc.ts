@@ -18,14 +18,16 @@ import {
 } from 'etcd3';
 import { isBrokenCircuitError } from 'cockatiel';
 import { EtcdAccessDeniedError, EtcdLockError, EtcdRequestError, EtcdUnavailableError } from '../errors.js';
+import type { EtcdPort, KeepAliveStream, PortWatcher, WatchRequest } from './etcd-port.js';
 
 type CallOptions = NonNullable<Parameters<Etcd3['kv']['range']>[1]>;
 
 /**
- * The etcd requests the library makes, each with its own deadline: a paused or partitioned etcd member accepts
- * TCP but never answers, and a call without a deadline would hang forever. Errors become our typed errors.
+ * The port to etcd over an etcd3 client: each request with its own deadline (a paused or partitioned etcd member
+ * accepts TCP but never answers, and a call without a deadline would hang forever); errors become our typed
+ * errors. Watches and keepalives are multiplexed by etcd3 on one stream each.
  */
-export class EtcdRpc {
+export class EtcdRpc implements EtcdPort {
   constructor(
     readonly client: Etcd3,
     readonly endpoints: readonly string[],
@@ -59,8 +61,22 @@ export class EtcdRpc {
     try {
       await this.call('revoke the session lease', () => this.client.leaseClient.leaseRevoke({ ID: id }, this.options()));
     } catch (err) {
-      if (!(err instanceof EtcdRequestError && err.cause instanceof EtcdLeaseInvalidError)) throw err;
+      if (!isLeaseGone(err)) throw err;
     }
+  }
+
+  keepAlive(): Promise<KeepAliveStream> {
+    return this.client.leaseClient.leaseKeepAlive() as Promise<KeepAliveStream>;
+  }
+
+  watch({ prefix, startRevision, onlyDeletes }: WatchRequest): PortWatcher {
+    const builder = this.client.watch().prefix(prefix).startRevision(startRevision.toString());
+    // A server-side filter: puts are never sent to us.
+    return (onlyDeletes ? builder.only('delete') : builder).watcher() as unknown as PortWatcher;
+  }
+
+  close(): void {
+    this.client.close();
   }
 
   async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
@@ -71,32 +87,45 @@ export class EtcdRpc {
     }
   }
 
-  /** Maps a client error to ours. Only the cause's message is kept: etcd3 never puts credentials in it. */
+  /** Maps a client error to ours. */
   translate(err: unknown, what: string): EtcdLockError {
-    if (err instanceof EtcdLockError) return err;
-    const detail = err instanceof Error ? err.message : String(err);
-    if (isTransportError(err)) {
-      return new EtcdUnavailableError(`etcd did not answer when trying to ${what}: ${detail}`, this.endpoints, {
-        cause: err,
-      });
-    }
-    if (isAuthenticationError(err)) {
-      return new EtcdAccessDeniedError(
-        'authentication-failed',
-        `etcd refused the credentials of the 'etcd.auth' option when trying to ${what}: ${detail}`,
-        { cause: err },
-      );
-    }
-    if (err instanceof EtcdPermissionDeniedError) {
-      return new EtcdAccessDeniedError(
-        'permission-denied',
-        `etcd denied the user permission to ${what}: its role needs readwrite on the keys under the library's ` +
-          `prefix (see "Secure etcd" in the README): ${detail}`,
-        { cause: err },
-      );
-    }
-    return new EtcdRequestError(`etcd refused to ${what}: ${detail}`, { cause: err });
+    return translateError(err, what, this.endpoints);
   }
+}
+
+/**
+ * @internal Maps an etcd3 error (from etcd3, or from the in-memory etcd, which throws the same classes) to ours.
+ * Only the cause's message is kept: etcd3 never puts credentials in it.
+ */
+export function translateError(err: unknown, what: string, endpoints: readonly string[]): EtcdLockError {
+  if (err instanceof EtcdLockError) return err;
+  const detail = err instanceof Error ? err.message : String(err);
+  if (isTransportError(err)) {
+    return new EtcdUnavailableError(`etcd did not answer when trying to ${what}: ${detail}`, endpoints, {
+      cause: err,
+    });
+  }
+  if (isAuthenticationError(err)) {
+    return new EtcdAccessDeniedError(
+      'authentication-failed',
+      `etcd refused the credentials of the 'etcd.auth' option when trying to ${what}: ${detail}`,
+      { cause: err },
+    );
+  }
+  if (err instanceof EtcdPermissionDeniedError) {
+    return new EtcdAccessDeniedError(
+      'permission-denied',
+      `etcd denied the user permission to ${what}: its role needs readwrite on the keys under the library's ` +
+        `prefix (see "Secure etcd" in the README): ${detail}`,
+      { cause: err },
+    );
+  }
+  return new EtcdRequestError(`etcd refused to ${what}: ${detail}`, { cause: err });
+}
+
+/** @internal True for the error etcd answers the revoke of a lease that does not exist (anymore). */
+export function isLeaseGone(err: unknown): boolean {
+  return err instanceof EtcdRequestError && err.cause instanceof EtcdLeaseInvalidError;
 }
 
 /** Errors that mean "no answer" rather than "etcd said no". */

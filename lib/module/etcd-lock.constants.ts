@@ -13,3 +13,6 @@ export const LEADER_ONLY_METADATA = 'etcd-lock:leader-only';
 export const SINGLETON_METADATA = 'etcd-lock:singleton';
 /** Metadata key of `@OnLeadership` methods. */
 export const ON_LEADERSHIP_METADATA = 'etcd-lock:on-leadership';
+
+/** @internal Injection token of a port to etcd given instead of a client: the testing module's in-memory etcd. */
+export const ETCD_PORT = Symbol('EtcdLockPort');

@@ -10,14 +10,14 @@ import {
 } from 'etcd3';
 import type { DeleteWatch } from './delete-watch.js';
 import { EtcdLockError, LockLostError, type LockLossReason } from '../errors.js';
-import type { EtcdRpc } from '../etcd/etcd-rpc.js';
+import type { EtcdPort } from '../etcd/etcd-port.js';
 import { prefixRangeEnd } from '../etcd/keys.js';
 import { onAbort, pause } from '../util/wait-signal.js';
 import type { LeaseSession } from '../session/lease-session.js';
 
 /** Where a contender's key lives and what it is called, for one kind of key (lock or election). */
 export interface QueueContext {
-  readonly rpc: EtcdRpc;
+  readonly rpc: EtcdPort;
   readonly deletes: DeleteWatch;
   /** e.g. `myapp/lock/orders/` */
   readonly namePrefix: string;

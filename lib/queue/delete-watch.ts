@@ -1,5 +1,6 @@
-import type { IWatchResponse, Watcher } from 'etcd3';
-import type { EtcdRpc } from '../etcd/etcd-rpc.js';
+import type { IWatchResponse } from 'etcd3';
+import type { PortWatcher } from '../etcd/etcd-port.js';
+import type { EtcdPort } from '../etcd/etcd-port.js';
 import { Backoff } from '../util/backoff.js';
 import { withTimeout } from '../util/wait-signal.js';
 
@@ -18,7 +19,7 @@ export interface DeleteSubscriber {
 
 /** The watch of one name: deletions under `<kind prefix><name>/`, and who listens to them. */
 interface NameWatch {
-  watcher: Watcher | undefined;
+  watcher: PortWatcher | undefined;
   /** Resolves once etcd confirmed the watch. */
   created: Promise<void> | undefined;
   readonly subscribers: Set<DeleteSubscriber>;
@@ -37,7 +38,7 @@ export class DeleteWatch {
   private closed = false;
 
   constructor(
-    private readonly rpc: EtcdRpc,
+    private readonly rpc: EtcdPort,
     private readonly kindPrefix: string,
     private readonly onError: (err: unknown) => void,
   ) {}
@@ -107,12 +108,7 @@ export class DeleteWatch {
   }
 
   private create(name: string, entry: NameWatch, fromRevision: bigint): void {
-    const watcher = this.rpc.client
-      .watch()
-      .prefix(`${this.kindPrefix}${name}/`)
-      .startRevision(fromRevision.toString())
-      .only('delete') // a server-side filter: puts are never sent to us
-      .watcher();
+    const watcher = this.rpc.watch({ prefix: `${this.kindPrefix}${name}/`, startRevision: fromRevision, onlyDeletes: true });
     entry.watcher = watcher;
     entry.created = new Promise((resolve) => watcher.once('connected', () => resolve()));
     watcher.on('data', (res: IWatchResponse) => this.dispatch(entry, res));
@@ -132,7 +128,7 @@ export class DeleteWatch {
    * etcd cancelled the watch (compaction, or a member lost its state): start over from now and resync. Told to
    * `onError` once per outage, however many tries it takes.
    */
-  private async restart(name: string, entry: NameWatch, old: Watcher, err: unknown, backoff?: Backoff): Promise<void> {
+  private async restart(name: string, entry: NameWatch, old: PortWatcher, err: unknown, backoff?: Backoff): Promise<void> {
     if (this.closed || entry.watcher !== old || this.names.get(name) !== entry) return;
     if (!backoff) this.onError(err);
     old.removeAllListeners();

@@ -1,13 +1,14 @@
-import { SortOrder, SortTarget, type IKeyValue, type Watcher } from 'etcd3';
+import { SortOrder, SortTarget, type IKeyValue } from 'etcd3';
+import type { PortWatcher } from '../etcd/etcd-port.js';
 import { Observable } from 'rxjs';
-import type { EtcdRpc } from '../etcd/etcd-rpc.js';
+import type { EtcdPort } from '../etcd/etcd-port.js';
 import type { LockHolder } from '../locks/lock.interface.js';
 import { prefixRangeEnd } from '../etcd/keys.js';
 
 const RETRY_MS = 500;
 
 /** Reads who owns a name now: the key with the lowest create revision under its prefix. */
-export async function readHolder(rpc: EtcdRpc, namePrefix: string): Promise<LockHolder | null> {
+export async function readHolder(rpc: EtcdPort, namePrefix: string): Promise<LockHolder | null> {
   const prefix = Buffer.from(namePrefix);
   const res = await rpc.range(
     { key: prefix, range_end: prefixRangeEnd(prefix), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create, limit: 1 },
@@ -17,7 +18,7 @@ export async function readHolder(rpc: EtcdRpc, namePrefix: string): Promise<Lock
 }
 
 /** Whether any key exists under the name: one read with no sort and no values, the cheapest etcd can answer. */
-export async function isTaken(rpc: EtcdRpc, namePrefix: string): Promise<boolean> {
+export async function isTaken(rpc: EtcdPort, namePrefix: string): Promise<boolean> {
   const prefix = Buffer.from(namePrefix);
   const res = await rpc.range(
     { key: prefix, range_end: prefixRangeEnd(prefix), limit: 1, keys_only: true },
@@ -31,11 +32,11 @@ export async function isTaken(rpc: EtcdRpc, namePrefix: string): Promise<boolean
  * the next revision (no gap, no polling); if etcd cancels the watch (compaction), it reads again and goes on.
  * Errors reaching etcd are retried; the observable only completes when unsubscribed.
  */
-export function watchHolder(rpc: EtcdRpc, namePrefix: string): Observable<LockHolder | null> {
+export function watchHolder(rpc: EtcdPort, namePrefix: string): Observable<LockHolder | null> {
   return new Observable<LockHolder | null>((subscriber) => {
     const prefix = Buffer.from(namePrefix);
     const keys = new Map<string, IKeyValue>();
-    let watcher: Watcher | undefined;
+    let watcher: PortWatcher | undefined;
     let timer: NodeJS.Timeout | undefined;
     let closed = false;
     let last: LockHolder | null | undefined;
@@ -60,11 +61,7 @@ export function watchHolder(rpc: EtcdRpc, namePrefix: string): Observable<LockHo
         emit();
         // The subscriber may have unsubscribed during that emit (e.g. firstValueFrom): start no watch then.
         if (closed) return;
-        const w = rpc.client
-          .watch()
-          .prefix(namePrefix)
-          .startRevision((BigInt(res.header.revision) + 1n).toString())
-          .watcher();
+        const w = rpc.watch({ prefix: namePrefix, startRevision: BigInt(res.header.revision) + 1n });
         watcher = w;
         w.on('put', (kv) => {
           keys.set(kv.key.toString(), kv);

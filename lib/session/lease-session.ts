@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import type { IDuplexStream, ILeaseKeepAliveRequest, ILeaseKeepAliveResponse } from 'etcd3';
+import type { ILeaseKeepAliveResponse } from 'etcd3';
+import type { KeepAliveStream } from '../etcd/etcd-port.js';
 import { Backoff } from '../util/backoff.js';
-import type { EtcdRpc } from '../etcd/etcd-rpc.js';
+import type { EtcdPort } from '../etcd/etcd-port.js';
 import { leaseHex } from '../etcd/keys.js';
 
 /** Why a session ended. `revoked` is our own clean shutdown; every other reason is a loss. */
@@ -17,7 +18,7 @@ export class LeaseSession {
   readonly hex: string;
   private deadline: number;
   private endReason: SessionEndReason | undefined;
-  private stream: IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse> | undefined;
+  private stream: KeepAliveStream | undefined;
   private readonly sentAt: number[] = [];
   private keepaliveTimer: NodeJS.Timeout | undefined;
   private deadlineTimer: NodeJS.Timeout | undefined;
@@ -27,7 +28,7 @@ export class LeaseSession {
   private readonly renewListeners = new Set<() => void>();
 
   private constructor(
-    private readonly rpc: EtcdRpc,
+    private readonly rpc: EtcdPort,
     readonly id: string,
     readonly ttl: number,
     /** Revision of the store when the lease was granted. */
@@ -42,7 +43,7 @@ export class LeaseSession {
    * Grants lease `id` (chosen by us, so that a grant whose answer is lost can still be revoked) and starts
    * keeping it alive. Rejects with `EtcdUnavailableError` after `timeoutMs`.
    */
-  static async grant(rpc: EtcdRpc, id: string, ttl: number, timeoutMs: number): Promise<LeaseSession> {
+  static async grant(rpc: EtcdPort, id: string, ttl: number, timeoutMs: number): Promise<LeaseSession> {
     const sentAt = performance.now();
     const res = await rpc.leaseGrant(id, ttl, timeoutMs);
     const session = new LeaseSession(rpc, res.ID, Number(res.TTL), BigInt(res.header.revision), sentAt);
@@ -123,7 +124,7 @@ export class LeaseSession {
 
   private openStream(): void {
     this.reconnectTimer = undefined;
-    this.rpc.client.leaseClient.leaseKeepAlive().then(
+    this.rpc.keepAlive().then(
       (stream) => {
         if (this.endReason !== undefined) {
           stream.end();
@@ -161,7 +162,7 @@ export class LeaseSession {
     for (const listener of [...this.renewListeners]) listener();
   }
 
-  private onStreamBroken(stream: IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>): void {
+  private onStreamBroken(stream: KeepAliveStream): void {
     if (this.stream !== stream) return;
     this.stream = undefined;
     this.sentAt.length = 0;

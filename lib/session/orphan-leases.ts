@@ -1,4 +1,4 @@
-import type { EtcdRpc } from '../etcd/etcd-rpc.js';
+import type { EtcdPort } from '../etcd/etcd-port.js';
 import { pause } from '../util/wait-signal.js';
 
 const RETRY_MS = 500;
@@ -13,7 +13,7 @@ export class OrphanLeases {
   private running: Promise<void> | undefined;
   private stopped = false;
 
-  constructor(private readonly rpc: EtcdRpc) {}
+  constructor(private readonly rpc: EtcdPort) {}
 
   /**
    * Adds a lease to revoke for `forMs` from now. `untilAnswered`: stop once etcd answers (a lost session's lease).

@@ -5,15 +5,17 @@ import {
   type OnApplicationBootstrap,
   type OnApplicationShutdown,
   type OnModuleInit,
+  Optional,
 } from '@nestjs/common';
 import { isBrokenCircuitError } from 'cockatiel';
-import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
+import { ETCD_PORT, RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
 import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
 import { EtcdUnavailableError } from '../errors.js';
 import { checkAccess } from '../etcd/access-probe.js';
 import { DeleteWatch } from '../queue/delete-watch.js';
 import { EtcdLockEventName, EtcdLockEvents } from '../events/etcd-lock.events.js';
 import { etcdClientFor } from '../etcd/client.js';
+import type { EtcdPort } from '../etcd/etcd-port.js';
 import { EtcdRpc } from '../etcd/etcd-rpc.js';
 import { type KeyKind, kindPrefix } from '../etcd/keys.js';
 import { LeaseSession, randomLeaseId, type SessionEndReason } from './lease-session.js';
@@ -58,7 +60,7 @@ async function retryBriefly(fn: () => Promise<void> | undefined): Promise<void> 
 @Injectable()
 export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap, OnApplicationShutdown {
   /** @internal */
-  readonly rpc: EtcdRpc;
+  readonly rpc: EtcdPort;
   private readonly logger = new Logger('EtcdLock');
   private readonly ownsClient: boolean;
   private lease: LeaseSession | undefined;
@@ -77,10 +79,17 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     /** @internal The validated module options. */
     @Inject(RESOLVED_OPTIONS) readonly options: ResolvedEtcdLockOptions,
     private readonly events: EtcdLockEvents,
+    /** @internal A port to use instead of a client (the testing module's in-memory etcd). */
+    @Optional() @Inject(ETCD_PORT) port?: EtcdPort,
   ) {
-    const { client, owned } = etcdClientFor(options);
-    this.ownsClient = owned;
-    this.rpc = new EtcdRpc(client, options.hosts, options.requestTimeout);
+    if (port) {
+      this.ownsClient = false;
+      this.rpc = port;
+    } else {
+      const { client, owned } = etcdClientFor(options);
+      this.ownsClient = owned;
+      this.rpc = new EtcdRpc(client, options.hosts, options.requestTimeout);
+    }
     this.orphans = new OrphanLeases(this.rpc);
   }
 
@@ -102,11 +111,11 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
       await session?.revoke().catch(() => undefined);
       await this.orphans.revokeNow();
       await this.closeWatches();
-      if (this.ownsClient) this.rpc.client.close();
+      if (this.ownsClient) this.rpc.close();
       if (!(err instanceof EtcdUnavailableError)) throw err;
       throw new EtcdUnavailableError(
         `Could not start an etcd session within ${this.options.connectTimeout} ms: ${err.problem}`,
-        this.options.hosts,
+        this.rpc.endpoints,
         { cause: err },
       );
     }
@@ -139,7 +148,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
       this.logger.warn(`Could not revoke lease ${session?.hex} at shutdown; it expires in ${session?.ttl}s: ${err}`);
     }
     await this.closeWatches();
-    if (this.ownsClient) this.rpc.client.close();
+    if (this.ownsClient) this.rpc.close();
   }
 
   private async closeWatches(): Promise<void> {
@@ -154,7 +163,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
       this.shuttingDown
         ? 'The etcd session has ended: the application is shutting down'
         : 'No live etcd session: the lease was lost and a new one is not granted yet',
-      this.options.hosts,
+      this.rpc.endpoints,
     );
   }
 

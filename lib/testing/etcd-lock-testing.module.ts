@@ -1,7 +1,8 @@
 import { type DynamicModule, Module } from '@nestjs/common';
-import type { Etcd3 } from 'etcd3';
 import { InvalidOptionsError } from '../errors.js';
 import { EtcdLockModule } from '../module/etcd-lock.module.js';
+import type { EtcdPort } from '../etcd/etcd-port.js';
+import { ETCD_PORT } from '../module/etcd-lock.constants.js';
 import type { EtcdLockOptions } from '../module/etcd-lock-options.interface.js';
 import { describe } from '../util/validation.js';
 import { EtcdLockTesting } from './etcd-lock-testing.service.js';
@@ -36,9 +37,18 @@ export class EtcdLockTestingModule {
     return {
       module: EtcdLockTestingModule,
       global: true,
-      imports: [EtcdLockModule.forRoot({ ...rest, client: etcd as unknown as Etcd3 })],
-      providers: [{ provide: InMemoryEtcd, useValue: etcd }, EtcdLockTesting],
-      exports: [EtcdLockModule, InMemoryEtcd, EtcdLockTesting],
+      imports: [EtcdLockModule.forRoot(rest)],
+      // Global, so EtcdLockModule's session finds the in-memory etcd as its port to etcd.
+      providers: [{ provide: InMemoryEtcd, useValue: etcd }, { provide: ETCD_PORT, useValue: portOf(etcd) }, EtcdLockTesting],
+      exports: [EtcdLockModule, InMemoryEtcd, ETCD_PORT, EtcdLockTesting],
     };
   }
+}
+
+/**
+ * The in-memory etcd as the library's port (its port methods are internal, so the class does not declare the
+ * interface in the published types; this checks it still implements it).
+ */
+function portOf(etcd: InMemoryEtcd): EtcdPort {
+  return etcd;
 }

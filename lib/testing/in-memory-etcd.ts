@@ -2,14 +2,9 @@ import { ScopedEmitter } from './scoped-emitter.js';
 import type {
   IDeleteRangeRequest,
   IDeleteRangeResponse,
-  ILeaseGrantRequest,
   ILeaseGrantResponse,
   ILeaseKeepAliveRequest,
   ILeaseKeepAliveResponse,
-  ILeaseRevokeRequest,
-  ILeaseRevokeResponse,
-  IPutRequest,
-  IPutResponse,
   IRangeRequest,
   IRangeResponse,
   ITxnRequest,
@@ -18,7 +13,10 @@ import type {
 import { InvalidArgumentError } from '../errors.js';
 import { etcdError, later } from './etcd-rules.js';
 import { MemoryStore } from './memory-store.js';
-import { MemoryWatchBuilder, type MemoryWatcher } from './memory-watch.js';
+import { MemoryWatcher } from './memory-watch.js';
+import type { WatchRequest } from '../etcd/etcd-port.js';
+import { isLeaseGone, translateError } from '../etcd/etcd-rpc.js';
+import { prefixRangeEnd } from '../etcd/keys.js';
 
 /** A key stored in an `InMemoryEtcd`, as tests see it. */
 export interface StoredEntry {
@@ -33,10 +31,9 @@ export interface StoredEntry {
 }
 
 /**
- * etcd in memory, for tests that run without an etcd server: it answers the part of the etcd3 client's API that
- * `nestjs-etcd-lock` uses (`kv.range/put/txn/deleteRange`, `leaseClient.leaseGrant/leaseRevoke/leaseKeepAlive`,
- * `watch()`), with etcd's semantics: revisions, transactions, leases that expire after their TTL and take their
- * keys with them, and watches. `EtcdLockTestingModule` creates one; share one between several test apps to test
+ * etcd in memory, for tests that run without an etcd server: it implements the library's port to etcd (ranges,
+ * transactions, deletes, lease grants and revokes, the keepalive stream, watches), with etcd's semantics:
+ * revisions, transactions, leases that expire after their TTL and take their keys with them, and watches. `EtcdLockTestingModule` creates one; share one between several test apps to test
  * replicas in one process. The library's own test suite runs the same requests against a real etcd and this one
  * and compares the answers.
  */
@@ -65,40 +62,59 @@ export class InMemoryEtcd {
   }
 
   /** @internal What error messages name as the endpoint. */
-  readonly options = { hosts: ['in-memory etcd'] };
+  readonly endpoints = ['in-memory etcd'];
 
-  /** @internal etcd3's `client.kv`, as the library calls it. */
-  readonly kv = {
-    range: (req: IRangeRequest): Promise<IRangeResponse> => this.call(() => this.store.range(req)),
-    put: (req: IPutRequest): Promise<IPutResponse> => this.call(() => this.store.put(req)),
-    deleteRange: (req: IDeleteRangeRequest): Promise<IDeleteRangeResponse> => this.call(() => this.store.deleteRange(req)),
-    txn: (req: ITxnRequest): Promise<ITxnResponse> => this.call(() => this.store.txn(req)),
-  };
+  /** @internal The port: a range. */
+  range(req: IRangeRequest, what: string): Promise<IRangeResponse> {
+    return this.call(what, () => this.store.range(req));
+  }
 
-  /** @internal etcd3's `client.leaseClient`, as the library calls it. */
-  readonly leaseClient = {
-    leaseGrant: (req: ILeaseGrantRequest): Promise<ILeaseGrantResponse> =>
-      this.call(() => {
-        const ttl = Number(req.TTL);
-        const id = this.store.grant(BigInt(req.ID ?? 0), ttl);
-        return { header: this.store.header(), ID: id.toString(), TTL: ttl.toString(), error: '' };
-      }),
-    leaseRevoke: (req: ILeaseRevokeRequest): Promise<ILeaseRevokeResponse> =>
-      this.call(() => {
-        this.store.revoke(BigInt(req.ID ?? 0));
-        return { header: this.store.header() };
-      }),
-    leaseKeepAlive: (): Promise<MemoryKeepAliveStream> =>
-      this.call(() => {
-        const stream = new MemoryKeepAliveStream(this.store, this.link, this.streams);
-        this.streams.add(stream);
-        return stream;
-      }),
-  };
+  /** @internal The port: a transaction. */
+  txn(req: ITxnRequest, what: string): Promise<ITxnResponse> {
+    return this.call(what, () => this.store.txn(req));
+  }
 
-  /** @internal etcd3's `client.watch()`, as the library calls it. */
-  watch(): MemoryWatchBuilder {
-    return new MemoryWatchBuilder(this.store, this.link, this.watchers);
+  /** @internal The port: a delete. */
+  deleteRange(req: IDeleteRangeRequest, what: string): Promise<IDeleteRangeResponse> {
+    return this.call(what, () => this.store.deleteRange(req));
+  }
+
+  /** @internal The port: grants lease `id` (`'0'`: etcd picks one). */
+  leaseGrant(id: string, ttl: number): Promise<ILeaseGrantResponse> {
+    return this.call('grant a session lease', () => {
+      const granted = this.store.grant(BigInt(id), ttl);
+      return { header: this.store.header(), ID: granted.toString(), TTL: ttl.toString(), error: '' };
+    });
+  }
+
+  /** @internal The port: revokes a lease; one already gone counts as revoked. */
+  async leaseRevoke(id: string): Promise<void> {
+    try {
+      await this.call('revoke the session lease', () => this.store.revoke(BigInt(id)));
+    } catch (err) {
+      if (!isLeaseGone(err)) throw err;
+    }
+  }
+
+  /** @internal The port: the keepalive stream. */
+  keepAlive(): Promise<MemoryKeepAliveStream> {
+    return this.call('keep the lease alive', () => {
+      const stream = new MemoryKeepAliveStream(this.store, this.link, this.streams);
+      this.streams.add(stream);
+      return stream;
+    });
+  }
+
+  /** @internal The port: a watch of the keys under a prefix. */
+  watch({ prefix, startRevision, onlyDeletes = false }: WatchRequest): MemoryWatcher {
+    const key = Buffer.from(prefix);
+    return new MemoryWatcher(this.store, this.link, this.watchers, {
+      key,
+      rangeEnd: prefixRangeEnd(key),
+      startRevision,
+      noPut: onlyDeletes,
+      noDelete: false,
+    });
   }
 
   /** @internal The store itself, for the testing controls (they act as etcd or other replicas, never unreachable). */
@@ -174,11 +190,18 @@ export class InMemoryEtcd {
     if (this.ownsStore) this.store.close();
   }
 
-  /** Answers on a later microtask, as a network would; unreachable fails fast, as a refused connection does. */
-  private async call<T>(fn: () => T): Promise<T> {
+  /**
+   * Answers on a later microtask, as a network would; unreachable fails fast, as a refused connection does.
+   * Errors are etcd3's classes, translated to ours as the etcd3 port translates them.
+   */
+  private async call<T>(what: string, fn: () => T): Promise<T> {
     await undefined;
-    if (!this.link.reachable) throw etcdError(14, 'UNAVAILABLE', 'InMemoryEtcd is disconnected (by the test)');
-    return fn();
+    try {
+      if (!this.link.reachable) throw etcdError(14, 'UNAVAILABLE', 'InMemoryEtcd is disconnected (by the test)');
+      return fn();
+    } catch (err) {
+      throw translateError(err, what, this.endpoints);
+    }
   }
 }
 

@@ -1,11 +1,10 @@
 import { ScopedEmitter } from './scoped-emitter.js';
 import type { IKeyValue, IWatchResponse } from 'etcd3';
-import { prefixRangeEnd } from '../etcd/keys.js';
-import { etcdError, keyRange, later, toBuffer } from './etcd-rules.js';
+import { etcdError, keyRange, later } from './etcd-rules.js';
 import type { MemoryStore, StoreEvent } from './memory-store.js';
 
 /** What a watch asks for, as etcd's WatchCreateRequest. */
-interface WatchRequest {
+export interface MemoryWatchRequest {
   key: Buffer;
   rangeEnd: Buffer;
   startRevision: bigint | undefined;
@@ -19,58 +18,6 @@ export interface Reachability {
 }
 
 let nextWatchId = 0;
-
-/** etcd3's `client.watch()` builder, for the calls the library makes: `key`/`prefix`, `startRevision`, `only`. */
-export class MemoryWatchBuilder {
-  private readonly request: WatchRequest = {
-    key: Buffer.alloc(0),
-    rangeEnd: Buffer.alloc(0),
-    startRevision: undefined,
-    noPut: false,
-    noDelete: false,
-  };
-
-  constructor(
-    private readonly store: MemoryStore,
-    private readonly link: Reachability,
-    private readonly registry: Set<MemoryWatcher>,
-  ) {}
-
-  key(key: string | Buffer): this {
-    this.request.key = Buffer.from(toBuffer(key));
-    return this;
-  }
-
-  prefix(prefix: string | Buffer): this {
-    this.request.key = Buffer.from(toBuffer(prefix));
-    this.request.rangeEnd = prefixRangeEnd(this.request.key);
-    return this;
-  }
-
-  startRevision(revision: string): this {
-    this.request.startRevision = BigInt(revision);
-    return this;
-  }
-
-  only(operation: 'put' | 'delete'): this {
-    this.request.noPut = operation === 'delete';
-    this.request.noDelete = operation === 'put';
-    return this;
-  }
-
-  watcher(): MemoryWatcher {
-    return new MemoryWatcher(this.store, this.link, this.registry, { ...this.request });
-  }
-
-  /** Resolves once the watch is connected, as etcd3's `create()`. */
-  create(): Promise<MemoryWatcher> {
-    const watcher = this.watcher();
-    return new Promise((resolve, reject) => {
-      watcher.once('connected', () => resolve(watcher));
-      watcher.once('error', reject);
-    });
-  }
-}
 
 /**
  * etcd3's `Watcher`: emits `connected` once created, then `data` with each revision's matching events (and `put`
@@ -90,7 +37,7 @@ export class MemoryWatcher extends ScopedEmitter {
     private readonly store: MemoryStore,
     private readonly link: Reachability,
     private readonly registry: Set<MemoryWatcher>,
-    private readonly request: WatchRequest,
+    private readonly request: MemoryWatchRequest,
   ) {
     super();
     this.next = request.startRevision;

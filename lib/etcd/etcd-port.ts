@@ -1,0 +1,61 @@
+import type {
+  IDeleteRangeRequest,
+  IDeleteRangeResponse,
+  IKeyValue,
+  ILeaseGrantResponse,
+  ILeaseKeepAliveResponse,
+  IRangeRequest,
+  IRangeResponse,
+  ITxnRequest,
+  ITxnResponse,
+  IWatchResponse,
+} from 'etcd3';
+
+/** What a watch asks for: the keys under `prefix`, from `startRevision` on, optionally deletions only. */
+export interface WatchRequest {
+  readonly prefix: string;
+  readonly startRevision: bigint;
+  readonly onlyDeletes?: boolean;
+}
+
+/**
+ * One watch: `connected` once etcd created it, `data` with each revision's events (and `put`/`delete` per event),
+ * `error` when etcd cancelled it (compaction). `cancel()` ends it.
+ */
+export interface PortWatcher {
+  on(event: 'connected', listener: () => void): this;
+  on(event: 'data', listener: (res: IWatchResponse) => void): this;
+  on(event: 'put' | 'delete', listener: (kv: IKeyValue) => void): this;
+  on(event: 'error', listener: (err: unknown) => void): this;
+  once(event: 'connected', listener: () => void): this;
+  removeAllListeners(): this;
+  cancel(): Promise<void>;
+}
+
+/** The keepalive stream of leases: write `{ ID }`, read `{ ID, TTL }` (`TTL` `'0'` once the lease is gone). */
+export interface KeepAliveStream {
+  write(req: { ID: string }): unknown;
+  on(event: 'data', listener: (res: ILeaseKeepAliveResponse) => void): this;
+  on(event: 'error' | 'end', listener: (err?: unknown) => void): this;
+  end(): void;
+}
+
+/**
+ * The port to etcd: every request the library makes, watches and keepalives included, goes through it. Unary
+ * calls have deadlines and throw our typed errors. Implemented over etcd3 (`EtcdRpc`) and in memory
+ * (`InMemoryEtcd`, for tests); no `@nestjs` import on either side.
+ */
+export interface EtcdPort {
+  /** The endpoints, as errors name them. */
+  readonly endpoints: readonly string[];
+  range(req: IRangeRequest, what: string): Promise<IRangeResponse>;
+  txn(req: ITxnRequest, what: string, timeoutMs?: number): Promise<ITxnResponse>;
+  deleteRange(req: IDeleteRangeRequest, what: string): Promise<IDeleteRangeResponse>;
+  leaseGrant(id: string, ttl: number, timeoutMs: number): Promise<ILeaseGrantResponse>;
+  /** Revokes a lease; a lease that is already gone counts as revoked. */
+  leaseRevoke(id: string): Promise<void>;
+  keepAlive(): Promise<KeepAliveStream>;
+  watch(req: WatchRequest): PortWatcher;
+  /** Closes the client (only the one the library created). */
+  close(): void;
+}
