@@ -2,13 +2,13 @@ import type { INestApplicationContext } from '@nestjs/common';
 import { filter, firstValueFrom } from 'rxjs';
 import {
   EtcdLockError,
-  EtcdSessionService,
   InvalidArgumentError,
   LeaderElectionService,
   LeaderOnly,
   LockService,
   Singleton,
 } from '../lib/index.js';
+import { DeletionWatches } from '../lib/module/deletion-watches.js';
 import { etcdRequestCount } from './harness/etcd.js';
 import { useEtcd } from './harness/fixtures.js';
 
@@ -51,7 +51,7 @@ const badCalls: Array<[string, Call, string]> = [
  */
 async function settled(app: INestApplicationContext): Promise<void> {
   await firstValueFrom(app.get(LeaderElectionService).changes().pipe(filter(Boolean)));
-  await app.get(EtcdSessionService).deletes('election').watching('leader');
+  await app.get(DeletionWatches).of('election').watching('leader');
 }
 
 describe('bad input to LockService', () => {
@@ -80,7 +80,7 @@ describe('bad input to LockService', () => {
 
   it('setValue rejects a value over 1 MiB without a request, and the lock stays held', async () => {
     const lock = await locks.acquire('x');
-    await app.get(EtcdSessionService).deletes('lock').watching('x'); // the holder watches its name from the join on
+    await app.get(DeletionWatches).of('lock').watching('x'); // the holder watches its name from the join on
     const before = await etcdRequestCount(etcd.endpoint);
     await expect(lock.setValue(bigValue)).rejects.toBeInstanceOf(InvalidArgumentError);
     expect(await etcdRequestCount(etcd.endpoint)).toBe(before);

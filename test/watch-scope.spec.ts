@@ -1,5 +1,5 @@
 import { LockService } from '../lib/index.js';
-import { EtcdSessionService } from '../lib/session/session.service.js';
+import { DeletionWatches } from '../lib/module/deletion-watches.js';
 import { grpcCounts } from './harness/etcd.js';
 import { useEtcd } from './harness/fixtures.js';
 
@@ -24,13 +24,13 @@ describe('deletion watches scoped to interest', () => {
     // Each cycle's deletion went to the busy instance's watch of that name (its own release), to no one else.
     const sent = (await metric('etcd_debugging_mvcc_events_total')) - before;
     expect(sent).toBeLessThanOrEqual(30);
-    for (const app of idle) expect(app.get(EtcdSessionService).deletes('lock').size).toBe(0);
+    for (const app of idle) expect(app.get(DeletionWatches).of('lock').size).toBe(0);
   });
 
   it("a hot name's watch stays open between cycles, then goes: no watch message per cycle", async () => {
     const app = await etcd.app();
     const locks = app.get(LockService);
-    const deletes = app.get(EtcdSessionService).deletes('lock');
+    const deletes = app.get(DeletionWatches).of('lock');
     await (await locks.acquire('hot')).release();
     await deletes.watching('hot');
     const watchMessages = async () => (await grpcCounts([etcd.endpoint])).get('Watch') ?? 0;

@@ -1,4 +1,6 @@
-import { Injectable, Logger, type BeforeApplicationShutdown } from '@nestjs/common';
+import { type BeforeApplicationShutdown, Inject, Injectable, Logger } from '@nestjs/common';
+import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
+import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
 import { EtcdUnavailableError, LockBusyError, LockTimeoutError } from '../errors.js';
 import type { Lock } from '../locks/lock.interface.js';
 import type { SingletonOptions } from './singleton-options.interface.js';
@@ -27,6 +29,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
     private readonly elections: LeaderElectionService,
     private readonly locks: LockService,
     private readonly sessions: EtcdSessionService,
+    @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
   ) {
     sessions.onSession(() => {
       this.outage.reset();
@@ -90,7 +93,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
    */
   async beforeApplicationShutdown(): Promise<void> {
     this.draining = true;
-    const timeoutMs = this.sessions.options.shutdownTimeout;
+    const timeoutMs = this.options.shutdownTimeout;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, timeoutMs);

@@ -30,7 +30,7 @@ export class ElectionCampaign {
 
   constructor(
     private readonly sessions: EtcdSessionService,
-    private readonly ctx: Omit<QueueContext, 'deletes'>,
+    private readonly ctx: QueueContext,
     private readonly identity: string,
     private readonly logger: Logger,
     private readonly events: EtcdLockEvents,
@@ -100,7 +100,7 @@ export class ElectionCampaign {
     while (this.active) {
       const session = await this.nextSession();
       if (!session || !this.active) return;
-      const contender = new Contender({ ...this.ctx, deletes: this.sessions.deletes('election') }, session, this.identity);
+      const contender = new Contender(this.ctx, session, this.identity);
       this.contender = contender;
       let term: LeadershipTerm | undefined;
       // The term ends in the same tick as the loss is known: at the local deadline, before etcd can elect another.

@@ -1,4 +1,8 @@
-import { Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
+import { DeletionWatches } from '../module/deletion-watches.js';
+import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
+import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
+import { EtcdConnection } from '../module/etcd-connection.js';
 import { distinctUntilChanged, map, type Observable } from 'rxjs';
 import { ElectionCampaign } from './election-campaign.js';
 import type { Leadership } from './leadership.interface.js';
@@ -38,8 +42,11 @@ export class LeaderElectionService implements OnApplicationBootstrap {
   constructor(
     private readonly sessions: EtcdSessionService,
     private readonly events: EtcdLockEvents,
+    @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
+    private readonly connection: EtcdConnection,
+    private readonly watches: DeletionWatches,
   ) {
-    this.declared.add(sessions.options.election);
+    this.declared.add(options.election);
   }
 
   /** Nest lifecycle hook: starts the declared campaigns. */
@@ -86,13 +93,13 @@ export class LeaderElectionService implements OnApplicationBootstrap {
 
   /** The identity of the current leader, or `null` while there is none (one etcd read). */
   async leader(name?: string): Promise<string | null> {
-    const holder = await readHolder(this.sessions.rpc, this.prefixOf(this.nameOf(name)));
+    const holder = await readHolder(this.connection.port, this.prefixOf(this.nameOf(name)));
     return holder ? holder.value : null;
   }
 
   /** The leader's identity over time (`null` while there is none). Watches etcd; sees etcdctl leaders too. */
   observe(name?: string): Observable<string | null> {
-    return watchHolder(this.sessions.rpc, this.prefixOf(this.nameOf(name))).pipe(
+    return watchHolder(this.connection.port, this.prefixOf(this.nameOf(name))).pipe(
       map((holder) => (holder ? holder.value : null)),
       distinctUntilChanged(),
     );
@@ -142,7 +149,7 @@ export class LeaderElectionService implements OnApplicationBootstrap {
 
   /** The election used when no name is given (the module's `election` option). */
   get defaultElection(): string {
-    return this.sessions.options.election;
+    return this.options.election;
   }
 
   /** Names an election to campaign in from bootstrap on (used by the decorator explorer). */
@@ -182,8 +189,8 @@ export class LeaderElectionService implements OnApplicationBootstrap {
     if (!campaign) {
       campaign = new ElectionCampaign(
         this.sessions,
-        { rpc: this.sessions.rpc, namePrefix: this.prefixOf(name), name },
-        this.sessions.options.identity,
+        { rpc: this.connection.port, deletes: this.watches.of('election'), namePrefix: this.prefixOf(name), name },
+        this.options.identity,
         this.logger,
         this.events,
       );
@@ -193,12 +200,12 @@ export class LeaderElectionService implements OnApplicationBootstrap {
   }
 
   private nameOf(name: string | undefined): string {
-    if (name === undefined) return this.sessions.options.election;
+    if (name === undefined) return this.options.election;
     assertName(name, 'election');
     return name;
   }
 
   private prefixOf(name: string): string {
-    return namePrefix(this.sessions.options.prefix, 'election', name);
+    return namePrefix(this.options.prefix, 'election', name);
   }
 }

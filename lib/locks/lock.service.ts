@@ -1,4 +1,8 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { DeletionWatches } from '../module/deletion-watches.js';
+import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
+import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
+import { EtcdConnection } from '../module/etcd-connection.js';
 import type { Observable } from 'rxjs';
 import { Contender, type QueueContext } from '../queue/contender.js';
 import { EtcdUnavailableError, type LockLostError } from '../errors.js';
@@ -47,6 +51,9 @@ export class LockService {
   constructor(
     private readonly sessions: EtcdSessionService,
     private readonly events: EtcdLockEvents,
+    @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
+    private readonly connection: EtcdConnection,
+    private readonly watches: DeletionWatches,
   ) {}
 
   /**
@@ -96,7 +103,7 @@ export class LockService {
     if (!exit) return null;
     try {
       const session = this.sessions.current();
-      if (await isTaken(this.sessions.rpc, this.prefixOf(name))) {
+      if (await isTaken(this.connection.port, this.prefixOf(name))) {
         exit();
         return null;
       }
@@ -135,7 +142,7 @@ export class LockService {
   /** Who holds the lock now, or `null` when it is free. */
   holder(name: string): Promise<LockHolder | null> {
     assertName(name);
-    return readHolder(this.sessions.rpc, this.prefixOf(name));
+    return readHolder(this.connection.port, this.prefixOf(name));
   }
 
   /**
@@ -144,7 +151,7 @@ export class LockService {
    */
   watch(name: string): Observable<LockHolder | null> {
     assertName(name);
-    return watchHolder(this.sessions.rpc, this.prefixOf(name));
+    return watchHolder(this.connection.port, this.prefixOf(name));
   }
 
   /** The lock held by the `withLock` callback or `@Singleton` method running now, if any. */
@@ -186,19 +193,19 @@ export class LockService {
   };
 
   private valueOf(options: { value?: unknown } | undefined): string {
-    if (options?.value === undefined) return this.sessions.options.identity;
+    if (options?.value === undefined) return this.options.identity;
     assertValue(options.value, 'options.value');
     return options.value;
   }
 
   private prefixOf(name: string): string {
-    return namePrefix(this.sessions.options.prefix, 'lock', name);
+    return namePrefix(this.options.prefix, 'lock', name);
   }
 
   private context(name: string): QueueContext {
     return {
-      rpc: this.sessions.rpc,
-      deletes: this.sessions.deletes('lock'),
+      rpc: this.connection.port,
+      deletes: this.watches.of('lock'),
       namePrefix: this.prefixOf(name),
       name,
     };

@@ -4,6 +4,8 @@ import { RESOLVED_OPTIONS, RUNNER_TOKEN } from './etcd-lock.constants.js';
 import { EtcdLockEvents } from '../events/etcd-lock.events.js';
 import { EtcdLockExplorer } from '../decorators/explorer.js';
 import { GuardedRunner } from '../decorators/guarded-runner.js';
+import { DeletionWatches } from './deletion-watches.js';
+import { EtcdConnection } from './etcd-connection.js';
 import { LeadershipWorkers } from '../decorators/leadership-workers.js';
 import { LeaderElectionService } from '../election/leader-election.service.js';
 import { ConfigurableModuleClass } from './etcd-lock.module-definition.js';
@@ -29,8 +31,11 @@ import { EtcdSessionService } from '../session/session.service.js';
     GuardedRunner,
     { provide: RUNNER_TOKEN, useExisting: GuardedRunner },
     LeadershipWorkers,
+    EtcdConnection,
+    DeletionWatches,
   ],
-  exports: [LockService, LeaderElectionService, EtcdSessionService, EtcdLockEvents, RUNNER_TOKEN],
+  // RESOLVED_OPTIONS for the testing module's controls.
+  exports: [LockService, LeaderElectionService, EtcdSessionService, EtcdLockEvents, RUNNER_TOKEN, RESOLVED_OPTIONS],
 })
 export class EtcdLockModule extends ConfigurableModuleClass {
   /** Registers the module (global by default) with options known now. */

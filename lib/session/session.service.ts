@@ -5,19 +5,17 @@ import {
   type OnApplicationBootstrap,
   type OnApplicationShutdown,
   type OnModuleInit,
-  Optional,
 } from '@nestjs/common';
 import { isBrokenCircuitError } from 'cockatiel';
-import { ETCD_PORT, RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
+import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
+import { DeletionWatches } from '../module/deletion-watches.js';
+import { EtcdConnection } from '../module/etcd-connection.js';
 import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
 import { EtcdUnavailableError } from '../errors.js';
 import { checkAccess } from '../etcd/access-probe.js';
-import { DeleteWatch } from '../queue/delete-watch.js';
 import { EtcdLockEventName, EtcdLockEvents } from '../events/etcd-lock.events.js';
-import { etcdClientFor } from '../etcd/client.js';
 import type { EtcdPort } from '../etcd/etcd-port.js';
-import { EtcdRpc } from '../etcd/etcd-rpc.js';
-import { type KeyKind, kindPrefix } from '../etcd/keys.js';
+import { kindPrefix } from '../etcd/keys.js';
 import { LeaseSession, randomLeaseId, type SessionEndReason } from './lease-session.js';
 import { OrphanLeases } from './orphan-leases.js';
 import { Backoff } from '../util/backoff.js';
@@ -59,12 +57,9 @@ async function retryBriefly(fn: () => Promise<void> | undefined): Promise<void> 
  */
 @Injectable()
 export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap, OnApplicationShutdown {
-  /** @internal */
-  readonly rpc: EtcdPort;
+  private readonly rpc: EtcdPort;
   private readonly logger = new Logger('EtcdLock');
-  private readonly ownsClient: boolean;
   private lease: LeaseSession | undefined;
-  private readonly watches = new Map<KeyKind, DeleteWatch>();
   private readonly orphans: OrphanLeases;
   private readonly sessionListeners = new Set<(session: LeaseSession) => void>();
   private regrantTimer: NodeJS.Timeout | undefined;
@@ -76,20 +71,12 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
 
   /** @internal Nest constructs it. */
   constructor(
-    /** @internal The validated module options. */
-    @Inject(RESOLVED_OPTIONS) readonly options: ResolvedEtcdLockOptions,
+    @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
     private readonly events: EtcdLockEvents,
-    /** @internal A port to use instead of a client (the testing module's in-memory etcd). */
-    @Optional() @Inject(ETCD_PORT) port?: EtcdPort,
+    private readonly connection: EtcdConnection,
+    private readonly watches: DeletionWatches,
   ) {
-    if (port) {
-      this.ownsClient = false;
-      this.rpc = port;
-    } else {
-      const { client, owned } = etcdClientFor(options);
-      this.ownsClient = owned;
-      this.rpc = new EtcdRpc(client, options.hosts, options.requestTimeout);
-    }
+    this.rpc = connection.port;
     this.orphans = new OrphanLeases(this.rpc);
   }
 
@@ -110,8 +97,8 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
       this.shuttingDown = true;
       await session?.revoke().catch(() => undefined);
       await this.orphans.revokeNow();
-      await this.closeWatches();
-      if (this.ownsClient) this.rpc.close();
+      await this.watches.close();
+      this.connection.close();
       if (!(err instanceof EtcdUnavailableError)) throw err;
       throw new EtcdUnavailableError(
         `Could not start an etcd session within ${this.options.connectTimeout} ms: ${err.problem}`,
@@ -147,12 +134,8 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     } catch (err) {
       this.logger.warn(`Could not revoke lease ${session?.hex} at shutdown; it expires in ${session?.ttl}s: ${err}`);
     }
-    await this.closeWatches();
-    if (this.ownsClient) this.rpc.close();
-  }
-
-  private async closeWatches(): Promise<void> {
-    await Promise.all([...this.watches.values()].map((watch) => watch.close()));
+    await this.watches.close();
+    this.connection.close();
   }
 
   /** @internal The live session, or `EtcdUnavailableError` when there is none right now (we never fail open). */
@@ -188,18 +171,6 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
   onSession(listener: (session: LeaseSession) => void): () => void {
     this.sessionListeners.add(listener);
     return () => this.sessionListeners.delete(listener);
-  }
-
-  /** @internal The deletion watches of one kind of key, one per name this instance waits on or holds. */
-  deletes(kind: KeyKind): DeleteWatch {
-    let watch = this.watches.get(kind);
-    if (!watch) {
-      watch = new DeleteWatch(this.rpc, kindPrefix(this.options.prefix, kind), (err) =>
-        this.logger.warn(`Watch on ${kind} keys restarted: ${err instanceof Error ? err.message : err}`),
-      );
-      this.watches.set(kind, watch);
-    }
-    return watch;
   }
 
   private adopt(session: LeaseSession): void {

@@ -1,4 +1,6 @@
-import { Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
+import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
 import { filter, firstValueFrom, type Observable } from 'rxjs';
 import { EtcdLockError, InvalidArgumentError } from '../errors.js';
 import { type EtcdLockEvent, EtcdLockEventName, EtcdLockEvents } from '../events/etcd-lock.events.js';
@@ -42,6 +44,7 @@ export class EtcdLockTesting implements OnApplicationShutdown {
     private readonly sessions: EtcdSessionService,
     private readonly elections: LeaderElectionService,
     private readonly events: EtcdLockEvents,
+    @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
   ) {}
 
   /**
@@ -162,7 +165,7 @@ export class EtcdLockTesting implements OnApplicationShutdown {
   }
 
   private get prefix(): string {
-    return this.sessions.options.prefix;
+    return this.options.prefix;
   }
 
   private electionName(election: string | undefined): string {

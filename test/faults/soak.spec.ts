@@ -1,5 +1,5 @@
 import { LockService } from '../../lib/index.js';
-import { EtcdSessionService } from '../../lib/session/session.service.js';
+import { DeletionWatches } from '../../lib/module/deletion-watches.js';
 import { useEtcd } from '../harness/fixtures.js';
 
 const etcd = useEtcd();
@@ -27,8 +27,8 @@ function resources(): Record<string, number> {
 function internals(app: { get: (t: unknown) => unknown }) {
   const locks = app.get(LockService) as unknown as { local: { names: Map<string, unknown> } };
   type Watches = { names: Map<string, { subscribers: Set<unknown> }> };
-  const sessions = app.get(EtcdSessionService) as unknown as { watches: Map<string, Watches> };
-  const names = [...(sessions.watches.get('lock')?.names.values() ?? [])];
+  const watches = (app.get(DeletionWatches) as DeletionWatches).of('lock') as unknown as Watches;
+  const names = [...watches.names.values()];
   return { localQueue: locks.local.names.size, lockSubscribers: names.reduce((n, w) => n + w.subscribers.size, 0) };
 }
 

@@ -1,0 +1,33 @@
+import { Inject, Injectable, Optional } from '@nestjs/common';
+import { etcdClientFor } from '../etcd/client.js';
+import type { EtcdPort } from '../etcd/etcd-port.js';
+import { EtcdRpc } from '../etcd/etcd-rpc.js';
+import { ETCD_PORT, RESOLVED_OPTIONS } from './etcd-lock.constants.js';
+import type { ResolvedEtcdLockOptions } from './etcd-lock.options.js';
+
+/**
+ * The app instance's port to etcd, injected wherever a request is made: over the etcd3 client the options
+ * describe (or the app's own `client`), or the in-memory etcd the testing module provides. The session closes it
+ * last at shutdown, after revoking its lease, and only if it created the client.
+ */
+@Injectable()
+export class EtcdConnection {
+  readonly port: EtcdPort;
+  private readonly owned: boolean;
+
+  constructor(@Inject(RESOLVED_OPTIONS) options: ResolvedEtcdLockOptions, @Optional() @Inject(ETCD_PORT) given?: EtcdPort) {
+    if (given) {
+      this.port = given;
+      this.owned = false;
+      return;
+    }
+    const { client, owned } = etcdClientFor(options);
+    this.port = new EtcdRpc(client, options.hosts, options.requestTimeout);
+    this.owned = owned;
+  }
+
+  /** Closes the client, if we created it. */
+  close(): void {
+    if (this.owned) this.port.close();
+  }
+}
