@@ -1,4 +1,5 @@
-import { LockService } from '../lib/index.js';
+import { filter, firstValueFrom } from 'rxjs';
+import { LeaderElectionService, LockService } from '../lib/index.js';
 import { DeletionWatches } from '../lib/module/deletion-watches.js';
 import { grpcCounts } from './harness/etcd.js';
 import { useEtcd } from './harness/fixtures.js';
@@ -29,6 +30,9 @@ describe('deletion watches scoped to interest', () => {
 
   it("a hot name's watch stays open between cycles, then goes: no watch message per cycle", async () => {
     const app = await etcd.app();
+    // The default election settles first (campaigning starts at bootstrap, and its key's watch after the join).
+    await firstValueFrom(app.get(LeaderElectionService).changes().pipe(filter(Boolean)));
+    await app.get(DeletionWatches).of('election').watching('leader');
     const locks = app.get(LockService);
     const deletes = app.get(DeletionWatches).of('lock');
     await (await locks.acquire('hot')).release();
