@@ -23,6 +23,28 @@ export function total(counts: Record<string, number>): number {
   return Object.values(counts).reduce((a, b) => a + b, 0);
 }
 
+/**
+ * What calls sent, leaving out the sessions' keepalives: every instance renews its lease every TTL/3 whatever
+ * it does, and one may land in any measurement window.
+ */
+export function sentByCalls(counts: Record<string, number>): number {
+  return total(counts) - (counts.LeaseKeepAlive ?? 0);
+}
+
+/**
+ * Waits (at most 2 s) until etcd receives nothing but keepalives for 100 ms: apps just started still send their
+ * campaigns' joins and watch creations, which a count of what a call sends must not include.
+ */
+export async function quiet(endpoints: readonly string[]): Promise<void> {
+  let last = await requestsByMethod(endpoints);
+  for (let i = 0; i < 20; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const now = await requestsByMethod(endpoints);
+    if (sentByCalls(received(last, now)) === 0) return;
+    last = now;
+  }
+}
+
 /** Streams of `method` (e.g. LeaseKeepAlive) opened so far, summed over members. */
 export async function streamsStarted(endpoints: readonly string[], method: string): Promise<number> {
   return (await grpcCounts(endpoints, 'grpc_server_started_total')).get(method) ?? 0;

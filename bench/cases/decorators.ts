@@ -3,7 +3,7 @@ import { LeaderElectionService, LeaderOnly, LockService, Singleton } from 'nestj
 import { filter, firstValueFrom } from 'rxjs';
 import { startApp } from '../app.js';
 import { type BenchContext, type CaseResult, fmt, scaled } from '../case.js';
-import { received, requestsByMethod, total } from '../etcd-metrics.js';
+import { quiet, received, requestsByMethod, sentByCalls } from '../etcd-metrics.js';
 
 @Injectable()
 export class GuardedJobs {
@@ -30,11 +30,12 @@ export class GuardedJobs {
 
 /** Runs `fn` `n` times; returns ns per call and the etcd requests sent meanwhile. */
 async function perCall(ctx: BenchContext, n: number, fn: () => unknown): Promise<{ ns: number; requests: number }> {
+  await quiet(ctx.endpoints); // e.g. the watch a lock just taken creates on its name
   const before = await requestsByMethod(ctx.endpoints);
   const started = process.hrtime.bigint();
   for (let i = 0; i < n; i++) await fn();
   const ns = Number(process.hrtime.bigint() - started) / n;
-  return { ns, requests: total(received(before, await requestsByMethod(ctx.endpoints))) };
+  return { ns, requests: sentByCalls(received(before, await requestsByMethod(ctx.endpoints))) };
 }
 
 function perCallSync(n: number, fn: () => unknown): number {
@@ -52,18 +53,20 @@ export async function decoratorOverhead(ctx: BenchContext): Promise<CaseResult> 
   try {
     const n = scaled(ctx, 1_000_000, 100_000);
     perCallSync(n, () => jobs.leaderOnly()); // warm-up
+    await quiet(ctx.endpoints);
     const before = await requestsByMethod(ctx.endpoints);
     const leaderOnlyNs = perCallSync(n, () => jobs.leaderOnly());
-    const leaderOnlyRequests = total(received(before, await requestsByMethod(ctx.endpoints)));
+    const leaderOnlyRequests = sentByCalls(received(before, await requestsByMethod(ctx.endpoints)));
     const plainNs = perCallSync(n, () => jobs.plain());
     if (jobs.leaderOnly() !== undefined) throw new Error('the follower ran a leader-only method');
 
     // On the leader: a run that reads its term (token and signal) costs no request either.
     const leaderJobs = leaderApp.get(GuardedJobs);
     if (typeof leaderJobs.withTerm() !== 'bigint') throw new Error('the leader ran without its term');
+    await quiet(ctx.endpoints);
     const beforeLeader = await requestsByMethod(ctx.endpoints);
     const withTermNs = perCallSync(n, () => leaderJobs.withTerm());
-    const withTermRequests = total(received(beforeLeader, await requestsByMethod(ctx.endpoints)));
+    const withTermRequests = sentByCalls(received(beforeLeader, await requestsByMethod(ctx.endpoints)));
 
     // Held by another instance: one request (tryAcquire) tells us it is taken.
     const heldElsewhere = await leaderApp.get(LockService).acquire('bench-singleton');
