@@ -39,6 +39,7 @@ export class LeaderElectionService implements OnApplicationBootstrap {
   private bootstrapped = false;
   private closed = false;
 
+  /** @internal Nest constructs it. */
   constructor(
     private readonly sessions: EtcdSessionService,
     private readonly events: EtcdLockEvents,

@@ -48,6 +48,7 @@ export class LockService {
 
   private readonly logger = new Logger('EtcdLock');
 
+  /** @internal Nest constructs it. */
   constructor(
     private readonly sessions: EtcdSessionService,
     private readonly events: EtcdLockEvents,
