@@ -43,7 +43,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
   runIfLeader<T>(name: string | undefined, label: string, fn: () => T): T | undefined {
     if (this.draining) return undefined;
     const election = name ?? this.elections.defaultElection;
-    const term = this.elections.isLeader(election) ? this.elections.term(election) : undefined;
+    const term = this.elections.term(election);
     if (!term) {
       if (!this.sessions.peek()?.alive) this.logOutage(label, 'no live etcd session');
       return undefined;

@@ -71,10 +71,12 @@ export class LeaderElectionService implements OnApplicationBootstrap {
 
   /**
    * This instance's term in `election` (default: the module's) if it leads now, else undefined. Synchronous, from
-   * local state, no etcd request.
+   * local state, no etcd request; campaigning in an election starts on its first use.
    */
   term(name?: string): Leadership | undefined {
-    return this.campaigns.get(this.nameOf(name))?.term;
+    const election = this.nameOf(name);
+    if (!this.campaigns.has(election) && this.bootstrapped && !this.closed) this.campaignFor(election).start();
+    return this.campaigns.get(election)?.term;
   }
 
   /** @internal Each term of this instance's in `election`, as it starts; campaigns in it from bootstrap on. */
@@ -87,9 +89,7 @@ export class LeaderElectionService implements OnApplicationBootstrap {
 
   /** True while this instance leads the election; synchronous, from local state, no etcd request. */
   isLeader(name?: string): boolean {
-    const election = this.nameOf(name);
-    if (!this.campaigns.has(election) && this.bootstrapped && !this.closed) this.campaignFor(election).start();
-    return this.campaigns.get(election)?.isLeader ?? false;
+    return this.term(name) !== undefined;
   }
 
   /** The identity of the current leader, or `null` while there is none (one etcd read). */

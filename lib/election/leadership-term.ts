@@ -43,9 +43,10 @@ export class LeadershipTerm implements Leadership {
         return term.isLeader;
       },
       lost(fenceFailed) {
-        // The campaign hears of the loss (and ends the term) from the contender; end it here too in case not.
+        // A failed fence is the contender's loss, which ends the term (the campaign listens). Not held without one
+        // means the term already ended, or the session's deadline passed before its end was told.
         if (fenceFailed) contender.lose('fence-failed');
-        term.end(fenceFailed ? 'key-deleted' : 'session-lost');
+        term.end('session-lost');
         return term.signal.reason as Error;
       },
     });

@@ -83,13 +83,8 @@ export class EtcdRpc implements EtcdPort {
     try {
       return await fn();
     } catch (err) {
-      throw this.translate(err, what);
+      throw translateError(err, what, this.endpoints);
     }
-  }
-
-  /** Maps a client error to ours. */
-  translate(err: unknown, what: string): EtcdLockError {
-    return translateError(err, what, this.endpoints);
   }
 }
 

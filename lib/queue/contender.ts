@@ -33,8 +33,8 @@ const LEASE_CHECK_MS = 500;
 
 /**
  * One key in etcd's queue for a name (`<namePrefix><lease hex>`, etcd's own layout): joins with one request,
- * waits until every key created before it is deleted (told by the instance-wide delete watch, never by
- * polling), owns the name, and leaves with a delete guarded by its create revision.
+ * waits until every key created before it is deleted (told by the name's deletion watch, never by polling),
+ * owns the name, and leaves with a delete guarded by its create revision.
  */
 export class Contender {
   readonly key: string;

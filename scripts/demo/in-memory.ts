@@ -114,8 +114,3 @@ export class InMemoryReplica implements Replica {
     this.client.close();
   }
 }
-
-/** The in-memory etcd the replicas share. */
-export function inMemoryEtcd(): InMemoryEtcd {
-  return new InMemoryEtcd();
-}

@@ -8,7 +8,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
 import { EtcdServer, freePort } from '../../test/harness/etcd.js';
-import { InMemoryReplica, inMemoryEtcd, loadSampleApp } from './in-memory.js';
+import { InMemoryEtcd } from 'nestjs-etcd-lock/testing';
+import { InMemoryReplica, loadSampleApp } from './in-memory.js';
 import { ProcessReplica, type Replica, type ReplicaSpec } from './replica.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -60,7 +61,7 @@ async function etcdBackend(): Promise<Backend | undefined> {
 
 /** The in-memory etcd; replicas are Nest apps in this process, each on its own connection to it. */
 async function inMemoryBackend(): Promise<Backend> {
-  const etcd = inMemoryEtcd();
+  const etcd = new InMemoryEtcd();
   const sample = await loadSampleApp(ROOT);
   return {
     description: 'in-memory etcd started (replicas run in this process)',

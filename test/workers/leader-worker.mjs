@@ -11,13 +11,11 @@ import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Cron, ScheduleModule } from '@nestjs/schedule';
 import { EtcdLockModule, EtcdLockEventName, EtcdLockEvents, LeaderElectionService, LeaderOnly, OnLeadership } from '../../dist/index.js';
+import { whenAborted } from '../../dist/util/wait-signal.js';
 
 const [hosts, identity, ttl] = process.argv.slice(2);
 const now = () => performance.timeOrigin + performance.now();
 const print = (line) => process.stdout.write(`${JSON.stringify({ identity, ...line })}\n`);
-/** Resolves with the reason when the signal aborts, now or later. */
-const aborted = (signal) =>
-  new Promise((resolve) => (signal.aborted ? resolve(signal.reason) : signal.addEventListener('abort', () => resolve(signal.reason), { once: true })));
 let lastTerm;
 
 class Jobs {
@@ -29,7 +27,7 @@ class Jobs {
     this.running = true;
     lastTerm = term;
     print({ event: 'run-start', token: term.fencingToken.toString(), at: now() });
-    const reason = await aborted(term.signal);
+    const reason = await whenAborted(term.signal);
     print({ event: 'run-end', token: term.fencingToken.toString(), at: now(), reason: reason?.reason });
     this.running = false;
   }
@@ -37,7 +35,7 @@ class Jobs {
   async hold(leadership) {
     lastTerm = leadership;
     print({ event: 'hold-start', token: leadership.fencingToken.toString(), at: now() });
-    const reason = await aborted(leadership.signal);
+    const reason = await whenAborted(leadership.signal);
     print({ event: 'hold-end', token: leadership.fencingToken.toString(), at: now(), reason: reason?.reason });
   }
 }

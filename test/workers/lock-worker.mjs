@@ -7,6 +7,7 @@ import 'reflect-metadata';
 import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { EtcdLockModule, LockService } from '../../dist/index.js';
+import { whenAborted } from '../../dist/util/wait-signal.js';
 
 const [hosts, identity, ttl] = process.argv.slice(2);
 const now = () => performance.timeOrigin + performance.now();
@@ -24,10 +25,7 @@ const commands = {
   async acquire({ name }) {
     try {
       lock = await locks.acquire(name);
-      const onAbort = () => emit('aborted', { reason: lock.signal.reason?.name });
-      // An abort listener added to an aborted signal never fires: check first.
-      if (lock.signal.aborted) onAbort();
-      else lock.signal.addEventListener('abort', onAbort, { once: true });
+      void whenAborted(lock.signal).then((reason) => emit('aborted', { reason: reason?.name }));
       emit('acquired', { token: lock.fencingToken.toString() });
     } catch (err) {
       emit('acquire-failed', { error: err.name });
