@@ -80,6 +80,51 @@ export class LeadershipLostError extends EtcdLockError {
   }
 }
 
+/** Why this instance stopped owning a shard. */
+export type ShardLossReason = 'moved' | 'left' | 'shutdown' | LockLossReason;
+
+const shardLossText: Record<ShardLossReason, string> = {
+  moved: 'the assignment gave it to another member',
+  left: 'this instance left the group',
+  shutdown: 'this instance is shutting down',
+  ...lossText,
+};
+
+/** The reason a `Shard`'s `signal` aborts with: another member may own the shard from now on. */
+export class ShardLostError extends EtcdLockError {
+  constructor(
+    /** The sharding group. */
+    readonly group: string,
+    /** The shard's index. */
+    readonly shard: number,
+    /** Why it was lost. */
+    readonly reason: ShardLossReason,
+    /** The fencing token this instance owned it under. */
+    readonly fencingToken: bigint,
+  ) {
+    super(`Shard ${shard} of group '${group}' (token ${fencingToken}) is no longer owned here: ${shardLossText[reason]}`);
+  }
+}
+
+/**
+ * The group's assignment in etcd counts its shards differently from this instance (another version of the app
+ * is running): this instance owns none of its shards until the members with the other count are gone.
+ */
+export class ShardCountMismatchError extends EtcdLockError {
+  constructor(
+    readonly group: string,
+    /** The count this instance declared. */
+    readonly shards: number,
+    /** The count in force in etcd. */
+    readonly inForce: number,
+  ) {
+    super(
+      `Sharding group '${group}' has ${inForce} shards in etcd, but this instance declares ${shards}; it owns no shard ` +
+        'until every member with the other count has left',
+    );
+  }
+}
+
 /** The reason a held lock's `signal` aborts with when the holder released it itself. */
 export class LockReleasedError extends EtcdLockError {
   constructor(

@@ -16,6 +16,9 @@ export { type ElectionStatus, LeaderElectionService } from './election/leader-el
 export { LeaderOnly } from './decorators/leader-only.decorator.js';
 export { Singleton } from './decorators/singleton.decorator.js';
 export { OnLeadership } from './decorators/on-leadership.decorator.js';
+export { Sharded, type ShardedOptions } from './decorators/sharded.decorator.js';
+export { ShardingService, type ShardGroupOptions } from './sharding/sharding.service.js';
+export type { Shard, ShardSet } from './sharding/shard.interface.js';
 export type { Leadership } from './election/leadership.interface.js';
 export type { SingletonKey, SingletonOptions } from './decorators/singleton-options.interface.js';
 export { FencedTxn, type TxnColumn, type TxnComparison, type TxnOperation } from './locks/fenced-txn.js';
@@ -33,5 +36,8 @@ export {
   LockTimeoutError,
   type LockLossReason,
   LeadershipLostError,
+  ShardCountMismatchError,
+  ShardLostError,
+  type ShardLossReason,
   type LeadershipLossReason,
 } from './errors.js';

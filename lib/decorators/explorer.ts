@@ -3,15 +3,17 @@ import { DiscoveryService, MetadataScanner } from '@nestjs/core';
 import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper.js';
 import { bindRunner } from './guarded-method.js';
 import type { OnLeadershipMetadata } from './on-leadership.decorator.js';
-import { LEADER_ONLY_METADATA, ON_LEADERSHIP_METADATA, SINGLETON_METADATA } from '../module/etcd-lock.constants.js';
+import { LEADER_ONLY_METADATA, ON_LEADERSHIP_METADATA, SHARDED_METADATA, SINGLETON_METADATA } from '../module/etcd-lock.constants.js';
+import type { ShardedOptions } from './sharded.decorator.js';
+import { ShardingService } from '../sharding/sharding.service.js';
 import { EtcdLockError } from '../errors.js';
 import { LeaderElectionService } from '../election/leader-election.service.js';
 import { LeadershipWorkers } from './leadership-workers.js';
 
 /**
- * Finds `@LeaderOnly`, `@Singleton` and `@OnLeadership` methods in every provider and controller at
+ * Finds `@LeaderOnly`, `@Singleton`, `@Sharded` and `@OnLeadership` methods in every provider and controller at
  * `onModuleInit`: binds each instance to this app's runner, hands `@OnLeadership` methods to the workers, and
- * declares the elections they name, so campaigning starts at bootstrap.
+ * declares the elections and sharding groups they name, so campaigning and membership start at bootstrap.
  */
 @Injectable()
 export class EtcdLockExplorer implements OnModuleInit {
@@ -20,20 +22,28 @@ export class EtcdLockExplorer implements OnModuleInit {
     private readonly scanner: MetadataScanner,
     private readonly elections: LeaderElectionService,
     private readonly workers: LeadershipWorkers,
+    private readonly sharding: ShardingService,
   ) {
-    this.checkScopes();
+    this.checkDeclarations();
   }
 
   /**
-   * Before any lifecycle hook (so before the session's lease is granted): an `@OnLeadership` method needs one
-   * instance for the app's lifetime, which a request- or transient-scoped provider does not have.
+   * Before any lifecycle hook (so before the session's lease is granted; Nest runs a module's hooks concurrently):
+   * an `@OnLeadership` method needs one instance for the app's lifetime, which a request- or transient-scoped
+   * provider does not have; and a sharding group must have one shard count in the app.
    */
-  private checkScopes(): void {
+  private checkDeclarations(): void {
     for (const wrapper of [...this.discovery.getControllers(), ...this.discovery.getProviders()]) {
       const prototype = wrapper.metatype?.prototype as Record<string, unknown> | undefined;
-      if (!prototype || typeof prototype !== 'object' || !wrapper.scope) continue;
+      if (!prototype || typeof prototype !== 'object') continue;
       for (const name of this.scanner.getAllMethodNames(prototype)) {
-        if (Reflect.hasMetadata(ON_LEADERSHIP_METADATA, prototype[name] as object)) throw this.scopeError(wrapper, name);
+        const method = prototype[name] as object;
+        if (wrapper.scope && Reflect.hasMetadata(ON_LEADERSHIP_METADATA, method)) throw this.scopeError(wrapper, name);
+        const sharded = Reflect.getMetadata(SHARDED_METADATA, method) as { group: string; options: ShardedOptions } | undefined;
+        if (sharded) {
+          const { shards, rebalanceDelayMs } = sharded.options;
+          this.sharding.declare(sharded.group, { shards, rebalanceDelayMs }, `${wrapper.metatype?.name ?? wrapper.name}.${name}`);
+        }
       }
     }
   }
@@ -55,7 +65,7 @@ export class EtcdLockExplorer implements OnModuleInit {
         if (leaderOnly) this.elections.declare(leaderOnly.election ?? this.elections.defaultElection);
         const onLeadership = Reflect.getMetadata(ON_LEADERSHIP_METADATA, method) as OnLeadershipMetadata | undefined;
         if (onLeadership) this.addWorker(wrapper, instance, name, onLeadership);
-        guarded ||= leaderOnly !== undefined || Reflect.hasMetadata(SINGLETON_METADATA, method);
+        guarded ||= leaderOnly !== undefined || Reflect.hasMetadata(SHARDED_METADATA, method) || Reflect.hasMetadata(SINGLETON_METADATA, method);
       }
       if (guarded && instance && wrapper.isDependencyTreeStatic()) bindRunner(instance);
     }

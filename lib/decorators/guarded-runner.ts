@@ -9,11 +9,13 @@ import { leadershipContext } from '../election/leadership-term.js';
 import { lockContext } from '../locks/lock-context.js';
 import { LockService } from '../locks/lock.service.js';
 import { EtcdSessionService } from '../session/session.service.js';
+import { shardContext } from '../sharding/shard-set.js';
+import { ShardingService } from '../sharding/sharding.service.js';
 import { assertName } from '../util/validation.js';
 import { LogOnce } from '../util/log-once.js';
 
 /**
- * What `@LeaderOnly` and `@Singleton` methods call into: decides whether a call runs (never when etcd cannot
+ * What `@LeaderOnly`, `@Singleton` and `@Sharded` methods call into: decides whether a call runs (never when etcd cannot
  * confirm it may), tracks running calls so shutdown can wait for them, and logs an outage once, not per call.
  */
 @Injectable()
@@ -29,6 +31,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
     private readonly elections: LeaderElectionService,
     private readonly locks: LockService,
     private readonly sessions: EtcdSessionService,
+    private readonly sharding: ShardingService,
     @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
   ) {
     sessions.onSession(() => {
@@ -50,6 +53,24 @@ export class GuardedRunner implements BeforeApplicationShutdown {
     }
     const result = leadershipContext.run(term, fn);
     if (result instanceof Promise) this.track(result, election);
+    return result;
+  }
+
+  /**
+   * Runs `fn` if this instance owns shards of `group` now, with them as `ShardingService.current()`; otherwise
+   * returns undefined at once, with no etcd request. None of those shards is handed over before the run ends.
+   */
+  runIfSharded<T>(group: string, minHoldMs: number, label: string, fn: () => T): T | undefined {
+    if (this.draining) return undefined;
+    const shards = this.sharding.snapshot(group);
+    if (!shards) {
+      if (!this.sessions.peek()?.alive) this.logOutage(label, 'no live etcd session');
+      return undefined;
+    }
+    const result = shardContext.run(shards, fn);
+    const run = result instanceof Promise ? result : Promise.resolve(result);
+    shards.use(run, minHoldMs);
+    if (result instanceof Promise) this.track(result, null);
     return result;
   }
 
@@ -89,7 +110,8 @@ export class GuardedRunner implements BeforeApplicationShutdown {
   /**
    * At shutdown: start nothing new; resign from each election as soon as its own leader-only calls have ended,
    * so a standby takes over within milliseconds even while a long singleton call finishes here; release each
-   * singleton lock when its call ends. Waits at most `shutdownTimeout` for calls.
+   * singleton lock when its call ends; leave each sharding group (each shard is handed over once the runs on it
+   * ended). Waits at most `shutdownTimeout` for calls.
    */
   async beforeApplicationShutdown(): Promise<void> {
     this.draining = true;
@@ -99,7 +121,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
       timer = setTimeout(resolve, timeoutMs);
     });
     const ended = (key: string | null) => Promise.race([Promise.allSettled([...(this.running.get(key) ?? [])]), timedOut]);
-    await Promise.all([this.elections.resignAll(ended), ended(null).then(() => this.releaseHolds())]);
+    await Promise.all([this.elections.resignAll(ended), this.sharding.leaveAll(), ended(null).then(() => this.releaseHolds())]);
     clearTimeout(timer);
     const left = [...this.running.values()].reduce((n, calls) => n + calls.size, 0);
     if (left > 0) {

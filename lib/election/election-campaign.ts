@@ -147,23 +147,10 @@ export class ElectionCampaign {
   }
 
   /** The live session, or the next one granted; undefined if the campaign stops first. */
-  private async nextSession(): Promise<LeaseSession | undefined> {
-    try {
-      return this.sessions.current();
-    } catch {
-      const stop = new AbortController();
-      this.stopWaiting = stop;
-      return new Promise<LeaseSession | undefined>((resolve) => {
-        const off = this.sessions.onSession((session) => {
-          off();
-          resolve(session);
-        });
-        onAbort(stop.signal, () => {
-          off();
-          resolve(undefined);
-        });
-      });
-    }
+  private nextSession(): Promise<LeaseSession | undefined> {
+    const stop = new AbortController();
+    this.stopWaiting = stop;
+    return this.sessions.nextSession(stop.signal);
   }
 
   private async backOff(err: unknown): Promise<void> {

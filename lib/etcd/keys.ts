@@ -2,7 +2,7 @@
  * etcd's own layout (Go `concurrency` package, `etcdctl lock` / `etcdctl elect`): a contender writes
  * `<prefix><kind>/<name>/<lease id in hex>`, and the key with the lowest create revision owns the name.
  */
-export type KeyKind = 'lock' | 'election';
+export type KeyKind = 'lock' | 'election' | 'shard';
 
 export function kindPrefix(prefix: string, kind: KeyKind): string {
   return `${prefix}${kind}/`;
@@ -10,6 +10,16 @@ export function kindPrefix(prefix: string, kind: KeyKind): string {
 
 export function namePrefix(prefix: string, kind: KeyKind, name: string): string {
   return `${prefix}${kind}/${name}/`;
+}
+
+/** Members of a sharding group: `<prefix>member/<group>/<lease hex>`, value the identity. */
+export function memberPrefix(prefix: string, group: string): string {
+  return `${prefix}member/${group}/`;
+}
+
+/** The group's assignment record (JSON), under a prefix of its own so that one watch sees only it. */
+export function assignmentKey(prefix: string, group: string): string {
+  return `${prefix}assignment/${group}/current`;
 }
 
 export function leaseHex(leaseId: string): string {

@@ -16,3 +16,5 @@ export const ON_LEADERSHIP_METADATA = 'etcd-lock:on-leadership';
 
 /** @internal Injection token of a port to etcd given instead of a client: the testing module's in-memory etcd. */
 export const ETCD_PORT = Symbol('EtcdLockPort');
+/** Metadata on a `@Sharded` method: `{ group, options }`. */
+export const SHARDED_METADATA = 'etcd-lock:sharded';

@@ -13,6 +13,7 @@ import { resolveOptions } from './etcd-lock.options.js';
 import { EtcdLockOptions } from './etcd-lock-options.interface.js';
 import { LockService } from '../locks/lock.service.js';
 import { EtcdSessionService } from '../session/session.service.js';
+import { ShardingService } from '../sharding/sharding.service.js';
 
 /**
  * `EtcdLockModule.forRoot(options)` or `forRootAsync({ imports, inject, useFactory | useClass | useExisting })`.
@@ -28,6 +29,7 @@ import { EtcdSessionService } from '../session/session.service.js';
     EtcdSessionService,
     LockService,
     LeaderElectionService,
+    ShardingService,
     GuardedRunner,
     { provide: RUNNER_TOKEN, useExisting: GuardedRunner },
     LeadershipWorkers,
@@ -35,7 +37,7 @@ import { EtcdSessionService } from '../session/session.service.js';
     DeletionWatches,
   ],
   // RESOLVED_OPTIONS for the testing module's controls.
-  exports: [LockService, LeaderElectionService, EtcdSessionService, EtcdLockEvents, RUNNER_TOKEN, RESOLVED_OPTIONS],
+  exports: [LockService, LeaderElectionService, ShardingService, EtcdSessionService, EtcdLockEvents, RUNNER_TOKEN, RESOLVED_OPTIONS],
 })
 export class EtcdLockModule extends ConfigurableModuleClass {
   /** Registers the module (global by default) with options known now. */

@@ -15,12 +15,11 @@ import { EtcdUnavailableError } from '../errors.js';
 import { checkAccess } from '../etcd/access-probe.js';
 import { EtcdLockEventName, EtcdLockEvents } from '../events/etcd-lock.events.js';
 import type { EtcdPort } from '../etcd/etcd-port.js';
-import { kindPrefix } from '../etcd/keys.js';
 import { LeaseSession, randomLeaseId, type SessionEndReason } from './lease-session.js';
 import { OrphanLeases } from './orphan-leases.js';
 import { Backoff } from '../util/backoff.js';
 import { LogOnce } from '../util/log-once.js';
-import { sleep } from '../util/wait-signal.js';
+import { onAbort, sleep } from '../util/wait-signal.js';
 
 /** What `EtcdSessionService.status()` reports. */
 export interface SessionStatus {
@@ -91,8 +90,8 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     let session: LeaseSession | undefined;
     try {
       session = await this.grantBy(deadline);
-      const kinds = ['lock', 'election'] as const;
-      await checkAccess(this.rpc, kinds.map((kind) => kindPrefix(this.options.prefix, kind)), left());
+      const kinds = ['lock', 'election', 'shard', 'member', 'assignment'] as const;
+      await checkAccess(this.rpc, kinds.map((kind) => `${this.options.prefix}${kind}/`), left());
     } catch (err) {
       this.shuttingDown = true;
       await session?.revoke().catch(() => undefined);
@@ -171,6 +170,22 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
   onSession(listener: (session: LeaseSession) => void): () => void {
     this.sessionListeners.add(listener);
     return () => this.sessionListeners.delete(listener);
+  }
+
+  /** @internal The live session, or the next one granted; undefined if `signal` aborts first. */
+  nextSession(signal: AbortSignal): Promise<LeaseSession | undefined> {
+    if (this.lease?.alive) return Promise.resolve(this.lease);
+    return new Promise<LeaseSession | undefined>((resolve) => {
+      const off = this.onSession((session) => {
+        off();
+        stopListening();
+        resolve(session);
+      });
+      const stopListening = onAbort(signal, () => {
+        off();
+        resolve(undefined);
+      });
+    });
   }
 
   private adopt(session: LeaseSession): void {

@@ -74,3 +74,15 @@ export function describe(value: unknown): string {
 function truncate(s: string): string {
   return s.length > 40 ? `${s.slice(0, 40)}…` : s;
 }
+
+export const MAX_SHARDS = 4096;
+
+/** A sharding group's shard count: an integer from 1 to 4096. */
+export function assertShardCount(shards: unknown, argument = 'shards'): asserts shards is number {
+  if (typeof shards !== 'number' || !Number.isInteger(shards)) {
+    throw new InvalidArgumentError(argument, `must be an integer, got ${describe(shards)}`);
+  }
+  if (shards < 1 || shards > MAX_SHARDS) {
+    throw new InvalidArgumentError(argument, `must be from 1 to ${MAX_SHARDS}, got ${shards}`);
+  }
+}
