@@ -10,6 +10,7 @@ import {
   ShardLostError,
   type ShardSet,
 } from '../lib/index.js';
+import { EtcdSessionService } from '../lib/index.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
 import { useEtcd } from './harness/fixtures.js';
 
@@ -145,6 +146,35 @@ describe('Sharding', () => {
     await ownedWhen(app, (shards) => shards.length === SHARDS);
     const again = (sharding(app).snapshot('tenants') as ShardSet).shards[3];
     expect(again.fencingToken).toBeGreaterThan(keys.get(3)?.createRevision ?? 0n);
+  });
+
+  it('a lease revoked from outside: every shard’s signal aborts (`session-lost`); on the new session it owns them again', async () => {
+    const app = await replica('a');
+    await ownedWhen(app, (shards) => shards.length === SHARDS);
+    const before = (sharding(app).snapshot('tenants') as ShardSet).shards;
+    const lease = app.get(EtcdSessionService).status().leaseId as string;
+    await etcd.client.leaseClient.leaseRevoke({ ID: BigInt(`0x${lease}`).toString() });
+    const reasons = await Promise.all(before.map((shard) => whenAborted(shard.signal)));
+    expect(reasons.every((r) => r instanceof ShardLostError && r.reason === 'session-lost')).toBe(true);
+    expect(app.get(TenantSync).sync()).toBeUndefined(); // owns nothing now: skipped, no request
+    await ownedWhen(app, (shards) => shards.length === SHARDS);
+    expect(app.get(EtcdSessionService).status().leaseId).not.toBe(lease);
+  });
+
+  it('sticky (rebalanceDelayMs): a member that comes back with the same identity gets its shards back, none moved meanwhile', async () => {
+    const options = { shards: SHARDS, rebalanceDelayMs: 60_000 };
+    const apps = await Promise.all(['a', 'b', 'c'].map((identity) => etcd.app({ identity })));
+    for (const app of apps) await sharding(app).join('tenants', options);
+    const owned = await settled(apps);
+    const seen: number[][][] = [[], []];
+    const subscriptions = apps.slice(0, 2).map((app, i) => sharding(app).owned('tenants').subscribe((list) => seen[i].push(list)));
+    await apps[2].close();
+    const back = await etcd.app({ identity: 'c' });
+    await sharding(back).join('tenants', options);
+    expect(await ownedWhen(back, (list) => list.length === owned[2].length)).toEqual(owned[2]);
+    for (const subscription of subscriptions) subscription.unsubscribe();
+    // a and b never owned anything else meanwhile.
+    expect(seen).toEqual([[owned[0]], [owned[1]]]);
   });
 
   it('join/leave without the decorator; owned() follows', async () => {

@@ -1,4 +1,4 @@
-import { weight } from './shard-hash.js';
+import { weight as rendezvousWeight } from './shard-hash.js';
 
 /**
  * Who owns which shard of a group: the record kept in etcd (`<prefix>assignment/<group>/current`, JSON). Every
@@ -27,6 +27,7 @@ export function rebalance(
   reserved: ReadonlySet<string> = new Set(),
 ): Assignment {
   const prev = previous?.shards === shards ? previous.owners : {};
+  const weight = weights(shards);
   const owners: Record<string, number[]> = {};
   const taken = new Set<number>();
   const keep = (id: string) => {
@@ -39,11 +40,12 @@ export function rebalance(
     }
   };
   const members = [...new Set(live)].sort();
-  for (const id of [...reserved].sort()) if (!members.includes(id) && prev[id]) keep(id);
+  const isLive = new Set(members);
+  for (const id of [...reserved].sort()) if (!isLive.has(id) && prev[id]) keep(id);
   for (const id of members) keep(id);
   if (members.length === 0) return sorted(shards, owners);
 
-  const available = shards - [...reserved].reduce((n, id) => n + (members.includes(id) ? 0 : (owners[id]?.length ?? 0)), 0);
+  const available = shards - [...reserved].reduce((n, id) => n + (isLive.has(id) ? 0 : (owners[id]?.length ?? 0)), 0);
   const ceil = Math.ceil(available / members.length);
   // Excess over the ceiling goes back to the pool: the shards the member wants least.
   const pool: number[] = [];
@@ -97,6 +99,20 @@ export function parseAssignment(text: string): Assignment | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Rendezvous weights, computed once per member per call (a join's moves look each up many times). */
+function weights(shards: number): (shard: number, member: string) => number {
+  const cache = new Map<string, Uint32Array>();
+  return (shard, member) => {
+    let row = cache.get(member);
+    if (!row) {
+      row = new Uint32Array(shards);
+      for (let i = 0; i < shards; i++) row[i] = rendezvousWeight(i, member);
+      cache.set(member, row);
+    }
+    return row[shard];
+  };
 }
 
 function pick<T>(items: readonly T[], order: (a: T, b: T) => number): T {
