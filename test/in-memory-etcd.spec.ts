@@ -104,6 +104,21 @@ async function script(port: EtcdPort): Promise<unknown[]> {
   await step('lease == over a range', () => compare(CompareTarget.Lease, CompareResult.Equal, 'lease', a.ID, queue, end(queue)));
   await step('create != over a range', () => compare(CompareTarget.Create, CompareResult.NotEqual, 'create_revision', '0', queue, end(queue)));
   await step('create of missing key', () => compare(CompareTarget.Create, CompareResult.Equal, 'create_revision', '0', 't/none'));
+  // Sharding: the record's compare-and-swap (absent: mod revision 0), "no member left", and its read of both.
+  await step('mod of missing key', () => compare(CompareTarget.Mod, CompareResult.Equal, 'mod_revision', '0', 't/none'));
+  await step('create == 0 over an empty range', () =>
+    compare(CompareTarget.Create, CompareResult.Equal, 'create_revision', '0', 't/empty/', end('t/empty/')),
+  );
+  await step('two ranges in one txn', () =>
+    port.txn({
+      compare: [],
+      success: [
+        { request_range: { key: b(queue), range_end: end(queue), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create } },
+        { request_range: { key: b('t/x') } },
+      ],
+      failure: [],
+    }, 'txn'),
+  );
   await step('access probe', () =>
     port.txn({
       compare: [{ key: b('t/'), range_end: end('t/'), target: CompareTarget.Create, result: CompareResult.Less, create_revision: '0' }],

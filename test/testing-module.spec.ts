@@ -17,7 +17,11 @@ import {
   LockLostError,
   LockService,
   Singleton,
+  Sharded,
+  ShardingService,
+  type ShardSet,
 } from '../lib/index.js';
+import { whenAborted } from '../lib/util/wait-signal.js';
 import { EtcdLockTesting, EtcdLockTestingModule, type EtcdLockTestingOptions, InMemoryEtcd } from '../lib/testing/index.js';
 
 /**
@@ -43,13 +47,22 @@ class Jobs {
   }
 }
 
+@Injectable()
+class TenantJobs {
+  @Sharded('tenants', { shards: 8 })
+  sync(): ShardSet | undefined {
+    return ShardingService.current();
+  }
+}
+
 /** These tests lose sessions on purpose: the library's error lines would only be noise here. */
 const silent = { log() {}, error() {}, warn() {} };
 const apps: TestingModule[] = [];
 const stores: InMemoryEtcd[] = [];
 
-async function start(options: EtcdLockTestingOptions = {}): Promise<TestingModule> {
-  const app = await Test.createTestingModule({ imports: [EtcdLockTestingModule.forRoot(options)], providers: [Jobs] })
+async function start(options: EtcdLockTestingOptions = {}, sharded = false): Promise<TestingModule> {
+  const providers = sharded ? [Jobs, TenantJobs] : [Jobs];
+  const app = await Test.createTestingModule({ imports: [EtcdLockTestingModule.forRoot(options)], providers })
     .setLogger(silent)
     .compile();
   await app.init();
@@ -68,6 +81,30 @@ afterEach(async () => {
 });
 
 describe('EtcdLockTestingModule', () => {
+  it('runs sharding in memory: one instance owns every shard, two share them, and the controls give and take shards', async () => {
+    const etcd = new InMemoryEtcd();
+    const a = await start({ etcd, identity: 'a' }, true);
+    const owned = (app: TestingModule, n: number) =>
+      firstValueFrom(app.get(ShardingService).owned('tenants').pipe(filter((list) => list.length === n)));
+    expect(await owned(a, 8)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    const b = await start({ etcd, identity: 'b' }, true);
+    const [mineA, mineB] = await Promise.all([owned(a, 4), owned(b, 4)]);
+    expect([...mineA, ...mineB].sort()).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+
+    const testing = a.get(EtcdLockTesting);
+    await testing.giveShards('tenants', [mineA[0], mineA[1]]);
+    const set = a.get(TenantJobs).sync() as ShardSet;
+    expect(set.shards.map((shard) => shard.index)).toEqual([mineA[0], mineA[1]]);
+    await testing.takeShard('tenants', mineA[1]);
+    expect(await whenAborted(set.shards[1].signal)).toMatchObject({ reason: 'moved', shard: mineA[1] });
+    expect(set.shards[0].isOwned).toBe(true);
+    await expect(testing.takeShard('tenants', mineA[1])).rejects.toThrow(InvalidArgumentError);
+    await expect(testing.giveShards('tenants', [8])).rejects.toThrow("8 is not a shard of group 'tenants' (0 … 7)");
+    await expect(testing.giveShards('nope', [1])).rejects.toThrow("this instance is not a member of sharding group 'nope'");
+    testing.followAssignment('tenants');
+    expect(await owned(a, 4)).toEqual(mineA);
+  });
+
   it('serves acquire in arrival order with strictly increasing fencing tokens, within and across instances', async () => {
     const etcd = new InMemoryEtcd();
     const a = await start({ etcd, identity: 'a' });

@@ -8,6 +8,8 @@ import { type KeyKind, leaseHex, namePrefix } from '../etcd/keys.js';
 import type { Leadership } from '../election/leadership.interface.js';
 import { LeaderElectionService } from '../election/leader-election.service.js';
 import { EtcdSessionService } from '../session/session.service.js';
+import type { ShardGroup } from '../sharding/shard-group.js';
+import { ShardingService } from '../sharding/sharding.service.js';
 import { assertName, assertValue } from '../util/validation.js';
 import { InMemoryEtcd, type StoredEntry } from './in-memory-etcd.js';
 import { later } from './etcd-rules.js';
@@ -27,7 +29,8 @@ const FOREVER_TTL = 9_000_000_000;
 
 /**
  * Controls for tests, from `EtcdLockTestingModule`: play the other replicas of the app, so a test can make this
- * instance leader or follower, hold a lock elsewhere, or make a held lock or the whole session be lost, and
+ * instance leader or follower, hold a lock elsewhere, give it shards or take one away, or make a held lock or the whole
+ * session be lost, and
  * check how its code reacts. Every control acts on the in-memory etcd the way another replica or etcd itself
  * would (keys and leases), so the library under test reacts through its real code paths. Call them after
  * `app.init()`.
@@ -44,6 +47,7 @@ export class EtcdLockTesting implements OnApplicationShutdown {
     private readonly sessions: EtcdSessionService,
     private readonly elections: LeaderElectionService,
     private readonly events: EtcdLockEvents,
+    private readonly sharding: ShardingService,
     @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
   ) {}
 
@@ -155,9 +159,46 @@ export class EtcdLockTesting implements OnApplicationShutdown {
     await lost;
   }
 
+  /**
+   * Makes this instance own exactly `shards` of `group`, whatever the assignment says (it must be a member: a
+   * `@Sharded` method's group, or one it joined). Resolves once it owns them; the shards' locks are real, so a shard
+   * another app instance holds is taken once that one lets it go.
+   */
+  async giveShards(group: string, shards: readonly number[]): Promise<void> {
+    const member = this.groupOf(group);
+    for (const index of shards) {
+      if (!Number.isInteger(index) || index < 0 || index >= member.count) {
+        throw new InvalidArgumentError('shards', `${index} is not a shard of group '${group}' (0 … ${member.count - 1})`);
+      }
+    }
+    const wanted = [...new Set(shards)].sort((a, b) => a - b);
+    member.setOverride(wanted);
+    await firstValueFrom(member.changes().pipe(filter((owned) => owned.join() === wanted.join())));
+  }
+
+  /** Takes shard `index` of `group` away from this instance (its signal aborts with reason `moved`). */
+  async takeShard(group: string, index: number): Promise<void> {
+    const member = this.groupOf(group);
+    const owned = member.ownedSlots().map((slot) => slot.index);
+    if (!owned.includes(index)) throw new InvalidArgumentError('index', `this instance does not own shard ${index} of group '${group}'`);
+    await this.giveShards(group, owned.filter((shard) => shard !== index));
+  }
+
+  /** Returns `group` to the assignment kept in etcd, after `giveShards`/`takeShard`. */
+  followAssignment(group: string): void {
+    this.groupOf(group).setOverride(undefined);
+  }
+
   /** Nest lifecycle hook: releases the simulated replicas. */
   onApplicationShutdown(): void {
     for (const id of [...this.replicas]) this.releaseReplica(id);
+  }
+
+  private groupOf(group: string): ShardGroup {
+    assertName(group, 'group');
+    const member = this.sharding.groupOf(group);
+    if (!member) throw new InvalidArgumentError('group', `this instance is not a member of sharding group '${group}'`);
+    return member;
   }
 
   private get server() {
