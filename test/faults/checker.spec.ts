@@ -61,6 +61,20 @@ describe('mutual-exclusion checker (Jepsen-style)', () => {
     expect(new Set(result.ops.filter((o) => o.ok).map((o) => o.token)).size).toBeGreaterThan(2);
     expect(result.faults.length).toBeGreaterThanOrEqual(7);
   }, 120_000);
+
+  it('sharded work written through each shard’s fencedTxn() under the same nemesis: no fenced violation on any shard', async () => {
+    const result = await underNemesis({
+      worker: 'test/workers/shard-checker-worker.mjs',
+      holders: 'shard/jepsen-shards/0/',
+      counters: ['checker/shard-fenced', 'checker/shard-unfenced'],
+      shards: 4,
+    });
+    expect(result.report.fencedViolations).toEqual([]);
+    expect(result.report.acknowledged).toBeGreaterThan(40);
+    // Shards changed hands, or the nemesis never moved one.
+    expect(new Set(result.ops.filter((o) => o.ok && o.shard === 0).map((o) => o.token)).size).toBeGreaterThan(2);
+    expect(result.faults.length).toBeGreaterThanOrEqual(7);
+  }, 120_000);
 });
 
 interface Workload {
@@ -68,15 +82,17 @@ interface Workload {
   worker: string;
   /** Where the holder's key is (the oldest key under it holds). */
   holders: string;
-  /** The fenced and the unfenced counter. */
+  /** The fenced and the unfenced counter (with `-<shard>` appended per shard when `shards` is given). */
   counters: [string, string];
+  /** Sharded workload: operations carry `shard`, and each shard's history is checked on its own. */
+  shards?: number;
 }
 
 /**
  * Runs 4 worker processes on a 3-member cluster under a nemesis (nine faults, one every 1.2 s, each kind three
  * times: pause the holder past its TTL, kill a client, kill an etcd member), then checks the history.
  */
-async function underNemesis({ worker, holders, counters }: Workload) {
+async function underNemesis({ worker, holders, counters, shards }: Workload) {
   const cluster = await EtcdCluster.start();
   const client = new Etcd3({ hosts: cluster.endpoints });
   const workers: NodeProcess[] = [];
@@ -134,16 +150,33 @@ async function underNemesis({ worker, holders, counters }: Workload) {
     }
     expect(stuck).toEqual([]);
 
-    const ops = workers.flatMap((w) => w.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Operation & { unfenced: boolean }));
-    const finalFenced = Number((await client.get(counters[0]).string()) ?? '0');
-    const finalUnfenced = Number((await client.get(counters[1]).string()) ?? '0');
+    const ops = workers.flatMap((w) =>
+      w.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Operation & { unfenced: boolean; shard?: number }),
+    );
     const killed = faults.filter((f) => f.startsWith('killed client')).length;
     const unknown = ops.filter((o) => o.outcome === 'unknown').length;
-    const report = checkHistory(ops, finalFenced, finalUnfenced, ops.filter((o) => o.unfenced).length, killed + unknown);
+    const reports = [];
+    let overlapping = 0;
+    for (const shard of shards === undefined ? [undefined] : [...Array(shards).keys()]) {
+      const mine = ops.filter((o) => o.shard === shard);
+      const [fencedKey, unfencedKey] = shard === undefined ? counters : counters.map((c) => `${c}-${shard}`);
+      const finalFenced = Number((await client.get(fencedKey).string()) ?? '0');
+      const finalUnfenced = Number((await client.get(unfencedKey).string()) ?? '0');
+      overlapping += overlaps(mine);
+      const indeterminate = killed + mine.filter((o) => o.outcome === 'unknown').length;
+      const report = checkHistory(mine, finalFenced, finalUnfenced, mine.filter((o) => o.unfenced).length, indeterminate);
+      reports.push({ ...report, fencedViolations: report.fencedViolations.map((v) => (shard === undefined ? v : `shard ${shard}: ${v}`)) });
+    }
+    const report = {
+      operations: ops.length,
+      acknowledged: reports.reduce((n, r) => n + r.acknowledged, 0),
+      fencedViolations: reports.flatMap((r) => r.fencedViolations),
+      unfencedLost: reports.reduce((n, r) => n + r.unfencedLost, 0),
+    };
     console.log(
       `checker (${worker}): ${report.operations} operations, ${report.acknowledged} acknowledged; faults: ${faults.join(', ')}; ` +
         `${unknown} indeterminate; fenced violations: ${report.fencedViolations.length} ${report.fencedViolations.slice(0, 3).join('; ')}; ` +
-        `unfenced control: ${overlaps(ops)} overlapping operations of different holders, ${report.unfencedLost} lost updates`,
+        `unfenced control: ${overlapping} overlapping operations of different holders, ${report.unfencedLost} lost updates`,
     );
     return { report, ops, faults };
   } finally {
