@@ -18,9 +18,9 @@ const replica = (identity: string) =>
 const lines = (p: NodeProcess): Line[] => p.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line);
 /** The replica's shards as of its last `owned` line. */
 const ownedBy = (p: NodeProcess) => (lines(p).filter((l) => l.event === 'owned').pop()?.shards ?? []) as number[];
-/** Waits until the replica prints an `owned` line whose shards satisfy `ok`. */
-const owns = (p: NodeProcess, ok: (shards: number[]) => boolean) =>
-  p.line((l) => l.includes('"event":"owned"') && ok((JSON.parse(l) as Line).shards as number[]));
+/** Waits until the replica prints, from line `from` on, an `owned` line whose shards satisfy `ok`. */
+const owns = (p: NodeProcess, ok: (shards: number[]) => boolean, from = 0) =>
+  p.line((l) => l.includes('"event":"owned"') && ok((JSON.parse(l) as Line).shards as number[]), from);
 /** Waits for the replica's next run line. */
 const nextRun = (p: NodeProcess) => p.line((l) => l.includes('"event":"run"'), p.lines.length);
 const now = () => performance.timeOrigin + performance.now();
@@ -37,17 +37,19 @@ describe('@Sharded cron across OS processes', () => {
     // A clean stop 300 ms into a second: c's shards move within that second (after minHoldMs 500 from its run).
     const cShards = ownedBy(c);
     await new Promise((resolve) => setTimeout(resolve, 300)); // the phase of the stop is the scenario
+    const marks = [a.lines.length, b.lines.length];
     c.send('stop');
     await c.exited;
-    await Promise.all([a, b].map((p) => owns(p, (s) => s.length === 3)));
+    await Promise.all([a, b].map((p, i) => owns(p, (s) => s.length === 3, marks[i])));
     await nextRun(b);
     await nextRun(b);
     // A crash right after b's run: its shards wait for its lease to expire.
     const bShards = ownedBy(b);
     await nextRun(b);
     const killedAt = now();
+    const mark = a.lines.length;
     b.kill('SIGKILL');
-    await owns(a, (s) => s.length === SHARDS);
+    await owns(a, (s) => s.length === SHARDS, mark);
     const takenAt = now();
     await nextRun(a);
     await nextRun(a);
