@@ -39,6 +39,11 @@ describe('set-up without etcd', () => {
     expect(output).toContain('Summary (in-memory etcd)');
     expect(output).toMatch(/\| failed +\| 0 +\|/);
     expect(output).toContain('no money lost or created');
+    // Tenant shards: all 16 owned, spread over the live replicas, at start and after each stop.
+    expect(output).toMatch(/tenant shards at start: replica-\d \d+, replica-\d \d+, replica-\d \d+/);
+    expect(output).toMatch(/tenant shards after the graceful stop: replica-\d 8, replica-\d 8/);
+    expect(output).toMatch(/tenant shards after the crash: replica-\d 16/);
+    expect(output).toMatch(/\| tenant shards \(16\) \| at start +\| after the graceful stop \| after the crash/);
     // The lines of each replica carry its own label: a leadership line names the replica that prints it.
     const gained = [...output.matchAll(/\[(replica-\d)\]\S* LOG \[EtcdLock\] Leadership gained in election 'leader' \((replica-\d), term \d+\)/g)];
     expect(gained.length).toBeGreaterThanOrEqual(3); // the first leader and the two failovers

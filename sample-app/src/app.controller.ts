@@ -1,5 +1,6 @@
 import { BadRequestException, Body, Controller, Get, Inject, NotFoundException, Param, Post } from '@nestjs/common';
-import { EtcdSessionService, LeaderElectionService, LockService } from 'nestjs-etcd-lock';
+import { EtcdSessionService, LeaderElectionService, LockService, ShardingService } from 'nestjs-etcd-lock';
+import { firstValueFrom } from 'rxjs';
 import { AccountsService } from './accounts.service.js';
 import { SAMPLE_CONFIG, type SampleConfig } from './config.js';
 import { DirectoryService } from './directory.service.js';
@@ -14,6 +15,7 @@ export class AppController {
     private readonly accounts: AccountsService,
     private readonly jobs: JobsService,
     private readonly directory: DirectoryService,
+    private readonly sharding: ShardingService,
     @Inject(SAMPLE_CONFIG) private readonly config: SampleConfig,
   ) {}
 
@@ -35,6 +37,13 @@ export class AppController {
     // JSON has no bigint: a term's fencing token is sent as a decimal string.
     const elections = this.elections.status().map((e) => ({ ...e, fencingToken: e.fencingToken?.toString() }));
     return { status: session.alive ? 'ok' : 'down', session, elections, jobs: this.jobs.counts };
+  }
+
+  /** Who owns which tenant shard now (one etcd read), and this replica's own. */
+  @Get('shards')
+  async shards() {
+    const owners = Object.fromEntries(await this.sharding.assignment('tenants'));
+    return { me: this.config.identity, mine: await firstValueFrom(this.sharding.owned('tenants')), owners };
   }
 
   @Get('services/:name')

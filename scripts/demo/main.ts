@@ -125,15 +125,25 @@ async function main(): Promise<number> {
       const next = leaderGained();
       const t0 = performance.now();
       say(`${how}: ${signal} to the leader, ${old.name}`);
-      void old.stop(signal);
+      const stopped = old.stop(signal);
       leader = await next;
       const ms = Math.round(performance.now() - t0);
       failovers.push({ how, from: old.name, to: leader.name, ms });
       say(`${leader.name} leads ${ms} ms after the ${signal}`);
+      await stopped;
     };
+
+    const shardViews: Array<[string, Record<string, number[]>]> = [];
+    const viewShards = async (when: string) => {
+      const owners = await settledShards(replicas.filter((r) => r.alive));
+      shardViews.push([when, owners]);
+      say(`tenant shards ${when}: ${Object.entries(owners).map(([who, list]) => `${who} ${list.length}`).join(', ')}`);
+    };
+    await viewShards('at start');
 
     await pause(args.duration * 0.25);
     await failover('graceful stop', 'SIGTERM');
+    await viewShards('after the graceful stop');
 
     await pause(args.duration * 0.2);
     const withdrawals = await fireWithdrawals(replicas.filter((r) => r.alive));
@@ -142,6 +152,7 @@ async function main(): Promise<number> {
     if (replicas.filter((r) => r.alive).length >= 2) {
       await pause(args.duration * 0.15);
       await failover('crash', 'SIGKILL');
+      await viewShards('after the crash');
     }
 
     await pause(args.duration * 0.4);
@@ -158,6 +169,10 @@ async function main(): Promise<number> {
     table(
       ['replica', 'leader ticks', 'report runs', 'ended'],
       replicas.map((r) => [r.name, String(r.leaderTicks), String(r.reportRuns), endedHow(r, failovers)]),
+    );
+    table(
+      ['tenant shards (16)', ...shardViews.map(([when]) => when)],
+      replicas.map((r) => [r.name, ...shardViews.map(([, owners]) => (owners[r.name] ?? []).join(' ') || '—')]),
     );
     table(
       ['withdrawals', 'count', 'amount'],
@@ -178,6 +193,27 @@ async function main(): Promise<number> {
     process.off('SIGINT', onSigint);
     await Promise.all(replicas.map((r) => r.stop('SIGKILL')));
     await backend.close();
+  }
+}
+
+/**
+ * The tenant shards' owners once every shard has one and the live replicas share them evenly (asked of a live
+ * replica's `/shards`, which reads etcd: after a crash that takes the dead replica's lease TTL).
+ */
+async function settledShards(live: Replica[]): Promise<Record<string, number[]>> {
+  for (;;) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${live[0].port}/shards`);
+      const { owners } = (await res.json()) as { owners: Record<string, number[]> };
+      const counts = live.map((r) => owners[r.name]?.length ?? 0);
+      const total = Object.values(owners).reduce((n, list) => n + list.length, 0);
+      if (total === 16 && Object.keys(owners).length === live.length && Math.max(...counts) - Math.min(...counts) <= 1) {
+        return owners;
+      }
+    } catch {
+      // the replica is busy starting or stopping: ask again
+    }
+    await pause(0.1); // a demo script reading the state, not the library waiting
   }
 }
 
