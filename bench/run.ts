@@ -20,6 +20,7 @@ import { fanOut } from './cases/fan-out.js';
 import { gracefulLeaderHandover } from './cases/elections.js';
 import { localContention, tenThousand, tryAcquireHeld, uncontended } from './cases/locks.js';
 import { crashFailover, fairness, handover } from './cases/processes.js';
+import { sharding } from './cases/sharding.js';
 import { latencyChart } from './svg.js';
 
 const args = process.argv.slice(2);
@@ -71,6 +72,7 @@ const cases: Array<[string, () => Promise<CaseResult>]> = [
   ['decorators', () => decoratorOverhead(ctx)],
   ['held-10k', () => tenThousand(ctx)],
   ['fan-out', () => fanOut(ctx, appA, etcdPids())],
+  ['sharding', () => sharding(ctx)],
 ];
 
 const results: CaseResult[] = [];
