@@ -201,6 +201,16 @@ describe('Sharding', () => {
     );
   });
 
+  it('a record left by a crashed version with another count is replaced by the next member, whatever its identity', async () => {
+    // As a replica of the old version (4 shards, identity x) leaves it when SIGKILLed as the last member.
+    const stale = { shards: 4, owners: { x: [0, 1, 2, 3] }, leases: { x: '7fffdead' } };
+    await etcd.client.put('assignment/exports/current').value(JSON.stringify(stale));
+    const app = await etcd.app({ identity: 'x' });
+    await sharding(app).join('exports', { shards: 8 });
+    expect(await firstValueFrom(sharding(app).owned('exports').pipe(filter((s) => s.length === 8)))).toHaveLength(8);
+    await sharding(app).leave('exports');
+  });
+
   it('bad input gets a clear error before any request', async () => {
     const app = await etcd.app({ identity: 'x' });
     const service = sharding(app);

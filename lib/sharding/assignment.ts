@@ -9,6 +9,8 @@ export interface Assignment {
   readonly shards: number;
   /** Member id (identity) to the shards it should own, ascending. */
   readonly owners: Readonly<Record<string, readonly number[]>>;
+  /** Member id to the lease (hex) it had when the record was written: which processes it was written for. */
+  readonly leases?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -82,6 +84,8 @@ export function sameAssignment(a: Assignment | undefined, b: Assignment): boolea
   if (!a || a.shards !== b.shards) return false;
   const ids = Object.keys(b.owners);
   if (Object.keys(a.owners).length !== ids.length) return false;
+  const leases = Object.entries(b.leases ?? {});
+  if (Object.keys(a.leases ?? {}).length !== leases.length || leases.some(([id, hex]) => a.leases?.[id] !== hex)) return false;
   return ids.every((id) => {
     const x = a.owners[id];
     const y = b.owners[id];

@@ -206,14 +206,16 @@ export class ShardGroup {
       return this.converge(this.override, session);
     }
     const live = [...ids.values()];
-    if (record && record.shards !== this.count && live.some((id) => record?.owners[id] !== undefined)) {
+    // Another count is in force while an owner it was written for still lives (same lease: same process, so the
+    // same count). A record whose owners are all gone is stale, whatever identities come back.
+    if (record && record.shards !== this.count && Object.values(record.leases ?? {}).some((hex) => hex !== session.hex && ids.has(hex))) {
       this.mismatch = new ShardCountMismatchError(this.name, this.count, record.shards);
       this.failure.report(() => this.mismatch?.message ?? '');
       this.firstPass?.reject(this.mismatch);
       return this.converge([], session);
     }
     this.mismatch = undefined;
-    const next = rebalance(record, live, this.count, this.reserved(record, live));
+    const next = withLeases(rebalance(record, live, this.count, this.reserved(record, live)), ids, record);
     if (!sameAssignment(record, next)) {
       const written = await this.ctx.rpc.txn(
         {
@@ -330,6 +332,17 @@ function memberIds(kvs: readonly IKeyValue[], prefixLength: number): Map<string,
     ids.set(hex, id);
   }
   return ids;
+}
+
+/** The record names each owner's lease (live ones as now; reserved ones as before), for the count check. */
+function withLeases(next: Assignment, ids: Map<string, string>, previous: Assignment | undefined): Assignment {
+  const hexOf = new Map([...ids].map(([hex, id]) => [id, hex]));
+  const leases: Record<string, string> = {};
+  for (const id of Object.keys(next.owners)) {
+    const hex = hexOf.get(id) ?? previous?.leases?.[id];
+    if (hex) leases[id] = hex;
+  }
+  return { ...next, leases };
 }
 
 function whenSessionEnds(session: LeaseSession): Promise<void> {
