@@ -11,6 +11,7 @@ export {
   type LockLostEvent,
   type SessionGrantedEvent,
   type SessionLostEvent,
+  type ShardsChangedEvent,
 } from './events/etcd-lock.events.js';
 export { type ElectionStatus, LeaderElectionService } from './election/leader-election.service.js';
 export { LeaderOnly } from './decorators/leader-only.decorator.js';

@@ -1,5 +1,5 @@
 import { type INestApplicationContext, Injectable } from '@nestjs/common';
-import { filter, firstValueFrom } from 'rxjs';
+import { filter, firstValueFrom, take, toArray } from 'rxjs';
 import {
   EtcdLockError,
   InvalidArgumentError,
@@ -10,7 +10,7 @@ import {
   ShardLostError,
   type ShardSet,
 } from '../lib/index.js';
-import { EtcdSessionService } from '../lib/index.js';
+import { EtcdLockEventName, EtcdLockEvents, EtcdSessionService } from '../lib/index.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
 import { useEtcd } from './harness/fixtures.js';
 
@@ -141,9 +141,17 @@ describe('Sharding', () => {
     const set = sharding(app).snapshot('tenants') as ShardSet;
     const shard = set.shards[3] as Shard;
     const keys = await shardKeys();
+    const changes = firstValueFrom(
+      app.get(EtcdLockEvents).events$.pipe(filter((e) => e.type === EtcdLockEventName.ShardsChanged), take(2), toArray()),
+    );
     await etcd.client.delete().prefix('shard/tenants/3/');
     expect(await whenAborted(shard.signal)).toMatchObject({ reason: 'key-deleted', shard: 3 });
     await ownedWhen(app, (shards) => shards.length === SHARDS);
+    const all = [...Array(SHARDS).keys()];
+    expect(await changes).toEqual([
+      { type: EtcdLockEventName.ShardsChanged, group: 'tenants', shards: all.filter((s) => s !== 3), gained: [], lost: [3] },
+      { type: EtcdLockEventName.ShardsChanged, group: 'tenants', shards: all, gained: [3], lost: [] },
+    ]);
     const again = (sharding(app).snapshot('tenants') as ShardSet).shards[3];
     expect(again.fencingToken).toBeGreaterThan(keys.get(3)?.createRevision ?? 0n);
   });

@@ -15,6 +15,8 @@ export const EtcdLockEventName = {
   LeadershipChanged: 'etcd-lock.leadership.changed',
   /** A held lock was lost before its release. */
   LockLost: 'etcd-lock.lock.lost',
+  /** This instance's shards of a sharding group changed. */
+  ShardsChanged: 'etcd-lock.shards.changed',
 } as const;
 
 /** The first session, at start-up; or a new one after a loss (`SessionRenewed`). */
@@ -61,8 +63,22 @@ export interface LockLostEvent {
   readonly fencingToken: bigint;
 }
 
-/** What happened to this instance's session, its leaderships and its locks, as it happened (no polling). */
-export type EtcdLockEvent = SessionGrantedEvent | SessionLostEvent | LeadershipChangedEvent | LockLostEvent;
+/** This instance's shards of a sharding group changed (taken, handed over, or lost). */
+export interface ShardsChangedEvent {
+  /** `ShardsChanged`. */
+  readonly type: typeof EtcdLockEventName.ShardsChanged;
+  /** The sharding group. */
+  readonly group: string;
+  /** The shards this instance owns now, ascending. */
+  readonly shards: readonly number[];
+  /** Shards it owns now and did not before. */
+  readonly gained: readonly number[];
+  /** Shards it owned before and does not now. */
+  readonly lost: readonly number[];
+}
+
+/** What happened to this instance's session, its leaderships, locks and shards, as it happened (no polling). */
+export type EtcdLockEvent = SessionGrantedEvent | SessionLostEvent | LeadershipChangedEvent | LockLostEvent | ShardsChangedEvent;
 
 interface EventEmitterLike {
   emit(event: string, payload: unknown): unknown;

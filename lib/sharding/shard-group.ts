@@ -1,9 +1,9 @@
 import type { Logger } from '@nestjs/common';
-import { CompareResult, CompareTarget, type IKeyValue, SortOrder, SortTarget } from 'etcd3';
 import { BehaviorSubject, distinctUntilChanged, type Observable } from 'rxjs';
 import { ShardCountMismatchError, type ShardLossReason } from '../errors.js';
 import type { EtcdPort } from '../etcd/etcd-port.js';
-import { assignmentKey, memberPrefix, namePrefix, prefixRangeEnd } from '../etcd/keys.js';
+import { EtcdLockEventName, type EtcdLockEvents } from '../events/etcd-lock.events.js';
+import { namePrefix } from '../etcd/keys.js';
 import { Contender } from '../queue/contender.js';
 import type { DeleteWatch } from '../queue/delete-watch.js';
 import type { LeaseSession } from '../session/lease-session.js';
@@ -11,7 +11,8 @@ import type { EtcdSessionService } from '../session/session.service.js';
 import { Backoff } from '../util/backoff.js';
 import { LogOnce } from '../util/log-once.js';
 import { sleep, whenAborted } from '../util/wait-signal.js';
-import { type Assignment, parseAssignment, rebalance, sameAssignment } from './assignment.js';
+import { type Assignment, rebalance, sameAssignment } from './assignment.js';
+import { GroupStore, withLeases } from './group-store.js';
 import { ChangeWatch } from './change-watch.js';
 import { ShardSlot } from './shard-slot.js';
 
@@ -24,6 +25,7 @@ export interface ShardGroupContext {
   readonly prefix: string;
   readonly identity: string;
   readonly logger: Logger;
+  readonly events: EtcdLockEvents;
   /** How long leaving waits for runs on a shard to end (the module's `shutdownTimeout`). */
   readonly drainMs: number;
 }
@@ -55,6 +57,8 @@ export class ShardGroup {
   private firstPass: { resolve: () => void; reject: (err: unknown) => void } | undefined;
   mismatch: ShardCountMismatchError | undefined;
 
+  private readonly store: GroupStore;
+
   constructor(
     readonly name: string,
     readonly count: number,
@@ -62,6 +66,7 @@ export class ShardGroup {
     private readonly ctx: ShardGroupContext,
   ) {
     this.failure = new LogOnce((message) => ctx.logger.warn(message));
+    this.store = new GroupStore(ctx.rpc, ctx.prefix, name);
   }
 
   /** This instance's owned shards over time (ascending indexes). */
@@ -94,28 +99,13 @@ export class ShardGroup {
     clearTimeout(this.reserveTimer);
     for (const slot of this.slots.values()) slot.end(reason);
     const session = this.session;
-    if (session?.alive) await this.leaveMembers(session).catch(() => undefined); // the key goes with the lease anyway
+    if (session?.alive) await this.store.leave(session).catch(() => undefined); // the key goes with the lease anyway
     await Promise.all([...this.slots].map(([index, slot]) => this.drop(index, slot, reason)));
     await Promise.all(this.watches.map((watch) => watch.close()));
     await this.running;
     await this.reconciling;
     this.publish();
     this.owned.complete();
-  }
-
-  /** Deletes our member key, and the record too if no member is left (so a group leaves nothing behind). */
-  private async leaveMembers(session: LeaseSession): Promise<void> {
-    await this.ctx.rpc.deleteRange({ key: Buffer.from(this.memberKey(session)) }, `leave sharding group '${this.name}'`);
-    const members = Buffer.from(memberPrefix(this.ctx.prefix, this.name));
-    await this.ctx.rpc.txn(
-      {
-        // An empty range compares as create revision 0: no member left.
-        compare: [{ key: members, range_end: prefixRangeEnd(members), target: CompareTarget.Create, result: CompareResult.Equal, create_revision: '0' }],
-        success: [{ request_delete_range: { key: Buffer.from(assignmentKey(this.ctx.prefix, this.name)) } }],
-        failure: [],
-      },
-      `remove the assignment of sharding group '${this.name}'`,
-    );
   }
 
   /** @internal Testing: own exactly these shards (no assignment is written); `undefined` returns to the record. */
@@ -131,14 +121,8 @@ export class ShardGroup {
       if (!session) return;
       this.session = session;
       try {
-        const res = await this.ctx.rpc.txn(
-          {
-            compare: [],
-            success: [{ request_put: { key: Buffer.from(this.memberKey(session)), value: Buffer.from(this.ctx.identity), lease: session.id } }],
-          },
-          `join sharding group '${this.name}'`,
-        );
-        if (this.watches.length === 0) this.watch(BigInt(res.header.revision) + 1n);
+        const revision = await this.store.join(session, this.ctx.identity);
+        if (this.watches.length === 0) this.watch(revision + 1n);
         this.retry.reset();
         this.schedule();
         await Promise.race([whenSessionEnds(session), whenAborted(this.stopped.signal)]);
@@ -152,8 +136,8 @@ export class ShardGroup {
   private watch(fromRevision: bigint): void {
     const onChange = () => this.schedule();
     this.watches = [
-      new ChangeWatch(this.ctx.rpc, memberPrefix(this.ctx.prefix, this.name), onChange),
-      new ChangeWatch(this.ctx.rpc, assignmentKey(this.ctx.prefix, this.name), onChange),
+      new ChangeWatch(this.ctx.rpc, this.store.membersPrefix, onChange),
+      new ChangeWatch(this.ctx.rpc, this.store.recordKey, onChange),
     ];
     for (const watch of this.watches) watch.start(fromRevision);
   }
@@ -184,23 +168,9 @@ export class ShardGroup {
   private async reconcile(): Promise<void> {
     const session = this.session;
     if (!session?.alive || this.stopped.signal.aborted) return;
-    const members = Buffer.from(memberPrefix(this.ctx.prefix, this.name));
-    const recordKey = Buffer.from(assignmentKey(this.ctx.prefix, this.name));
-    const res = await this.ctx.rpc.txn(
-      {
-        compare: [],
-        success: [
-          { request_range: { key: members, range_end: prefixRangeEnd(members), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create } },
-          { request_range: { key: recordKey } },
-        ],
-      },
-      `read sharding group '${this.name}'`,
-    );
-    const ids = memberIds(res.responses[0].response_range.kvs, members.length);
+    const { ids, record, recordRevision } = await this.store.read();
     const myId = ids.get(session.hex);
     if (!myId || !session.alive || this.stopped.signal.aborted) return; // our member key is not there (yet)
-    const recordKv = res.responses[1].response_range.kvs[0];
-    const record = recordKv ? parseAssignment(recordKv.value.toString()) : undefined;
     if (this.override) {
       this.firstPass?.resolve();
       return this.converge(this.override, session);
@@ -216,18 +186,8 @@ export class ShardGroup {
     }
     this.mismatch = undefined;
     const next = withLeases(rebalance(record, live, this.count, this.reserved(record, live)), ids, record);
-    if (!sameAssignment(record, next)) {
-      const written = await this.ctx.rpc.txn(
-        {
-          compare: [{ key: recordKey, target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: recordKv?.mod_revision ?? '0' }],
-          success: [{ request_put: { key: recordKey, value: Buffer.from(JSON.stringify(next)) } }],
-          failure: [],
-        },
-        `write the assignment of sharding group '${this.name}'`,
-      );
-      // Someone else wrote first: its record arrives by the watch, and we look again.
-      if (!written.succeeded) return;
-    }
+    // Someone else wrote first: its record arrives by the watch, and we look again.
+    if (!sameAssignment(record, next) && !(await this.store.write(next, recordRevision))) return;
     this.firstPass?.resolve();
     this.firstPass = undefined;
     this.converge(next.owners[myId] ?? [], session);
@@ -307,42 +267,20 @@ export class ShardGroup {
     this.retryTimer.unref();
   }
 
+  /** Tells a change of this instance's shards: `owned()`, one log line, one `ShardsChanged` event. */
   private publish(): void {
     if (this.owned.closed) return;
-    this.owned.next(this.ownedSlots().map((slot) => slot.index));
+    const before = this.owned.value;
+    const now = this.ownedSlots().map((slot) => slot.index);
+    const gained = now.filter((index) => !before.includes(index));
+    const lost = before.filter((index) => !now.includes(index));
+    if (gained.length === 0 && lost.length === 0) return;
+    this.owned.next(now);
+    const change = [gained.length ? `+[${gained.join(', ')}]` : '', lost.length ? `−[${lost.join(', ')}]` : ''].filter(Boolean).join(' ');
+    this.ctx.logger.log(`Shards of group '${this.name}': ${now.length} of ${this.count} owned here (${change})`);
+    this.ctx.events.emit({ type: EtcdLockEventName.ShardsChanged, group: this.name, shards: now, gained, lost });
   }
 
-  private memberKey(session: LeaseSession): string {
-    return `${memberPrefix(this.ctx.prefix, this.name)}${session.hex}`;
-  }
-}
-
-/**
- * Member id per lease hex, oldest member first. The id is the identity; a later member with an identity already
- * taken is told apart by its lease (`identity#hex`), the same way on every replica.
- */
-function memberIds(kvs: readonly IKeyValue[], prefixLength: number): Map<string, string> {
-  const ids = new Map<string, string>();
-  const taken = new Set<string>();
-  for (const kv of kvs) {
-    const hex = kv.key.subarray(prefixLength).toString();
-    const identity = kv.value.toString();
-    const id = taken.has(identity) ? `${identity}#${hex}` : identity;
-    taken.add(id);
-    ids.set(hex, id);
-  }
-  return ids;
-}
-
-/** The record names each owner's lease (live ones as now; reserved ones as before), for the count check. */
-function withLeases(next: Assignment, ids: Map<string, string>, previous: Assignment | undefined): Assignment {
-  const hexOf = new Map([...ids].map(([hex, id]) => [id, hex]));
-  const leases: Record<string, string> = {};
-  for (const id of Object.keys(next.owners)) {
-    const hex = hexOf.get(id) ?? previous?.leases?.[id];
-    if (hex) leases[id] = hex;
-  }
-  return { ...next, leases };
 }
 
 function whenSessionEnds(session: LeaseSession): Promise<void> {

@@ -4,6 +4,7 @@ import { type Observable, of } from 'rxjs';
 import { InvalidArgumentError } from '../errors.js';
 import { kindPrefix, prefixRangeEnd } from '../etcd/keys.js';
 import { DeletionWatches } from '../module/deletion-watches.js';
+import { EtcdLockEvents } from '../events/etcd-lock.events.js';
 import { EtcdConnection } from '../module/etcd-connection.js';
 import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
 import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
@@ -46,6 +47,7 @@ export class ShardingService implements OnApplicationBootstrap {
     @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
     private readonly connection: EtcdConnection,
     private readonly watches: DeletionWatches,
+    private readonly events: EtcdLockEvents,
   ) {}
 
   /** The shards of the `@Sharded` run in progress, from anywhere in its async call chain; undefined outside one. */
@@ -175,6 +177,7 @@ export class ShardingService implements OnApplicationBootstrap {
       prefix: this.options.prefix,
       identity: this.options.identity,
       logger: this.logger,
+      events: this.events,
       drainMs: this.options.shutdownTimeout,
     });
     this.groups.set(name, group);

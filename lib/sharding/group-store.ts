@@ -1,0 +1,121 @@
+import { CompareResult, CompareTarget, type IKeyValue, SortOrder, SortTarget } from 'etcd3';
+import type { EtcdPort } from '../etcd/etcd-port.js';
+import { assignmentKey, memberPrefix, prefixRangeEnd } from '../etcd/keys.js';
+import type { LeaseSession } from '../session/lease-session.js';
+import { type Assignment, parseAssignment } from './assignment.js';
+
+/** A group as etcd has it at one revision: its members and the assignment record in force. */
+export interface GroupSnapshot {
+  /** Member id per lease hex, oldest member first. */
+  readonly ids: Map<string, string>;
+  readonly record: Assignment | undefined;
+  /** The record's mod revision, `'0'` when there is none (what the next write compares with). */
+  readonly recordRevision: string;
+}
+
+/**
+ * A sharding group's keys in etcd: `<prefix>member/<group>/<lease hex>` (value: the identity) per member, on its
+ * lease, and the assignment record `<prefix>assignment/<group>/current`. Every request here is one round trip.
+ */
+export class GroupStore {
+  readonly membersPrefix: string;
+  readonly recordKey: string;
+
+  constructor(
+    private readonly rpc: EtcdPort,
+    prefix: string,
+    private readonly group: string,
+  ) {
+    this.membersPrefix = memberPrefix(prefix, group);
+    this.recordKey = assignmentKey(prefix, group);
+  }
+
+  /** Puts our member key on the session's lease; returns the revision it was written at. */
+  async join(session: LeaseSession, identity: string): Promise<bigint> {
+    const put = { key: Buffer.from(this.memberKey(session)), value: Buffer.from(identity), lease: session.id };
+    const res = await this.rpc.txn({ compare: [], success: [{ request_put: put }] }, `join sharding group '${this.group}'`);
+    return BigInt(res.header.revision);
+  }
+
+  /** Members and record at one revision. */
+  async read(): Promise<GroupSnapshot> {
+    const members = Buffer.from(this.membersPrefix);
+    const res = await this.rpc.txn(
+      {
+        compare: [],
+        success: [
+          { request_range: { key: members, range_end: prefixRangeEnd(members), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create } },
+          { request_range: { key: Buffer.from(this.recordKey) } },
+        ],
+      },
+      `read sharding group '${this.group}'`,
+    );
+    const recordKv = res.responses[1].response_range.kvs[0];
+    return {
+      ids: memberIds(res.responses[0].response_range.kvs, members.length),
+      record: recordKv ? parseAssignment(recordKv.value.toString()) : undefined,
+      recordRevision: recordKv?.mod_revision ?? '0',
+    };
+  }
+
+  /** Writes `next` if the record is still the one read at `recordRevision`; false when someone wrote first. */
+  async write(next: Assignment, recordRevision: string): Promise<boolean> {
+    const key = Buffer.from(this.recordKey);
+    const res = await this.rpc.txn(
+      {
+        compare: [{ key, target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: recordRevision }],
+        success: [{ request_put: { key, value: Buffer.from(JSON.stringify(next)) } }],
+        failure: [],
+      },
+      `write the assignment of sharding group '${this.group}'`,
+    );
+    return res.succeeded;
+  }
+
+  /** Deletes our member key, then the record too if no member is left (so a group leaves nothing behind). */
+  async leave(session: LeaseSession): Promise<void> {
+    await this.rpc.deleteRange({ key: Buffer.from(this.memberKey(session)) }, `leave sharding group '${this.group}'`);
+    const members = Buffer.from(this.membersPrefix);
+    await this.rpc.txn(
+      {
+        // An empty range compares as create revision 0: no member left.
+        compare: [{ key: members, range_end: prefixRangeEnd(members), target: CompareTarget.Create, result: CompareResult.Equal, create_revision: '0' }],
+        success: [{ request_delete_range: { key: Buffer.from(this.recordKey) } }],
+        failure: [],
+      },
+      `remove the assignment of sharding group '${this.group}'`,
+    );
+  }
+
+  private memberKey(session: LeaseSession): string {
+    return `${this.membersPrefix}${session.hex}`;
+  }
+}
+
+/**
+ * Member id per lease hex, oldest member first. The id is the identity; a later member with an identity already
+ * taken is told apart by its lease (`identity#hex`), the same way on every replica.
+ */
+function memberIds(kvs: readonly IKeyValue[], prefixLength: number): Map<string, string> {
+  const ids = new Map<string, string>();
+  const taken = new Set<string>();
+  for (const kv of kvs) {
+    const hex = kv.key.subarray(prefixLength).toString();
+    const identity = kv.value.toString();
+    const id = taken.has(identity) ? `${identity}#${hex}` : identity;
+    taken.add(id);
+    ids.set(hex, id);
+  }
+  return ids;
+}
+
+/** The record names each owner's lease (live ones as now; reserved ones as before), for the count check. */
+export function withLeases(next: Assignment, ids: Map<string, string>, previous: Assignment | undefined): Assignment {
+  const hexOf = new Map([...ids].map(([hex, id]) => [id, hex]));
+  const leases: Record<string, string> = {};
+  for (const id of Object.keys(next.owners)) {
+    const hex = hexOf.get(id) ?? previous?.leases?.[id];
+    if (hex) leases[id] = hex;
+  }
+  return { ...next, leases };
+}
