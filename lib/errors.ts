@@ -112,6 +112,7 @@ export class ShardLostError extends EtcdLockError {
  */
 export class ShardCountMismatchError extends EtcdLockError {
   constructor(
+    /** The sharding group. */
     readonly group: string,
     /** The count this instance declared. */
     readonly shards: number,

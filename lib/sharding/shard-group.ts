@@ -10,7 +10,7 @@ import type { LeaseSession } from '../session/lease-session.js';
 import type { EtcdSessionService } from '../session/session.service.js';
 import { Backoff } from '../util/backoff.js';
 import { LogOnce } from '../util/log-once.js';
-import { sleep, whenAborted } from '../util/wait-signal.js';
+import { onAbort, sleep } from '../util/wait-signal.js';
 import { type Assignment, rebalance, sameAssignment } from './assignment.js';
 import { GroupStore, withLeases } from './group-store.js';
 import { ChangeWatch } from './change-watch.js';
@@ -125,7 +125,7 @@ export class ShardGroup {
         if (this.watches.length === 0) this.watch(revision + 1n);
         this.retry.reset();
         this.schedule();
-        await Promise.race([whenSessionEnds(session), whenAborted(this.stopped.signal)]);
+        await untilEnded(session, this.stopped.signal);
       } catch (err) {
         this.failure.report(() => `Joining sharding group '${this.name}' failed, retrying: ${messageOf(err)}`);
         await sleep(this.retry.next(), this.stopped.signal).catch(() => undefined);
@@ -283,10 +283,17 @@ export class ShardGroup {
 
 }
 
-function whenSessionEnds(session: LeaseSession): Promise<void> {
+/** Resolves when the session ends or `signal` aborts, leaving no listener behind. */
+function untilEnded(session: LeaseSession, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    if (!session.alive) return resolve();
-    session.onEnd(() => resolve());
+    const off = session.onEnd(() => {
+      stopListening();
+      resolve();
+    });
+    const stopListening = onAbort(signal, () => {
+      off();
+      resolve();
+    });
   });
 }
 

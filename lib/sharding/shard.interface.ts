@@ -2,6 +2,7 @@ import type { FencedTxn } from '../locks/fenced-txn.js';
 
 /** One shard this instance owns: held as a lock on `<prefix>shard/<group>/<index>/`, so no other member owns it. */
 export interface Shard {
+  /** The sharding group. */
   readonly group: string;
   /** 0 … shards − 1. */
   readonly index: number;
@@ -17,6 +18,7 @@ export interface Shard {
 
 /** The shards of a group this instance owns during a `@Sharded` run (from `ShardingService.current()`). */
 export interface ShardSet {
+  /** The sharding group. */
   readonly group: string;
   /** The group's shard count. */
   readonly count: number;
