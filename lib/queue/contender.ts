@@ -1,19 +1,10 @@
-import {
-  CompareResult,
-  CompareTarget,
-  EtcdLeaseInvalidError,
-  type IRequestOp,
-  type ITxnRequest,
-  type ITxnResponse,
-  SortOrder,
-  SortTarget,
-} from 'etcd3';
+import { EtcdLeaseInvalidError, type ICompare, type ITxnRequest, type ITxnResponse } from 'etcd3';
 import type { DeleteWatch } from './delete-watch.js';
 import { EtcdLockError, LockLostError, type LockLossReason } from '../errors.js';
 import type { EtcdPort } from '../etcd/etcd-port.js';
-import { prefixRangeEnd } from '../etcd/keys.js';
 import { onAbort, pause } from '../util/wait-signal.js';
 import type { LeaseSession } from '../session/lease-session.js';
+import { fenceCompare, joinRequest, releaseRequest, resyncRequest } from './queue-requests.js';
 
 /** Where a contender's key lives and what it is called, for one kind of key (lock or election). */
 export interface QueueContext {
@@ -98,22 +89,9 @@ export class Contender {
    * name was taken (one request either way). Otherwise always queues, learning the keys ahead in the same request.
    */
   async join(onlyIfFree = false): Promise<boolean> {
-    const prefix = Buffer.from(this.ctx.namePrefix);
-    const rangeEnd = prefixRangeEnd(prefix);
-    const put: IRequestOp = {
-      request_put: { key: this.keyBuf, value: Buffer.from(this.currentValue), lease: this.session.id },
-    };
-    const byCreate = { key: prefix, range_end: rangeEnd, sort_order: SortOrder.Ascend, sort_target: SortTarget.Create };
     this.joinSent = true;
     const res = await this.send(
-      {
-        // An empty range compares as create revision 0: "no key exists under this name".
-        compare: [{ key: prefix, range_end: rangeEnd, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: '0' }],
-        success: [put],
-        failure: onlyIfFree
-          ? [{ request_range: { ...byCreate, limit: 1, keys_only: true } }]
-          : [put, { request_range: { ...byCreate, keys_only: true } }],
-      },
+      joinRequest(Buffer.from(this.ctx.namePrefix), this.keyBuf, this.currentValue, this.session.id, onlyIfFree),
       `join the queue of '${this.ctx.name}'`,
     );
     const revision = BigInt(res.header.revision);
@@ -207,8 +185,8 @@ export class Contender {
   }
 
   /** The compare that holds only while our key exists with our create revision. */
-  fence() {
-    return { key: this.keyBuf, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: this.revision.toString() };
+  fence(): ICompare {
+    return fenceCompare(this.keyBuf, this.revision);
   }
 
   /**
@@ -250,10 +228,7 @@ export class Contender {
           if (kvs.length === 0) break;
           this.revision = BigInt(kvs[0].create_revision);
         }
-        await this.ctx.rpc.txn(
-          { compare: [this.fence()], success: [{ request_delete_range: { key: this.keyBuf } }] },
-          `release '${this.ctx.name}'`,
-        );
+        await this.ctx.rpc.txn(releaseRequest(this.keyBuf, this.revision), `release '${this.ctx.name}'`);
         break;
       } catch {
         await pause(RELEASE_RETRY_MS);
@@ -324,23 +299,9 @@ export class Contender {
   /** The delete watch restarted: deletions may have been missed, so re-read what is ahead of us. */
   private async resync(): Promise<void> {
     if (this.state !== 'waiting' && this.state !== 'owner') return;
-    const prefix = Buffer.from(this.ctx.namePrefix);
     try {
       const res = await this.ctx.rpc.txn(
-        {
-          compare: [],
-          success: [
-            { request_range: { key: this.keyBuf } },
-            {
-              request_range: {
-                key: prefix,
-                range_end: prefixRangeEnd(prefix),
-                max_create_revision: (this.revision - 1n).toString(),
-                keys_only: true,
-              },
-            },
-          ],
-        },
+        resyncRequest(Buffer.from(this.ctx.namePrefix), this.keyBuf, this.revision),
         `re-read the queue of '${this.ctx.name}'`,
       );
       const mine = res.responses[0].response_range.kvs[0];
