@@ -7,6 +7,7 @@ export {
   type EtcdLockEvent,
   EtcdLockEventName,
   EtcdLockEvents,
+  diagnosticsChannelOf,
   type LeadershipChangedEvent,
   type LockLostEvent,
   type SessionGrantedEvent,

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import diagnostics_channel from 'node:diagnostics_channel';
 import { Injectable } from '@nestjs/common';
 import { EventEmitterModule, OnEvent } from '@nestjs/event-emitter';
 import { filter, firstValueFrom } from 'rxjs';
@@ -8,6 +9,7 @@ import {
   EtcdLockEvents,
   EtcdSessionService,
   LeaderElectionService,
+  diagnosticsChannelOf,
   LockService,
 } from '../lib/index.js';
 import { useEtcd } from './harness/fixtures.js';
@@ -38,6 +40,42 @@ const next = (events: EtcdLockEvents, type: EtcdLockEvent['type'], election?: st
   firstValueFrom(events.events$.pipe(filter((e) => e.type === type && (!election || ('election' in e && e.election === election)))));
 
 describe('events', () => {
+  it('publishes every event on node:diagnostics_channel (nestjs-etcd-lock:<event>), for APM agents with no code in the app', async () => {
+    const published: Array<[string, unknown]> = [];
+    const names = Object.values(EtcdLockEventName).map(diagnosticsChannelOf);
+    expect(names).toEqual([
+      'nestjs-etcd-lock:session.granted',
+      'nestjs-etcd-lock:session.lost',
+      'nestjs-etcd-lock:session.renewed',
+      'nestjs-etcd-lock:leadership.changed',
+      'nestjs-etcd-lock:lock.lost',
+      'nestjs-etcd-lock:shards.changed',
+    ]);
+    const listeners = names.map((name) => {
+      const listener = (message: unknown) => published.push([name, message]);
+      diagnostics_channel.subscribe(name, listener);
+      return () => diagnostics_channel.unsubscribe(name, listener);
+    });
+    try {
+      const app = await etcd.app({ ttl: 3 });
+      await firstValueFrom(app.get(LeaderElectionService).changes().pipe(filter(Boolean)));
+      const lock = await app.get(LockService).acquire('diag');
+      const lost = next(app.get(EtcdLockEvents), EtcdLockEventName.LockLost);
+      await etcd.client.delete().key(lock.key);
+      await lost;
+      // The session, the default election's leadership (it campaigns at bootstrap), and the loss.
+      expect(published.map(([name]) => name).sort()).toEqual([
+        'nestjs-etcd-lock:leadership.changed',
+        'nestjs-etcd-lock:lock.lost',
+        'nestjs-etcd-lock:session.granted',
+      ]);
+      expect(published.find(([name]) => name.endsWith('lock.lost'))?.[1]).toEqual({ type: EtcdLockEventName.LockLost, name: 'diag', reason: 'key-deleted', fencingToken: lock.fencingToken });
+      await lock.release();
+    } finally {
+      for (const off of listeners) off();
+    }
+  });
+
   it('tells session, leadership and lock changes on events$ and on EventEmitter2, without polling', async () => {
     const app = await etcd.app({ ttl: 3 }, [EventEmitterModule.forRoot({ wildcard: true })], [Listener]);
     const events = app.get(EtcdLockEvents);

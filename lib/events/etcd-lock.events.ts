@@ -1,3 +1,4 @@
+import { type Channel, channel } from 'node:diagnostics_channel';
 import { Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { type Observable, Subject } from 'rxjs';
@@ -80,13 +81,26 @@ export interface ShardsChangedEvent {
 /** What happened to this instance's session, its leaderships, locks and shards, as it happened (no polling). */
 export type EtcdLockEvent = SessionGrantedEvent | SessionLostEvent | LeadershipChangedEvent | LockLostEvent | ShardsChangedEvent;
 
+/**
+ * The `node:diagnostics_channel` name each event is also published on: `nestjs-etcd-lock:` and the event's name
+ * without its `etcd-lock.` prefix (`nestjs-etcd-lock:lock.lost`), with the event object as the message.
+ */
+export function diagnosticsChannelOf(type: EtcdLockEvent['type']): string {
+  return `nestjs-etcd-lock:${type.slice('etcd-lock.'.length)}`;
+}
+
+const channels = new Map<string, Channel>(
+  Object.values(EtcdLockEventName).map((type) => [type, channel(diagnosticsChannelOf(type))]),
+);
+
 interface EventEmitterLike {
   emit(event: string, payload: unknown): unknown;
 }
 
 /**
- * The library's events: subscribe to `events$`, or, with `@nestjs/event-emitter` in the app, use `@OnEvent` with
- * an `EtcdLockEventName`. Emitting costs nothing when nobody listens.
+ * The library's events: subscribe to `events$`; with `@nestjs/event-emitter` in the app, use `@OnEvent` with an
+ * `EtcdLockEventName`; from an APM agent, subscribe to the `node:diagnostics_channel` named by
+ * `diagnosticsChannelOf`. Emitting costs nothing when nobody listens.
  */
 @Injectable()
 export class EtcdLockEvents implements OnModuleInit, OnApplicationShutdown {
@@ -120,6 +134,8 @@ export class EtcdLockEvents implements OnModuleInit, OnApplicationShutdown {
   /** @internal */
   emit(event: EtcdLockEvent): void {
     this.subject.next(event);
+    const diagnostics = channels.get(event.type);
+    if (diagnostics?.hasSubscribers) diagnostics.publish(event);
     try {
       this.emitter?.emit(event.type, event);
     } catch (err) {
