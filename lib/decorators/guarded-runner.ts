@@ -11,6 +11,7 @@ import { LockService } from '../locks/lock.service.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import { shardContext } from '../sharding/shard-set.js';
 import { ShardingService } from '../sharding/sharding.service.js';
+import { type RunSpan, Telemetry } from '../telemetry/telemetry.js';
 import { assertName } from '../util/validation.js';
 import { LogOnce } from '../util/log-once.js';
 
@@ -32,6 +33,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
     private readonly locks: LockService,
     private readonly sessions: EtcdSessionService,
     private readonly sharding: ShardingService,
+    private readonly telemetry: Telemetry,
     @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
   ) {
     sessions.onSession(() => {
@@ -51,7 +53,9 @@ export class GuardedRunner implements BeforeApplicationShutdown {
       if (!this.sessions.peek()?.alive) this.logOutage(label, 'no live etcd session');
       return undefined;
     }
-    const result = leadershipContext.run(term, fn);
+    const run = () => leadershipContext.run(term, fn);
+    const attributes = { 'etcd_lock.election': election, 'etcd_lock.fencing_token': term.fencingToken.toString(), 'code.function': label };
+    const result = this.telemetry.enabled ? this.telemetry.run('etcd_lock leader_only', attributes, (span) => traced(span, run)) : run();
     if (result instanceof Promise) this.track(result, election);
     return result;
   }
@@ -67,7 +71,14 @@ export class GuardedRunner implements BeforeApplicationShutdown {
       if (!this.sessions.peek()?.alive) this.logOutage(label, 'no live etcd session');
       return undefined;
     }
-    const result = shardContext.run(shards, fn);
+    const inContext = () => shardContext.run(shards, fn);
+    const attributes = {
+      'etcd_lock.shard_group': group,
+      'etcd_lock.shards': shards.shards.map((shard) => shard.index),
+      'etcd_lock.fencing_tokens': shards.shards.map((shard) => shard.fencingToken.toString()),
+      'code.function': label,
+    };
+    const result = this.telemetry.enabled ? this.telemetry.run('etcd_lock sharded', attributes, (span) => traced(span, inContext)) : inContext();
     const run = result instanceof Promise ? result : Promise.resolve(result);
     shards.use(run, minHoldMs);
     if (result instanceof Promise) this.track(result, null);
@@ -98,7 +109,10 @@ export class GuardedRunner implements BeforeApplicationShutdown {
     const takenAt = performance.now();
     const run = (async () => {
       try {
-        return await lockContext.run(held, fn);
+        const inContext = () => lockContext.run(held, fn);
+        if (!this.telemetry.enabled) return await inContext();
+        const attributes = { 'etcd_lock.lock.name': key, 'etcd_lock.fencing_token': held.fencingToken.toString(), 'code.function': label };
+        return await this.telemetry.run('etcd_lock singleton', attributes, (span) => traced(span, inContext));
       } finally {
         // Settle after the release (so the caller's next call finds the lock free), unless minHoldMs defers it.
         await this.releaseAfter(held, (options.minHoldMs ?? 0) - (performance.now() - takenAt));
@@ -172,3 +186,23 @@ export class GuardedRunner implements BeforeApplicationShutdown {
   }
 }
 
+
+/** Ends `span` when `fn`'s result settles (at once for a plain value), with the outcome. */
+function traced<T>(span: RunSpan, fn: () => T): T {
+  let result: T;
+  try {
+    result = fn();
+  } catch (err) {
+    span.end('error', err);
+    throw err;
+  }
+  if (result instanceof Promise) {
+    result.then(
+      () => span.end('ran'),
+      (err: unknown) => span.end('error', err),
+    );
+  } else {
+    span.end('ran');
+  }
+  return result;
+}

@@ -18,6 +18,8 @@ export class HeldLock implements Lock {
     private readonly contender: Contender,
     private readonly exitLocalQueue: () => void,
     onLost: (lock: HeldLock, err: LockLostError) => void,
+    /** Told once when the lock is let go (released or lost): the hold-time metric. */
+    private readonly onLetGo?: () => void,
   ) {
     contender.onLoss((err) => {
       if (this.releasing) return;
@@ -72,6 +74,7 @@ export class HeldLock implements Lock {
   private end(reason: () => Error): void {
     if (this.ended) return;
     this.ended = reason;
+    this.onLetGo?.();
     this.controller?.abort(reason());
   }
 

@@ -17,6 +17,7 @@ import { EtcdSessionService } from '../session/session.service.js';
 import { assertDuration, assertFunction, assertName, assertOptions, assertSignal, assertValue } from '../util/validation.js';
 import { WaitSignal, sleep } from '../util/wait-signal.js';
 import { Backoff } from '../util/backoff.js';
+import { Telemetry } from '../telemetry/telemetry.js';
 
 /** Options of `acquire` and `withLock`. */
 export interface AcquireOptions {
@@ -55,6 +56,7 @@ export class LockService {
     @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
     private readonly connection: EtcdConnection,
     private readonly watches: DeletionWatches,
+    private readonly telemetry: Telemetry,
   ) {}
 
   /**
@@ -68,6 +70,8 @@ export class LockService {
     if (options?.timeout !== undefined) assertDuration(options.timeout, 'options.timeout');
     if (options?.signal !== undefined) assertSignal(options.signal, 'options.signal');
     const value = this.valueOf(options);
+    const start = performance.now();
+    const span = this.telemetry.acquireSpan(name);
     const wait = new WaitSignal(name, options?.timeout, options?.signal);
     try {
       const exit = await this.local.enter(name, wait.signal);
@@ -80,11 +84,17 @@ export class LockService {
           await contender.leave();
           throw err;
         }
-        return new HeldLock(name, contender, exit, this.onLost);
+        span?.('acquired', contender.createRevision);
+        return new HeldLock(name, contender, exit, this.onLost, this.telemetry.acquired(name, 'acquire', 'acquired', start));
       } catch (err) {
         exit();
         throw err;
       }
+    } catch (err) {
+      const outcome = this.telemetry.acquireOutcome(err, wait.signal);
+      this.telemetry.acquired(name, 'acquire', outcome, start);
+      span?.(outcome);
+      throw err;
     } finally {
       wait.dispose();
     }
@@ -100,28 +110,34 @@ export class LockService {
     assertName(name);
     assertOptions(options, 'options', ['value']);
     const value = this.valueOf(options);
+    const start = performance.now();
+    const busy = () => {
+      this.telemetry.acquired(name, 'try_acquire', 'busy', start);
+      return null;
+    };
     const exit = this.local.tryEnter(name);
-    if (!exit) return null;
+    if (!exit) return busy();
     try {
       const session = this.sessions.current();
       if (await isTaken(this.connection.port, this.prefixOf(name))) {
         exit();
-        return null;
+        return busy();
       }
       const contender = new Contender(this.context(name), session, value);
       try {
         if (await contender.join(true)) {
           exit();
-          return null;
+          return busy();
         }
         await contender.waitForTurn();
       } catch (err) {
         await contender.leave();
         throw err;
       }
-      return new HeldLock(name, contender, exit, this.onLost);
+      return new HeldLock(name, contender, exit, this.onLost, this.telemetry.acquired(name, 'try_acquire', 'acquired', start));
     } catch (err) {
       exit();
+      this.telemetry.acquired(name, 'try_acquire', this.telemetry.acquireOutcome(err, undefined), start);
       throw err;
     }
   }

@@ -4,6 +4,8 @@ import type { EtcdPort } from '../etcd/etcd-port.js';
 import { EtcdRpc } from '../etcd/etcd-rpc.js';
 import { ETCD_PORT, RESOLVED_OPTIONS } from './etcd-lock.constants.js';
 import type { ResolvedEtcdLockOptions } from './etcd-lock.options.js';
+import { instrumentedPort } from '../telemetry/instrumented-port.js';
+import { Telemetry } from '../telemetry/telemetry.js';
 
 /**
  * The app instance's port to etcd, injected wherever a request is made: over the etcd3 client the options
@@ -15,15 +17,19 @@ export class EtcdConnection {
   readonly port: EtcdPort;
   private readonly owned: boolean;
 
-  constructor(@Inject(RESOLVED_OPTIONS) options: ResolvedEtcdLockOptions, @Optional() @Inject(ETCD_PORT) given?: EtcdPort) {
-    if (given) {
-      this.port = given;
-      this.owned = false;
-      return;
+  constructor(
+    @Inject(RESOLVED_OPTIONS) options: ResolvedEtcdLockOptions,
+    telemetry: Telemetry,
+    @Optional() @Inject(ETCD_PORT) given?: EtcdPort,
+  ) {
+    let port = given;
+    this.owned = false;
+    if (!port) {
+      const { client, owned } = etcdClientFor(options);
+      port = new EtcdRpc(client, options.hosts, options.requestTimeout);
+      this.owned = owned;
     }
-    const { client, owned } = etcdClientFor(options);
-    this.port = new EtcdRpc(client, options.hosts, options.requestTimeout);
-    this.owned = owned;
+    this.port = telemetry.enabled ? instrumentedPort(port, telemetry) : port;
   }
 
   /** Closes the client, if we created it. */

@@ -22,6 +22,12 @@ export interface EtcdLockOptions {
   election?: string;
   /** How long shutdown waits for running leader-only and singleton methods, in ms. Default 10000. */
   shutdownTimeout?: number;
+  /**
+   * OpenTelemetry metrics and spans, recorded when the app has `@opentelemetry/api`. `enabled: false` turns them
+   * off; `lockNames: true` adds the lock name as a metric attribute (off by default: lock names can be unbounded,
+   * e.g. `order:42`). Spans always name the lock.
+   */
+  telemetry?: { enabled?: boolean; lockNames?: boolean };
 }
 
 /** Injection token of the module options; shares its name with the interface. */

@@ -14,6 +14,7 @@ import { EtcdLockOptions } from './etcd-lock-options.interface.js';
 import { LockService } from '../locks/lock.service.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import { ShardingService } from '../sharding/sharding.service.js';
+import { Telemetry } from '../telemetry/telemetry.js';
 
 /**
  * `EtcdLockModule.forRoot(options)` or `forRootAsync({ imports, inject, useFactory | useClass | useExisting })`.
@@ -35,6 +36,7 @@ import { ShardingService } from '../sharding/sharding.service.js';
     LeadershipWorkers,
     EtcdConnection,
     DeletionWatches,
+    Telemetry,
   ],
   // RESOLVED_OPTIONS for the testing module's controls.
   exports: [LockService, LeaderElectionService, ShardingService, EtcdSessionService, EtcdLockEvents, RUNNER_TOKEN, RESOLVED_OPTIONS],

@@ -16,6 +16,7 @@ export interface ResolvedEtcdLockOptions {
   readonly requestTimeout: number;
   readonly election: string;
   readonly shutdownTimeout: number;
+  readonly telemetry: { readonly enabled: boolean; readonly lockNames: boolean };
 }
 
 const KNOWN = [
@@ -29,6 +30,7 @@ const KNOWN = [
   'requestTimeout',
   'election',
   'shutdownTimeout',
+  'telemetry',
 ] as const;
 
 export const DEFAULT_HOST = 'http://127.0.0.1:2379';
@@ -59,6 +61,7 @@ export function resolveOptions(raw: unknown): ResolvedEtcdLockOptions {
     requestTimeout: msOption(o, 'requestTimeout', 5000),
     election: electionOption(o.election),
     shutdownTimeout: msOption(o, 'shutdownTimeout', 10000, true),
+    telemetry: telemetryOption(o.telemetry),
   };
 }
 
@@ -139,4 +142,23 @@ function electionOption(v: unknown): string {
   const problem = nameProblem(v);
   if (problem) throw new InvalidOptionsError('election', problem);
   return v as string;
+}
+
+function telemetryOption(v: unknown): ResolvedEtcdLockOptions['telemetry'] {
+  if (v === undefined) return { enabled: true, lockNames: false };
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+    throw new InvalidOptionsError('telemetry', `must be an object { enabled?, lockNames? }, got ${describe(v)}`);
+  }
+  const o = v as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (key !== 'enabled' && key !== 'lockNames') {
+      throw new InvalidOptionsError(`telemetry.${key}`, 'is not a known option (known: enabled, lockNames)');
+    }
+  }
+  for (const key of ['enabled', 'lockNames'] as const) {
+    if (o[key] !== undefined && typeof o[key] !== 'boolean') {
+      throw new InvalidOptionsError(`telemetry.${key}`, `must be a boolean, got ${describe(o[key])}`);
+    }
+  }
+  return { enabled: o.enabled !== false, lockNames: o.lockNames === true };
 }

@@ -17,6 +17,7 @@ import { EtcdLockEventName, EtcdLockEvents } from '../events/etcd-lock.events.js
 import type { EtcdPort } from '../etcd/etcd-port.js';
 import { LeaseSession, randomLeaseId, type SessionEndReason } from './lease-session.js';
 import { OrphanLeases } from './orphan-leases.js';
+import { Telemetry } from '../telemetry/telemetry.js';
 import { Backoff } from '../util/backoff.js';
 import { LogOnce } from '../util/log-once.js';
 import { onAbort, sleep } from '../util/wait-signal.js';
@@ -74,9 +75,11 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     private readonly events: EtcdLockEvents,
     private readonly connection: EtcdConnection,
     private readonly watches: DeletionWatches,
+    telemetry: Telemetry,
   ) {
     this.rpc = connection.port;
     this.orphans = new OrphanLeases(this.rpc);
+    telemetry.observeSession(() => (this.lease ? this.lease.remainingMs : undefined));
   }
 
   /**

@@ -1,0 +1,134 @@
+import { type Attributes, context, metrics, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { type DataPoint, type Histogram, MeterProvider, MetricReader, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { Injectable } from '@nestjs/common';
+import { filter, firstValueFrom } from 'rxjs';
+import { LeaderElectionService, LeaderOnly, LockService, Sharded, ShardingService, Singleton } from '../lib/index.js';
+import { useEtcd } from './harness/fixtures.js';
+
+/** A reader the test collects from on demand. */
+class TestReader extends MetricReader {
+  protected async onForceFlush(): Promise<void> {}
+  protected async onShutdown(): Promise<void> {}
+}
+
+const reader = new TestReader();
+const spans = new InMemorySpanExporter();
+const contextManager = new AsyncLocalStorageContextManager().enable();
+// Registered before any app is created, as an app's instrumentation would be.
+metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }));
+trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }));
+context.setGlobalContextManager(contextManager);
+
+const etcd = useEtcd();
+
+async function points(name: string): Promise<Array<DataPoint<number | Histogram>>> {
+  const { resourceMetrics } = (await reader.collect()) as { resourceMetrics: ResourceMetrics };
+  const metric = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === name);
+  return (metric?.dataPoints ?? []) as Array<DataPoint<number | Histogram>>;
+}
+const find = (list: Array<DataPoint<number | Histogram>>, attributes: Attributes) =>
+  list.find((p) => Object.entries(attributes).every(([k, v]) => p.attributes[k] === v));
+
+afterAll(() => {
+  metrics.disable();
+  trace.disable();
+  context.disable();
+});
+
+@Injectable()
+class Jobs {
+  @LeaderOnly('otel-election')
+  lead(): string {
+    return 'led';
+  }
+
+  @Singleton('otel-report')
+  async report(): Promise<void> {
+    throw new Error('report failed');
+  }
+
+  @Sharded('otel-group', { shards: 4 })
+  async shards(): Promise<void> {}
+}
+
+describe('OpenTelemetry', () => {
+  it('records lock waits by outcome, hold time and locks held; spans name the lock, token and outcome', async () => {
+    const app = await etcd.app({ identity: 'otel' });
+    const locks = app.get(LockService);
+    const lock = await locks.acquire('orders:1');
+    expect(find(await points('etcd_lock.lock.held'), {})?.value).toBe(1);
+    const other = await etcd.app({ identity: 'other' });
+    expect(await other.get(LockService).tryAcquire('orders:1')).toBeNull();
+    await expect(other.get(LockService).acquire('orders:1', { timeout: 50 })).rejects.toThrow('Timed out');
+    await lock.release();
+
+    const waits = await points('etcd_lock.lock.wait.duration');
+    const count = (attributes: Attributes) => (find(waits, attributes)?.value as Histogram | undefined)?.count;
+    expect(count({ 'etcd_lock.operation': 'acquire', 'etcd_lock.outcome': 'acquired' })).toBe(1);
+    expect(count({ 'etcd_lock.operation': 'try_acquire', 'etcd_lock.outcome': 'busy' })).toBe(1);
+    expect(count({ 'etcd_lock.operation': 'acquire', 'etcd_lock.outcome': 'timeout' })).toBe(1);
+    // Lock names are unbounded: not a metric attribute by default.
+    expect(waits.every((p) => !('etcd_lock.lock.name' in p.attributes))).toBe(true);
+    expect((find(await points('etcd_lock.lock.hold.duration'), {})?.value as Histogram).count).toBe(1);
+    expect(find(await points('etcd_lock.lock.held'), {})?.value).toBe(0);
+
+    const acquires = spans.getFinishedSpans().filter((s) => s.name === 'etcd_lock acquire');
+    expect(acquires.map((s) => [s.attributes['etcd_lock.lock.name'], s.attributes['etcd_lock.outcome']])).toEqual([
+      ['orders:1', 'acquired'],
+      ['orders:1', 'timeout'],
+    ]);
+    expect(acquires[0].attributes['etcd_lock.fencing_token']).toBe(lock.fencingToken.toString());
+
+    // Every etcd request is timed, by kind and outcome.
+    const requests = await points('etcd_lock.etcd.request.duration');
+    expect((find(requests, { 'etcd_lock.request': 'txn', 'etcd_lock.outcome': 'ok' })?.value as Histogram).count).toBeGreaterThan(2);
+    expect(find(requests, { 'etcd_lock.request': 'lease_grant', 'etcd_lock.outcome': 'ok' })).toBeDefined();
+    // The session's time left, before its local deadline.
+    const remaining = find(await points('etcd_lock.session.remaining'), {})?.value as number;
+    expect(remaining).toBeGreaterThan(0);
+    expect(remaining).toBeLessThanOrEqual(5);
+  });
+
+  it('leadership, shards, losses and guarded runs: gauges by election and group, counters, and a span per run', async () => {
+    const app = await etcd.app({ identity: 'otel-2', telemetry: { lockNames: true } }, [], [Jobs]);
+    await firstValueFrom(app.get(LeaderElectionService).changes('otel-election').pipe(filter(Boolean)));
+    await firstValueFrom(app.get(ShardingService).owned('otel-group').pipe(filter((s) => s.length === 4)));
+    const jobs = app.get(Jobs);
+    expect(jobs.lead()).toBe('led');
+    await expect(jobs.report()).rejects.toThrow('report failed');
+    await jobs.shards();
+
+    expect(find(await points('etcd_lock.leadership.leader'), { 'etcd_lock.election': 'otel-election' })?.value).toBe(1);
+    expect(find(await points('etcd_lock.leadership.terms'), { 'etcd_lock.election': 'otel-election' })?.value).toBe(1);
+    expect(find(await points('etcd_lock.shards.owned'), { 'etcd_lock.shard_group': 'otel-group' })?.value).toBe(4);
+    expect(find(await points('etcd_lock.shards.rebalances'), { 'etcd_lock.shard_group': 'otel-group' })?.value).toBeGreaterThan(0);
+
+    const lock = await app.get(LockService).acquire('otel-lost');
+    await etcd.client.delete().key(lock.key);
+    await new Promise((resolve) => lock.signal.addEventListener('abort', resolve));
+    // lockNames: true puts the name on lock metrics.
+    expect(find(await points('etcd_lock.lock.lost'), { 'etcd_lock.reason': 'key-deleted', 'etcd_lock.lock.name': 'otel-lost' })?.value).toBe(1);
+    await lock.release();
+
+    const finished = spans.getFinishedSpans();
+    const leader = finished.find((s) => s.name === 'etcd_lock leader_only');
+    expect(leader?.attributes).toMatchObject({ 'etcd_lock.election': 'otel-election', 'etcd_lock.outcome': 'ran', 'code.function': 'Jobs.lead' });
+    expect(leader?.attributes['etcd_lock.fencing_token']).toBe(app.get(LeaderElectionService).term('otel-election')?.fencingToken.toString());
+    const singleton = finished.find((s) => s.name === 'etcd_lock singleton');
+    expect(singleton?.attributes).toMatchObject({ 'etcd_lock.lock.name': 'otel-report', 'etcd_lock.outcome': 'error' });
+    expect(singleton?.status.code).toBe(2);
+    const sharded = finished.find((s) => s.name === 'etcd_lock sharded');
+    expect(sharded?.attributes).toMatchObject({ 'etcd_lock.shard_group': 'otel-group', 'etcd_lock.shards': [0, 1, 2, 3], 'etcd_lock.outcome': 'ran' });
+  });
+
+  it('records nothing with telemetry: { enabled: false }', async () => {
+    const app = await etcd.app({ identity: 'quiet', telemetry: { enabled: false } });
+    const acquired = { 'etcd_lock.operation': 'acquire', 'etcd_lock.outcome': 'acquired' };
+    const waits = async () => (find(await points('etcd_lock.lock.wait.duration'), acquired)?.value as Histogram | undefined)?.count;
+    const [spansBefore, waitsBefore] = [spans.getFinishedSpans().length, await waits()];
+    await (await app.get(LockService).acquire('otel-quiet')).release();
+    expect([spans.getFinishedSpans().length, await waits()]).toEqual([spansBefore, waitsBefore]);
+  });
+});
