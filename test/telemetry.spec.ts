@@ -28,6 +28,8 @@ async function points(name: string): Promise<Array<DataPoint<number | Histogram>
   const metric = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics).find((m) => m.descriptor.name === name);
   return (metric?.dataPoints ?? []) as Array<DataPoint<number | Histogram>>;
 }
+/** A histogram point's count (undefined when there is no such point). */
+const countOf = (point: DataPoint<number | Histogram> | undefined) => (point?.value as Histogram | undefined)?.count;
 const find = (list: Array<DataPoint<number | Histogram>>, attributes: Attributes) =>
   list.find((p) => Object.entries(attributes).every(([k, v]) => p.attributes[k] === v));
 
@@ -65,13 +67,13 @@ describe('OpenTelemetry', () => {
     await lock.release();
 
     const waits = await points('etcd_lock.lock.wait.duration');
-    const count = (attributes: Attributes) => (find(waits, attributes)?.value as Histogram | undefined)?.count;
+    const count = (attributes: Attributes) => countOf(find(waits, attributes));
     expect(count({ 'etcd_lock.operation': 'acquire', 'etcd_lock.outcome': 'acquired' })).toBe(1);
     expect(count({ 'etcd_lock.operation': 'try_acquire', 'etcd_lock.outcome': 'busy' })).toBe(1);
     expect(count({ 'etcd_lock.operation': 'acquire', 'etcd_lock.outcome': 'timeout' })).toBe(1);
     // Lock names are unbounded: not a metric attribute by default.
     expect(waits.every((p) => !('etcd_lock.lock.name' in p.attributes))).toBe(true);
-    expect((find(await points('etcd_lock.lock.hold.duration'), {})?.value as Histogram).count).toBe(1);
+    expect(countOf(find(await points('etcd_lock.lock.hold.duration'), {}))).toBe(1);
     expect(find(await points('etcd_lock.lock.held'), {})?.value).toBe(0);
 
     const acquires = spans.getFinishedSpans().filter((s) => s.name === 'etcd_lock acquire');
@@ -83,7 +85,7 @@ describe('OpenTelemetry', () => {
 
     // Every etcd request is timed, by kind and outcome.
     const requests = await points('etcd_lock.etcd.request.duration');
-    expect((find(requests, { 'etcd_lock.request': 'txn', 'etcd_lock.outcome': 'ok' })?.value as Histogram).count).toBeGreaterThan(2);
+    expect(countOf(find(requests, { 'etcd_lock.request': 'txn', 'etcd_lock.outcome': 'ok' }))).toBeGreaterThan(2);
     expect(find(requests, { 'etcd_lock.request': 'lease_grant', 'etcd_lock.outcome': 'ok' })).toBeDefined();
     // The session's time left, before its local deadline.
     const remaining = find(await points('etcd_lock.session.remaining'), {})?.value as number;
@@ -126,7 +128,7 @@ describe('OpenTelemetry', () => {
   it('records nothing with telemetry: { enabled: false }', async () => {
     const app = await etcd.app({ identity: 'quiet', telemetry: { enabled: false } });
     const acquired = { 'etcd_lock.operation': 'acquire', 'etcd_lock.outcome': 'acquired' };
-    const waits = async () => (find(await points('etcd_lock.lock.wait.duration'), acquired)?.value as Histogram | undefined)?.count;
+    const waits = async () => countOf(find(await points('etcd_lock.lock.wait.duration'), acquired));
     const [spansBefore, waitsBefore] = [spans.getFinishedSpans().length, await waits()];
     await (await app.get(LockService).acquire('otel-quiet')).release();
     expect([spans.getFinishedSpans().length, await waits()]).toEqual([spansBefore, waitsBefore]);
