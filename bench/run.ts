@@ -21,6 +21,7 @@ import { gracefulLeaderHandover } from './cases/elections.js';
 import { localContention, tenThousand, tryAcquireHeld, uncontended } from './cases/locks.js';
 import { crashFailover, fairness, handover } from './cases/processes.js';
 import { sharding } from './cases/sharding.js';
+import { telemetryOverhead } from './cases/telemetry.js';
 import { latencyChart } from './svg.js';
 
 const args = process.argv.slice(2);
@@ -73,6 +74,7 @@ const cases: Array<[string, () => Promise<CaseResult>]> = [
   ['held-10k', () => tenThousand(ctx)],
   ['fan-out', () => fanOut(ctx, appA, etcdPids())],
   ['sharding', () => sharding(ctx)],
+  ['telemetry', () => telemetryOverhead(ctx)],
 ];
 
 const results: CaseResult[] = [];

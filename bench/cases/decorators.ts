@@ -18,6 +18,12 @@ export class GuardedJobs {
     return LeaderElectionService.current()?.fencingToken;
   }
 
+  /** The same on the leader of another election (for the telemetry case). */
+  @LeaderOnly('bench-otel')
+  withTermIn(_election: string): bigint | undefined {
+    return LeaderElectionService.current()?.fencingToken;
+  }
+
   plain(): number {
     return 1;
   }

@@ -29,7 +29,7 @@ export class EtcdConnection {
       port = new EtcdRpc(client, options.hosts, options.requestTimeout);
       this.owned = owned;
     }
-    this.port = telemetry.enabled ? instrumentedPort(port, telemetry) : port;
+    this.port = telemetry.metered ? instrumentedPort(port, telemetry) : port;
   }
 
   /** Closes the client, if we created it. */

@@ -37,8 +37,8 @@ const NO_SPAN: RunSpan = { set: () => undefined, end: () => undefined };
 
 /**
  * OpenTelemetry metrics and spans, through `@opentelemetry/api` when the app has it (an optional peer); without it,
- * or with `telemetry: { enabled: false }`, every method returns at once. The app's SDK must be registered before
- * the Nest app is created (the metrics API has no proxy: a meter taken earlier stays a no-op). Lock names are
+ * without an SDK registered, or with `telemetry: { enabled: false }`, every method returns at once. The app's SDK
+ * must be registered before the Nest app is created (this is decided once, then: the metrics API has no proxy). Lock names are
  * unbounded (`order:42`), so they are a metric attribute only with `telemetry: { lockNames: true }`; election
  * names and sharding groups, which are bounded, always are.
  */
@@ -54,10 +54,17 @@ export class Telemetry implements OnApplicationShutdown {
 
   /** @internal Nest constructs it. */
   constructor(events: EtcdLockEvents, @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions) {
-    this.api = options.telemetry.enabled ? otel() : undefined;
-    if (!this.api) return;
-    const meter = this.api.metrics.getMeter(SCOPE);
-    this.tracer = this.api.trace.getTracer(SCOPE);
+    const api = options.telemetry.enabled ? otel() : undefined;
+    if (!api) return;
+    // With the API but no SDK registered (its no-op providers), record nothing and call nothing: no cost at all.
+    const meter = api.metrics.getMeter(SCOPE);
+    const metricsOn = meter.constructor.name !== 'NoopMeter';
+    const tracerProvider = api.trace.getTracerProvider() as { getDelegate?: () => object };
+    const tracesOn = (tracerProvider.getDelegate?.() ?? tracerProvider).constructor.name !== 'NoopTracerProvider';
+    if (tracesOn) this.tracer = api.trace.getTracer(SCOPE);
+    if (!metricsOn && !tracesOn) return;
+    this.api = api;
+    if (!metricsOn) return;
     const seconds = (name: string, description: string) =>
       meter.createHistogram(name, { unit: 's', description, advice: { explicitBucketBoundaries: BUCKETS } });
     this.instruments = {
@@ -90,9 +97,14 @@ export class Telemetry implements OnApplicationShutdown {
     this.subscription = events.events$.subscribe((event) => this.count(event));
   }
 
-  /** Whether metrics and spans are recorded (the API is present and not disabled). */
+  /** Whether spans or metrics are recorded (the API is present with an SDK registered, and not disabled). */
   get enabled(): boolean {
     return this.api !== undefined;
+  }
+
+  /** Whether metrics are recorded (then etcd requests are timed). */
+  get metered(): boolean {
+    return this.instruments !== undefined;
   }
 
   /** Nest lifecycle hook. */
