@@ -78,5 +78,9 @@ describe('the npm package', () => {
     expect(result).toMatchObject({ leader: true, testing: { asFollower: 0, asLeader: 1 } });
     expect(result.leaderRuns).toBeGreaterThanOrEqual(1);
     expect(BigInt(result.token)).toBeGreaterThan(BigInt(result.singleton));
+    // The admin CLI is the package's bin: `npx nestjs-etcd-lock` runs it in the app.
+    const status = run(app, 'npx', ['--no-install', 'nestjs-etcd-lock', '--endpoints', etcd.endpoint, 'status']);
+    expect(status).toContain('LOCKS');
+    expect(status).toContain('no session holds a key');
   }, 240_000);
 });

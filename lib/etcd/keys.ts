@@ -14,12 +14,22 @@ export function namePrefix(prefix: string, kind: KeyKind, name: string): string 
 
 /** Members of a sharding group: `<prefix>member/<group>/<lease hex>`, value the identity. */
 export function memberPrefix(prefix: string, group: string): string {
-  return `${prefix}member/${group}/`;
+  return `${membersRoot(prefix)}${group}/`;
+}
+
+/** Where every group's members live. */
+export function membersRoot(prefix: string): string {
+  return `${prefix}member/`;
 }
 
 /** The group's assignment record (JSON), under a prefix of its own so that one watch sees only it. */
 export function assignmentKey(prefix: string, group: string): string {
-  return `${prefix}assignment/${group}/current`;
+  return `${assignmentsRoot(prefix)}${group}/current`;
+}
+
+/** Where every group's assignment record lives. */
+export function assignmentsRoot(prefix: string): string {
+  return `${prefix}assignment/`;
 }
 
 export function leaseHex(leaseId: string): string {

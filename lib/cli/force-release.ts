@@ -1,0 +1,72 @@
+import { createInterface } from 'node:readline';
+import { CompareResult, CompareTarget, SortOrder, SortTarget } from 'etcd3';
+import { namePrefix, prefixRangeEnd } from '../etcd/keys.js';
+import { nameProblem } from '../util/validation.js';
+import { CliError, ExitCode } from './cli-error.js';
+import type { Connection } from './connection.js';
+
+export interface ForceReleaseRequest {
+  readonly kind: 'lock' | 'election';
+  readonly name: string;
+  /** Skip the question. */
+  readonly yes: boolean;
+  /** Where the question is asked and answered. */
+  readonly ask: (question: string) => Promise<string>;
+  readonly print: (line: string) => void;
+}
+
+/**
+ * Deletes the key of the lock's holder (or the election's leader), guarded by its create revision: if another
+ * holder took over between our read and the delete, nothing is deleted. The holder's signal then aborts
+ * (`key-deleted`) and the next waiter in line takes over.
+ */
+export async function forceRelease(conn: Connection, req: ForceReleaseRequest): Promise<void> {
+  const problem = nameProblem(req.name);
+  if (problem) throw new CliError(ExitCode.Usage, `the ${req.kind} name ${problem}`);
+  const what = req.kind === 'lock' ? `lock '${req.name}'` : `election '${req.name}'`;
+  const prefix = Buffer.from(namePrefix(conn.prefix, req.kind, req.name));
+  const res = await conn.rpc.range(
+    { key: prefix, range_end: prefixRangeEnd(prefix), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create, limit: 2 },
+    `read the holder of ${what}`,
+  );
+  const [holder, next] = res.kvs;
+  if (!holder) {
+    throw new CliError(ExitCode.NotFound, `no ${what} is held: no key under '${prefix.toString()}' (is --prefix '${conn.prefix}' the app's prefix?)`);
+  }
+  const role = req.kind === 'lock' ? 'holder' : 'leader';
+  const token = holder.create_revision;
+  const summary = `${what}: ${role} '${holder.value.toString()}', fencing token ${token}, key ${holder.key.toString()}`;
+  if (!req.yes) {
+    const answer = await req.ask(
+      `${summary}\nDelete this key? The ${role}'s signal aborts, but work it already started may still be running: only ` +
+        'writes fenced by its token are safe from it. [y/N] ',
+    );
+    if (!/^y(es)?$/i.test(answer.trim())) throw new CliError(ExitCode.NotDone, `not confirmed: ${what} left as it is`);
+  }
+  const txn = await conn.rpc.txn(
+    {
+      compare: [{ key: holder.key, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: token }],
+      success: [{ request_delete_range: { key: holder.key } }],
+    },
+    `delete the ${role} key of ${what}`,
+  );
+  if (!txn.succeeded) throw new CliError(ExitCode.NotDone, `the ${role} of ${what} changed before the delete: nothing deleted`);
+  const after = next ? `next in line: '${next.value.toString()}'` : 'nobody was waiting';
+  req.print(`${req.kind === 'lock' ? 'released' : 'resigned'} ${summary}; ${after}`);
+}
+
+/** Asks on stderr and reads one line of stdin; no answer (end of input) is a no. */
+export function askOnTerminal(question: string): Promise<string> {
+  return new Promise((resolve) => {
+    const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: process.stdin.isTTY === true });
+    let answered = false;
+    rl.question(question, (answer) => {
+      answered = true;
+      rl.close();
+      resolve(answer);
+    });
+    rl.once('close', () => {
+      if (!answered) resolve('');
+    });
+  });
+}

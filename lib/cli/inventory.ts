@@ -1,0 +1,214 @@
+import { type IKeyValue, SortOrder, SortTarget } from 'etcd3';
+import type { EtcdRpc } from '../etcd/etcd-rpc.js';
+import { type KeyKind, assignmentsRoot, kindPrefix, membersRoot, prefixRangeEnd } from '../etcd/keys.js';
+import { parseAssignment } from '../sharding/assignment.js';
+
+/** One key in a queue: a contender for a lock, an election or a shard. */
+export interface Contender {
+  readonly key: string;
+  /** The key's value: the holder's identity, unless the app stored a value of its own. */
+  readonly value: string;
+  /** The lease the key lives on, in hex (as `etcdctl lease list` and our keys write it). */
+  readonly lease: string;
+  /** The key's create revision: the fencing token, for the first in the queue. */
+  readonly createRevision: bigint;
+}
+
+/** A name with its queue in arrival order: the first holds it, the rest wait. */
+export interface Queue {
+  readonly name: string;
+  readonly holder: Contender;
+  readonly waiters: readonly Contender[];
+}
+
+export interface ShardGroupState {
+  readonly group: string;
+  /** The shard count in the assignment record, if there is one. */
+  readonly shards: number | undefined;
+  /** Live members (identity, lease), oldest first. */
+  readonly members: ReadonlyArray<{ readonly identity: string; readonly lease: string }>;
+  /** What the record assigns: identity to shards. */
+  readonly assigned: Readonly<Record<string, readonly number[]>>;
+  /** Who holds each shard's lock now (shards nobody holds are absent). */
+  readonly held: ReadonlyMap<number, Contender>;
+}
+
+export interface SessionState {
+  readonly lease: string;
+  /** Seconds left on the lease when read, and the TTL it was granted with (`-1`: gone by then). */
+  readonly ttl: number;
+  readonly grantedTtl: number;
+  /** The identities its keys carry (usually one). */
+  readonly identities: readonly string[];
+  /** What it holds or waits for, one phrase each: `holds lock x`, `leads election y`, `shard tenants/3`. */
+  readonly holds: readonly string[];
+}
+
+/** Everything the library keeps under one prefix, read at one etcd revision. */
+export interface Inventory {
+  readonly revision: bigint;
+  readonly locks: readonly Queue[];
+  readonly elections: readonly Queue[];
+  readonly shardGroups: readonly ShardGroupState[];
+  readonly sessions: readonly SessionState[];
+}
+
+const QUEUE_KINDS: readonly KeyKind[] = ['lock', 'election', 'shard'];
+
+/**
+ * Reads the library's keys under `prefix`: one transaction of five ranges (locks, elections, shard locks, sharding
+ * members, assignment records) at one revision, then one TTL lookup per lease seen. Keys of other layouts under the
+ * prefix are not read.
+ */
+export async function readInventory(rpc: EtcdRpc, prefix: string): Promise<Inventory> {
+  const roots = [...QUEUE_KINDS.map((kind) => kindPrefix(prefix, kind)), membersRoot(prefix), assignmentsRoot(prefix)];
+  const res = await rpc.txn(
+    {
+      compare: [],
+      success: roots.map((start) => {
+        const key = Buffer.from(start);
+        return { request_range: { key, range_end: prefixRangeEnd(key), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create } };
+      }),
+    },
+    `read the keys under the prefix '${prefix}'`,
+  );
+  const kvs = res.responses.map((r) => r.response_range.kvs);
+  const [locks, elections, shardQueues] = QUEUE_KINDS.map((kind, i) => queues(kvs[i], kindPrefix(prefix, kind).length));
+  const shardGroups = groups(shardQueues, kvs[3], kvs[4], prefix);
+
+  const leases = new Set<string>();
+  for (const list of kvs) for (const kv of list) if (kv.lease !== '0') leases.add(kv.lease);
+  const ttls = new Map(
+    await Promise.all(
+      [...leases].map(async (id) => {
+        const ttl = await rpc.call('read a lease', () => rpc.client.leaseClient.leaseTimeToLive({ ID: id }, rpc.options()));
+        return [hex(id), { ttl: Number(ttl.TTL), granted: Number(ttl.grantedTTL) }] as const;
+      }),
+    ),
+  );
+  return {
+    revision: BigInt(res.header.revision),
+    locks,
+    elections,
+    shardGroups,
+    sessions: sessions(ttls, locks, elections, shardGroups),
+  };
+}
+
+/** Keys `<kind prefix><name>/<lease hex>` grouped by name, each queue in create-revision order. */
+function queues(kvs: readonly IKeyValue[], skip: number): Queue[] {
+  const byName = new Map<string, Contender[]>();
+  for (const kv of kvs) {
+    const rest = kv.key.toString().slice(skip);
+    const slash = rest.lastIndexOf('/');
+    if (slash <= 0) continue;
+    const name = rest.slice(0, slash);
+    const list = byName.get(name) ?? [];
+    list.push(contender(kv));
+    byName.set(name, list);
+  }
+  return [...byName]
+    .map(([name, list]) => {
+      list.sort((a, b) => (a.createRevision < b.createRevision ? -1 : 1));
+      return { name, holder: list[0], waiters: list.slice(1) };
+    })
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+function groups(shardQueues: readonly Queue[], members: readonly IKeyValue[], records: readonly IKeyValue[], prefix: string): ShardGroupState[] {
+  const names = new Set<string>();
+  const held = new Map<string, Map<number, Contender>>();
+  for (const queue of shardQueues) {
+    const slash = queue.name.lastIndexOf('/');
+    const group = queue.name.slice(0, slash);
+    const index = Number(queue.name.slice(slash + 1));
+    if (slash <= 0 || !Number.isInteger(index)) continue;
+    names.add(group);
+    const map = held.get(group) ?? new Map<number, Contender>();
+    map.set(index, queue.holder);
+    held.set(group, map);
+  }
+  const memberSkip = membersRoot(prefix).length;
+  const live = new Map<string, Array<{ identity: string; lease: string }>>();
+  for (const kv of members) {
+    const [group, lease] = kv.key.toString().slice(memberSkip).split('/');
+    if (!group || !lease) continue;
+    names.add(group);
+    live.set(group, [...(live.get(group) ?? []), { identity: kv.value.toString(), lease }]);
+  }
+  const recordSkip = assignmentsRoot(prefix).length;
+  const record = new Map<string, ReturnType<typeof parseAssignment>>();
+  for (const kv of records) {
+    const [group] = kv.key.toString().slice(recordSkip).split('/');
+    if (!group) continue;
+    names.add(group);
+    record.set(group, parseAssignment(kv.value.toString()));
+  }
+  return [...names].sort().map((group) => ({
+    group,
+    shards: record.get(group)?.shards,
+    members: live.get(group) ?? [],
+    assigned: record.get(group)?.owners ?? {},
+    held: new Map([...(held.get(group) ?? new Map<number, Contender>())].sort(([a], [b]) => a - b)),
+  }));
+}
+
+function sessions(
+  ttls: ReadonlyMap<string, { ttl: number; granted: number }>,
+  locks: readonly Queue[],
+  elections: readonly Queue[],
+  shardGroups: readonly ShardGroupState[],
+): SessionState[] {
+  const holds = new Map<string, string[]>();
+  const identities = new Map<string, Set<string>>();
+  const note = (lease: string, identity: string | undefined, phrase: string) => {
+    holds.set(lease, [...(holds.get(lease) ?? []), phrase]);
+    if (identity !== undefined) identities.set(lease, (identities.get(lease) ?? new Set()).add(identity));
+  };
+  for (const q of locks) {
+    note(q.holder.lease, undefined, `holds lock ${q.name}`);
+    for (const [i, w] of q.waiters.entries()) note(w.lease, undefined, `waits for lock ${q.name} (#${i + 1})`);
+  }
+  for (const q of elections) {
+    note(q.holder.lease, q.holder.value, `leads ${q.name}`);
+    for (const [i, w] of q.waiters.entries()) note(w.lease, w.value, `candidate in ${q.name} (#${i + 1})`);
+  }
+  for (const g of shardGroups) {
+    for (const m of g.members) note(m.lease, m.identity, `member of ${g.group}`);
+    const owned = new Map<string, number[]>();
+    for (const [index, c] of g.held) {
+      owned.set(c.lease, [...(owned.get(c.lease) ?? []), index]);
+      // A shard's lock carries its owner's identity.
+      identities.set(c.lease, (identities.get(c.lease) ?? new Set()).add(c.value));
+    }
+    for (const [lease, shards] of owned) note(lease, undefined, `owns shards ${g.group}/${ranges(shards)}`);
+  }
+  return [...ttls].map(([lease, { ttl, granted }]) => ({
+    lease,
+    ttl,
+    grantedTtl: granted,
+    identities: [...(identities.get(lease) ?? [])],
+    holds: holds.get(lease) ?? [],
+  }));
+}
+
+/** `0-3,7,9-10`: sorted shard indexes, runs collapsed. */
+export function ranges(indexes: readonly number[]): string {
+  const sorted = [...indexes].sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (let i = 0; i < sorted.length; i++) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j] + 1) j++;
+    parts.push(j > i ? `${sorted[i]}-${sorted[j]}` : `${sorted[i]}`);
+    i = j;
+  }
+  return parts.join(',');
+}
+
+function contender(kv: IKeyValue): Contender {
+  return { key: kv.key.toString(), value: kv.value.toString(), lease: hex(kv.lease), createRevision: BigInt(kv.create_revision) };
+}
+
+function hex(lease: string): string {
+  return lease === '0' ? '0' : BigInt(lease).toString(16);
+}

@@ -1,0 +1,163 @@
+import type { ChildProcess } from 'node:child_process';
+import type { INestApplicationContext } from '@nestjs/common';
+import { createInterface } from 'node:readline';
+import { filter, firstValueFrom } from 'rxjs';
+import {
+  EtcdSessionService,
+  LeaderElectionService,
+  LeadershipLostError,
+  type Lock,
+  LockLostError,
+  LockService,
+  ShardingService,
+} from '../lib/index.js';
+import { whenAborted } from '../lib/util/wait-signal.js';
+import { runCli, spawnCli } from './harness/cli.js';
+import { freePort } from './harness/etcd.js';
+import { useEtcd } from './harness/fixtures.js';
+
+const etcd = useEtcd();
+const PREFIX = 'app/';
+
+interface StatusJson {
+  revision: string;
+  locks: Array<{ name: string; fencingToken: string; holder: { value: string; lease: string }; waiters: Array<{ value: string }> }>;
+  elections: Array<{ name: string; fencingToken: string; holder: { value: string }; waiters: Array<{ value: string }> }>;
+  shardGroups: Array<{ group: string; shards: number; members: Array<{ identity: string }>; assigned: Record<string, number[]>; held: Record<string, { value: string; fencingToken: string }> }>;
+  sessions: Array<{ lease: string; ttl: number; grantedTtl: number; identities: string[]; holds: string[] }>;
+}
+
+const cli = (args: string[], input = '') => runCli(['--endpoints', etcd.endpoint, '--prefix', PREFIX, ...args], input);
+const replica = (identity: string) => etcd.app({ identity, prefix: PREFIX, ttl: 5 });
+const leaseOf = (app: INestApplicationContext) => app.get(EtcdSessionService).status().leaseId;
+const reports = (s: StatusJson) => s.elections.find((e) => e.name === 'reports');
+const watching = new Set<ChildProcess>();
+// A test that fails while watching must not leave the CLI running.
+afterEach(() => {
+  for (const child of watching) child.kill('SIGKILL');
+  watching.clear();
+});
+
+/** `status --json --watch` until a document satisfies `ok`; then it is interrupted (and must exit 0). */
+async function watchUntil(ok: (status: StatusJson) => boolean): Promise<StatusJson> {
+  const child = spawnCli(['--endpoints', etcd.endpoint, '--prefix', PREFIX, 'status', '--json', '--watch']);
+  watching.add(child);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  try {
+    for await (const line of createInterface({ input: child.stdout as NodeJS.ReadableStream })) {
+      const status = JSON.parse(line) as StatusJson;
+      if (ok(status)) return status;
+    }
+    throw new Error('status --watch ended before the expected state');
+  } finally {
+    child.kill('SIGINT');
+    expect(await exited).toBe(0);
+    watching.delete(child);
+  }
+}
+
+describe('The admin CLI (nestjs-etcd-lock) against apps holding locks, elections and shards', () => {
+  it('status shows holders, tokens, waiters in order, leaders, shards and sessions; release and resign hand over', async () => {
+    const [a, b, c] = [await replica('replica-a'), await replica('replica-b'), await replica('replica-c')];
+    const lockA = await a.get(LockService).acquire('orders:42');
+    const bGets = b.get(LockService).acquire('orders:42');
+    // B queues first, then C: their order is the order of their keys' create revisions.
+    await watchUntil((s) => s.locks[0]?.waiters.length === 1);
+    const cGets = c.get(LockService).acquire('orders:42');
+    await a.get(LeaderElectionService).campaign('reports');
+    b.get(LeaderElectionService).term('reports');
+    await Promise.all([a, b].map((app) => app.get(ShardingService).join('tenants', { shards: 4 })));
+
+    // Watch mode, from etcd's watches: the document once everything above is in place.
+    const status = await watchUntil(
+      (s) =>
+        s.locks[0]?.waiters.length === 2 &&
+        reports(s)?.waiters.length === 1 &&
+        Object.keys(s.shardGroups[0]?.held ?? {}).length === 4 &&
+        Object.values(s.shardGroups[0]?.assigned ?? {}).every((shards) => shards.length === 2),
+    );
+    const one = JSON.parse((await cli(['status', '--json'])).stdout) as StatusJson;
+    expect(one.locks).toEqual(status.locks);
+
+    expect(status.locks).toEqual([
+      expect.objectContaining({
+        name: 'orders:42',
+        fencingToken: lockA.fencingToken.toString(),
+        holder: expect.objectContaining({ value: 'replica-a', lease: leaseOf(a) }),
+        waiters: [expect.objectContaining({ value: 'replica-b' }), expect.objectContaining({ value: 'replica-c' })],
+      }),
+    ]);
+    const term = a.get(LeaderElectionService).term('reports');
+    expect(reports(status)).toMatchObject({ fencingToken: term?.fencingToken.toString(), holder: { value: 'replica-a' }, waiters: [{ value: 'replica-b' }] });
+    const [group] = status.shardGroups;
+    expect(group).toMatchObject({ group: 'tenants', shards: 4, members: [{ identity: 'replica-a' }, { identity: 'replica-b' }] });
+    expect(group.assigned).toEqual(Object.fromEntries(await a.get(ShardingService).assignment('tenants')));
+    for (const [index, holder] of Object.entries(group.held)) expect(group.assigned[holder.value]).toContain(Number(index));
+    const sessionA = status.sessions.find((s) => s.lease === leaseOf(a));
+    expect(sessionA).toMatchObject({ grantedTtl: 5, identities: ['replica-a'] });
+    expect(sessionA?.ttl).toBeGreaterThan(0);
+    expect(sessionA?.holds).toEqual(expect.arrayContaining(['holds lock orders:42', 'leads reports', 'member of tenants']));
+    expect(status.sessions.find((s) => s.lease === leaseOf(c))?.holds).toEqual(expect.arrayContaining(['waits for lock orders:42 (#2)']));
+
+    // The table: one row per lock with its holder, token, lease and waiters.
+    const text = (await cli(['status'])).stdout;
+    expect(text).toContain(`prefix '${PREFIX}'`);
+    expect(text).toMatch(new RegExp(`orders:42\\s+replica-a\\s+${lockA.fencingToken}\\s+${leaseOf(a)}\\s+\\d+s\\s+replica-b, replica-c`));
+    expect(text).toMatch(new RegExp(`reports\\s+replica-a\\s+${term?.fencingToken}\\s+${leaseOf(a)}\\s+\\d+s\\s+replica-b`));
+    expect(text).toMatch(/tenants\s+4\s+replica-a\s+[\d,-]+\s+[\d,-]+/);
+
+    // No confirmation (stdin ends): nothing is deleted.
+    const declined = await cli(['release', 'orders:42']);
+    expect(declined).toMatchObject({ code: 6 });
+    expect(declined.stderr).toContain("not confirmed: lock 'orders:42' left as it is");
+    expect(lockA.isHeld).toBe(true);
+
+    // Confirmed on stdin: the holder's signal aborts with key-deleted, the first waiter takes over.
+    const released = await cli(['release', 'orders:42'], 'y\n');
+    expect(released.code).toBe(0);
+    expect(released.stdout).toContain(`released lock 'orders:42': holder 'replica-a', fencing token ${lockA.fencingToken}`);
+    expect(released.stdout).toContain("next in line: 'replica-b'");
+    expect(await whenAborted(lockA.signal)).toMatchObject({ name: LockLostError.name, reason: 'key-deleted' });
+    const lockB: Lock = await bGets;
+    expect(lockB.fencingToken).toBeGreaterThan(lockA.fencingToken);
+
+    expect((await cli(['release', 'orders:42', '--yes'])).code).toBe(0);
+    const lockC = await cGets;
+    expect(lockC.fencingToken).toBeGreaterThan(lockB.fencingToken);
+    await lockC.release();
+
+    // resign: the term ends as the library reports a deleted key, and the next candidate leads.
+    const bLeads = firstValueFrom(b.get(LeaderElectionService).changes('reports').pipe(filter(Boolean)));
+    const resigned = await cli(['resign', 'reports', '-y']);
+    expect(resigned.code).toBe(0);
+    expect(resigned.stdout).toContain(`resigned election 'reports': leader 'replica-a', fencing token ${term?.fencingToken}`);
+    expect(await whenAborted(term?.signal as AbortSignal)).toBeInstanceOf(LeadershipLostError);
+    await bLeads;
+  });
+
+  it('exits 5 for a name nobody holds, 2 for a bad name or flag, 3 when etcd is unreachable (naming the endpoint)', async () => {
+    const unknown = await cli(['release', 'nobody-holds-this', '--yes']);
+    expect(unknown.code).toBe(5);
+    expect(unknown.stderr).toContain("no lock 'nobody-holds-this' is held: no key under 'app/lock/nobody-holds-this/'");
+    expect((await cli(['resign', 'no-election', '--yes'])).code).toBe(5);
+
+    const bad = await cli(['release', 'a/b', '--yes']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("the lock name must not contain '/'");
+    expect((await cli(['status', '--no-such-flag'])).code).toBe(2);
+    expect((await cli(['status', '--command-timeout', 'soon'])).code).toBe(2);
+
+    const endpoint = `127.0.0.1:${await freePort()}`;
+    const down = await runCli(['--endpoints', endpoint, 'status']);
+    expect(down.code).toBe(3);
+    expect(down.stderr).toContain(`cannot reach etcd at ${endpoint}`);
+  });
+
+  it('status on an empty prefix says so in each section', async () => {
+    const empty = await cli(['status']);
+    expect(empty.code).toBe(0);
+    for (const line of ['no lock is held', 'no election has a candidate', 'no sharding group', 'no session holds a key']) {
+      expect(empty.stdout).toContain(line);
+    }
+  });
+});
