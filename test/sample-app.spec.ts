@@ -84,6 +84,12 @@ describe('sample-app as three processes', () => {
     const health = await replicas[0].get<{ status: string; session: { alive: boolean } }>('/health');
     expect(health).toMatchObject({ status: 'ok', session: { alive: true } });
     expect(await replicas[0].get('/locks/nobody')).toEqual({ name: 'nobody', holder: null });
+    // Prometheus metrics through OpenTelemetry: the leader says it leads, and its session's time left.
+    const metrics = await (await fetch(leader.url('/metrics'))).text();
+    expect(metrics).toMatch(/^etcd_lock_leadership_leader\{etcd_lock_election="leader"[^}]*\} 1$/m);
+    expect(metrics).toMatch(/^etcd_lock_leadership_terms_total\{etcd_lock_election="leader"[^}]*\} 1$/m);
+    expect(metrics).toMatch(/^etcd_lock_session_remaining\{[^}]*\} \d/m);
+    expect(metrics).toMatch(/^etcd_lock_etcd_request_duration_count\{[^}]*etcd_lock_request="txn"[^}]*\} \d+$/m);
 
     // Concurrent withdrawals at every replica: accepted ones add up exactly to what left the accounts.
     const results = await Promise.all(

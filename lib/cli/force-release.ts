@@ -31,7 +31,8 @@ export async function forceRelease(conn: Connection, req: ForceReleaseRequest): 
   );
   const [holder, next] = res.kvs;
   if (!holder) {
-    throw new CliError(ExitCode.NotFound, `no ${what} is held: no key under '${prefix.toString()}' (is --prefix '${conn.prefix}' the app's prefix?)`);
+    const none = req.kind === 'lock' ? `${what} is not held` : `${what} has no leader`;
+    throw new CliError(ExitCode.NotFound, `${none}: no key under '${prefix.toString()}' (is --prefix '${conn.prefix}' the app's prefix?)`);
   }
   const role = req.kind === 'lock' ? 'holder' : 'leader';
   const token = holder.create_revision;
@@ -66,7 +67,10 @@ export function askOnTerminal(question: string): Promise<string> {
       resolve(answer);
     });
     rl.once('close', () => {
-      if (!answered) resolve('');
+      if (answered) return;
+      // End of input: no answer, on a line of its own.
+      process.stderr.write('\n');
+      resolve('');
     });
   });
 }

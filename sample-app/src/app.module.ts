@@ -8,6 +8,7 @@ import { SAMPLE_CONFIG, type SampleConfig, configFromEnv } from './config.js';
 import { DirectoryService } from './directory.service.js';
 import { FeedService } from './feed.service.js';
 import { JobsService } from './jobs.service.js';
+import { MetricsController } from './metrics.js';
 import { TenantsService } from './tenants.service.js';
 
 /** Where one replica keeps its locks and its data. */
@@ -41,7 +42,7 @@ class DataClientCloser implements OnApplicationShutdown {
 }
 
 @Module({
-  controllers: [AppController],
+  controllers: [AppController, MetricsController],
   providers: [AccountsService, JobsService, DirectoryService, FeedService, TenantsService, DataClientCloser],
 })
 // biome-ignore lint/complexity/noStaticOnlyClass: a Nest module class, configured through its static forRoot

@@ -156,6 +156,7 @@ async function main(): Promise<number> {
     }
 
     await pause(args.duration * 0.4);
+    const scraped = await Promise.all(replicas.filter((r) => r.alive).map(async (r) => [r.name, await scrape(r.port)] as const));
     say('stopping the remaining replicas (SIGTERM)');
     await Promise.all(replicas.map((r) => r.stop('SIGTERM')));
 
@@ -182,6 +183,21 @@ async function main(): Promise<number> {
         ['failed', String(withdrawals.failed), '—'],
       ],
     );
+    if (scraped.some(([, m]) => m)) {
+      const row = (name: string, m: Map<string, number>) => [
+        name,
+        String(m.get('etcd_lock_lock_wait_duration_count') ?? 0),
+        String(m.get('etcd_lock_lock_held') ?? 0),
+        String(m.get('etcd_lock_leadership_terms_total') ?? 0),
+        String(m.get('etcd_lock_shards_owned') ?? 0),
+        String(m.get('etcd_lock_etcd_request_duration_count') ?? 0),
+        `${(((m.get('etcd_lock_etcd_request_duration_sum') ?? 0) / (m.get('etcd_lock_etcd_request_duration_count') || 1)) * 1000).toFixed(2)} ms`,
+      ];
+      table(
+        ['GET /metrics before the stop', 'lock waits', 'locks held', 'terms', 'shards owned', 'etcd requests', 'mean request'],
+        scraped.flatMap(([name, m]) => (m ? [row(name, m)] : [])),
+      );
+    }
     table(['account', 'final balance'], Object.entries(balances).map(([k, v]) => [k.split('/').pop() as string, v]));
     const ok = total === expected && !negative && withdrawals.failed === 0;
     console.log(
@@ -249,6 +265,18 @@ function endedHow(replica: Replica, failovers: Failover[]): string {
   const f = failovers.find((x) => x.from === replica.name);
   if (f) return f.how === 'crash' ? 'SIGKILL' : 'SIGTERM (mid-run)';
   return 'SIGTERM (end)';
+}
+
+/** A replica's `GET /metrics` (Prometheus text), each metric summed over its labels; undefined if it serves none. */
+async function scrape(port: number): Promise<Map<string, number> | undefined> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`).catch(() => undefined);
+  if (!res?.ok) return undefined;
+  const sums = new Map<string, number>();
+  for (const line of (await res.text()).split('\n')) {
+    const match = /^([a-z_]+)(?:\{[^}]*\})? ([-\d.e+]+)$/i.exec(line);
+    if (match) sums.set(match[1], (sums.get(match[1]) ?? 0) + Number(match[2]));
+  }
+  return sums;
 }
 
 function table(header: string[], rows: string[][]): void {
