@@ -5,9 +5,11 @@
  * - fair <callers> <durationMs>: `callers` loops acquire/release 'fair' until the time is up; prints the count.
  * - leader <ttl>: campaigns in 'bench-crash' and prints when it leads (the bench SIGKILLs it).
  * - idle: holds a session and does nothing; prints its CPU time (µs) at each "cpu" on stdin.
+ * - shard <ttl> <shards>: joins the group 'bench-crash-shards' and prints its shards at each change (the bench
+ *   SIGKILLs it).
  */
 import { createInterface } from 'node:readline';
-import { LeaderElectionService, LockService } from 'nestjs-etcd-lock';
+import { LeaderElectionService, LockService, ShardingService } from 'nestjs-etcd-lock';
 import { filter, firstValueFrom } from 'rxjs';
 import { now, startApp } from './app.js';
 
@@ -17,7 +19,7 @@ const commands = createInterface({ input: process.stdin });
 const command = (name: string) =>
   new Promise<void>((resolve) => commands.on('line', (line) => line.trim() === name && resolve()));
 
-const ttl = role === 'leader' ? Number(rest[0]) : 10;
+const ttl = role === 'leader' || role === 'shard' ? Number(rest[0]) : 10;
 const app = await startApp(endpoints.split(','), { identity, ttl });
 const locks = app.get(LockService);
 
@@ -28,6 +30,10 @@ if (role === 'idle') {
     const { user, system } = process.cpuUsage();
     print({ event: 'cpu', us: user + system });
   });
+} else if (role === 'shard') {
+  const sharding = app.get(ShardingService);
+  await sharding.join('bench-crash-shards', { shards: Number(rest[1]) });
+  sharding.owned('bench-crash-shards').subscribe((shards) => print({ event: 'shards', shards }));
 } else if (role === 'leader') {
   await firstValueFrom(app.get(LeaderElectionService).changes('bench-crash').pipe(filter(Boolean)));
   print({ event: 'leader', at: now() });

@@ -29,7 +29,10 @@ describe('set-up without etcd', () => {
     let output = '';
     child.stdout.on('data', (chunk) => (output += chunk));
     child.stderr.on('data', (chunk) => (output += chunk));
+    // A demo that hangs must not outlive the test (jest would never exit).
+    const guard = setTimeout(() => child.kill('SIGKILL'), 55_000);
     const code = await new Promise((resolve) => child.once('exit', resolve));
+    clearTimeout(guard);
     const lines = output.split('\n');
     expect(lines[0]).toMatch(/^No etcd binary here: this demo runs on the in-memory etcd .*`npm run demo` again\.$/);
     expect(code).toBe(0);

@@ -1,9 +1,18 @@
 import { Injectable, type INestApplicationContext } from '@nestjs/common';
-import { LeaderElectionService, LeaderOnly, LockService, Singleton } from 'nestjs-etcd-lock';
+import { LeaderElectionService, LeaderOnly, LockService, Sharded, ShardingService, type ShardSet, Singleton } from 'nestjs-etcd-lock';
 import { filter, firstValueFrom } from 'rxjs';
 import { startApp } from '../app.js';
 import { type BenchContext, type CaseResult, fmt, scaled } from '../case.js';
 import { quiet, received, requestsByMethod, sentByCalls } from '../etcd-metrics.js';
+
+/** A sharded job whose run returns its ShardSet (for the cost of `owns()`). */
+@Injectable()
+export class ShardedJobs {
+  @Sharded('bench-owns', { shards: 64 })
+  run(): ShardSet | undefined {
+    return ShardingService.current();
+  }
+}
 
 @Injectable()
 export class GuardedJobs {

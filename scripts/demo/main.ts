@@ -110,9 +110,11 @@ async function main(): Promise<number> {
 
     const leaderGained = () =>
       Promise.race(replicas.filter((r) => r.alive).map((r) => r.leadershipGained().then(() => r)));
-    for (let i = 1; i <= args.replicas; i++) {
-      const spec = { name: `replica-${i}`, port: await freePort(), color: COLORS[(i - 1) % COLORS.length], ttl: TTL };
-      replicas.push(backend.replica(spec));
+    // Ports first: an in-memory replica starts as soon as it is constructed, so the replicas are constructed with no
+    // await between them and the leadership listener (one could otherwise lead before anyone listens).
+    const ports = await Promise.all(Array.from({ length: args.replicas }, () => freePort()));
+    for (const [i, port] of ports.entries()) {
+      replicas.push(backend.replica({ name: `replica-${i + 1}`, port, color: COLORS[i % COLORS.length], ttl: TTL }));
     }
     const firstLeader = leaderGained();
     await Promise.all(replicas.map((r) => r.ready()));
