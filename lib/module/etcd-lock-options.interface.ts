@@ -27,7 +27,12 @@ export interface EtcdLockOptions {
    * off; `lockNames: true` adds the lock name as a metric attribute (off by default: lock names can be unbounded,
    * e.g. `order:42`). Spans always name the lock.
    */
-  telemetry?: { enabled?: boolean; lockNames?: boolean };
+  telemetry?: {
+    /** Record metrics and spans when an OpenTelemetry SDK is registered. Default true. */
+    enabled?: boolean;
+    /** Add the lock name (`etcd_lock.lock.name`) to lock metrics. Default false. */
+    lockNames?: boolean;
+  };
 }
 
 /** Injection token of the module options; shares its name with the interface. */
