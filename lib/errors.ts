@@ -201,3 +201,20 @@ export class InvalidOptionsError extends EtcdLockError {
     super(`Invalid EtcdLockModule option '${field}': ${problem}`);
   }
 }
+
+/**
+ * A semaphore was asked for with a limit other than the one in force: the limit of the oldest permit key of the
+ * name (held or waiting). Nothing was left in etcd. The limit may change once every permit of the name is gone.
+ */
+export class SemaphoreLimitMismatchError extends EtcdLockError {
+  constructor(
+    /** The semaphore's name. */
+    readonly semaphore: string,
+    /** The limit this caller asked for. */
+    readonly limit: number,
+    /** The limit in force in etcd. */
+    readonly inForce: number,
+  ) {
+    super(`Semaphore '${semaphore}' has limit ${inForce} in etcd, but this caller asked for limit ${limit}`);
+  }
+}

@@ -21,6 +21,12 @@ export { OnLeadership } from './decorators/on-leadership.decorator.js';
 export { Sharded, type ShardedOptions } from './decorators/sharded.decorator.js';
 export { ShardingService, type ShardGroupOptions } from './sharding/sharding.service.js';
 export type { Shard, ShardSet } from './sharding/shard.interface.js';
+export {
+  type AcquirePermitOptions,
+  type Permit,
+  type PermitOptions,
+  SemaphoreService,
+} from './semaphores/semaphore.service.js';
 export type { Leadership } from './election/leadership.interface.js';
 export type { SingletonKey, SingletonOptions } from './decorators/singleton-options.interface.js';
 export { FencedTxn, type TxnColumn, type TxnComparison, type TxnOperation } from './locks/fenced-txn.js';
@@ -38,6 +44,7 @@ export {
   LockTimeoutError,
   type LockLossReason,
   LeadershipLostError,
+  SemaphoreLimitMismatchError,
   ShardCountMismatchError,
   ShardLostError,
   type ShardLossReason,

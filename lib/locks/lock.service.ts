@@ -5,7 +5,7 @@ import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
 import { EtcdConnection } from '../module/etcd-connection.js';
 import type { Observable } from 'rxjs';
 import { Contender, type QueueContext } from '../queue/contender.js';
-import { EtcdUnavailableError, type LockLostError } from '../errors.js';
+import type { LockLostError } from '../errors.js';
 import { EtcdLockEventName, EtcdLockEvents } from '../events/etcd-lock.events.js';
 import { HeldLock } from './held-lock.js';
 import { isTaken, readHolder, watchHolder } from '../queue/holder-watch.js';
@@ -15,8 +15,8 @@ import { LocalQueue } from '../queue/local-queue.js';
 import { lockContext } from './lock-context.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import { assertDuration, assertFunction, assertName, assertOptions, assertSignal, assertValue } from '../util/validation.js';
-import { WaitSignal, sleep } from '../util/wait-signal.js';
-import { Backoff } from '../util/backoff.js';
+import { WaitSignal } from '../util/wait-signal.js';
+import { joinPatiently } from '../queue/join-patiently.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 
 /** Options of `acquire` and `withLock`. */
@@ -36,8 +36,6 @@ export interface TryAcquireOptions {
 }
 
 const ACQUIRE_OPTIONS = ['timeout', 'signal', 'value'] as const;
-const JOIN_RETRY_MIN_MS = 100;
-const JOIN_RETRY_MAX_MS = 1000;
 
 /**
  * Distributed locks on etcd, in etcd's own key layout (`<prefix>lock/<name>/<lease hex>`), so they contend with
@@ -78,7 +76,7 @@ export class LockService {
       try {
         const contender = new Contender(this.context(name), this.sessions.current(), value);
         try {
-          await this.joinPatiently(contender, wait.signal);
+          await joinPatiently(contender, wait.signal);
           await contender.waitForTurn(wait.signal);
         } catch (err) {
           await contender.leave();
@@ -179,28 +177,6 @@ export class LockService {
   /** Same as the static `LockService.current()`. */
   current(): Lock | undefined {
     return lockContext.getStore();
-  }
-
-  /**
-   * Joins the queue, retrying while etcd does not answer (a member restarting, channels reconnecting), until
-   * the wait ends or the session does. Safe to repeat: a retry whose first attempt was applied finds our key
-   * and keeps its place (its create revision).
-   */
-  private async joinPatiently(contender: Contender, signal: AbortSignal | undefined): Promise<void> {
-    const backoff = new Backoff(JOIN_RETRY_MIN_MS, JOIN_RETRY_MAX_MS);
-    for (;;) {
-      try {
-        await contender.join();
-        signal?.throwIfAborted();
-        return;
-      } catch (err) {
-        if (!(err instanceof EtcdUnavailableError) || signal?.aborted) throw err;
-        await sleep(backoff.next(), signal);
-        // The session ended while the join was in doubt (it may have been applied: a process paused past its TTL
-        // finds its request timed out on resume): the queue place, if it had one, is lost with it.
-        if (!contender.session.alive) throw contender.lostError ?? err;
-      }
-    }
   }
 
   /** One line and one event per lock lost while held (never one per acquire). */

@@ -14,6 +14,7 @@ import { EtcdLockOptions } from './etcd-lock-options.interface.js';
 import { LockService } from '../locks/lock.service.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import { ShardingService } from '../sharding/sharding.service.js';
+import { SemaphoreService } from '../semaphores/semaphore.service.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 
 /**
@@ -31,6 +32,7 @@ import { Telemetry } from '../telemetry/telemetry.js';
     LockService,
     LeaderElectionService,
     ShardingService,
+    SemaphoreService,
     GuardedRunner,
     { provide: RUNNER_TOKEN, useExisting: GuardedRunner },
     LeadershipWorkers,
@@ -39,7 +41,7 @@ import { Telemetry } from '../telemetry/telemetry.js';
     Telemetry,
   ],
   // RESOLVED_OPTIONS for the testing module's controls.
-  exports: [LockService, LeaderElectionService, ShardingService, EtcdSessionService, EtcdLockEvents, RUNNER_TOKEN, RESOLVED_OPTIONS],
+  exports: [LockService, LeaderElectionService, ShardingService, SemaphoreService, EtcdSessionService, EtcdLockEvents, RUNNER_TOKEN, RESOLVED_OPTIONS],
 })
 export class EtcdLockModule extends ConfigurableModuleClass {
   /** Registers the module (global by default) with options known now. */

@@ -14,6 +14,14 @@ export interface QueueContext {
   readonly namePrefix: string;
   /** The public name, for error messages. */
   readonly name: string;
+  /**
+   * How many of the oldest keys own the name at once: 1 for a lock or an election, the limit for a semaphore
+   * (then each key is one permit, `keySuffix` tells an instance's permits apart and names the limit, and
+   * `checkOldest` refuses a join whose limit differs from the oldest key's: the one in force).
+   */
+  readonly slots?: number;
+  readonly keySuffix?: string;
+  readonly checkOldest?: (oldestKey: string) => Error | undefined;
 }
 
 type State = 'new' | 'waiting' | 'owner' | 'left' | 'lost';
@@ -30,6 +38,7 @@ const LEASE_CHECK_MS = 500;
 export class Contender {
   readonly key: string;
   private readonly keyBuf: Buffer;
+  private readonly slots: number;
   private state: State = 'new';
   private revision = 0n;
   /** Keys created before ours that still exist as of `snapshot`. */
@@ -53,7 +62,8 @@ export class Contender {
     readonly session: LeaseSession,
     private currentValue: string,
   ) {
-    this.key = ctx.namePrefix + session.hex;
+    this.key = ctx.namePrefix + session.hex + (ctx.keySuffix ?? '');
+    this.slots = ctx.slots ?? 1;
     this.keyBuf = Buffer.from(this.key);
     this.unsubscribe = ctx.deletes.subscribe(ctx.name, {
       onDelete: (key, revision) => this.onDelete(key, revision),
@@ -118,6 +128,11 @@ export class Contender {
     const mine = kvs.find((kv) => kv.key.equals(this.keyBuf));
     this.revision = mine ? BigInt(mine.create_revision) : revision;
     this.snapshot = revision;
+    const refused = kvs[0] && !kvs[0].key.equals(this.keyBuf) ? this.ctx.checkOldest?.(kvs[0].key.toString()) : undefined;
+    if (refused) {
+      await this.leave();
+      throw refused;
+    }
     this.becomeOwnerOrWait(new Set(kvs.filter((kv) => BigInt(kv.create_revision) < this.revision).map((kv) => kv.key.toString())));
     return false;
   }
@@ -135,7 +150,7 @@ export class Contender {
     }
   }
 
-  /** Resolves when our key is the oldest under the name. Rejects on abort (with its reason) or loss. */
+  /** Resolves when our key is among the `slots` oldest under the name. Rejects on abort (with its reason) or loss. */
   waitForTurn(signal?: AbortSignal): Promise<void> {
     if (this.state === 'owner') {
       // Owner by etcd, but also by our clock: the session may have run out since (a pause).
@@ -252,7 +267,7 @@ export class Contender {
     for (const [key, revision] of early) this.onDelete(key, revision);
     if ((this.state as State) === 'lost') return;
     this.state = 'waiting';
-    if (this.ahead.size === 0) this.becomeOwner();
+    if (this.ahead.size < this.slots) this.becomeOwner();
   }
 
   private onDelete(key: string, revision: bigint): void {
@@ -265,7 +280,7 @@ export class Contender {
       this.keyDeleted();
       return;
     }
-    if (!this.ahead.delete(key) || this.ahead.size > 0 || this.state !== 'waiting') return;
+    if (!this.ahead.delete(key) || this.ahead.size >= this.slots || this.state !== 'waiting') return;
     this.becomeOwner();
   }
 
@@ -311,7 +326,7 @@ export class Contender {
       }
       this.snapshot = BigInt(res.header.revision);
       this.ahead = new Set(res.responses[1].response_range.kvs.map((kv) => kv.key.toString()));
-      if (this.state === 'waiting' && this.ahead.size === 0) this.becomeOwner();
+      if (this.state === 'waiting' && this.ahead.size < this.slots) this.becomeOwner();
     } catch {
       // etcd unreachable: the session deadline decides; the watch will resync us again when it restarts.
     }

@@ -1,6 +1,6 @@
 import { SortOrder, SortTarget, type IKeyValue } from 'etcd3';
 import type { PortWatcher } from '../etcd/etcd-port.js';
-import { Observable } from 'rxjs';
+import { Observable, map } from 'rxjs';
 import type { EtcdPort } from '../etcd/etcd-port.js';
 import type { LockHolder } from '../locks/lock.interface.js';
 import { prefixRangeEnd } from '../etcd/keys.js';
@@ -33,21 +33,24 @@ export async function isTaken(rpc: EtcdPort, namePrefix: string): Promise<boolea
  * Errors reaching etcd are retried; the observable only completes when unsubscribed.
  */
 export function watchHolder(rpc: EtcdPort, namePrefix: string): Observable<LockHolder | null> {
-  return new Observable<LockHolder | null>((subscriber) => {
+  return watchQueue(rpc, namePrefix, 1).pipe(map((holders) => holders[0] ?? null));
+}
+
+/** The `slots` oldest keys under a name (its holders), in create order, at every change of them or their values. */
+export function watchQueue(rpc: EtcdPort, namePrefix: string, slots: number | ((oldestKey: string) => number)): Observable<LockHolder[]> {
+  return new Observable<LockHolder[]>((subscriber) => {
     const prefix = Buffer.from(namePrefix);
     const keys = new Map<string, IKeyValue>();
     let watcher: PortWatcher | undefined;
     let timer: NodeJS.Timeout | undefined;
     let closed = false;
-    let last: LockHolder | null | undefined;
+    let last: LockHolder[] | undefined;
 
     const emit = () => {
-      let first: IKeyValue | undefined;
-      for (const kv of keys.values()) {
-        if (!first || BigInt(kv.create_revision) < BigInt(first.create_revision)) first = kv;
-      }
-      const next = first ? toHolder(first) : null;
-      if (last !== undefined && sameHolder(last, next)) return;
+      const sorted = [...keys.values()].sort((a, b) => (BigInt(a.create_revision) < BigInt(b.create_revision) ? -1 : 1));
+      const n = sorted.length === 0 ? 0 : typeof slots === 'number' ? slots : slots(sorted[0].key.toString());
+      const next = sorted.slice(0, n).map(toHolder);
+      if (last !== undefined && last.length === next.length && last.every((h, i) => sameHolder(h, next[i]))) return;
       last = next;
       subscriber.next(next);
     };
@@ -107,7 +110,6 @@ function toHolder(kv: IKeyValue): LockHolder {
   };
 }
 
-function sameHolder(a: LockHolder | null, b: LockHolder | null): boolean {
-  if (a === null || b === null) return a === b;
+function sameHolder(a: LockHolder, b: LockHolder): boolean {
   return a.key === b.key && a.fencingToken === b.fencingToken && a.value === b.value;
 }

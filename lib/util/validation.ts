@@ -86,3 +86,15 @@ export function assertShardCount(shards: unknown, argument = 'shards'): asserts 
     throw new InvalidArgumentError(argument, `must be from 1 to ${MAX_SHARDS}, got ${shards}`);
   }
 }
+
+export const MAX_SEMAPHORE_LIMIT = 10_000;
+
+/** A semaphore's limit: an integer from 1 to 10,000. */
+export function assertLimit(limit: unknown, argument = 'options.limit'): asserts limit is number {
+  if (typeof limit !== 'number' || !Number.isInteger(limit)) {
+    throw new InvalidArgumentError(argument, `must be an integer number of permits, got ${describe(limit)}`);
+  }
+  if (limit < 1 || limit > MAX_SEMAPHORE_LIMIT) {
+    throw new InvalidArgumentError(argument, `must be from 1 to ${MAX_SEMAPHORE_LIMIT}, got ${limit}`);
+  }
+}

@@ -1,0 +1,29 @@
+import { EtcdUnavailableError } from '../errors.js';
+import { Backoff } from '../util/backoff.js';
+import { sleep } from '../util/wait-signal.js';
+import type { Contender } from './contender.js';
+
+const JOIN_RETRY_MIN_MS = 100;
+const JOIN_RETRY_MAX_MS = 1000;
+
+/**
+ * Joins the queue, retrying while etcd does not answer (a member restarting, channels reconnecting), until the
+ * wait ends or the session does. Safe to repeat: a retry whose first attempt was applied finds our key and keeps
+ * its place (its create revision).
+ */
+export async function joinPatiently(contender: Contender, signal: AbortSignal | undefined): Promise<void> {
+  const backoff = new Backoff(JOIN_RETRY_MIN_MS, JOIN_RETRY_MAX_MS);
+  for (;;) {
+    try {
+      await contender.join();
+      signal?.throwIfAborted();
+      return;
+    } catch (err) {
+      if (!(err instanceof EtcdUnavailableError) || signal?.aborted) throw err;
+      await sleep(backoff.next(), signal);
+      // The session ended while the join was in doubt (it may have been applied: a process paused past its TTL
+      // finds its request timed out on resume): the queue place, if it had one, is lost with it.
+      if (!contender.session.alive) throw contender.lostError ?? err;
+    }
+  }
+}

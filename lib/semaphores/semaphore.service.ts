@@ -1,0 +1,183 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { SortOrder, SortTarget } from 'etcd3';
+import type { Observable } from 'rxjs';
+import { SemaphoreLimitMismatchError, type LockLostError } from '../errors.js';
+import { namePrefix, prefixRangeEnd } from '../etcd/keys.js';
+import { EtcdLockEventName, EtcdLockEvents } from '../events/etcd-lock.events.js';
+import { HeldLock } from '../locks/held-lock.js';
+import type { Lock, LockHolder } from '../locks/lock.interface.js';
+import { DeletionWatches } from '../module/deletion-watches.js';
+import { EtcdConnection } from '../module/etcd-connection.js';
+import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
+import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
+import { Contender, type QueueContext } from '../queue/contender.js';
+import { watchQueue } from '../queue/holder-watch.js';
+import { joinPatiently } from '../queue/join-patiently.js';
+import { EtcdSessionService } from '../session/session.service.js';
+import {
+  assertDuration,
+  assertFunction,
+  assertLimit,
+  assertName,
+  assertOptions,
+  assertSignal,
+  assertValue,
+} from '../util/validation.js';
+import { WaitSignal } from '../util/wait-signal.js';
+import { limitOfKey, permitSuffix } from './permit-key.js';
+
+/**
+ * A held permit of a semaphore: the surface of a `Lock` (its fencing token is its key's create revision, unique
+ * and greater for every later permit of the name; its signal aborts when the permit is lost).
+ */
+export type Permit = Lock;
+
+export interface PermitOptions {
+  /** How many permits of the name may be held at once, across every replica (1 to 10,000). */
+  readonly limit: number;
+  /** The value stored in the permit's key. Default: the instance identity. */
+  readonly value?: string;
+}
+
+export interface AcquirePermitOptions extends PermitOptions {
+  /** Give up after this many ms with `LockTimeoutError` (nothing is left in etcd). */
+  readonly timeout?: number;
+  /** Give up when it aborts, with its reason (nothing is left in etcd). */
+  readonly signal?: AbortSignal;
+}
+
+const ACQUIRE_OPTIONS = ['limit', 'value', 'timeout', 'signal'];
+
+/**
+ * Counting semaphores on etcd: at most `limit` permits of a name are held at once across all replicas. Each
+ * permit is a key `<prefix>semaphore/<name>/<lease hex>-<n>-of-<limit>` on the instance's session lease; the
+ * `limit` oldest keys (by create revision) hold permits, the others wait in arrival order, watching deletions
+ * (never polling). The limit is fixed by the oldest key: a caller asking for another gets
+ * `SemaphoreLimitMismatchError`.
+ */
+@Injectable()
+export class SemaphoreService {
+  private readonly logger = new Logger('EtcdLock');
+  private sequence = 0;
+
+  /** @internal Nest constructs it. */
+  constructor(
+    private readonly sessions: EtcdSessionService,
+    private readonly events: EtcdLockEvents,
+    @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
+    private readonly connection: EtcdConnection,
+    private readonly watches: DeletionWatches,
+  ) {}
+
+  /**
+   * Waits until a permit is held (in arrival order). On timeout rejects with `LockTimeoutError`, on abort with
+   * the signal's reason; either way nothing is left in etcd.
+   */
+  async acquire(name: string, options: AcquirePermitOptions): Promise<Permit> {
+    const { limit, value } = this.check(name, options, ACQUIRE_OPTIONS);
+    if (options.timeout !== undefined) assertDuration(options.timeout, 'options.timeout');
+    if (options.signal !== undefined) assertSignal(options.signal, 'options.signal');
+    const wait = new WaitSignal(name, options.timeout, options.signal);
+    try {
+      const contender = this.contender(name, limit, value);
+      try {
+        await joinPatiently(contender, wait.signal);
+        await contender.waitForTurn(wait.signal);
+      } catch (err) {
+        await contender.leave();
+        throw err;
+      }
+      return new HeldLock(name, contender, () => undefined, this.onLost);
+    } finally {
+      wait.dispose();
+    }
+  }
+
+  /** Takes a permit if one is free now; `null` when all `limit` are held (one request, and one more to leave). */
+  async tryAcquire(name: string, options: PermitOptions): Promise<Permit | null> {
+    const { limit, value } = this.check(name, options, ['limit', 'value']);
+    const contender = this.contender(name, limit, value);
+    try {
+      await contender.join();
+      if (!contender.isOwner) {
+        await contender.leave();
+        return null;
+      }
+      await contender.waitForTurn();
+    } catch (err) {
+      await contender.leave();
+      throw err;
+    }
+    return new HeldLock(name, contender, () => undefined, this.onLost);
+  }
+
+  /** Acquires a permit, runs `fn(permit)`, and releases it in every case. `fn` should stop when its signal aborts. */
+  async withPermit<T>(name: string, fn: (permit: Permit) => T | Promise<T>, options: AcquirePermitOptions): Promise<T> {
+    assertFunction(fn, 'fn');
+    const permit = await this.acquire(name, options);
+    try {
+      return await fn(permit);
+    } finally {
+      await permit.release();
+    }
+  }
+
+  /** The permits held now, oldest first (one read). */
+  async holders(name: string): Promise<LockHolder[]> {
+    assertName(name);
+    const prefix = Buffer.from(this.prefixOf(name));
+    const res = await this.connection.port.range(
+      { key: prefix, range_end: prefixRangeEnd(prefix), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create },
+      `read the permits of '${name}'`,
+    );
+    const limit = res.kvs[0] ? (limitOfKey(res.kvs[0].key.toString()) ?? 1) : 0;
+    return res.kvs.slice(0, limit).map((kv) => ({
+      key: kv.key.toString(),
+      value: kv.value.toString(),
+      fencingToken: BigInt(kv.create_revision),
+      leaseId: kv.lease === '0' ? '0' : BigInt(kv.lease).toString(16),
+    }));
+  }
+
+  /** The permits held, at every change (emits the current ones first). Watches etcd, never polls. */
+  watch(name: string): Observable<LockHolder[]> {
+    assertName(name);
+    return watchQueue(this.connection.port, this.prefixOf(name), (oldest) => limitOfKey(oldest) ?? 1);
+  }
+
+  private check(name: string, options: PermitOptions, known: string[]): { limit: number; value: string } {
+    assertName(name);
+    if (options === undefined) assertLimit(undefined);
+    assertOptions(options, 'options', known);
+    assertLimit(options.limit);
+    if (options.value === undefined) return { limit: options.limit, value: this.options.identity };
+    assertValue(options.value, 'options.value');
+    return { limit: options.limit, value: options.value };
+  }
+
+  private contender(name: string, limit: number, value: string): Contender {
+    const ctx: QueueContext = {
+      rpc: this.connection.port,
+      deletes: this.watches.of('semaphore'),
+      namePrefix: this.prefixOf(name),
+      name,
+      slots: limit,
+      keySuffix: permitSuffix(++this.sequence, limit),
+      checkOldest: (oldest) => {
+        const inForce = limitOfKey(oldest);
+        return inForce !== undefined && inForce !== limit ? new SemaphoreLimitMismatchError(name, limit, inForce) : undefined;
+      },
+    };
+    return new Contender(ctx, this.sessions.current(), value);
+  }
+
+  private prefixOf(name: string): string {
+    return namePrefix(this.options.prefix, 'semaphore', name);
+  }
+
+  /** One line and one event per permit lost while held, as for locks. */
+  private readonly onLost = (permit: HeldLock, err: LockLostError): void => {
+    this.logger.warn(`Permit of semaphore '${permit.name}' lost (${err.reason}), fencing token ${permit.fencingToken}`);
+    this.events.emit({ type: EtcdLockEventName.LockLost, name: permit.name, reason: err.reason, fencingToken: permit.fencingToken });
+  };
+}
