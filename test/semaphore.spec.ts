@@ -30,7 +30,12 @@ describe('SemaphoreService', () => {
     for (const [who, service] of [['a1', sa], ['b1', sb], ['a2', sa]] as const) {
       // The next one queues only once this one's key is in etcd: arrival order is create order.
       const queued = new Promise((resolve) => watcher.once('put', resolve));
-      waiting.push(service.acquire('exports', { limit: 2, value: who }).then((p) => (order.push(who), p)));
+      waiting.push(
+        service.acquire('exports', { limit: 2, value: who }).then((p) => {
+          order.push(who);
+          return p;
+        }),
+      );
       await queued;
     }
     await watcher.cancel();

@@ -19,6 +19,8 @@ import {
   Singleton,
   Sharded,
   ShardingService,
+  SemaphoreLimitMismatchError,
+  SemaphoreService,
   type ShardSet,
 } from '../lib/index.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
@@ -81,6 +83,20 @@ afterEach(async () => {
 });
 
 describe('EtcdLockTestingModule', () => {
+  it('runs semaphores in memory: at most `limit` permits, the next waiter served on release', async () => {
+    const app = await start();
+    const semaphores = app.get(SemaphoreService);
+    const [one, two] = [await semaphores.acquire('exports', { limit: 2 }), await semaphores.acquire('exports', { limit: 2 })];
+    expect(await semaphores.tryAcquire('exports', { limit: 2 })).toBeNull();
+    const third = semaphores.acquire('exports', { limit: 2 });
+    await one.release();
+    const held = await third;
+    expect(held.fencingToken).toBeGreaterThan(two.fencingToken);
+    expect((await semaphores.holders('exports')).map((h) => h.fencingToken)).toEqual([two.fencingToken, held.fencingToken]);
+    await expect(semaphores.acquire('exports', { limit: 3 })).rejects.toThrow(SemaphoreLimitMismatchError);
+    await Promise.all([two.release(), held.release()]);
+  });
+
   it('runs sharding in memory: one instance owns every shard, two share them, and the controls give and take shards', async () => {
     const etcd = new InMemoryEtcd();
     const a = await start({ etcd, identity: 'a' }, true);
