@@ -17,6 +17,7 @@ export {
 export { type ElectionStatus, LeaderElectionService } from './election/leader-election.service.js';
 export { LeaderOnly } from './decorators/leader-only.decorator.js';
 export { Singleton } from './decorators/singleton.decorator.js';
+export { MaxConcurrent } from './decorators/max-concurrent.decorator.js';
 export { OnLeadership } from './decorators/on-leadership.decorator.js';
 export { Sharded, type ShardedOptions } from './decorators/sharded.decorator.js';
 export { ShardingService, type ShardGroupOptions } from './sharding/sharding.service.js';

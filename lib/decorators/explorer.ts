@@ -3,7 +3,13 @@ import { DiscoveryService, MetadataScanner } from '@nestjs/core';
 import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper.js';
 import { bindRunner } from './guarded-method.js';
 import type { OnLeadershipMetadata } from './on-leadership.decorator.js';
-import { LEADER_ONLY_METADATA, ON_LEADERSHIP_METADATA, SHARDED_METADATA, SINGLETON_METADATA } from '../module/etcd-lock.constants.js';
+import {
+  LEADER_ONLY_METADATA,
+  MAX_CONCURRENT_METADATA,
+  ON_LEADERSHIP_METADATA,
+  SHARDED_METADATA,
+  SINGLETON_METADATA,
+} from '../module/etcd-lock.constants.js';
 import type { ShardedOptions } from './sharded.decorator.js';
 import { ShardingService } from '../sharding/sharding.service.js';
 import { EtcdLockError } from '../errors.js';
@@ -65,7 +71,9 @@ export class EtcdLockExplorer implements OnModuleInit {
         if (leaderOnly) this.elections.declare(leaderOnly.election ?? this.elections.defaultElection);
         const onLeadership = Reflect.getMetadata(ON_LEADERSHIP_METADATA, method) as OnLeadershipMetadata | undefined;
         if (onLeadership) this.addWorker(wrapper, instance, name, onLeadership);
-        guarded ||= leaderOnly !== undefined || Reflect.hasMetadata(SHARDED_METADATA, method) || Reflect.hasMetadata(SINGLETON_METADATA, method);
+        guarded ||=
+          leaderOnly !== undefined ||
+          [SHARDED_METADATA, SINGLETON_METADATA, MAX_CONCURRENT_METADATA].some((key) => Reflect.hasMetadata(key, method));
       }
       if (guarded && instance && wrapper.isDependencyTreeStatic()) bindRunner(instance);
     }

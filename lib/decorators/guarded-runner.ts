@@ -11,6 +11,7 @@ import { LockService } from '../locks/lock.service.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import { shardContext } from '../sharding/shard-set.js';
 import { ShardingService } from '../sharding/sharding.service.js';
+import { SemaphoreService } from '../semaphores/semaphore.service.js';
 import { type RunSpan, Telemetry } from '../telemetry/telemetry.js';
 import { assertName } from '../util/validation.js';
 import { LogOnce } from '../util/log-once.js';
@@ -33,6 +34,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
     private readonly locks: LockService,
     private readonly sessions: EtcdSessionService,
     private readonly sharding: ShardingService,
+    private readonly semaphores: SemaphoreService,
     private readonly telemetry: Telemetry,
     @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
   ) {
@@ -86,14 +88,29 @@ export class GuardedRunner implements BeforeApplicationShutdown {
   }
 
   /** Runs `fn` under the lock `key` (skipping, waiting or throwing when busy, as options say). */
-  async runSingleton<T>(key: string, options: SingletonOptions, label: string, fn: () => T | Promise<T>): Promise<T | undefined> {
+  runSingleton<T>(key: string, options: SingletonOptions, label: string, fn: () => T | Promise<T>): Promise<T | undefined> {
+    return this.runHeld(key, options, label, fn, {
+      span: 'etcd_lock singleton',
+      acquire: (timeout) => this.locks.acquire(key, timeout === undefined ? undefined : { timeout }),
+      tryAcquire: () => this.locks.tryAcquire(key),
+    });
+  }
+
+  /** Runs `fn` under one of the `limit` permits of the semaphore `key` (skipping, waiting or throwing when full). */
+  runWithPermit<T>(key: string, limit: number, options: SingletonOptions, label: string, fn: () => T | Promise<T>): Promise<T | undefined> {
+    return this.runHeld(key, options, label, fn, {
+      span: 'etcd_lock max_concurrent',
+      acquire: (timeout) => this.semaphores.acquire(key, timeout === undefined ? { limit } : { limit, timeout }),
+      tryAcquire: () => this.semaphores.tryAcquire(key, { limit }),
+    });
+  }
+
+  private async runHeld<T>(key: string, options: SingletonOptions, label: string, fn: () => T | Promise<T>, source: HeldSource): Promise<T | undefined> {
     assertName(key, 'key');
     if (this.draining) return undefined;
     let lock: Lock | null;
     try {
-      lock = options.wait
-        ? await this.locks.acquire(key, options.timeout === undefined ? undefined : { timeout: options.timeout })
-        : await this.locks.tryAcquire(key);
+      lock = options.wait ? await source.acquire(options.timeout) : await source.tryAcquire();
     } catch (err) {
       if (err instanceof EtcdUnavailableError) this.logOutage(label, err.message);
       if (options.onBusy === 'throw' || !(err instanceof EtcdUnavailableError || err instanceof LockTimeoutError)) {
@@ -112,7 +129,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
         const inContext = () => lockContext.run(held, fn);
         if (!this.telemetry.enabled) return await inContext();
         const attributes = { 'etcd_lock.lock.name': key, 'etcd_lock.fencing_token': held.fencingToken.toString(), 'code.function': label };
-        return await this.telemetry.run('etcd_lock singleton', attributes, (span) => traced(span, inContext));
+        return await this.telemetry.run(source.span, attributes, (span) => traced(span, inContext));
       } finally {
         // Settle after the release (so the caller's next call finds the lock free), unless minHoldMs defers it.
         await this.releaseAfter(held, (options.minHoldMs ?? 0) - (performance.now() - takenAt));
@@ -186,6 +203,13 @@ export class GuardedRunner implements BeforeApplicationShutdown {
   }
 }
 
+
+/** How a guarded run takes what it holds: a lock (`@Singleton`) or a permit (`@MaxConcurrent`). */
+interface HeldSource {
+  readonly span: string;
+  acquire(timeout: number | undefined): Promise<Lock>;
+  tryAcquire(): Promise<Lock | null>;
+}
 
 /** Ends `span` when `fn`'s result settles (at once for a plain value), with the outcome. */
 function traced<T>(span: RunSpan, fn: () => T): T {

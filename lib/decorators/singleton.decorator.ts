@@ -11,16 +11,7 @@ import { guardMethod, runnerOf } from './guarded-method.js';
  * running method reads it with `LockService.current()`. The decorated method always returns a Promise.
  */
 export function Singleton(key: SingletonKey, options: SingletonOptions = {}): MethodDecorator {
-  if (typeof key !== 'function') assertName(key, 'key');
-  assertOptions(options, 'options', ['wait', 'timeout', 'onBusy', 'minHoldMs']);
-  if (options.timeout !== undefined) assertDuration(options.timeout, 'options.timeout');
-  if (options.minHoldMs !== undefined) assertDuration(options.minHoldMs, 'options.minHoldMs');
-  if (options.wait !== undefined && typeof options.wait !== 'boolean') {
-    throw new InvalidArgumentError('options.wait', 'must be a boolean');
-  }
-  if (options.onBusy !== undefined && options.onBusy !== 'skip' && options.onBusy !== 'throw') {
-    throw new InvalidArgumentError('options.onBusy', "must be 'skip' or 'throw'");
-  }
+  assertHeldOptions(key, options);
   return (target, propertyKey, descriptor) =>
     guardMethod(target, propertyKey, descriptor, '@Singleton', (original, label) => {
       const wrapper = async function (this: object, ...args: unknown[]) {
@@ -31,4 +22,18 @@ export function Singleton(key: SingletonKey, options: SingletonOptions = {}): Me
       Reflect.defineMetadata(SINGLETON_METADATA, { key, options }, wrapper);
       return wrapper;
     }) as typeof descriptor;
+}
+
+/** @internal The checks `@Singleton` and `@MaxConcurrent` make of their key and options, at decoration time. */
+export function assertHeldOptions(key: SingletonKey, options: SingletonOptions): void {
+  if (typeof key !== 'function') assertName(key, 'key');
+  assertOptions(options, 'options', ['wait', 'timeout', 'onBusy', 'minHoldMs']);
+  if (options.timeout !== undefined) assertDuration(options.timeout, 'options.timeout');
+  if (options.minHoldMs !== undefined) assertDuration(options.minHoldMs, 'options.minHoldMs');
+  if (options.wait !== undefined && typeof options.wait !== 'boolean') {
+    throw new InvalidArgumentError('options.wait', 'must be a boolean');
+  }
+  if (options.onBusy !== undefined && options.onBusy !== 'skip' && options.onBusy !== 'throw') {
+    throw new InvalidArgumentError('options.onBusy', "must be 'skip' or 'throw'");
+  }
 }

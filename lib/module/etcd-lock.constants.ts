@@ -18,3 +18,5 @@ export const ON_LEADERSHIP_METADATA = 'etcd-lock:on-leadership';
 export const ETCD_PORT = Symbol('EtcdLockPort');
 /** Metadata on a `@Sharded` method: `{ group, options }`. */
 export const SHARDED_METADATA = 'etcd-lock:sharded';
+/** Metadata on a `@MaxConcurrent` method: `{ key, limit, options }`. */
+export const MAX_CONCURRENT_METADATA = 'etcd-lock:max-concurrent';
