@@ -28,6 +28,7 @@ export {
   type PermitOptions,
   SemaphoreService,
 } from './semaphores/semaphore.service.js';
+export { ReadWriteLockService } from './rwlocks/read-write-lock.service.js';
 export type { Leadership } from './election/leadership.interface.js';
 export type { SingletonKey, SingletonOptions } from './decorators/singleton-options.interface.js';
 export { FencedTxn, type TxnColumn, type TxnComparison, type TxnOperation } from './locks/fenced-txn.js';

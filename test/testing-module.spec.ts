@@ -21,6 +21,7 @@ import {
   ShardingService,
   SemaphoreLimitMismatchError,
   SemaphoreService,
+  ReadWriteLockService,
   type ShardSet,
 } from '../lib/index.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
@@ -95,6 +96,17 @@ describe('EtcdLockTestingModule', () => {
     expect((await semaphores.holders('exports')).map((h) => h.fencingToken)).toEqual([two.fencingToken, held.fencingToken]);
     await expect(semaphores.acquire('exports', { limit: 3 })).rejects.toThrow(SemaphoreLimitMismatchError);
     await Promise.all([two.release(), held.release()]);
+  });
+
+  it('runs read/write locks in memory: readers share, a writer waits for them', async () => {
+    const rw = (await start()).get(ReadWriteLockService);
+    const [r1, r2] = [await rw.acquireRead('cache'), await rw.acquireRead('cache')];
+    const writer = rw.acquireWrite('cache');
+    await Promise.all([r1.release(), r2.release()]);
+    const w = await writer;
+    expect(w.fencingToken).toBeGreaterThan(r2.fencingToken);
+    expect(await rw.tryAcquireRead('cache')).toBeNull();
+    await w.release();
   });
 
   it('runs sharding in memory: one instance owns every shard, two share them, and the controls give and take shards', async () => {

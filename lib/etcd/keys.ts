@@ -2,7 +2,7 @@
  * etcd's own layout (Go `concurrency` package, `etcdctl lock` / `etcdctl elect`): a contender writes
  * `<prefix><kind>/<name>/<lease id in hex>`, and the key with the lowest create revision owns the name.
  */
-export type KeyKind = 'lock' | 'election' | 'shard' | 'semaphore';
+export type KeyKind = 'lock' | 'election' | 'shard' | 'semaphore' | 'rwlock';
 
 export function kindPrefix(prefix: string, kind: KeyKind): string {
   return `${prefix}${kind}/`;

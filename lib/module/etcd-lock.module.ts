@@ -15,6 +15,7 @@ import { LockService } from '../locks/lock.service.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import { ShardingService } from '../sharding/sharding.service.js';
 import { SemaphoreService } from '../semaphores/semaphore.service.js';
+import { ReadWriteLockService } from '../rwlocks/read-write-lock.service.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 
 /**
@@ -33,6 +34,7 @@ import { Telemetry } from '../telemetry/telemetry.js';
     LeaderElectionService,
     ShardingService,
     SemaphoreService,
+    ReadWriteLockService,
     GuardedRunner,
     { provide: RUNNER_TOKEN, useExisting: GuardedRunner },
     LeadershipWorkers,
@@ -41,7 +43,7 @@ import { Telemetry } from '../telemetry/telemetry.js';
     Telemetry,
   ],
   // RESOLVED_OPTIONS for the testing module's controls.
-  exports: [LockService, LeaderElectionService, ShardingService, SemaphoreService, EtcdSessionService, EtcdLockEvents, RUNNER_TOKEN, RESOLVED_OPTIONS],
+  exports: [LockService, LeaderElectionService, ShardingService, SemaphoreService, ReadWriteLockService, EtcdSessionService, EtcdLockEvents, RUNNER_TOKEN, RESOLVED_OPTIONS],
 })
 export class EtcdLockModule extends ConfigurableModuleClass {
   /** Registers the module (global by default) with options known now. */

@@ -15,12 +15,15 @@ export interface QueueContext {
   /** The public name, for error messages. */
   readonly name: string;
   /**
-   * How many of the oldest keys own the name at once: 1 for a lock or an election, the limit for a semaphore
-   * (then each key is one permit, `keySuffix` tells an instance's permits apart and names the limit, and
-   * `checkOldest` refuses a join whose limit differs from the oldest key's: the one in force).
+   * We own once fewer than `slots` keys we wait for are ahead: 1 for a lock or an election, the limit for a semaphore
+   * (each key is one permit; `keyName` tells an instance's permits apart and names the limit, and `checkOldest`
+   * refuses a join whose limit differs from the oldest key's: the one in force).
    */
   readonly slots?: number;
-  readonly keySuffix?: string;
+  /** Our key after the name prefix (default: the lease in hex, etcd's layout). */
+  readonly keyName?: (leaseHex: string) => string;
+  /** Which keys created before ours we wait for (default: all; a reader waits for writers only). */
+  readonly waitsFor?: (key: string) => boolean;
   readonly checkOldest?: (oldestKey: string) => Error | undefined;
 }
 
@@ -62,7 +65,7 @@ export class Contender {
     readonly session: LeaseSession,
     private currentValue: string,
   ) {
-    this.key = ctx.namePrefix + session.hex + (ctx.keySuffix ?? '');
+    this.key = ctx.namePrefix + (ctx.keyName?.(session.hex) ?? session.hex);
     this.slots = ctx.slots ?? 1;
     this.keyBuf = Buffer.from(this.key);
     this.unsubscribe = ctx.deletes.subscribe(ctx.name, {
@@ -133,7 +136,7 @@ export class Contender {
       await this.leave();
       throw refused;
     }
-    this.becomeOwnerOrWait(new Set(kvs.filter((kv) => BigInt(kv.create_revision) < this.revision).map((kv) => kv.key.toString())));
+    this.becomeOwnerOrWait(this.waitedFor(kvs.filter((kv) => BigInt(kv.create_revision) < this.revision)));
     return false;
   }
 
@@ -252,6 +255,11 @@ export class Contender {
     this.dispose();
   }
 
+  private waitedFor(kvs: ReadonlyArray<{ key: Buffer }>): Set<string> {
+    const keys = kvs.map((kv) => kv.key.toString());
+    return new Set(this.ctx.waitsFor ? keys.filter(this.ctx.waitsFor) : keys);
+  }
+
   private dispose(): void {
     this.unsubscribe();
     this.unwatchSession();
@@ -325,7 +333,7 @@ export class Contender {
         return;
       }
       this.snapshot = BigInt(res.header.revision);
-      this.ahead = new Set(res.responses[1].response_range.kvs.map((kv) => kv.key.toString()));
+      this.ahead = this.waitedFor(res.responses[1].response_range.kvs);
       if (this.state === 'waiting' && this.ahead.size < this.slots) this.becomeOwner();
     } catch {
       // etcd unreachable: the session deadline decides; the watch will resync us again when it restarts.

@@ -3,8 +3,8 @@
  * several), and the limit it was taken with is part of its name, so a join that finds an older key with another
  * limit refuses without reading any value.
  */
-export function permitSuffix(sequence: number, limit: number): string {
-  return `-${sequence}-of-${limit}`;
+export function permitKeyName(sequence: number, limit: number): (leaseHex: string) => string {
+  return (leaseHex) => `${leaseHex}-${sequence}-of-${limit}`;
 }
 
 /** The limit named by a permit key, or undefined for a key not in this layout. */

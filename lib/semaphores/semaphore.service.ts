@@ -24,7 +24,7 @@ import {
   assertValue,
 } from '../util/validation.js';
 import { WaitSignal } from '../util/wait-signal.js';
-import { limitOfKey, permitSuffix } from './permit-key.js';
+import { limitOfKey, permitKeyName } from './permit-key.js';
 
 /**
  * A held permit of a semaphore: the surface of a `Lock` (its fencing token is its key's create revision, unique
@@ -162,7 +162,7 @@ export class SemaphoreService {
       namePrefix: this.prefixOf(name),
       name,
       slots: limit,
-      keySuffix: permitSuffix(++this.sequence, limit),
+      keyName: permitKeyName(++this.sequence, limit),
       checkOldest: (oldest) => {
         const inForce = limitOfKey(oldest);
         return inForce !== undefined && inForce !== limit ? new SemaphoreLimitMismatchError(name, limit, inForce) : undefined;

@@ -1,0 +1,155 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import type { LockLostError } from '../errors.js';
+import { namePrefix } from '../etcd/keys.js';
+import { EtcdLockEventName, EtcdLockEvents } from '../events/etcd-lock.events.js';
+import { HeldLock } from '../locks/held-lock.js';
+import type { Lock } from '../locks/lock.interface.js';
+import type { AcquireOptions, TryAcquireOptions } from '../locks/lock.service.js';
+import { DeletionWatches } from '../module/deletion-watches.js';
+import { EtcdConnection } from '../module/etcd-connection.js';
+import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
+import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
+import { Contender } from '../queue/contender.js';
+import { joinPatiently } from '../queue/join-patiently.js';
+import { EtcdSessionService } from '../session/session.service.js';
+import { assertDuration, assertFunction, assertName, assertOptions, assertSignal, assertValue } from '../util/validation.js';
+import { WaitSignal } from '../util/wait-signal.js';
+
+type Mode = 'read' | 'write';
+
+/**
+ * Read/write locks on etcd, in the layout of etcd's Go `recipes.RWMutex`: under `<prefix>rwlock/<name>/`, a reader
+ * puts `read/<lease hex>-<n>` and a writer `write/<lease hex>-<n>`, on the instance's session lease. Arrival order
+ * is create order: a reader holds once no writer key created before it exists; a writer once no key at all was
+ * created before it. So readers share, a writer excludes everyone, and a reader that arrives after a waiting
+ * writer waits for it (writers are never starved). Waiting watches deletions, never polls.
+ *
+ * Fencing tokens are create revisions, one total order over readers and writers: a writer's is greater than every
+ * earlier holder's. A reader's token R promises that every writer with a token below R has released, and that no
+ * writer with a token above R holds until this reader releases: what was written under tokens below R is what it
+ * reads. A reader's `fencedTxn()` commits only while it still holds its read lock.
+ */
+@Injectable()
+export class ReadWriteLockService {
+  private readonly logger = new Logger('EtcdLock');
+  private sequence = 0;
+
+  /** @internal Nest constructs it. */
+  constructor(
+    private readonly sessions: EtcdSessionService,
+    private readonly events: EtcdLockEvents,
+    @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
+    private readonly connection: EtcdConnection,
+    private readonly watches: DeletionWatches,
+  ) {}
+
+  /** Waits until this caller reads: no writer before it holds or waits. Timeout and abort leave no key. */
+  acquireRead(name: string, options?: AcquireOptions): Promise<Lock> {
+    return this.acquire('read', name, options);
+  }
+
+  /** Waits until this caller writes: everyone before it, readers and writers, has released. */
+  acquireWrite(name: string, options?: AcquireOptions): Promise<Lock> {
+    return this.acquire('write', name, options);
+  }
+
+  /** Reads now if no writer holds or waits, else `null` (nothing left in etcd). */
+  tryAcquireRead(name: string, options?: TryAcquireOptions): Promise<Lock | null> {
+    return this.tryAcquire('read', name, options);
+  }
+
+  /** Writes now if nobody holds or waits, else `null` (nothing left in etcd). */
+  tryAcquireWrite(name: string, options?: TryAcquireOptions): Promise<Lock | null> {
+    return this.tryAcquire('write', name, options);
+  }
+
+  /** Holds a read lock while `fn(lock)` runs, and releases it in every case. */
+  withRead<T>(name: string, fn: (lock: Lock) => T | Promise<T>, options?: AcquireOptions): Promise<T> {
+    return this.with('read', name, fn, options);
+  }
+
+  /** Holds the write lock while `fn(lock)` runs, and releases it in every case. */
+  withWrite<T>(name: string, fn: (lock: Lock) => T | Promise<T>, options?: AcquireOptions): Promise<T> {
+    return this.with('write', name, fn, options);
+  }
+
+  private async acquire(mode: Mode, name: string, options: AcquireOptions | undefined): Promise<Lock> {
+    const value = this.check(name, options, ['timeout', 'signal', 'value']);
+    if (options?.timeout !== undefined) assertDuration(options.timeout, 'options.timeout');
+    if (options?.signal !== undefined) assertSignal(options.signal, 'options.signal');
+    const wait = new WaitSignal(name, options?.timeout, options?.signal);
+    try {
+      const contender = this.contender(mode, name, value);
+      try {
+        await joinPatiently(contender, wait.signal);
+        await contender.waitForTurn(wait.signal);
+      } catch (err) {
+        await contender.leave();
+        throw err;
+      }
+      return new HeldLock(name, contender, () => undefined, this.onLost);
+    } finally {
+      wait.dispose();
+    }
+  }
+
+  private async tryAcquire(mode: Mode, name: string, options: TryAcquireOptions | undefined): Promise<Lock | null> {
+    const value = this.check(name, options, ['value']);
+    const contender = this.contender(mode, name, value);
+    try {
+      await contender.join();
+      if (!contender.isOwner) {
+        await contender.leave();
+        return null;
+      }
+      await contender.waitForTurn();
+    } catch (err) {
+      await contender.leave();
+      throw err;
+    }
+    return new HeldLock(name, contender, () => undefined, this.onLost);
+  }
+
+  private async with<T>(mode: Mode, name: string, fn: (lock: Lock) => T | Promise<T>, options: AcquireOptions | undefined): Promise<T> {
+    assertFunction(fn, 'fn');
+    const lock = await this.acquire(mode, name, options);
+    try {
+      return await fn(lock);
+    } finally {
+      await lock.release();
+    }
+  }
+
+  private check(name: string, options: { value?: unknown } | undefined, known: string[]): string {
+    assertName(name);
+    assertOptions(options, 'options', known);
+    if (options?.value === undefined) return this.options.identity;
+    assertValue(options.value, 'options.value');
+    return options.value;
+  }
+
+  private contender(mode: Mode, name: string, value: string): Contender {
+    const prefix = namePrefix(this.options.prefix, 'rwlock', name);
+    const sequence = ++this.sequence;
+    const writers = `${prefix}write/`;
+    return new Contender(
+      {
+        rpc: this.connection.port,
+        deletes: this.watches.of('rwlock'),
+        namePrefix: prefix,
+        name,
+        keyName: (leaseHex) => `${mode}/${leaseHex}-${sequence}`,
+        // A reader waits for the writers before it; a writer for everyone before it.
+        waitsFor: mode === 'read' ? (key) => key.startsWith(writers) : undefined,
+      },
+      this.sessions.current(),
+      value,
+    );
+  }
+
+  /** One line and one event per read or write lock lost while held, as for locks. */
+  private readonly onLost = (lock: HeldLock, err: LockLostError): void => {
+    this.logger.warn(`Read/write lock '${lock.name}' lost (${err.reason}), fencing token ${lock.fencingToken}`);
+    this.events.emit({ type: EtcdLockEventName.LockLost, name: lock.name, reason: err.reason, fencingToken: lock.fencingToken });
+  };
+}

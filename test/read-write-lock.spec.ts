@@ -1,0 +1,133 @@
+import { InvalidArgumentError, type Lock, LockLostError, LockTimeoutError, ReadWriteLockService } from '../lib/index.js';
+import { whenAborted } from '../lib/util/wait-signal.js';
+import { useEtcd } from './harness/fixtures.js';
+import { NodeProcess } from './harness/processes.js';
+
+const etcd = useEtcd();
+const keysOf = async (name: string) => (await etcd.client.getAll().prefix(`rwlock/${name}/`).keys()).sort();
+
+/** Resolves at the next put under the name, i.e. once a caller's key is in etcd (it has arrived). */
+async function arrival(name: string): Promise<() => Promise<void>> {
+  const watcher = await etcd.client.watch().prefix(`rwlock/${name}/`).create();
+  return () =>
+    new Promise<void>((resolve) =>
+      watcher.once('put', () => {
+        void watcher.cancel();
+        resolve();
+      }),
+    );
+}
+
+describe('ReadWriteLockService', () => {
+  it('readers share; a writer waits for them and excludes everyone; a reader after a waiting writer waits for it', async () => {
+    const [a, b] = [await etcd.app({ identity: 'a' }), await etcd.app({ identity: 'b' })];
+    const [ra, rb] = [a.get(ReadWriteLockService), b.get(ReadWriteLockService)];
+    const r1 = await ra.acquireRead('cache');
+    const r2 = await rb.acquireRead('cache');
+    expect(r2.key).toMatch(/^rwlock\/cache\/read\/[0-9a-f]+-\d+$/);
+    expect(await ra.tryAcquireWrite('cache')).toBeNull();
+
+    const events: string[] = [];
+    let arrived = (await arrival('cache'))();
+    const writer = rb.acquireWrite('cache').then((lock) => {
+      events.push('writer holds');
+      return lock;
+    });
+    await arrived;
+    // The writer waits: a new reader may not pass it.
+    expect(await ra.tryAcquireRead('cache')).toBeNull();
+    arrived = (await arrival('cache'))();
+    const lateReader = ra.acquireRead('cache').then((lock) => {
+      events.push('late reader holds');
+      return lock;
+    });
+    await arrived;
+    await r1.release();
+    events.push('r1 released');
+    await r2.release();
+    events.push('r2 released');
+    const w = await writer;
+    expect(w.key).toMatch(/^rwlock\/cache\/write\//);
+    expect(w.fencingToken).toBeGreaterThan(r2.fencingToken);
+    await w.release();
+    events.push('writer released');
+    const late = await lateReader;
+    expect(late.fencingToken).toBeGreaterThan(w.fencingToken);
+    expect(events).toEqual(['r1 released', 'r2 released', 'writer holds', 'writer released', 'late reader holds']);
+    await late.release();
+    expect(await keysOf('cache')).toEqual([]);
+  });
+
+  it('a stream of readers does not starve a writer: every reader ahead of it ends before it holds, every reader after it starts after it released', async () => {
+    const app = await etcd.app();
+    const rw = app.get(ReadWriteLockService);
+    const log: Array<{ kind: 'read' | 'write'; token: bigint; heldAt: number; releasedAt: number }> = [];
+    const hold = async (lock: Promise<Lock>, kind: 'read' | 'write', ms: number) => {
+      const held = await lock;
+      const heldAt = performance.now();
+      // The hold time is the workload here: readers overlap each other continuously.
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      const releasedAt = performance.now();
+      await held.release();
+      log.push({ kind, token: held.fencingToken, heldAt, releasedAt });
+    };
+    const runs: Array<Promise<void>> = [];
+    // Each caller arrives (its key is in etcd) before the next starts, 15 ms apart: arrival order is known.
+    const arrive = async (kind: 'read' | 'write', ms: number) => {
+      const arrived = (await arrival('feed'))();
+      runs.push(hold(kind === 'read' ? rw.acquireRead('feed') : rw.acquireWrite('feed'), kind, ms));
+      await arrived;
+    };
+    for (let i = 0; i < 12; i++) {
+      if (i === 4) await arrive('write', 20);
+      await arrive('read', 60);
+      await new Promise((resolve) => setTimeout(resolve, 15));
+    }
+    await Promise.all(runs);
+    const w = log.find((e) => e.kind === 'write') as (typeof log)[number];
+    const readers = log.filter((e) => e.kind === 'read');
+    const before = readers.filter((r) => r.token < w.token);
+    const after = readers.filter((r) => r.token > w.token);
+    expect(before).toHaveLength(4);
+    expect(after).toHaveLength(8);
+    for (const r of before) expect(r.releasedAt).toBeLessThanOrEqual(w.heldAt);
+    for (const r of after) expect(r.heldAt).toBeGreaterThanOrEqual(w.releasedAt);
+    // Readers did share: some held at the same time.
+    expect(readers.some((r, i) => readers.some((o, j) => i !== j && o.heldAt < r.releasedAt && r.heldAt < o.releasedAt))).toBe(true);
+  });
+
+  it('loss, timeout and bad input: as for locks', async () => {
+    const app = await etcd.app();
+    const rw = app.get(ReadWriteLockService);
+    const writer = await rw.acquireWrite('config');
+    await expect(rw.acquireRead('config', { timeout: 100 })).rejects.toThrow(LockTimeoutError);
+    expect(await keysOf('config')).toEqual([writer.key]);
+    await etcd.client.delete().key(writer.key);
+    expect(await whenAborted(writer.signal)).toMatchObject({ name: LockLostError.name, reason: 'key-deleted' });
+    await writer.release();
+    await expect(rw.acquireRead('a/b')).rejects.toThrow(InvalidArgumentError);
+    await expect(rw.acquireWrite('x', { limit: 2 } as never)).rejects.toThrow(InvalidArgumentError);
+    expect(await rw.withRead('config', (lock) => lock.isHeld)).toBe(true);
+    expect(await keysOf('config')).toEqual([]);
+  });
+
+  it('3 processes mixing reads and writes: no reader overlaps a writer and no two writers overlap (counted in etcd through fenced writes)', async () => {
+    await etcd.client.put('rw/readers').value('0');
+    await etcd.client.put('rw/writers').value('0');
+    const workers = ['p1', 'p2', 'p3'].map((id) => new NodeProcess('test/workers/rwlock-worker.mjs', [etcd.endpoint, '60', id]));
+    await Promise.all(workers.map((w) => w.line((l) => l === 'ready')));
+    for (const w of workers) w.send('go');
+    expect(await Promise.all(workers.map((w) => w.exited))).toEqual([0, 0, 0]);
+    const sections = workers.flatMap((w) => w.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { mode: string; readers: number; writers: number }));
+    expect(sections).toHaveLength(180);
+    const reads = sections.filter((s) => s.mode === 'read');
+    const writes = sections.filter((s) => s.mode === 'write');
+    expect(writes.length).toBeGreaterThan(0);
+    for (const s of reads) expect(s.writers).toBe(0);
+    for (const s of writes) expect([s.readers, s.writers]).toEqual([0, 1]);
+    // Readers shared: at some point more than one was inside.
+    expect(Math.max(...reads.map((s) => s.readers))).toBeGreaterThan(1);
+    expect(await etcd.client.get('rw/readers').string()).toBe('0');
+    await etcd.client.delete().prefix('rw/');
+  }, 60_000);
+});
