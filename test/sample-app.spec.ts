@@ -84,6 +84,14 @@ describe('sample-app as three processes', () => {
     const health = await replicas[0].get<{ status: string; session: { alive: boolean } }>('/health');
     expect(health).toMatchObject({ status: 'ok', session: { alive: true } });
     expect(await replicas[0].get('/locks/nobody')).toEqual({ name: 'nobody', holder: null });
+    // The price list: rebuilt under the write lock at one replica, read under read locks at another.
+    const rebuilt = await fetch(replicas[0].url('/prices'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ apple: 3, pear: 5 }),
+    });
+    expect(await rebuilt.json()).toEqual({ rebuilt: 2 });
+    expect(await replicas[1].get('/prices')).toEqual({ 'sample/prices/apple': '3', 'sample/prices/pear': '5' });
     // Prometheus metrics through OpenTelemetry: the leader says it leads, and its session's time left.
     const metrics = await (await fetch(leader.url('/metrics'))).text();
     expect(metrics).toMatch(/^etcd_lock_leadership_leader\{etcd_lock_election="leader"[^}]*\} 1$/m);

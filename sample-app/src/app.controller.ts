@@ -5,6 +5,7 @@ import { AccountsService } from './accounts.service.js';
 import { SAMPLE_CONFIG, type SampleConfig } from './config.js';
 import { DirectoryService } from './directory.service.js';
 import { JobsService } from './jobs.service.js';
+import { PartnerService } from './partner.service.js';
 
 @Controller()
 export class AppController {
@@ -16,6 +17,7 @@ export class AppController {
     private readonly jobs: JobsService,
     private readonly directory: DirectoryService,
     private readonly sharding: ShardingService,
+    private readonly partner: PartnerService,
     @Inject(SAMPLE_CONFIG) private readonly config: SampleConfig,
   ) {}
 
@@ -44,6 +46,21 @@ export class AppController {
   async shards() {
     const owners = Object.fromEntries(await this.sharding.assignment('tenants'));
     return { me: this.config.identity, mine: await firstValueFrom(this.sharding.owned('tenants')), owners };
+  }
+
+  /** The price list, read under the read lock (many readers at once). */
+  @Get('prices')
+  prices() {
+    return this.partner.prices();
+  }
+
+  /** Replaces prices under the write lock: waits for the readers in, keeps new ones out until done. */
+  @Post('prices')
+  async rebuildPrices(@Body() body: Record<string, unknown>) {
+    const prices = Object.fromEntries(Object.entries(body ?? {}).map(([k, v]) => [k, Number(v)]));
+    if (Object.values(prices).some((v) => !Number.isFinite(v))) throw new BadRequestException('prices must be numbers');
+    await this.partner.rebuildPrices(prices);
+    return { rebuilt: Object.keys(prices).length };
   }
 
   @Get('services/:name')

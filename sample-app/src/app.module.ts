@@ -9,6 +9,7 @@ import { DirectoryService } from './directory.service.js';
 import { FeedService } from './feed.service.js';
 import { JobsService } from './jobs.service.js';
 import { MetricsController } from './metrics.js';
+import { PartnerService } from './partner.service.js';
 import { TenantsService } from './tenants.service.js';
 
 /** Where one replica keeps its locks and its data. */
@@ -43,7 +44,7 @@ class DataClientCloser implements OnApplicationShutdown {
 
 @Module({
   controllers: [AppController, MetricsController],
-  providers: [AccountsService, JobsService, DirectoryService, FeedService, TenantsService, DataClientCloser],
+  providers: [AccountsService, JobsService, DirectoryService, FeedService, TenantsService, PartnerService, DataClientCloser],
 })
 // biome-ignore lint/complexity/noStaticOnlyClass: a Nest module class, configured through its static forRoot
 export class AppModule {
