@@ -22,6 +22,7 @@ import { localContention, tenThousand, tryAcquireHeld, uncontended } from './cas
 import { crashFailover, fairness, handover } from './cases/processes.js';
 import { sharding } from './cases/sharding.js';
 import { telemetryOverhead } from './cases/telemetry.js';
+import { readerThroughput, semaphoreCycle } from './cases/recipes.js';
 import { latencyChart } from './svg.js';
 
 const args = process.argv.slice(2);
@@ -75,6 +76,8 @@ const cases: Array<[string, () => Promise<CaseResult>]> = [
   ['fan-out', () => fanOut(ctx, appA, etcdPids())],
   ['sharding', () => sharding(ctx)],
   ['telemetry', () => telemetryOverhead(ctx)],
+  ['semaphore', () => semaphoreCycle(ctx, appA)],
+  ['readers', () => readerThroughput(ctx, appA)],
 ];
 
 const results: CaseResult[] = [];

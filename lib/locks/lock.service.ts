@@ -16,7 +16,7 @@ import { lockContext } from './lock-context.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import { assertDuration, assertFunction, assertName, assertOptions, assertSignal, assertValue } from '../util/validation.js';
 import { WaitSignal } from '../util/wait-signal.js';
-import { joinPatiently } from '../queue/join-patiently.js';
+import { takeTurn } from '../queue/turn.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 
 /** Options of `acquire` and `withLock`. */
@@ -75,13 +75,7 @@ export class LockService {
       const exit = await this.local.enter(name, wait.signal);
       try {
         const contender = new Contender(this.context(name), this.sessions.current(), value);
-        try {
-          await joinPatiently(contender, wait.signal);
-          await contender.waitForTurn(wait.signal);
-        } catch (err) {
-          await contender.leave();
-          throw err;
-        }
+        await takeTurn(contender, wait.signal);
         span?.('acquired', contender.createRevision);
         return new HeldLock(name, contender, exit, this.onLost, this.telemetry.acquired(name, 'acquire', 'acquired', start));
       } catch (err) {

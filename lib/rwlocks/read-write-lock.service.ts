@@ -10,7 +10,7 @@ import { EtcdConnection } from '../module/etcd-connection.js';
 import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
 import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
 import { Contender } from '../queue/contender.js';
-import { joinPatiently } from '../queue/join-patiently.js';
+import { takeTurn, tryTakeTurn } from '../queue/turn.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import { assertDuration, assertFunction, assertName, assertOptions, assertSignal, assertValue } from '../util/validation.js';
 import { WaitSignal } from '../util/wait-signal.js';
@@ -80,13 +80,7 @@ export class ReadWriteLockService {
     const wait = new WaitSignal(name, options?.timeout, options?.signal);
     try {
       const contender = this.contender(mode, name, value);
-      try {
-        await joinPatiently(contender, wait.signal);
-        await contender.waitForTurn(wait.signal);
-      } catch (err) {
-        await contender.leave();
-        throw err;
-      }
+      await takeTurn(contender, wait.signal);
       return new HeldLock(name, contender, () => undefined, this.onLost);
     } finally {
       wait.dispose();
@@ -96,17 +90,7 @@ export class ReadWriteLockService {
   private async tryAcquire(mode: Mode, name: string, options: TryAcquireOptions | undefined): Promise<Lock | null> {
     const value = this.check(name, options, ['value']);
     const contender = this.contender(mode, name, value);
-    try {
-      await contender.join();
-      if (!contender.isOwner) {
-        await contender.leave();
-        return null;
-      }
-      await contender.waitForTurn();
-    } catch (err) {
-      await contender.leave();
-      throw err;
-    }
+    if (!(await tryTakeTurn(contender))) return null;
     return new HeldLock(name, contender, () => undefined, this.onLost);
   }
 

@@ -12,7 +12,7 @@ import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
 import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
 import { Contender, type QueueContext } from '../queue/contender.js';
 import { watchQueue } from '../queue/holder-watch.js';
-import { joinPatiently } from '../queue/join-patiently.js';
+import { takeTurn, tryTakeTurn } from '../queue/turn.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import {
   assertDuration,
@@ -80,13 +80,7 @@ export class SemaphoreService {
     const wait = new WaitSignal(name, options.timeout, options.signal);
     try {
       const contender = this.contender(name, limit, value);
-      try {
-        await joinPatiently(contender, wait.signal);
-        await contender.waitForTurn(wait.signal);
-      } catch (err) {
-        await contender.leave();
-        throw err;
-      }
+      await takeTurn(contender, wait.signal);
       return new HeldLock(name, contender, () => undefined, this.onLost);
     } finally {
       wait.dispose();
@@ -97,17 +91,7 @@ export class SemaphoreService {
   async tryAcquire(name: string, options: PermitOptions): Promise<Permit | null> {
     const { limit, value } = this.check(name, options, ['limit', 'value']);
     const contender = this.contender(name, limit, value);
-    try {
-      await contender.join();
-      if (!contender.isOwner) {
-        await contender.leave();
-        return null;
-      }
-      await contender.waitForTurn();
-    } catch (err) {
-      await contender.leave();
-      throw err;
-    }
+    if (!(await tryTakeTurn(contender))) return null;
     return new HeldLock(name, contender, () => undefined, this.onLost);
   }
 

@@ -27,3 +27,30 @@ export async function joinPatiently(contender: Contender, signal: AbortSignal | 
     }
   }
 }
+
+/** Joins and waits for our turn; on any failure (timeout, abort, loss) leaves, so nothing is left in etcd. */
+export async function takeTurn(contender: Contender, signal: AbortSignal | undefined): Promise<void> {
+  try {
+    await joinPatiently(contender, signal);
+    await contender.waitForTurn(signal);
+  } catch (err) {
+    await contender.leave();
+    throw err;
+  }
+}
+
+/** Joins and holds only if our turn is now (one request); otherwise leaves and returns false. */
+export async function tryTakeTurn(contender: Contender): Promise<boolean> {
+  try {
+    await contender.join();
+    if (!contender.isOwner) {
+      await contender.leave();
+      return false;
+    }
+    await contender.waitForTurn();
+    return true;
+  } catch (err) {
+    await contender.leave();
+    throw err;
+  }
+}
