@@ -9,6 +9,8 @@ import {
   type Lock,
   LockLostError,
   LockService,
+  ReadWriteLockService,
+  SemaphoreService,
   ShardingService,
 } from '../lib/index.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
@@ -39,6 +41,8 @@ afterEach(() => {
 });
 
 /** `status --json --watch` until a document satisfies `ok`; then it is interrupted (and must exit 0). */
+const watchUntilRaw = (ok: (status: Record<string, Array<{ waiters: unknown[] }>>) => boolean) => watchUntil(ok as never);
+
 async function watchUntil(ok: (status: StatusJson) => boolean): Promise<StatusJson> {
   const child = spawnCli(['--endpoints', etcd.endpoint, '--prefix', PREFIX, 'status', '--json', '--watch']);
   watching.add(child);
@@ -154,10 +158,41 @@ describe('The admin CLI (nestjs-etcd-lock) against apps holding locks, elections
     expect(down.stderr).toContain(`cannot reach etcd at ${endpoint}`);
   });
 
+  it('status shows semaphores (limit, holders, waiters) and read/write locks (readers, the waiting writer)', async () => {
+    const app = await replica('replica-s');
+    const semaphores = app.get(SemaphoreService);
+    const rw = app.get(ReadWriteLockService);
+    const permits = [await semaphores.acquire('partner-api', { limit: 2 }), await semaphores.acquire('partner-api', { limit: 2 })];
+    const waiting = semaphores.acquire('partner-api', { limit: 2, value: 'third' });
+    const reader = await rw.acquireRead('prices', { value: 'reader' });
+    const writer = rw.acquireWrite('prices', { value: 'writer' });
+    const status = (await watchUntilRaw((s) => s.semaphores?.[0]?.waiters.length === 1 && s.rwlocks?.[0]?.waiters.length === 1)) as unknown as {
+      semaphores: Array<{ name: string; limit: number; holders: Array<{ createRevision: string }>; waiters: Array<{ value: string }> }>;
+      rwlocks: Array<{ name: string; holders: Array<{ mode: string; value: string }>; waiters: Array<{ mode: string; value: string }> }>;
+    };
+    expect(status.semaphores).toEqual([
+      expect.objectContaining({ name: 'partner-api', limit: 2, waiters: [expect.objectContaining({ value: 'third' })] }),
+    ]);
+    expect(status.semaphores[0].holders.map((h) => h.createRevision)).toEqual(permits.map((p) => p.fencingToken.toString()));
+    expect(status.rwlocks).toEqual([
+      {
+        name: 'prices',
+        holders: [expect.objectContaining({ mode: 'read', value: 'reader' })],
+        waiters: [expect.objectContaining({ mode: 'write', value: 'writer' })],
+      },
+    ]);
+    const text = (await cli(['status'])).stdout;
+    expect(text).toMatch(/partner-api\s+2\s+replica-s \(\d+\), replica-s \(\d+\)\s+third \(\d+\)/);
+    expect(text).toMatch(/prices\s+read reader \(\d+\)\s+write writer \(\d+\)/);
+    await permits[0].release();
+    await Promise.all([permits[1].release(), (await waiting).release(), reader.release()]);
+    await (await writer).release();
+  });
+
   it('status on an empty prefix says so in each section', async () => {
     const empty = await cli(['status']);
     expect(empty.code).toBe(0);
-    for (const line of ['no lock is held', 'no election has a candidate', 'no sharding group', 'no session holds a key']) {
+    for (const line of ['no lock is held', 'no election has a candidate', 'no semaphore permit is held', 'no read/write lock is held', 'no sharding group', 'no session holds a key']) {
       expect(empty.stdout).toContain(line);
     }
   });

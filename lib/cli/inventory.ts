@@ -33,6 +33,21 @@ export interface ShardGroupState {
   readonly held: ReadonlyMap<number, Contender>;
 }
 
+/** A semaphore: the permits held (the `limit` oldest keys) and the callers waiting, in arrival order. */
+export interface SemaphoreState {
+  readonly name: string;
+  readonly limit: number | undefined;
+  readonly holders: readonly Contender[];
+  readonly waiters: readonly Contender[];
+}
+
+/** A read/write lock: who holds it (readers, or one writer) and who waits, in arrival order. */
+export interface ReadWriteLockState {
+  readonly name: string;
+  readonly holders: ReadonlyArray<Contender & { readonly mode: 'read' | 'write' }>;
+  readonly waiters: ReadonlyArray<Contender & { readonly mode: 'read' | 'write' }>;
+}
+
 export interface SessionState {
   readonly lease: string;
   /** Seconds left on the lease when read, and the TTL it was granted with (`-1`: gone by then). */
@@ -50,6 +65,8 @@ export interface Inventory {
   readonly locks: readonly Queue[];
   readonly elections: readonly Queue[];
   readonly shardGroups: readonly ShardGroupState[];
+  readonly semaphores: readonly SemaphoreState[];
+  readonly rwlocks: readonly ReadWriteLockState[];
   readonly sessions: readonly SessionState[];
 }
 
@@ -61,7 +78,13 @@ const QUEUE_KINDS: readonly KeyKind[] = ['lock', 'election', 'shard'];
  * prefix are not read.
  */
 export async function readInventory(rpc: EtcdRpc, prefix: string): Promise<Inventory> {
-  const roots = [...QUEUE_KINDS.map((kind) => kindPrefix(prefix, kind)), membersRoot(prefix), assignmentsRoot(prefix)];
+  const roots = [
+    ...QUEUE_KINDS.map((kind) => kindPrefix(prefix, kind)),
+    membersRoot(prefix),
+    assignmentsRoot(prefix),
+    kindPrefix(prefix, 'semaphore'),
+    kindPrefix(prefix, 'rwlock'),
+  ];
   const res = await rpc.txn(
     {
       compare: [],
@@ -75,6 +98,8 @@ export async function readInventory(rpc: EtcdRpc, prefix: string): Promise<Inven
   const kvs = res.responses.map((r) => r.response_range.kvs);
   const [locks, elections, shardQueues] = QUEUE_KINDS.map((kind, i) => queues(kvs[i], kindPrefix(prefix, kind).length));
   const shardGroups = groups(shardQueues, kvs[3], kvs[4], prefix);
+  const semaphores = queues(kvs[5], kindPrefix(prefix, 'semaphore').length).map(semaphoreOf);
+  const rwlocks = readWriteLocks(kvs[6], kindPrefix(prefix, 'rwlock').length);
 
   const leases = new Set<string>();
   for (const list of kvs) for (const kv of list) if (kv.lease !== '0') leases.add(kv.lease);
@@ -91,7 +116,9 @@ export async function readInventory(rpc: EtcdRpc, prefix: string): Promise<Inven
     locks,
     elections,
     shardGroups,
-    sessions: sessions(ttls, locks, elections, shardGroups),
+    semaphores,
+    rwlocks,
+    sessions: sessions(ttls, { locks, elections, shardGroups, semaphores, rwlocks }),
   };
 }
 
@@ -153,12 +180,42 @@ function groups(shardQueues: readonly Queue[], members: readonly IKeyValue[], re
   }));
 }
 
-function sessions(
-  ttls: ReadonlyMap<string, { ttl: number; granted: number }>,
-  locks: readonly Queue[],
-  elections: readonly Queue[],
-  shardGroups: readonly ShardGroupState[],
-): SessionState[] {
+/** The `limit` oldest keys of a semaphore hold; its limit is in each key's name (`…-<n>-of-<limit>`). */
+function semaphoreOf(queue: Queue): SemaphoreState {
+  const all = [queue.holder, ...queue.waiters];
+  const limit = Number(/-of-(\d+)$/.exec(queue.holder.key)?.[1]) || undefined;
+  const held = limit ?? 1;
+  return { name: queue.name, limit, holders: all.slice(0, held), waiters: all.slice(held) };
+}
+
+/** Keys `<name>/read/…` and `<name>/write/…`: readers hold while no writer is ahead of them, a writer when first. */
+function readWriteLocks(kvs: readonly IKeyValue[], skip: number): ReadWriteLockState[] {
+  const byName = new Map<string, Array<Contender & { mode: 'read' | 'write' }>>();
+  for (const kv of kvs) {
+    const match = /^(.+)\/(read|write)\/[^/]+$/.exec(kv.key.toString().slice(skip));
+    if (!match) continue;
+    byName.set(match[1], [...(byName.get(match[1]) ?? []), { ...contender(kv), mode: match[2] as 'read' | 'write' }]);
+  }
+  return [...byName]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, list]) => {
+      list.sort((a, b) => (a.createRevision < b.createRevision ? -1 : 1));
+      const firstWriter = list.findIndex((c) => c.mode === 'write');
+      const held = firstWriter === 0 ? 1 : firstWriter < 0 ? list.length : firstWriter;
+      return { name, holders: list.slice(0, held), waiters: list.slice(held) };
+    });
+}
+
+interface Held {
+  readonly locks: readonly Queue[];
+  readonly elections: readonly Queue[];
+  readonly shardGroups: readonly ShardGroupState[];
+  readonly semaphores: readonly SemaphoreState[];
+  readonly rwlocks: readonly ReadWriteLockState[];
+}
+
+function sessions(ttls: ReadonlyMap<string, { ttl: number; granted: number }>, held: Held): SessionState[] {
+  const { locks, elections, shardGroups, semaphores, rwlocks } = held;
   const holds = new Map<string, string[]>();
   const identities = new Map<string, Set<string>>();
   const note = (lease: string, identity: string | undefined, phrase: string) => {
@@ -172,6 +229,14 @@ function sessions(
   for (const q of elections) {
     note(q.holder.lease, q.holder.value, `leads ${q.name}`);
     for (const [i, w] of q.waiters.entries()) note(w.lease, w.value, `candidate in ${q.name} (#${i + 1})`);
+  }
+  for (const sem of semaphores) {
+    for (const h of sem.holders) note(h.lease, undefined, `holds a permit of ${sem.name}`);
+    for (const [i, w] of sem.waiters.entries()) note(w.lease, undefined, `waits for a permit of ${sem.name} (#${i + 1})`);
+  }
+  for (const rw of rwlocks) {
+    for (const h of rw.holders) note(h.lease, undefined, `${h.mode === 'read' ? 'reads' : 'writes'} ${rw.name}`);
+    for (const [i, w] of rw.waiters.entries()) note(w.lease, undefined, `waits to ${w.mode} ${rw.name} (#${i + 1})`);
   }
   for (const g of shardGroups) {
     for (const m of g.members) note(m.lease, m.identity, `member of ${g.group}`);

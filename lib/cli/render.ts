@@ -61,6 +61,22 @@ export function renderInventory(inv: Inventory, where: { endpoints: readonly str
       if (free.length > 0) shardRows.push(identities.length === 0 ? [g.group, shards, '(nobody)', '-', '-'] : ['', '', '(unowned)', '-', ranges(free)]);
     }
   }
+  const names = (list: ReadonlyArray<{ value: string; createRevision: bigint; mode?: string }>) =>
+    list.map((c) => `${c.mode ? `${c.mode} ` : ''}${c.value} (${c.createRevision})`).join(', ') || '-';
+  lines.push(
+    ...section(
+      'SEMAPHORES',
+      ['NAME', 'LIMIT', 'HOLDERS (token)', 'WAITERS (in order)'],
+      inv.semaphores.map((sem) => [sem.name, String(sem.limit ?? '?'), names(sem.holders), names(sem.waiters)]),
+      'no semaphore permit is held',
+    ),
+    ...section(
+      'READ/WRITE LOCKS',
+      ['NAME', 'HOLDERS (token)', 'WAITERS (in order)'],
+      inv.rwlocks.map((rw) => [rw.name, names(rw.holders), names(rw.waiters)]),
+      'no read/write lock is held',
+    ),
+  );
   lines.push(...section('SHARD GROUPS', ['GROUP', 'SHARDS', 'MEMBER', 'ASSIGNED', 'HELD'], shardRows, 'no sharding group'));
   const sessionRows = inv.sessions.map((s) => [
     s.lease,
@@ -91,6 +107,12 @@ export function inventoryJson(inv: Inventory): unknown {
       members: g.members,
       assigned: g.assigned,
       held: Object.fromEntries([...g.held].map(([index, c]) => [index, { ...contender(c), fencingToken: c.createRevision.toString() }])),
+    })),
+    semaphores: inv.semaphores.map((sem) => ({ name: sem.name, limit: sem.limit ?? null, holders: sem.holders.map(contender), waiters: sem.waiters.map(contender) })),
+    rwlocks: inv.rwlocks.map((rw) => ({
+      name: rw.name,
+      holders: rw.holders.map((c) => ({ mode: c.mode, ...contender(c) })),
+      waiters: rw.waiters.map((c) => ({ mode: c.mode, ...contender(c) })),
     })),
     sessions: inv.sessions,
   };

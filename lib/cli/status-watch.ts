@@ -12,7 +12,8 @@ import { type Inventory, readInventory } from './inventory.js';
  * read are folded into the next one. Runs until `signal` aborts. TTLs are as read, and are not counted down.
  */
 export async function watchInventory(conn: Connection, show: (inv: Inventory) => void, signal: AbortSignal): Promise<void> {
-  const roots = [kindPrefix(conn.prefix, 'lock'), kindPrefix(conn.prefix, 'election'), kindPrefix(conn.prefix, 'shard'), membersRoot(conn.prefix), assignmentsRoot(conn.prefix)];
+  const kinds = ['lock', 'election', 'shard', 'semaphore', 'rwlock'] as const;
+  const roots = [...kinds.map((kind) => kindPrefix(conn.prefix, kind)), membersRoot(conn.prefix), assignmentsRoot(conn.prefix)];
   const backoff = new Backoff(250, 5000);
   let watchers: PortWatcher[] = [];
   let dirty = false;
