@@ -4,7 +4,16 @@ import { type DataPoint, type Histogram, MeterProvider, MetricReader, type Resou
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Injectable } from '@nestjs/common';
 import { filter, firstValueFrom } from 'rxjs';
-import { LeaderElectionService, LeaderOnly, LockService, Sharded, ShardingService, Singleton } from '../lib/index.js';
+import {
+  LeaderElectionService,
+  LeaderOnly,
+  LockService,
+  ReadWriteLockService,
+  SemaphoreService,
+  Sharded,
+  ShardingService,
+  Singleton,
+} from '../lib/index.js';
 import { useEtcd } from './harness/fixtures.js';
 
 /** A reader the test collects from on demand. */
@@ -123,6 +132,23 @@ describe('OpenTelemetry', () => {
     expect(singleton?.status.code).toBe(2);
     const sharded = finished.find((s) => s.name === 'etcd_lock sharded');
     expect(sharded?.attributes).toMatchObject({ 'etcd_lock.shard_group': 'otel-group', 'etcd_lock.shards': [0, 1, 2, 3], 'etcd_lock.outcome': 'ran' });
+  });
+
+  it('records semaphore and read/write lock waits under their own operations, and counts their holds', async () => {
+    const app = await etcd.app({ identity: 'otel-recipes' });
+    const [semaphores, rw] = [app.get(SemaphoreService), app.get(ReadWriteLockService)];
+    const permit = await semaphores.acquire('otel-sem', { limit: 1 });
+    expect(await semaphores.tryAcquire('otel-sem', { limit: 1 })).toBeNull();
+    const reader = await rw.acquireRead('otel-rw');
+    expect(await rw.tryAcquireWrite('otel-rw')).toBeNull();
+    expect(find(await points('etcd_lock.lock.held'), {})?.value).toBe(2);
+    await Promise.all([permit.release(), reader.release()]);
+    const waits = await points('etcd_lock.lock.wait.duration');
+    const count = (operation: string, outcome: string) =>
+      countOf(find(waits, { 'etcd_lock.operation': operation, 'etcd_lock.outcome': outcome }));
+    expect([count('acquire_permit', 'acquired'), count('try_acquire_permit', 'busy')]).toEqual([1, 1]);
+    expect([count('acquire_read', 'acquired'), count('try_acquire_write', 'busy')]).toEqual([1, 1]);
+    expect(find(await points('etcd_lock.lock.held'), {})?.value).toBe(0);
   });
 
   it('records nothing with telemetry: { enabled: false }', async () => {

@@ -14,6 +14,7 @@ import { takeTurn, tryTakeTurn } from '../queue/turn.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import { assertDuration, assertFunction, assertName, assertOptions, assertSignal, assertValue } from '../util/validation.js';
 import { WaitSignal } from '../util/wait-signal.js';
+import { Telemetry } from '../telemetry/telemetry.js';
 
 type Mode = 'read' | 'write';
 
@@ -41,6 +42,7 @@ export class ReadWriteLockService {
     @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
     private readonly connection: EtcdConnection,
     private readonly watches: DeletionWatches,
+    private readonly telemetry: Telemetry,
   ) {}
 
   /** Waits until this caller reads: no writer before it holds or waits. Timeout and abort leave no key. */
@@ -78,10 +80,15 @@ export class ReadWriteLockService {
     if (options?.timeout !== undefined) assertDuration(options.timeout, 'options.timeout');
     if (options?.signal !== undefined) assertSignal(options.signal, 'options.signal');
     const wait = new WaitSignal(name, options?.timeout, options?.signal);
+    const start = performance.now();
+    const operation = mode === 'read' ? 'acquire_read' : 'acquire_write';
     try {
       const contender = this.contender(mode, name, value);
       await takeTurn(contender, wait.signal);
-      return new HeldLock(name, contender, () => undefined, this.onLost);
+      return new HeldLock(name, contender, () => undefined, this.onLost, this.telemetry.acquired(name, operation, 'acquired', start));
+    } catch (err) {
+      this.telemetry.acquired(name, operation, this.telemetry.acquireOutcome(err, wait.signal), start);
+      throw err;
     } finally {
       wait.dispose();
     }
@@ -90,8 +97,14 @@ export class ReadWriteLockService {
   private async tryAcquire(mode: Mode, name: string, options: TryAcquireOptions | undefined): Promise<Lock | null> {
     const value = this.check(name, options, ['value']);
     const contender = this.contender(mode, name, value);
-    if (!(await tryTakeTurn(contender))) return null;
-    return new HeldLock(name, contender, () => undefined, this.onLost);
+    const start = performance.now();
+    const operation = mode === 'read' ? 'try_acquire_read' : 'try_acquire_write';
+    const taken = await tryTakeTurn(contender).catch((err: unknown) => {
+      this.telemetry.acquired(name, operation, this.telemetry.acquireOutcome(err, undefined), start);
+      throw err;
+    });
+    const letGo = this.telemetry.acquired(name, operation, taken ? 'acquired' : 'busy', start);
+    return taken ? new HeldLock(name, contender, () => undefined, this.onLost, letGo) : null;
   }
 
   private async with<T>(mode: Mode, name: string, fn: (lock: Lock) => T | Promise<T>, options: AcquireOptions | undefined): Promise<T> {

@@ -24,6 +24,7 @@ import {
   assertValue,
 } from '../util/validation.js';
 import { WaitSignal } from '../util/wait-signal.js';
+import { Telemetry } from '../telemetry/telemetry.js';
 import { limitOfKey, permitKeyName } from './permit-key.js';
 
 /**
@@ -67,6 +68,7 @@ export class SemaphoreService {
     @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
     private readonly connection: EtcdConnection,
     private readonly watches: DeletionWatches,
+    private readonly telemetry: Telemetry,
   ) {}
 
   /**
@@ -78,10 +80,14 @@ export class SemaphoreService {
     if (options.timeout !== undefined) assertDuration(options.timeout, 'options.timeout');
     if (options.signal !== undefined) assertSignal(options.signal, 'options.signal');
     const wait = new WaitSignal(name, options.timeout, options.signal);
+    const start = performance.now();
     try {
       const contender = this.contender(name, limit, value);
       await takeTurn(contender, wait.signal);
-      return new HeldLock(name, contender, () => undefined, this.onLost);
+      return new HeldLock(name, contender, () => undefined, this.onLost, this.telemetry.acquired(name, 'acquire_permit', 'acquired', start));
+    } catch (err) {
+      this.telemetry.acquired(name, 'acquire_permit', this.telemetry.acquireOutcome(err, wait.signal), start);
+      throw err;
     } finally {
       wait.dispose();
     }
@@ -91,8 +97,13 @@ export class SemaphoreService {
   async tryAcquire(name: string, options: PermitOptions): Promise<Permit | null> {
     const { limit, value } = this.check(name, options, ['limit', 'value']);
     const contender = this.contender(name, limit, value);
-    if (!(await tryTakeTurn(contender))) return null;
-    return new HeldLock(name, contender, () => undefined, this.onLost);
+    const start = performance.now();
+    const taken = await tryTakeTurn(contender).catch((err: unknown) => {
+      this.telemetry.acquired(name, 'try_acquire_permit', this.telemetry.acquireOutcome(err, undefined), start);
+      throw err;
+    });
+    const letGo = this.telemetry.acquired(name, 'try_acquire_permit', taken ? 'acquired' : 'busy', start);
+    return taken ? new HeldLock(name, contender, () => undefined, this.onLost, letGo) : null;
   }
 
   /** Acquires a permit, runs `fn(permit)`, and releases it in every case. `fn` should stop when its signal aborts. */

@@ -11,6 +11,17 @@ const SCOPE = 'nestjs-etcd-lock';
 /** Seconds: from half a millisecond (an uncontended acquire) to a minute (a long wait). */
 const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
+/** What was asked for, as the wait histogram's `etcd_lock.operation`. */
+export type AcquireOperation =
+  | 'acquire'
+  | 'try_acquire'
+  | 'acquire_permit'
+  | 'try_acquire_permit'
+  | 'acquire_read'
+  | 'try_acquire_read'
+  | 'acquire_write'
+  | 'try_acquire_write';
+
 /** How an acquire ended, as the wait histogram's `etcd_lock.outcome`. */
 export type AcquireOutcome = 'acquired' | 'timeout' | 'aborted' | 'unavailable' | 'busy' | 'error';
 
@@ -118,7 +129,7 @@ export class Telemetry implements OnApplicationShutdown {
   }
 
   /** @internal An acquire ended: its wait, by outcome; returns what to call when the lock it got is let go. */
-  acquired(name: string, operation: 'acquire' | 'try_acquire', outcome: AcquireOutcome, start: number): (() => void) | undefined {
+  acquired(name: string, operation: AcquireOperation, outcome: AcquireOutcome, start: number): (() => void) | undefined {
     const instruments = this.instruments;
     if (!instruments) return undefined;
     const attributes: Attributes = { 'etcd_lock.operation': operation, 'etcd_lock.outcome': outcome, ...this.lockName(name) };
