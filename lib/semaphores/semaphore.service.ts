@@ -33,6 +33,7 @@ import { limitOfKey, permitKeyName } from './permit-key.js';
  */
 export type Permit = Lock;
 
+/** Options of `SemaphoreService.tryAcquire` (and the base of `acquire`'s). */
 export interface PermitOptions {
   /** How many permits of the name may be held at once, across every replica (1 to 10,000). */
   readonly limit: number;
@@ -40,6 +41,7 @@ export interface PermitOptions {
   readonly value?: string;
 }
 
+/** Options of `SemaphoreService.acquire` and `withPermit`. */
 export interface AcquirePermitOptions extends PermitOptions {
   /** Give up after this many ms with `LockTimeoutError` (nothing is left in etcd). */
   readonly timeout?: number;
