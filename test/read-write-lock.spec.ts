@@ -42,18 +42,19 @@ describe('ReadWriteLockService', () => {
       return lock;
     });
     await arrived;
+    // Each release is told before it is sent: whoever holds next can only hold after that.
+    events.push('r1 releases');
     await r1.release();
-    events.push('r1 released');
+    events.push('r2 releases');
     await r2.release();
-    events.push('r2 released');
     const w = await writer;
     expect(w.key).toMatch(/^rwlock\/cache\/write\//);
     expect(w.fencingToken).toBeGreaterThan(r2.fencingToken);
+    events.push('writer releases');
     await w.release();
-    events.push('writer released');
     const late = await lateReader;
     expect(late.fencingToken).toBeGreaterThan(w.fencingToken);
-    expect(events).toEqual(['r1 released', 'r2 released', 'writer holds', 'writer released', 'late reader holds']);
+    expect(events).toEqual(['r1 releases', 'r2 releases', 'writer holds', 'writer releases', 'late reader holds']);
     await late.release();
     expect(await keysOf('cache')).toEqual([]);
   });
