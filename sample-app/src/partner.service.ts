@@ -25,7 +25,7 @@ export class PartnerService {
   async callPartner(): Promise<void> {
     const permit = LockService.current();
     this.counts.calls++;
-    // The partner's rate limit is per caller; the permit's token tells calls apart in its logs.
+    // Stands for the partner call; a long one should stop when permit.signal aborts (the permit was lost).
     await new Promise((resolve) => setTimeout(resolve, 300));
     if (permit?.signal.aborted) this.logger.warn('partner call finished after its permit was lost');
   }
