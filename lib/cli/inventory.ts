@@ -1,6 +1,7 @@
 import { type IKeyValue, SortOrder, SortTarget } from 'etcd3';
 import type { EtcdRpc } from '../etcd/etcd-rpc.js';
-import { type KeyKind, assignmentsRoot, kindPrefix, membersRoot, prefixRangeEnd } from '../etcd/keys.js';
+import { type KeyKind, assignmentsRoot, kindPrefix, leaseHex, membersRoot, prefixRangeEnd } from '../etcd/keys.js';
+import { limitOfKey } from '../semaphores/permit-key.js';
 import { parseAssignment } from '../sharding/assignment.js';
 
 /** One key in a queue: a contender for a lock, an election or a shard. */
@@ -107,7 +108,7 @@ export async function readInventory(rpc: EtcdRpc, prefix: string): Promise<Inven
     await Promise.all(
       [...leases].map(async (id) => {
         const ttl = await rpc.call('read a lease', () => rpc.client.leaseClient.leaseTimeToLive({ ID: id }, rpc.options()));
-        return [hex(id), { ttl: Number(ttl.TTL), granted: Number(ttl.grantedTTL) }] as const;
+        return [leaseHex(id), { ttl: Number(ttl.TTL), granted: Number(ttl.grantedTTL) }] as const;
       }),
     ),
   );
@@ -183,7 +184,7 @@ function groups(shardQueues: readonly Queue[], members: readonly IKeyValue[], re
 /** The `limit` oldest keys of a semaphore hold; its limit is in each key's name (`…-<n>-of-<limit>`). */
 function semaphoreOf(queue: Queue): SemaphoreState {
   const all = [queue.holder, ...queue.waiters];
-  const limit = Number(/-of-(\d+)$/.exec(queue.holder.key)?.[1]) || undefined;
+  const limit = limitOfKey(queue.holder.key);
   const held = limit ?? 1;
   return { name: queue.name, limit, holders: all.slice(0, held), waiters: all.slice(held) };
 }
@@ -271,9 +272,5 @@ export function ranges(indexes: readonly number[]): string {
 }
 
 function contender(kv: IKeyValue): Contender {
-  return { key: kv.key.toString(), value: kv.value.toString(), lease: hex(kv.lease), createRevision: BigInt(kv.create_revision) };
-}
-
-function hex(lease: string): string {
-  return lease === '0' ? '0' : BigInt(lease).toString(16);
+  return { key: kv.key.toString(), value: kv.value.toString(), lease: kv.lease === '0' ? '0' : leaseHex(kv.lease), createRevision: BigInt(kv.create_revision) };
 }

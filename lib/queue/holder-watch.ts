@@ -101,7 +101,8 @@ export function watchQueue(rpc: EtcdPort, namePrefix: string, slots: number | ((
   });
 }
 
-function toHolder(kv: IKeyValue): LockHolder {
+/** A key as a holder: its fencing token is its create revision. */
+export function toHolder(kv: IKeyValue): LockHolder {
   return {
     key: kv.key.toString(),
     value: kv.value.toString(),

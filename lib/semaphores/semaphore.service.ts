@@ -11,7 +11,7 @@ import { EtcdConnection } from '../module/etcd-connection.js';
 import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
 import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
 import { Contender, type QueueContext } from '../queue/contender.js';
-import { watchQueue } from '../queue/holder-watch.js';
+import { toHolder, watchQueue } from '../queue/holder-watch.js';
 import { takeTurn, tryTakeTurn } from '../queue/turn.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import {
@@ -128,12 +128,7 @@ export class SemaphoreService {
       `read the permits of '${name}'`,
     );
     const limit = res.kvs[0] ? (limitOfKey(res.kvs[0].key.toString()) ?? 1) : 0;
-    return res.kvs.slice(0, limit).map((kv) => ({
-      key: kv.key.toString(),
-      value: kv.value.toString(),
-      fencingToken: BigInt(kv.create_revision),
-      leaseId: kv.lease === '0' ? '0' : BigInt(kv.lease).toString(16),
-    }));
+    return res.kvs.slice(0, limit).map(toHolder);
   }
 
   /** The permits held, at every change (emits the current ones first). Watches etcd, never polls. */
