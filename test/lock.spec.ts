@@ -1,5 +1,8 @@
 import { once } from 'node:events';
 import { LockLostError, LockReleasedError, LockService, LockTimeoutError } from '../lib/index.js';
+import type { IDeleteRangeRequest } from 'etcd3';
+import { EtcdUnavailableError } from '../lib/errors.js';
+import { EtcdConnection } from '../lib/module/etcd-connection.js';
 import { EtcdSessionService } from '../lib/session/session.service.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
 import { useEtcd } from './harness/fixtures.js';
@@ -57,10 +60,37 @@ describe('LockService: acquire and release', () => {
     await Promise.all([first.release(), first.release()]);
     const second = await locks.acquire('x');
     expect(second.key).toBe(first.key); // same lease, same key name…
-    await first.release(); // …but the release is guarded by the old create revision
+    await first.release(); // …but a released lock sends nothing more
     expect(second.isHeld).toBe(true);
     expect(await locks.holder('x')).toMatchObject({ fencingToken: second.fencingToken });
     await second.release();
+  });
+
+  it("a release whose answer is lost retires the key's name: the late delete cannot reach the next holder here", async () => {
+    const app = await etcd.app();
+    const locks = app.get(LockService);
+    const port = app.get(EtcdConnection).port;
+    const first = await locks.acquire('late');
+    // The release's delete goes unanswered, and etcd applies it only later (here: when the test sends it).
+    const deleteRange = port.deleteRange.bind(port);
+    const withheld: IDeleteRangeRequest[] = [];
+    port.deleteRange = async (req) => {
+      port.deleteRange = deleteRange;
+      withheld.push(req);
+      throw new EtcdUnavailableError('etcd did not answer (test)', [etcd.endpoint]);
+    };
+    await first.release(); // retried, guarded by the key's create revision
+    expect(withheld.map((req) => req.key?.toString())).toEqual([first.key]);
+    expect(await locks.holder('late')).toBeNull();
+    const second = await locks.acquire('late');
+    expect(second.key).toBe(`${first.key}.1`);
+    await deleteRange(withheld[0], 'apply the late delete');
+    expect(await locks.holder('late')).toMatchObject({ key: second.key, fencingToken: second.fencingToken });
+    await second.release();
+    const third = await locks.acquire('late');
+    expect(third.key).toBe(second.key); // answered releases keep the name
+    await third.release();
+    expect(second.signal.reason).toBeInstanceOf(LockReleasedError);
   });
 
   it('supports `await using`', async () => {

@@ -1,8 +1,9 @@
 import { filter, firstValueFrom } from 'rxjs';
-import { LeaderElectionService, LockService } from '../lib/index.js';
+import { LeaderElectionService, LockLostError, LockService, SemaphoreService } from '../lib/index.js';
 import { DeletionWatches } from '../lib/module/deletion-watches.js';
 import { grpcCounts } from './harness/etcd.js';
 import { useEtcd } from './harness/fixtures.js';
+import { whenAborted } from '../lib/util/wait-signal.js';
 
 const etcd = useEtcd();
 
@@ -13,6 +14,16 @@ async function metric(name: string): Promise<number> {
   if (!line) throw new Error(`etcd has no metric ${name}`);
   return Number(line.split(' ')[1]);
 }
+
+/** An app whose default election settled (campaigning starts at bootstrap, its key's watch after the join). */
+async function settledApp() {
+  const app = await etcd.app();
+  await firstValueFrom(app.get(LeaderElectionService).changes().pipe(filter(Boolean)));
+  await app.get(DeletionWatches).of('election').watching('leader');
+  return app;
+}
+
+const watchMessages = async () => (await grpcCounts([etcd.endpoint])).get('Watch') ?? 0;
 
 describe('deletion watches scoped to interest', () => {
   it("an instance is sent no event for other instances' locks: each release reaches its own holder only", async () => {
@@ -29,18 +40,48 @@ describe('deletion watches scoped to interest', () => {
   });
 
   it("a hot name's watch stays open between cycles, then goes: no watch message per cycle", async () => {
-    const app = await etcd.app();
-    // The default election settles first (campaigning starts at bootstrap, and its key's watch after the join).
-    await firstValueFrom(app.get(LeaderElectionService).changes().pipe(filter(Boolean)));
-    await app.get(DeletionWatches).of('election').watching('leader');
+    const app = await settledApp();
     const locks = app.get(LockService);
     const deletes = app.get(DeletionWatches).of('lock');
-    await (await locks.acquire('hot')).release();
-    await deletes.watching('hot');
-    const watchMessages = async () => (await grpcCounts([etcd.endpoint])).get('Watch') ?? 0;
+    const first = await locks.acquire('hot');
+    expect(await deletes.watching('hot')).toBe(true); // a hold long enough to be watched
+    await first.release();
     const before = await watchMessages();
     for (let i = 0; i < 20; i++) await (await locks.acquire('hot')).release();
     expect(await watchMessages()).toBe(before);
     expect(deletes.size).toBe(1);
+  });
+
+  it('a hold that ends before its watch is due costs no watch at all: no create, no cancel, no event', async () => {
+    const app = await settledApp();
+    const deletes = app.get(DeletionWatches).of('lock');
+    deletes.holderDelayMs = 60_000; // every hold below is shorter
+    const locks = app.get(LockService);
+    const before = await watchMessages();
+    const eventsBefore = await metric('etcd_debugging_mvcc_events_total');
+    for (let i = 0; i < 20; i++) await (await locks.acquire(i % 2 ? 'brief' : `brief:${i}`)).release();
+    expect(await watchMessages()).toBe(before);
+    expect(await metric('etcd_debugging_mvcc_events_total')).toBe(eventsBefore);
+    expect(deletes.size).toBe(0);
+  });
+
+  it('a watch made after a deletion replays it: the holder whose key went meanwhile is told', async () => {
+    const app = await settledApp();
+    const deletes = app.get(DeletionWatches).of('semaphore');
+    deletes.holderDelayMs = 60_000; // a holder alone would not watch before the test ends
+    const semaphores = app.get(SemaphoreService);
+    const watchers = await metric('etcd_debugging_mvcc_watcher_total');
+    const first = await semaphores.acquire('pool', { limit: 1 });
+    expect(await metric('etcd_debugging_mvcc_watcher_total')).toBe(watchers);
+    await etcd.client.delete().key(first.key); // deleted from outside while no watch of the name exists
+    const other = await (await etcd.app({ identity: 'other' })).get(SemaphoreService).acquire('pool', { limit: 1 });
+    expect(first.isHeld).toBe(true); // not known here yet
+    // A second caller here waits behind the other instance: the name's watch is made now, from the first join on.
+    const second = semaphores.acquire('pool', { limit: 1 });
+    expect(await whenAborted(first.signal)).toMatchObject({ reason: 'key-deleted' });
+    expect(first.signal.reason).toBeInstanceOf(LockLostError);
+    await other.release();
+    await (await second).release();
+    await first.release();
   });
 });

@@ -5,6 +5,7 @@ import type { EtcdPort } from '../etcd/etcd-port.js';
 import { onAbort, pause } from '../util/wait-signal.js';
 import type { LeaseSession } from '../session/lease-session.js';
 import { fenceCompare, joinRequest, releaseRequest, resyncRequest } from './queue-requests.js';
+import { keyTag, retireKey } from './retired-keys.js';
 
 /** Where a contender's key lives and what it is called, for one kind of key (lock or election). */
 export interface QueueContext {
@@ -65,7 +66,8 @@ export class Contender {
     readonly session: LeaseSession,
     private currentValue: string,
   ) {
-    this.key = ctx.namePrefix + (ctx.keyName?.(session.hex) ?? session.hex);
+    const tag = keyTag(session, ctx.namePrefix);
+    this.key = ctx.namePrefix + (ctx.keyName?.(tag) ?? tag);
     this.slots = ctx.slots ?? 1;
     this.keyBuf = Buffer.from(this.key);
     this.unsubscribe = ctx.deletes.subscribe(ctx.name, {
@@ -229,16 +231,17 @@ export class Contender {
   }
 
   /**
-   * Deletes our key, only if it is still the one we created (guarded by its create revision). The key name is
-   * `<name prefix><our lease>`, so the next caller in this process re-creates the same name once we leave; a
-   * plain delete that timed out here but reached etcd later would delete that next holder's key. A join that
-   * failed but may have been applied left us without our revision: read it first (rare: one more request).
+   * Deletes our key. The key is `<name prefix><lease hex>`: only this instance creates it, one caller at a time,
+   * so a plain delete reaches our key and nothing else. A delete that goes unanswered may be applied later, so
+   * the key name is retired for this lease (`retired-keys.ts`) and the retries are guarded by our create
+   * revision. A join that failed but may have been applied left us without our revision: read it first.
    */
   private async deleteKey(): Promise<void> {
     const mayExist = this.joinSent && this.state !== 'left';
     if (this.state !== 'lost') this.state = 'left';
     this.turn?.reject(new EtcdLockError(`left the queue of '${this.ctx.name}'`));
     this.turn = undefined;
+    let guarded = this.revision === 0n;
     while (mayExist && this.session.alive && this.lostError?.reason !== 'session-lost') {
       try {
         if (this.revision === 0n) {
@@ -246,9 +249,12 @@ export class Contender {
           if (kvs.length === 0) break;
           this.revision = BigInt(kvs[0].create_revision);
         }
-        await this.ctx.rpc.txn(releaseRequest(this.keyBuf, this.revision), `release '${this.ctx.name}'`);
+        if (guarded) await this.ctx.rpc.txn(releaseRequest(this.keyBuf, this.revision), `release '${this.ctx.name}'`);
+        else await this.ctx.rpc.deleteRange({ key: this.keyBuf }, `release '${this.ctx.name}'`);
         break;
       } catch {
+        if (!guarded) retireKey(this.session, this.ctx.namePrefix);
+        guarded = true;
         await pause(RELEASE_RETRY_MS);
       }
     }
@@ -267,8 +273,9 @@ export class Contender {
 
   private becomeOwnerOrWait(ahead: Set<string>): void {
     if (this.state === 'lost' || this.state === 'left') return;
-    // Watch the name from just after our join's revision: every deletion we must hear of comes later.
-    this.ctx.deletes.watchFrom(this.ctx.name, this.snapshot + 1n);
+    // Watch the name from just after our join's revision: every deletion we must hear of comes later. A waiter
+    // needs it now; a holder only to hear of its own key's deletion, which a watch made later still replays.
+    this.ctx.deletes.watchFrom(this.ctx.name, this.snapshot + 1n, ahead.size < this.slots);
     this.ahead = ahead;
     const early = this.early ?? [];
     this.early = undefined;

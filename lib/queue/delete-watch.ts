@@ -9,6 +9,12 @@ const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 2000;
 /** A name's watch outlives its last subscriber this long, so a hot name's next cycle costs no watch message. */
 const LINGER_MS = 2000;
+/**
+ * How long a contender that owns its name from the join on goes without a watch. Most holds of an uncontended name end sooner
+ * and never cost a watch, nor the event of their own release. The watch starts at the join's revision + 1 either
+ * way, so a deletion meanwhile is replayed to it, only later: by this much plus a round trip.
+ */
+const HOLDER_WATCH_DELAY_MS = 20;
 
 /** Told about every deletion under one name, and asked to re-read etcd when deletions may have been missed. */
 export interface DeleteSubscriber {
@@ -20,10 +26,14 @@ export interface DeleteSubscriber {
 /** The watch of one name: deletions under `<kind prefix><name>/`, and who listens to them. */
 interface NameWatch {
   watcher: PortWatcher | undefined;
-  /** Resolves once etcd confirmed the watch. */
-  created: Promise<void> | undefined;
+  /** Set once etcd confirmed the watch. */
+  connected: boolean;
+  /** Callers of `watching` until then (tests only: no promise per watch otherwise); told false if it never is. */
+  onConnected: Array<(connected: boolean) => void> | undefined;
   readonly subscribers: Set<DeleteSubscriber>;
   linger: NodeJS.Timeout | undefined;
+  /** A watch to create later (`watchFrom` with a delay), from the oldest revision asked for. */
+  deferred: { from: bigint; timer: NodeJS.Timeout } | undefined;
 }
 
 /**
@@ -32,10 +42,13 @@ interface NameWatch {
  * client's one watch stream. Subscribe before the request that puts your key (deletions that a lingering watch
  * delivers meanwhile are then yours), and once that request answered call `watchFrom(name, revision + 1)`: a new
  * watch starts there, so no deletion after the request is missed and the request still costs one round trip.
+ * A holder asks for its watch `HOLDER_WATCH_DELAY_MS` later: from the same revision, so it misses nothing.
  */
 export class DeleteWatch {
   private readonly names = new Map<string, NameWatch>();
   private closed = false;
+  /** @internal How long a holder waits for its watch (tests make it long, to see what a late watch replays). */
+  holderDelayMs = HOLDER_WATCH_DELAY_MS;
 
   constructor(
     private readonly rpc: EtcdPort,
@@ -56,7 +69,8 @@ export class DeleteWatch {
     return () => {
       if (!entry.subscribers.delete(subscriber) || entry.subscribers.size > 0 || this.names.get(name) !== entry) return;
       if (!entry.watcher) {
-        this.names.delete(name); // never watched (e.g. a tryAcquire that found the name taken): nothing to keep
+        // Never watched (a short hold, or a tryAcquire that found the name taken): nothing to keep.
+        this.forget(name, entry);
         return;
       }
       entry.linger = setTimeout(() => {
@@ -66,19 +80,42 @@ export class DeleteWatch {
     };
   }
 
-  /** @internal For tests: resolves once etcd confirmed the watch of `name` (false: it has none). */
+  /** @internal For tests: resolves once etcd confirmed the watch of `name`, a deferred one included (false: it has none). */
   async watching(name: string): Promise<boolean> {
-    const created = this.names.get(name)?.created;
-    if (!created) return false;
-    await created;
-    return true;
+    const entry = this.names.get(name);
+    if (!entry || (!entry.watcher && !entry.deferred)) return false;
+    if (entry.connected) return true;
+    return new Promise<boolean>((resolve) => (entry.onConnected ??= []).push(resolve));
   }
 
-  /** Makes sure `name` is watched; a new watch starts at `fromRevision` (inclusive). */
-  watchFrom(name: string, fromRevision: bigint): void {
+  /**
+   * Makes sure `name` is watched; a new watch starts at `fromRevision` (inclusive): now, or for a `holder` (who
+   * waits for nobody) after `holderDelayMs`. Asked again meanwhile, it starts at the oldest revision asked for, at
+   * the earliest time asked for.
+   */
+  watchFrom(name: string, fromRevision: bigint, holder = false): void {
+    const delayMs = holder ? this.holderDelayMs : 0;
     const entry = this.names.get(name);
     if (!entry || entry.watcher || this.closed) return;
-    this.create(name, entry, fromRevision);
+    const deferred = entry.deferred;
+    const from = deferred && deferred.from < fromRevision ? deferred.from : fromRevision;
+    if (deferred && delayMs > 0) {
+      deferred.from = from;
+      return;
+    }
+    clearTimeout(deferred?.timer);
+    entry.deferred = undefined;
+    if (delayMs === 0) {
+      this.create(name, entry, from);
+      return;
+    }
+    const timer = setTimeout(() => {
+      const later = entry.deferred;
+      entry.deferred = undefined;
+      if (later && !entry.watcher && !this.closed && this.names.get(name) === entry) this.create(name, entry, later.from);
+    }, delayMs);
+    timer.unref();
+    entry.deferred = { from, timer };
   }
 
   async close(): Promise<void> {
@@ -89,15 +126,23 @@ export class DeleteWatch {
   private entry(name: string): NameWatch {
     let entry = this.names.get(name);
     if (!entry) {
-      entry = { watcher: undefined, created: undefined, subscribers: new Set(), linger: undefined };
+      entry = { watcher: undefined, connected: false, onConnected: undefined, subscribers: new Set(), linger: undefined, deferred: undefined };
       this.names.set(name, entry);
     }
     return entry;
   }
 
-  private async drop(name: string, entry: NameWatch): Promise<void> {
+  /** Removes the entry; a deferred watch is never made, and whoever waits for it is told so. */
+  private forget(name: string, entry: NameWatch): void {
     clearTimeout(entry.linger);
+    clearTimeout(entry.deferred?.timer);
+    entry.deferred = undefined;
     if (this.names.get(name) === entry) this.names.delete(name);
+    for (const resolve of entry.onConnected?.splice(0) ?? []) resolve(false);
+  }
+
+  private async drop(name: string, entry: NameWatch): Promise<void> {
+    this.forget(name, entry);
     const watcher = entry.watcher;
     entry.watcher = undefined;
     if (!watcher) return;
@@ -110,7 +155,10 @@ export class DeleteWatch {
   private create(name: string, entry: NameWatch, fromRevision: bigint): void {
     const watcher = this.rpc.watch({ prefix: `${this.kindPrefix}${name}/`, startRevision: fromRevision, onlyDeletes: true });
     entry.watcher = watcher;
-    entry.created = new Promise((resolve) => watcher.once('connected', () => resolve()));
+    watcher.once('connected', () => {
+      entry.connected = true;
+      for (const resolve of entry.onConnected?.splice(0) ?? []) resolve(true);
+    });
     watcher.on('data', (res: IWatchResponse) => this.dispatch(entry, res));
     watcher.on('error', (err) => void this.restart(name, entry, watcher, err));
   }
