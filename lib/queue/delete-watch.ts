@@ -85,7 +85,9 @@ export class DeleteWatch {
     const entry = this.names.get(name);
     if (!entry || (!entry.watcher && !entry.deferred)) return false;
     if (entry.connected) return true;
-    return new Promise<boolean>((resolve) => (entry.onConnected ??= []).push(resolve));
+    entry.onConnected ??= [];
+    const waiting = entry.onConnected;
+    return new Promise<boolean>((resolve) => waiting.push(resolve));
   }
 
   /**
