@@ -48,6 +48,8 @@ export interface KeepAliveStream {
 export interface EtcdPort {
   /** The endpoints, as errors name them. */
   readonly endpoints: readonly string[];
+  /** True when a watch costs no message (the in-memory etcd): holders then watch their names at once. */
+  readonly freeWatches?: boolean;
   range(req: IRangeRequest, what: string): Promise<IRangeResponse>;
   txn(req: ITxnRequest, what: string, timeoutMs?: number): Promise<ITxnResponse>;
   deleteRange(req: IDeleteRangeRequest, what: string): Promise<IDeleteRangeResponse>;

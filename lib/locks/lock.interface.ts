@@ -4,7 +4,10 @@ import type { FencedTxn } from './fenced-txn.js';
 export interface Lock extends AsyncDisposable {
   /** The lock's name, as passed to `acquire`. */
   readonly name: string;
-  /** The full etcd key of this holder: `<prefix>lock/<name>/<lease id in hex>`. */
+  /**
+   * The full etcd key of this holder: `<prefix>lock/<name>/<lease id in hex>` (with a suffix `.<n>` after a
+   * release of this instance's whose answer was lost: see `release`).
+   */
   readonly key: string;
   /** The value stored in the key (default: the instance identity). */
   readonly value: string;
@@ -17,7 +20,12 @@ export interface Lock extends AsyncDisposable {
   readonly signal: AbortSignal;
   /** True while this instance owns the lock, judged on the local lease deadline (no request). */
   readonly isHeld: boolean;
-  /** Releases the lock. Idempotent; deletes only this holder's key, so a late call never frees a newer holder. */
+  /**
+   * Releases the lock: one delete of this holder's key. Idempotent. Only this instance creates that key, one
+   * caller at a time, so the delete reaches no one else's; a delete whose answer is lost is retried guarded by the
+   * key's create revision, and this instance's next key under the name gets another name, which the late delete
+   * cannot reach. So a late release never frees a newer holder.
+   */
   release(): Promise<void>;
   /** Changes the stored value without releasing; watchers see it. Throws `LockLostError` if no longer held. */
   setValue(value: string): Promise<void>;

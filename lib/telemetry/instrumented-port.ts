@@ -23,6 +23,7 @@ export function instrumentedPort(port: EtcdPort, telemetry: Telemetry): EtcdPort
     get endpoints() {
       return port.endpoints;
     },
+    freeWatches: port.freeWatches,
     range: (req, what) => timed('range', () => port.range(req, what)),
     txn: (req, what, timeoutMs) => timed('txn', () => port.txn(req, what, timeoutMs)),
     deleteRange: (req, what) => timed('delete_range', () => port.deleteRange(req, what)),
