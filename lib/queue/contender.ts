@@ -1,5 +1,5 @@
 import { EtcdLeaseInvalidError, type ICompare, type ITxnRequest, type ITxnResponse } from 'etcd3';
-import type { DeleteWatch } from './delete-watch.js';
+import type { DeleteSubscriber, DeleteWatch } from './delete-watch.js';
 import { EtcdLockError, LockLostError, type LockLossReason } from '../errors.js';
 import type { EtcdPort } from '../etcd/etcd-port.js';
 import { onAbort, pause } from '../util/wait-signal.js';
@@ -31,6 +31,8 @@ export interface QueueContext {
 type State = 'new' | 'waiting' | 'owner' | 'left' | 'lost';
 
 const RELEASE_RETRY_MS = 200;
+/** "No key ahead", shared by every owner (never added to; deleting from it is a no-op). */
+const NOBODY: Set<string> = new Set();
 /** How long a deleted key waits to learn whether its lease went with it, before calling it `key-deleted`. */
 const LEASE_CHECK_MS = 500;
 
@@ -39,21 +41,20 @@ const LEASE_CHECK_MS = 500;
  * waits until every key created before it is deleted (told by the name's deletion watch, never by polling),
  * owns the name, and leaves with a delete guarded by its create revision.
  */
-export class Contender {
+export class Contender implements DeleteSubscriber {
   readonly key: string;
   private readonly keyBuf: Buffer;
   private readonly slots: number;
   private state: State = 'new';
   private revision = 0n;
   /** Keys created before ours that still exist as of `snapshot`. */
-  private ahead = new Set<string>();
+  private ahead: Set<string> = NOBODY;
   private snapshot = 0n;
   /** Deletions seen before our join request answered (we subscribe first so none is missed). */
   private early: Array<[string, bigint]> | undefined = [];
   private turn: { resolve: () => void; reject: (err: unknown) => void } | undefined;
   private lossListener: ((err: LockLostError) => void) | undefined;
-  private readonly unsubscribe: () => void;
-  private readonly unwatchSession: () => void;
+  private readonly sessionEnded = () => this.lose('session-lost');
   private leaving: Promise<void> | undefined;
   /** Set when etcd reported our key deleted, until the loss is reported with its reason. */
   private keyGone = false;
@@ -70,11 +71,8 @@ export class Contender {
     this.key = ctx.namePrefix + (ctx.keyName?.(tag) ?? tag);
     this.slots = ctx.slots ?? 1;
     this.keyBuf = Buffer.from(this.key);
-    this.unsubscribe = ctx.deletes.subscribe(ctx.name, {
-      onDelete: (key, revision) => this.onDelete(key, revision),
-      onResync: () => void this.resync(),
-    });
-    this.unwatchSession = session.onEnd(() => this.lose('session-lost'));
+    ctx.deletes.subscribe(ctx.name, this);
+    session.onEnd(this.sessionEnded);
   }
 
   get name(): string {
@@ -113,7 +111,7 @@ export class Contender {
     if (res.succeeded) {
       this.revision = revision;
       this.snapshot = revision;
-      this.becomeOwnerOrWait(new Set());
+      this.becomeOwnerOrWait(NOBODY);
       return false;
     }
     const kvs = res.responses[res.responses.length - 1].response_range.kvs;
@@ -122,7 +120,7 @@ export class Contender {
       if (kvs[0]?.key.equals(this.keyBuf)) {
         this.revision = BigInt(kvs[0].create_revision);
         this.snapshot = revision;
-        this.becomeOwnerOrWait(new Set());
+        this.becomeOwnerOrWait(NOBODY);
         return false;
       }
       this.joinSent = false;
@@ -267,8 +265,8 @@ export class Contender {
   }
 
   private dispose(): void {
-    this.unsubscribe();
-    this.unwatchSession();
+    this.ctx.deletes.unsubscribe(this.ctx.name, this);
+    this.session.offEnd(this.sessionEnded);
   }
 
   private becomeOwnerOrWait(ahead: Set<string>): void {
@@ -285,7 +283,8 @@ export class Contender {
     if (this.ahead.size < this.slots) this.becomeOwner();
   }
 
-  private onDelete(key: string, revision: bigint): void {
+  /** @internal A deletion under the name (told by the name's watch). */
+  onDelete(key: string, revision: bigint): void {
     if (this.early) {
       this.early.push([key, revision]);
       return;
@@ -324,6 +323,11 @@ export class Contender {
     const turn = this.turn;
     this.turn = undefined;
     turn?.resolve();
+  }
+
+  /** @internal The name's watch restarted. */
+  onResync(): void {
+    void this.resync();
   }
 
   /** The delete watch restarted: deletions may have been missed, so re-read what is ahead of us. */

@@ -1,4 +1,4 @@
-import type { IWatchResponse } from 'etcd3';
+import type { IKeyValue } from 'etcd3';
 import type { PortWatcher } from '../etcd/etcd-port.js';
 import type { EtcdPort } from '../etcd/etcd-port.js';
 import { Backoff } from '../util/backoff.js';
@@ -25,12 +25,14 @@ export interface DeleteSubscriber {
 
 /** The watch of one name: deletions under `<kind prefix><name>/`, and who listens to them. */
 interface NameWatch {
+  readonly name: string;
   watcher: PortWatcher | undefined;
   /** Set once etcd confirmed the watch. */
   connected: boolean;
   /** Callers of `watching` until then (tests only: no promise per watch otherwise); told false if it never is. */
   onConnected: Array<(connected: boolean) => void> | undefined;
-  readonly subscribers: Set<DeleteSubscriber>;
+  /** Usually one (an array is lighter than a Set: 10,000 held names have one each). */
+  readonly subscribers: DeleteSubscriber[];
   linger: NodeJS.Timeout | undefined;
   /** A watch to create later (`watchFrom` with a delay), from the oldest revision asked for. */
   deferred: { from: bigint; timer: NodeJS.Timeout } | undefined;
@@ -49,35 +51,65 @@ export class DeleteWatch {
   private closed = false;
   /** @internal How long a holder waits for its watch (tests make it long, to see what a late watch replays). */
   holderDelayMs = HOLDER_WATCH_DELAY_MS;
+  /** The name each watcher serves, for the listeners below: shared by every watcher, so a name costs no closures. */
+  private readonly served = new WeakMap<PortWatcher, NameWatch>();
+  private readonly listeners: {
+    connected(this: PortWatcher): void;
+    delete(this: PortWatcher, kv: IKeyValue): void;
+    error(this: PortWatcher, err: unknown): void;
+  };
 
   constructor(
     private readonly rpc: EtcdPort,
     private readonly kindPrefix: string,
     private readonly onError: (err: unknown) => void,
-  ) {}
+  ) {
+    const watches = this;
+    this.listeners = {
+      connected() {
+        const entry = watches.served.get(this);
+        if (!entry) return;
+        entry.connected = true;
+        for (const resolve of entry.onConnected?.splice(0) ?? []) resolve(true);
+      },
+      delete(kv) {
+        const entry = watches.served.get(this);
+        if (entry) watches.dispatch(entry, kv);
+      },
+      error(err) {
+        const entry = watches.served.get(this);
+        if (entry) void watches.restart(entry, this, err);
+      },
+    };
+  }
 
   /** Number of names watched now (lingering ones included). */
   get size(): number {
     return this.names.size;
   }
 
-  subscribe(name: string, subscriber: DeleteSubscriber): () => void {
+  subscribe(name: string, subscriber: DeleteSubscriber): void {
     const entry = this.entry(name);
     clearTimeout(entry.linger);
     entry.linger = undefined;
-    entry.subscribers.add(subscriber);
-    return () => {
-      if (!entry.subscribers.delete(subscriber) || entry.subscribers.size > 0 || this.names.get(name) !== entry) return;
-      if (!entry.watcher) {
-        // Never watched (a short hold, or a tryAcquire that found the name taken): nothing to keep.
-        this.forget(name, entry);
-        return;
-      }
-      entry.linger = setTimeout(() => {
-        if (entry.subscribers.size === 0 && this.names.get(name) === entry) void this.drop(name, entry);
-      }, LINGER_MS);
-      entry.linger.unref();
-    };
+    entry.subscribers.push(subscriber);
+  }
+
+  unsubscribe(name: string, subscriber: DeleteSubscriber): void {
+    const entry = this.names.get(name);
+    const index = entry?.subscribers.indexOf(subscriber) ?? -1;
+    if (!entry || index < 0) return;
+    entry.subscribers.splice(index, 1);
+    if (entry.subscribers.length > 0) return;
+    if (!entry.watcher) {
+      // Never watched (a short hold, or a tryAcquire that found the name taken): nothing to keep.
+      this.forget(name, entry);
+      return;
+    }
+    entry.linger = setTimeout(() => {
+      if (entry.subscribers.length === 0 && this.names.get(name) === entry) void this.drop(name, entry);
+    }, LINGER_MS);
+    entry.linger.unref();
   }
 
   /** @internal For tests: resolves once etcd confirmed the watch of `name`, a deferred one included (false: it has none). */
@@ -128,7 +160,7 @@ export class DeleteWatch {
   private entry(name: string): NameWatch {
     let entry = this.names.get(name);
     if (!entry) {
-      entry = { watcher: undefined, connected: false, onConnected: undefined, subscribers: new Set(), linger: undefined, deferred: undefined };
+      entry = { name, watcher: undefined, connected: false, onConnected: undefined, subscribers: [], linger: undefined, deferred: undefined };
       this.names.set(name, entry);
     }
     return entry;
@@ -157,28 +189,26 @@ export class DeleteWatch {
   private create(name: string, entry: NameWatch, fromRevision: bigint): void {
     const watcher = this.rpc.watch({ prefix: `${this.kindPrefix}${name}/`, startRevision: fromRevision, onlyDeletes: true });
     entry.watcher = watcher;
-    watcher.once('connected', () => {
-      entry.connected = true;
-      for (const resolve of entry.onConnected?.splice(0) ?? []) resolve(true);
-    });
-    watcher.on('data', (res: IWatchResponse) => this.dispatch(entry, res));
-    watcher.on('error', (err) => void this.restart(name, entry, watcher, err));
+    this.served.set(watcher, entry);
+    // One listener per event that the watcher has no listener of its own for (a second one costs an array), and
+    // `connected` only until it fires.
+    watcher.once('connected', this.listeners.connected);
+    watcher.on('delete', this.listeners.delete);
+    watcher.on('error', this.listeners.error);
   }
 
-  private dispatch(entry: NameWatch, res: IWatchResponse): void {
-    for (const event of res.events) {
-      if (event.type !== 'Delete') continue;
-      const key = event.kv.key.toString();
-      const revision = BigInt(event.kv.mod_revision);
-      for (const subscriber of [...entry.subscribers]) subscriber.onDelete(key, revision);
-    }
+  private dispatch(entry: NameWatch, kv: IKeyValue): void {
+    const key = kv.key.toString();
+    const revision = BigInt(kv.mod_revision);
+    for (const subscriber of [...entry.subscribers]) subscriber.onDelete(key, revision);
   }
 
   /**
    * etcd cancelled the watch (compaction, or a member lost its state): start over from now and resync. Told to
    * `onError` once per outage, however many tries it takes.
    */
-  private async restart(name: string, entry: NameWatch, old: PortWatcher, err: unknown, backoff?: Backoff): Promise<void> {
+  private async restart(entry: NameWatch, old: PortWatcher, err: unknown, backoff?: Backoff): Promise<void> {
+    const name = entry.name;
     if (this.closed || entry.watcher !== old || this.names.get(name) !== entry) return;
     if (!backoff) this.onError(err);
     old.removeAllListeners();
@@ -191,7 +221,7 @@ export class DeleteWatch {
       if (this.closed) return;
       // Try again shortly: waiters stay correct meanwhile (they only act on deletions they were told of).
       const retry = backoff ?? new Backoff(RETRY_MIN_MS, RETRY_MAX_MS);
-      const timer = setTimeout(() => void this.restart(name, entry, old, retryErr, retry), retry.next());
+      const timer = setTimeout(() => void this.restart(entry, old, retryErr, retry), retry.next());
       timer.unref();
       return;
     }

@@ -72,6 +72,11 @@ export class LeaseSession {
     return () => this.endListeners.delete(listener);
   }
 
+  /** Stops calling `listener` (given to `onEnd`) when the session ends. */
+  offEnd(listener: (reason: SessionEndReason) => void): void {
+    this.endListeners.delete(listener);
+  }
+
   /** Calls `listener` whenever a keepalive is acknowledged. */
   onRenew(listener: () => void): () => void {
     this.renewListeners.add(listener);
