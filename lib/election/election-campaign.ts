@@ -1,6 +1,7 @@
 import type { Logger } from '@nestjs/common';
 import { BehaviorSubject, distinctUntilChanged, filter, map, type Observable } from 'rxjs';
-import { Contender, type QueueContext } from '../queue/contender.js';
+import { Contender } from '../queue/contender.js';
+import type { QueueContext } from '../queue/queue-context.js';
 import type { LeadershipLossReason } from '../errors.js';
 import { EtcdLockEventName, type EtcdLockEvents } from '../events/etcd-lock.events.js';
 import type { LeaseSession } from '../session/lease-session.js';

@@ -1,32 +1,11 @@
 import { EtcdLeaseInvalidError, type ICompare, type ITxnRequest, type ITxnResponse } from 'etcd3';
-import type { DeleteSubscriber, DeleteWatch } from './delete-watch.js';
+import type { DeleteSubscriber } from './delete-watch.js';
+import type { QueueContext } from './queue-context.js';
 import { EtcdLockError, LockLostError, type LockLossReason } from '../errors.js';
-import type { EtcdPort } from '../etcd/etcd-port.js';
 import { onAbort, pause } from '../util/wait-signal.js';
 import type { LeaseSession } from '../session/lease-session.js';
 import { fenceCompare, joinRequest, releaseRequest, resyncRequest } from './queue-requests.js';
 import { keyTag, retireKey } from './retired-keys.js';
-
-/** Where a contender's key lives and what it is called, for one kind of key (lock or election). */
-export interface QueueContext {
-  readonly rpc: EtcdPort;
-  readonly deletes: DeleteWatch;
-  /** e.g. `myapp/lock/orders/` */
-  readonly namePrefix: string;
-  /** The public name, for error messages. */
-  readonly name: string;
-  /**
-   * We own once fewer than `slots` keys we wait for are ahead: 1 for a lock or an election, the limit for a semaphore
-   * (each key is one permit; `keyName` tells an instance's permits apart and names the limit, and `checkOldest`
-   * refuses a join whose limit differs from the oldest key's: the one in force).
-   */
-  readonly slots?: number;
-  /** Our key after the name prefix (default: the lease in hex, etcd's layout). */
-  readonly keyName?: (leaseHex: string) => string;
-  /** Which keys created before ours we wait for (default: all; a reader waits for writers only). */
-  readonly waitsFor?: (key: string) => boolean;
-  readonly checkOldest?: (oldestKey: string) => Error | undefined;
-}
 
 type State = 'new' | 'waiting' | 'owner' | 'left' | 'lost';
 

@@ -1,0 +1,26 @@
+import type { EtcdPort } from '../etcd/etcd-port.js';
+import type { DeleteWatch } from './delete-watch.js';
+
+/** Where a contender's key lives and what it is called: one name of one kind (lock, election, permit, shard…). */
+export interface QueueContext {
+  readonly rpc: EtcdPort;
+  readonly deletes: DeleteWatch;
+  /** e.g. `myapp/lock/orders/` */
+  readonly namePrefix: string;
+  /** The public name, for error messages. */
+  readonly name: string;
+  /**
+   * We own once fewer than `slots` keys we wait for are ahead: 1 for a lock or an election, the limit for a semaphore
+   * (each key is one permit; `keyName` tells an instance's permits apart and names the limit, and `checkOldest`
+   * refuses a join whose limit differs from the oldest key's: the one in force).
+   */
+  readonly slots?: number;
+  /**
+   * Our key after the name prefix, from the lease's tag: its hex (etcd's layout, and the default key), or
+   * `<hex>.<n>` once a delete there went unanswered (`retired-keys.ts`).
+   */
+  readonly keyName?: (leaseTag: string) => string;
+  /** Which keys created before ours we wait for (default: all; a reader waits for writers only). */
+  readonly waitsFor?: (key: string) => boolean;
+  readonly checkOldest?: (oldestKey: string) => Error | undefined;
+}
