@@ -85,7 +85,9 @@ for (const [id, run] of cases) {
   if (only && !only.includes(id)) continue;
   log(`bench: ${id} …`);
   try {
-    results.push(await run());
+    const result = await run();
+    results.push(result);
+    log(`bench: ${id}: ${result.result}`);
   } catch (err) {
     results.push({ id, title: id, target: '', met: false, result: `failed: ${err instanceof Error ? err.stack : err}`, metrics: {} });
   }
