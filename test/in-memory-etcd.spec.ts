@@ -2,6 +2,7 @@ import type { EventEmitter } from 'node:events';
 import { CompareResult, CompareTarget, type IRequestOp, type IWatchResponse, SortOrder, SortTarget } from 'etcd3';
 import type { EtcdPort } from '../lib/etcd/etcd-port.js';
 import { EtcdRpc } from '../lib/etcd/etcd-rpc.js';
+import { joinRequest } from '../lib/queue/queue-requests.js';
 import { InMemoryEtcd } from '../lib/testing/index.js';
 import { useEtcd } from './harness/fixtures.js';
 
@@ -69,6 +70,15 @@ async function script(port: EtcdPort): Promise<unknown[]> {
   await step('join taken', () => join(c.ID, false));
   await step('join again', () => join(c.ID, false));
   await step('try taken', () => join(c.ID, true));
+  // A reader's join (the library's request): it compares and reads the writers' range only, and its own key.
+  const readerJoin = (lease: string, onlyIfFree: boolean) =>
+    port.txn(joinRequest(b('t/rw/write/'), b(`t/rw/read/${lease}`), 'r', lease, onlyIfFree, true), 'join');
+  await step('reader join, no writer', () => readerJoin(a.ID, false));
+  await step('reader join again', () => readerJoin(a.ID, false));
+  await step('writer join behind the reader', () => port.txn(joinRequest(b('t/rw/'), b(`t/rw/write/${c.ID}`), 'w', c.ID, false), 'join'));
+  await step('reader join behind a writer', () => readerJoin(c.ID, false));
+  await step('reader try behind a writer, key there', () => readerJoin(a.ID, true));
+  await step('reader try behind a writer, no key', () => readerJoin('7', true));
   await step('put', () => put('t/x', '1'));
   await step('put again', () => put('t/x', '2', { prev_kv: true }));
   const ranges = {

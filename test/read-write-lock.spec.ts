@@ -1,4 +1,5 @@
-import { InvalidArgumentError, type Lock, LockLostError, LockTimeoutError, ReadWriteLockService } from '../lib/index.js';
+import { EtcdUnavailableError, InvalidArgumentError, type Lock, LockLostError, LockTimeoutError, ReadWriteLockService } from '../lib/index.js';
+import { EtcdConnection } from '../lib/module/etcd-connection.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
 import { useEtcd } from './harness/fixtures.js';
 import { NodeProcess } from './harness/processes.js';
@@ -19,6 +20,27 @@ async function arrival(name: string): Promise<() => Promise<void>> {
 }
 
 describe('ReadWriteLockService', () => {
+  it("a reader's join compares the writers' range only, and a retried join keeps its first create revision", async () => {
+    const app = await etcd.app();
+    const port = app.get(EtcdConnection).port;
+    const txn = port.txn.bind(port);
+    const joins: string[] = [];
+    // The first join is applied but its answer is lost: the reader retries, and finds its key already there.
+    port.txn = async (req, what, timeoutMs) => {
+      joins.push(req.compare?.[0]?.key?.toString() ?? '');
+      const res = await txn(req, what, timeoutMs);
+      if (joins.length === 1) throw new EtcdUnavailableError('etcd did not answer (test)', [etcd.endpoint]);
+      return res;
+    };
+    const reader = await app.get(ReadWriteLockService).acquireRead('doc');
+    port.txn = txn;
+    expect(joins).toEqual(['rwlock/doc/write/', 'rwlock/doc/write/']);
+    const { kvs } = await etcd.client.kv.range({ key: Buffer.from(reader.key) });
+    expect(reader.fencingToken).toBe(BigInt(kvs[0].create_revision));
+    expect(BigInt(kvs[0].mod_revision)).toBeGreaterThan(reader.fencingToken); // put twice, created once
+    await reader.release();
+  });
+
   it('readers share; a writer waits for them and excludes everyone; a reader after a waiting writer waits for it', async () => {
     const [a, b] = [await etcd.app({ identity: 'a' }), await etcd.app({ identity: 'b' })];
     const [ra, rb] = [a.get(ReadWriteLockService), b.get(ReadWriteLockService)];

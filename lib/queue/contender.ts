@@ -82,23 +82,26 @@ export class Contender implements DeleteSubscriber {
    */
   async join(onlyIfFree = false): Promise<boolean> {
     this.joinSent = true;
+    const outside = this.ctx.waitPrefix !== undefined;
     const res = await this.send(
-      joinRequest(Buffer.from(this.ctx.namePrefix), this.keyBuf, this.currentValue, this.session.id, onlyIfFree),
+      joinRequest(Buffer.from(this.ctx.waitPrefix ?? this.ctx.namePrefix), this.keyBuf, this.currentValue, this.session.id, onlyIfFree, outside),
       `join the queue of '${this.ctx.name}'`,
     );
     const revision = BigInt(res.header.revision);
+    this.snapshot = revision;
+    // Our key read on its own (it is outside the range we wait for): the first attempt's, if a retry found it.
+    const ownKv = outside ? res.responses[res.succeeded || !onlyIfFree ? 1 : 0].response_range.kvs[0] : undefined;
     if (res.succeeded) {
-      this.revision = revision;
-      this.snapshot = revision;
+      this.revision = ownKv ? BigInt(ownKv.create_revision) : revision;
       this.becomeOwnerOrWait(NOBODY);
       return false;
     }
     const kvs = res.responses[res.responses.length - 1].response_range.kvs;
     if (onlyIfFree) {
       // A retried request whose first attempt was applied finds our own key: we own the name.
-      if (kvs[0]?.key.equals(this.keyBuf)) {
-        this.revision = BigInt(kvs[0].create_revision);
-        this.snapshot = revision;
+      const applied = outside ? ownKv : kvs[0]?.key.equals(this.keyBuf) ? kvs[0] : undefined;
+      if (applied) {
+        this.revision = BigInt(applied.create_revision);
         this.becomeOwnerOrWait(NOBODY);
         return false;
       }
@@ -107,15 +110,14 @@ export class Contender implements DeleteSubscriber {
       this.dispose();
       return true;
     }
-    const mine = kvs.find((kv) => kv.key.equals(this.keyBuf));
+    const mine = ownKv ?? kvs.find((kv) => kv.key.equals(this.keyBuf));
     this.revision = mine ? BigInt(mine.create_revision) : revision;
-    this.snapshot = revision;
     const refused = kvs[0] && !kvs[0].key.equals(this.keyBuf) ? this.ctx.checkOldest?.(kvs[0].key.toString()) : undefined;
     if (refused) {
       await this.leave();
       throw refused;
     }
-    this.becomeOwnerOrWait(this.waitedFor(kvs.filter((kv) => BigInt(kv.create_revision) < this.revision)));
+    this.becomeOwnerOrWait(keysOf(kvs.filter((kv) => BigInt(kv.create_revision) < this.revision)));
     return false;
   }
 
@@ -238,11 +240,6 @@ export class Contender implements DeleteSubscriber {
     this.dispose();
   }
 
-  private waitedFor(kvs: ReadonlyArray<{ key: Buffer }>): Set<string> {
-    const keys = kvs.map((kv) => kv.key.toString());
-    return new Set(this.ctx.waitsFor ? keys.filter(this.ctx.waitsFor) : keys);
-  }
-
   private dispose(): void {
     this.ctx.deletes.unsubscribe(this.ctx.name, this);
     this.session.offEnd(this.sessionEnded);
@@ -314,7 +311,7 @@ export class Contender implements DeleteSubscriber {
     if (this.state !== 'waiting' && this.state !== 'owner') return;
     try {
       const res = await this.ctx.rpc.txn(
-        resyncRequest(Buffer.from(this.ctx.namePrefix), this.keyBuf, this.revision),
+        resyncRequest(Buffer.from(this.ctx.waitPrefix ?? this.ctx.namePrefix), this.keyBuf, this.revision),
         `re-read the queue of '${this.ctx.name}'`,
       );
       const mine = res.responses[0].response_range.kvs[0];
@@ -323,10 +320,14 @@ export class Contender implements DeleteSubscriber {
         return;
       }
       this.snapshot = BigInt(res.header.revision);
-      this.ahead = this.waitedFor(res.responses[1].response_range.kvs);
+      this.ahead = keysOf(res.responses[1].response_range.kvs);
       if (this.state === 'waiting' && this.ahead.size < this.slots) this.becomeOwner();
     } catch {
       // etcd unreachable: the session deadline decides; the watch will resync us again when it restarts.
     }
   }
+}
+
+function keysOf(kvs: ReadonlyArray<{ key: Buffer }>): Set<string> {
+  return new Set(kvs.map((kv) => kv.key.toString()));
 }

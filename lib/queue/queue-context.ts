@@ -20,7 +20,10 @@ export interface QueueContext {
    * `<hex>.<n>` once a delete there went unanswered (`retired-keys.ts`).
    */
   readonly keyName?: (leaseTag: string) => string;
-  /** Which keys created before ours we wait for (default: all; a reader waits for writers only). */
-  readonly waitsFor?: (key: string) => boolean;
+  /**
+   * Where the keys we wait for live, if not under the whole name (a reader waits for the writers only, under
+   * `<name prefix>write/`): the join compares and reads only that range.
+   */
+  readonly waitPrefix?: string;
   readonly checkOldest?: (oldestKey: string) => Error | undefined;
 }

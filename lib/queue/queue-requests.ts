@@ -7,21 +7,31 @@ import { prefixRangeEnd } from '../etcd/keys.js';
  */
 
 /**
- * Join: put our key if no key exists under the name; otherwise (unless `onlyIfFree`) put it anyway and read the
- * keys by create revision, so the one request tells who is ahead. With `onlyIfFree` a taken name reads only the
- * oldest key (our own, if a retried join had been applied).
+ * Join: put our key if no key exists in the range we wait for (`waitPrefix`: the name's whole queue, or a part
+ * of it, e.g. the writers for a reader); otherwise (unless `onlyIfFree`) put it anyway and read the keys there by
+ * create revision, so the one request tells who is ahead. With `onlyIfFree` a taken range reads only its oldest key.
+ * When our key is outside that range (`ownKeyOutside`), both branches also read it, for its create revision: a
+ * retried join whose first attempt was applied keeps the first one.
  */
-export function joinRequest(namePrefix: Buffer, key: Buffer, value: string, lease: string, onlyIfFree: boolean): ITxnRequest {
-  const rangeEnd = prefixRangeEnd(namePrefix);
+export function joinRequest(
+  waitPrefix: Buffer,
+  key: Buffer,
+  value: string,
+  lease: string,
+  onlyIfFree: boolean,
+  ownKeyOutside = false,
+): ITxnRequest {
+  const rangeEnd = prefixRangeEnd(waitPrefix);
   const put: IRequestOp = { request_put: { key, value: Buffer.from(value), lease } };
-  const byCreate = { key: namePrefix, range_end: rangeEnd, sort_order: SortOrder.Ascend, sort_target: SortTarget.Create };
+  const own: IRequestOp[] = ownKeyOutside ? [{ request_range: { key, keys_only: true } }] : [];
+  const byCreate = { key: waitPrefix, range_end: rangeEnd, sort_order: SortOrder.Ascend, sort_target: SortTarget.Create };
   return {
-    // An empty range compares as create revision 0: "no key exists under this name".
-    compare: [{ key: namePrefix, range_end: rangeEnd, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: '0' }],
-    success: [put],
+    // An empty range compares as create revision 0: "no key exists there".
+    compare: [{ key: waitPrefix, range_end: rangeEnd, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: '0' }],
+    success: [put, ...own],
     failure: onlyIfFree
-      ? [{ request_range: { ...byCreate, limit: 1, keys_only: true } }]
-      : [put, { request_range: { ...byCreate, keys_only: true } }],
+      ? [...own, { request_range: { ...byCreate, limit: 1, keys_only: true } }]
+      : [put, ...own, { request_range: { ...byCreate, keys_only: true } }],
   };
 }
 
@@ -35,16 +45,16 @@ export function releaseRequest(key: Buffer, createRevision: bigint): ITxnRequest
   return { compare: [fenceCompare(key, createRevision)], success: [{ request_delete_range: { key } }] };
 }
 
-/** Resync: our key, and the keys created before it that still exist. */
-export function resyncRequest(namePrefix: Buffer, key: Buffer, createRevision: bigint): ITxnRequest {
+/** Resync: our key, and the keys we wait for (under `waitPrefix`) created before it that still exist. */
+export function resyncRequest(waitPrefix: Buffer, key: Buffer, createRevision: bigint): ITxnRequest {
   return {
     compare: [],
     success: [
       { request_range: { key } },
       {
         request_range: {
-          key: namePrefix,
-          range_end: prefixRangeEnd(namePrefix),
+          key: waitPrefix,
+          range_end: prefixRangeEnd(waitPrefix),
           max_create_revision: (createRevision - 1n).toString(),
           keys_only: true,
         },

@@ -128,7 +128,6 @@ export class ReadWriteLockService {
   private contender(mode: Mode, name: string, value: string): Contender {
     const prefix = namePrefix(this.options.prefix, 'rwlock', name);
     const sequence = ++this.sequence;
-    const writers = `${prefix}write/`;
     return new Contender(
       {
         rpc: this.connection.port,
@@ -137,7 +136,7 @@ export class ReadWriteLockService {
         name,
         keyName: (leaseHex) => `${mode}/${leaseHex}-${sequence}`,
         // A reader waits for the writers before it; a writer for everyone before it.
-        waitsFor: mode === 'read' ? (key) => key.startsWith(writers) : undefined,
+        waitPrefix: mode === 'read' ? `${prefix}write/` : undefined,
       },
       this.sessions.current(),
       value,

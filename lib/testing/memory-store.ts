@@ -151,8 +151,10 @@ export class MemoryStore {
     clearTimeout(lease.timer);
     this.leases.delete(id);
     if (lease.keys.size === 0) return;
+    // etcd deletes them in key order (its lessor sorts them, so every member applies the same events).
+    const keys = [...lease.keys].map((key) => this.keys.get(key) as StoredKey).sort((x, y) => Buffer.compare(x.key, y.key));
     this.write(() => {
-      for (const id of lease.keys) this.remove(this.keys.get(id) as StoredKey, this.rev + 1n);
+      for (const key of keys) this.remove(key, this.rev + 1n);
     });
   }
 
