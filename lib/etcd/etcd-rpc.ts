@@ -19,6 +19,7 @@ import {
 import { isBrokenCircuitError } from 'cockatiel';
 import { EtcdAccessDeniedError, EtcdLockError, EtcdRequestError, EtcdUnavailableError } from '../errors.js';
 import type { EtcdPort, KeepAliveStream, PortWatcher, WatchRequest } from './etcd-port.js';
+import { WatchStream } from './watch-stream.js';
 
 type CallOptions = NonNullable<Parameters<Etcd3['kv']['range']>[1]>;
 
@@ -28,11 +29,15 @@ type CallOptions = NonNullable<Parameters<Etcd3['kv']['range']>[1]>;
  * errors. Watches and keepalives are multiplexed by etcd3 on one stream each.
  */
 export class EtcdRpc implements EtcdPort {
+  private readonly watches: WatchStream;
+
   constructor(
     readonly client: Etcd3,
     readonly endpoints: readonly string[],
     private readonly timeoutMs: number,
-  ) {}
+  ) {
+    this.watches = new WatchStream(() => client.watchClient.watch());
+  }
 
   options(timeoutMs = this.timeoutMs): CallOptions {
     return { deadline: Date.now() + timeoutMs };
@@ -69,13 +74,13 @@ export class EtcdRpc implements EtcdPort {
     return this.client.leaseClient.leaseKeepAlive() as Promise<KeepAliveStream>;
   }
 
-  watch({ prefix, startRevision, onlyDeletes }: WatchRequest): PortWatcher {
-    const builder = this.client.watch().prefix(prefix).startRevision(startRevision.toString());
-    // A server-side filter: puts are never sent to us.
-    return (onlyDeletes ? builder.only('delete') : builder).watcher() as unknown as PortWatcher;
+  /** On our own multiplexed stream, not etcd3's watch manager (which creates watches one round trip at a time). */
+  watch(req: WatchRequest): PortWatcher {
+    return this.watches.watch(req);
   }
 
   close(): void {
+    this.watches.close();
     this.client.close();
   }
 

@@ -30,6 +30,8 @@ export class DeletionWatches {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.kinds.values()].map((watch) => watch.close()));
+    // A client we close next ends every watch at once; cancel them one by one only on a client we leave open.
+    const cancel = !this.connection.closesClient;
+    await Promise.all([...this.kinds.values()].map((watch) => watch.close({ cancel })));
   }
 }

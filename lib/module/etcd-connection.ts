@@ -32,6 +32,11 @@ export class EtcdConnection {
     this.port = telemetry.metered ? instrumentedPort(port, telemetry) : port;
   }
 
+  /** True when `close()` closes the client (we created it). */
+  get closesClient(): boolean {
+    return this.owned;
+  }
+
   /** Closes the client, if we created it. */
   close(): void {
     if (this.owned) this.port.close();
