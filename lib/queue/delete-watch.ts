@@ -2,9 +2,7 @@ import type { IKeyValue } from 'etcd3';
 import type { PortWatcher } from '../etcd/etcd-port.js';
 import type { EtcdPort } from '../etcd/etcd-port.js';
 import { Backoff } from '../util/backoff.js';
-import { withTimeout } from '../util/wait-signal.js';
 
-const CANCEL_TIMEOUT_MS = 1000;
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 2000;
 /** A name's watch outlives its last subscriber this long, so a hot name's next cycle costs no watch message. */
@@ -186,9 +184,7 @@ export class DeleteWatch {
     if (!watcher) return;
     watcher.removeAllListeners();
     watcher.on('error', () => undefined);
-    if (!cancel) return;
-    // Bounded: etcd3 can leave a cancel unanswered (a watch etcd refused never settles).
-    await withTimeout(watcher.cancel(), CANCEL_TIMEOUT_MS, () => new Error('cancel')).catch(() => undefined);
+    if (cancel) await watcher.cancel();
   }
 
   private create(name: string, entry: NameWatch, fromRevision: bigint): void {

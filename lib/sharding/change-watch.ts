@@ -1,10 +1,8 @@
 import type { EtcdPort, PortWatcher } from '../etcd/etcd-port.js';
 import { Backoff } from '../util/backoff.js';
-import { withTimeout } from '../util/wait-signal.js';
 
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 2000;
-const CANCEL_TIMEOUT_MS = 1000;
 
 /**
  * Calls `onChange` after any change under `prefix` from `fromRevision` on, and after a restart (etcd cancelled the
@@ -29,7 +27,7 @@ export class ChangeWatch {
     watcher.on('data', () => this.onChange());
     watcher.on('error', () => {
       if (this.watcher !== watcher) return;
-      // etcd already cancelled it: forget it (cancelling again would be answered for an id etcd3 dropped).
+      // etcd already cancelled it: forget it.
       this.watcher = undefined;
       watcher.removeAllListeners();
       void this.restart();
@@ -43,8 +41,7 @@ export class ChangeWatch {
     this.watcher = undefined;
     watcher?.removeAllListeners();
     watcher?.on('error', () => undefined);
-    // Bounded: etcd3 can leave a cancel unanswered.
-    if (watcher) await withTimeout(watcher.cancel(), CANCEL_TIMEOUT_MS, () => new Error('cancel')).catch(() => undefined);
+    await watcher?.cancel();
   }
 
   private async restart(): Promise<void> {
