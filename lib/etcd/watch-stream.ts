@@ -5,7 +5,7 @@ import type { PortWatcher, WatchRequest } from './etcd-port.js';
 import { prefixRangeEnd } from './keys.js';
 
 const RECONNECT_MIN_MS = 100;
-const RECONNECT_MAX_MS = 2000;
+const RECONNECT_MAX_MS = 1000;
 
 /** etcd cancelled a watch (its history was compacted, or it refused it): the watcher's `error`. */
 export class WatchCancelledError extends Error {
