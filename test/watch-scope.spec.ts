@@ -1,6 +1,9 @@
 import { filter, firstValueFrom } from 'rxjs';
 import { LeaderElectionService, LockLostError, LockService, SemaphoreService } from '../lib/index.js';
+import { Etcd3 } from 'etcd3';
+import { EtcdRpc } from '../lib/etcd/etcd-rpc.js';
 import { DeletionWatches } from '../lib/module/deletion-watches.js';
+import { DeleteWatch } from '../lib/queue/delete-watch.js';
 import { grpcCounts } from './harness/etcd.js';
 import { useEtcd } from './harness/fixtures.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
@@ -39,17 +42,29 @@ describe('deletion watches scoped to interest', () => {
     for (const app of idle) expect(app.get(DeletionWatches).of('lock').size).toBe(0);
   });
 
-  it("a hot name's watch stays open between cycles, then goes: no watch message per cycle", async () => {
-    const app = await settledApp();
-    const locks = app.get(LockService);
-    const deletes = app.get(DeletionWatches).of('lock');
-    const first = await locks.acquire('hot');
-    expect(await deletes.watching('hot')).toBe(true); // a hold long enough to be watched
-    await first.release();
-    const before = await watchMessages();
-    for (let i = 0; i < 20; i++) await (await locks.acquire('hot')).release();
-    expect(await watchMessages()).toBe(before);
+  it('a watch a waiter needed stays open for the next cycle; one that only holders used goes when they leave', async () => {
+    const rpc = new EtcdRpc(new Etcd3({ hosts: etcd.endpoint }), [etcd.endpoint], 2000);
+    const deletes = new DeleteWatch(rpc, 'lock/', () => undefined);
+    deletes.holderDelayMs = 0;
+    const subscriber = { onDelete: () => undefined, onResync: () => undefined };
+    const { header } = await etcd.client.kv.range({ key: Buffer.from('lock/') });
+    const cycle = async (holder: boolean) => {
+      deletes.subscribe('hot', subscriber);
+      deletes.watchFrom('hot', BigInt(header.revision) + 1n, holder);
+      expect(await deletes.watching('hot')).toBe(true);
+      deletes.unsubscribe('hot', subscriber);
+    };
+    await cycle(false); // a waiter: its watch lingers…
     expect(deletes.size).toBe(1);
+    const before = await watchMessages();
+    await cycle(false); // …and serves the next cycle without a message
+    expect(await watchMessages()).toBe(before);
+    await cycle(true); // a holder reuses it, and no waiter came since: it goes now
+    expect(deletes.size).toBe(0);
+    await cycle(true); // a holder's own watch goes with it too
+    expect(deletes.size).toBe(0);
+    await deletes.close();
+    rpc.close();
   });
 
   it('a hold that ends before its watch is due costs no watch at all: no create, no cancel, no event', async () => {

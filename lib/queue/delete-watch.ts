@@ -5,7 +5,10 @@ import { Backoff } from '../util/backoff.js';
 
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 2000;
-/** A name's watch outlives its last subscriber this long, so a hot name's next cycle costs no watch message. */
+/**
+ * A watch that a waiter needed outlives its last subscriber this long, so a contended name's next cycle costs no
+ * watch message. One that only holders used goes at once: kept, it would be told of every later holder's release.
+ */
 const LINGER_MS = 2000;
 /**
  * How long a contender that owns its name from the join on goes without a watch. Most holds of an uncontended name end sooner
@@ -32,6 +35,8 @@ interface NameWatch {
   /** Usually one (an array is lighter than a Set: 10,000 held names have one each). */
   readonly subscribers: DeleteSubscriber[];
   linger: NodeJS.Timeout | undefined;
+  /** A waiter asked for the watch since the name was last left: then it lingers. */
+  wanted: boolean;
   /** A watch to create later (`watchFrom` with a delay), from the oldest revision asked for. */
   deferred: { from: bigint; timer: NodeJS.Timeout } | undefined;
 }
@@ -104,6 +109,11 @@ export class DeleteWatch {
       this.forget(name, entry);
       return;
     }
+    if (!entry.wanted) {
+      void this.drop(name, entry);
+      return;
+    }
+    entry.wanted = false;
     entry.linger = setTimeout(() => {
       if (entry.subscribers.length === 0 && this.names.get(name) === entry) void this.drop(name, entry);
     }, LINGER_MS);
@@ -128,7 +138,9 @@ export class DeleteWatch {
   watchFrom(name: string, fromRevision: bigint, holder = false): void {
     const delayMs = holder ? this.holderDelayMs : 0;
     const entry = this.names.get(name);
-    if (!entry || entry.watcher || this.closed) return;
+    if (!entry) return;
+    if (!holder) entry.wanted = true;
+    if (entry.watcher || this.closed) return;
     const deferred = entry.deferred;
     const from = deferred && deferred.from < fromRevision ? deferred.from : fromRevision;
     if (deferred && delayMs > 0) {
@@ -162,7 +174,7 @@ export class DeleteWatch {
   private entry(name: string): NameWatch {
     let entry = this.names.get(name);
     if (!entry) {
-      entry = { name, watcher: undefined, connected: false, onConnected: undefined, subscribers: [], linger: undefined, deferred: undefined };
+      entry = { name, watcher: undefined, connected: false, onConnected: undefined, subscribers: [], linger: undefined, wanted: false, deferred: undefined };
       this.names.set(name, entry);
     }
     return entry;
