@@ -23,11 +23,12 @@ export interface WatchRequest {
  * `error` when etcd cancelled it (compaction). `cancel()` ends it.
  */
 export interface PortWatcher {
-  on(event: 'connected', listener: () => void): this;
+  /** With etcd's answer to the create: its header's revision is the store's then. */
+  on(event: 'connected', listener: (res: IWatchResponse) => void): this;
   on(event: 'data', listener: (res: IWatchResponse) => void): this;
   on(event: 'put' | 'delete', listener: (kv: IKeyValue) => void): this;
   on(event: 'error', listener: (err: unknown) => void): this;
-  once(event: 'connected', listener: () => void): this;
+  once(event: 'connected', listener: (res: IWatchResponse) => void): this;
   removeAllListeners(): this;
   cancel(): Promise<void>;
 }

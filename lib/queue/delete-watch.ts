@@ -5,11 +5,13 @@ import { Backoff } from '../util/backoff.js';
 
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 2000;
-/**
- * A watch that a waiter needed outlives its last subscriber this long, so a contended name's next cycle costs no
- * watch message. One that only holders used goes at once: kept, it would be told of every later holder's release.
- */
+/** A name's watch outlives its last subscriber this long, so a contended name's next cycle costs no watch message. */
 const LINGER_MS = 2000;
+/**
+ * After this many holds in a row with no waiter, a name's watch goes when the hold ends: kept, it would be told of
+ * every later release of a name that nobody waits for any more.
+ */
+const HOLDER_ONLY_CYCLES = 8;
 /**
  * How long a contender that owns its name from the join on goes without a watch. Most holds of an uncontended name end sooner
  * and never cost a watch, nor the event of their own release. The watch starts at the join's revision + 1 either
@@ -35,8 +37,10 @@ interface NameWatch {
   /** Usually one (an array is lighter than a Set: 10,000 held names have one each). */
   readonly subscribers: DeleteSubscriber[];
   linger: NodeJS.Timeout | undefined;
-  /** A waiter asked for the watch since the name was last left: then it lingers. */
+  /** A waiter asked for the watch since the name was last left. */
   wanted: boolean;
+  /** Times in a row the name was left with no waiter since the time before. */
+  holderOnly: number;
   /** A watch to create later (`watchFrom` with a delay), from the oldest revision asked for. */
   deferred: { from: bigint; timer: NodeJS.Timeout } | undefined;
 }
@@ -109,11 +113,12 @@ export class DeleteWatch {
       this.forget(name, entry);
       return;
     }
-    if (!entry.wanted) {
+    entry.holderOnly = entry.wanted ? 0 : entry.holderOnly + 1;
+    entry.wanted = false;
+    if (entry.holderOnly >= HOLDER_ONLY_CYCLES) {
       void this.drop(name, entry);
       return;
     }
-    entry.wanted = false;
     entry.linger = setTimeout(() => {
       if (entry.subscribers.length === 0 && this.names.get(name) === entry) void this.drop(name, entry);
     }, LINGER_MS);
@@ -174,7 +179,7 @@ export class DeleteWatch {
   private entry(name: string): NameWatch {
     let entry = this.names.get(name);
     if (!entry) {
-      entry = { name, watcher: undefined, connected: false, onConnected: undefined, subscribers: [], linger: undefined, wanted: false, deferred: undefined };
+      entry = { name, watcher: undefined, connected: false, onConnected: undefined, subscribers: [], linger: undefined, wanted: false, holderOnly: 0, deferred: undefined };
       this.names.set(name, entry);
     }
     return entry;
