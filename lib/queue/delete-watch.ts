@@ -15,7 +15,8 @@ const HOLDER_ONLY_CYCLES = 8;
 /**
  * How long a contender that owns its name from the join on goes without a watch. Most holds of an uncontended name end sooner
  * and never cost a watch, nor the event of their own release. The watch starts at the join's revision + 1 either
- * way, so a deletion meanwhile is replayed to it, only later: by this much plus a round trip.
+ * way, so a deletion meanwhile is replayed to it, only later: by this much plus etcd's catch-up of a watch that
+ * starts behind (it replays history every 100 ms).
  */
 const HOLDER_WATCH_DELAY_MS = 20;
 
