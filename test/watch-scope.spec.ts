@@ -4,19 +4,13 @@ import { Etcd3 } from 'etcd3';
 import { EtcdRpc } from '../lib/etcd/etcd-rpc.js';
 import { DeletionWatches } from '../lib/module/deletion-watches.js';
 import { DeleteWatch } from '../lib/queue/delete-watch.js';
-import { grpcCounts } from './harness/etcd.js';
+import { etcdMetric, grpcCounts } from './harness/etcd.js';
 import { useEtcd } from './harness/fixtures.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
 
 const etcd = useEtcd();
 
-/** One of etcd's own plain counters or gauges (Prometheus, `/metrics`). */
-async function metric(name: string): Promise<number> {
-  const text = await (await fetch(`${etcd.endpoint}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  if (!line) throw new Error(`etcd has no metric ${name}`);
-  return Number(line.split(' ')[1]);
-}
+const metric = (name: string) => etcdMetric(etcd.endpoint, name);
 
 /** An app whose default election settled (campaigning starts at bootstrap, its key's watch after the join). */
 async function settledApp() {

@@ -3,17 +3,12 @@ import { Etcd3, type IKeyValue } from 'etcd3';
 import type { PortWatcher } from '../lib/etcd/etcd-port.js';
 import { EtcdRpc } from '../lib/etcd/etcd-rpc.js';
 import { WatchCancelledError } from '../lib/etcd/watch-stream.js';
-import { grpcCounts } from './harness/etcd.js';
+import { etcdMetric, grpcCounts } from './harness/etcd.js';
 import { useEtcd } from './harness/fixtures.js';
 
 const etcd = useEtcd();
 
-/** One of etcd's own gauges (Prometheus, `/metrics`). */
-async function gauge(name: string): Promise<number> {
-  const text = await (await fetch(`${etcd.endpoint}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return Number(line?.split(' ')[1] ?? 0);
-}
+const gauge = (name: string) => etcdMetric(etcd.endpoint, name);
 
 /** Resolves with the keys of the next `count` puts the watcher reports. */
 function puts(watcher: PortWatcher, count: number): Promise<string[]> {

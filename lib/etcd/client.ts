@@ -1,18 +1,15 @@
-import { ConsecutiveBreaker, ExponentialBackoff, circuitBreaker, handleWhen } from 'cockatiel';
+import { ConsecutiveBreaker, circuitBreaker, handleWhen } from 'cockatiel';
 import { Etcd3, isRecoverableError } from 'etcd3';
 import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
 
 /**
  * etcd3's defaults suit a cache, not a lock: its per-host circuit breaker refuses every call for 5 s after 3
- * failures (after a short outage, or with one endpoint, that delays recovery and fails the revoke at shutdown),
- * and its watch streams reconnect with a backoff growing to 30 s (a waiter would sleep through its turn). Ours
- * retry a host after 500 ms and a watch within 1 s. (Only for clients we create; `client` or
- * `etcd.faultHandling` given by the app win.)
+ * failures (after a short outage, or with one endpoint, that delays recovery and fails the revoke at shutdown).
+ * Ours retries a host after 500 ms. (Only for clients we create; `client` or `etcd.faultHandling` given by the app
+ * win.) Watches do not use etcd3's watch manager: our own stream (`watch-stream.ts`) reconnects within 1 s.
  */
 const GENTLE_FAULT_HANDLING = {
   host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 500, breaker: new ConsecutiveBreaker(3) }),
-  // etcd3 types this as a backoff but calls it as a backoff factory (it calls `.next()` on it), which this is.
-  watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 1000 }) as never,
 };
 
 /**

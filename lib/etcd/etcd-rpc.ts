@@ -26,7 +26,7 @@ type CallOptions = NonNullable<Parameters<Etcd3['kv']['range']>[1]>;
 /**
  * The port to etcd over an etcd3 client: each request with its own deadline (a paused or partitioned etcd member
  * accepts TCP but never answers, and a call without a deadline would hang forever); errors become our typed
- * errors. Watches and keepalives are multiplexed by etcd3 on one stream each.
+ * errors. Keepalives are multiplexed by etcd3 on one stream, watches by our `WatchStream` on another.
  */
 export class EtcdRpc implements EtcdPort {
   private readonly watches: WatchStream;

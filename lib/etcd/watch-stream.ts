@@ -112,7 +112,6 @@ export class WatchStream {
       watcher.emit('error', cancelledError(res));
       return;
     }
-    this.backoff.reset();
     watcher.deliver(res);
   }
 
@@ -132,6 +131,7 @@ export class WatchStream {
       stream.write({ cancel_request: { watch_id: res.watch_id } });
       return;
     }
+    this.backoff.reset();
     watcher.id = res.watch_id;
     this.byId.set(res.watch_id, watcher);
     watcher.emit('connected', res);

@@ -23,7 +23,6 @@ export class DeletionWatches {
       watch = new DeleteWatch(this.connection.port, kindPrefix(this.options.prefix, kind), (err) =>
         this.logger.warn(`Watch on ${kind} keys restarted: ${err instanceof Error ? err.message : err}`),
       );
-      if (this.connection.port.freeWatches) watch.holderDelayMs = 0;
       this.kinds.set(kind, watch);
     }
     return watch;

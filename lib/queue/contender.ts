@@ -4,7 +4,7 @@ import type { QueueContext } from './queue-context.js';
 import { EtcdLockError, LockLostError, type LockLossReason } from '../errors.js';
 import { onAbort, pause } from '../util/wait-signal.js';
 import type { LeaseSession } from '../session/lease-session.js';
-import { fenceCompare, joinRequest, releaseRequest, resyncRequest } from './queue-requests.js';
+import { fenceCompare, joinRequest, readJoin, releaseRequest, resyncRequest } from './queue-requests.js';
 import { keyTag, retireKey } from './retired-keys.js';
 
 type State = 'new' | 'waiting' | 'owner' | 'left' | 'lost';
@@ -18,7 +18,7 @@ const LEASE_CHECK_MS = 500;
 /**
  * One key in etcd's queue for a name (`<namePrefix><lease hex>`, etcd's own layout): joins with one request,
  * waits until every key created before it is deleted (told by the name's deletion watch, never by polling),
- * owns the name, and leaves with a delete guarded by its create revision.
+ * owns the name, and leaves with one delete of its key (see `deleteKey`).
  */
 export class Contender implements DeleteSubscriber {
   readonly key: string;
@@ -84,19 +84,18 @@ export class Contender implements DeleteSubscriber {
     this.joinSent = true;
     const outside = this.ctx.waitPrefix !== undefined;
     const res = await this.send(
-      joinRequest(Buffer.from(this.ctx.waitPrefix ?? this.ctx.namePrefix), this.keyBuf, this.currentValue, this.session.id, onlyIfFree, outside),
+      joinRequest(this.waitPrefix(), this.keyBuf, this.currentValue, this.session.id, onlyIfFree, outside),
       `join the queue of '${this.ctx.name}'`,
     );
     const revision = BigInt(res.header.revision);
     this.snapshot = revision;
     // Our key read on its own (it is outside the range we wait for): the first attempt's, if a retry found it.
-    const ownKv = outside ? res.responses[res.succeeded || !onlyIfFree ? 1 : 0].response_range.kvs[0] : undefined;
+    const { own: ownKv, queue: kvs } = readJoin(res, onlyIfFree, outside);
     if (res.succeeded) {
       this.revision = ownKv ? BigInt(ownKv.create_revision) : revision;
       this.becomeOwnerOrWait(NOBODY);
       return false;
     }
-    const kvs = res.responses[res.responses.length - 1].response_range.kvs;
     if (onlyIfFree) {
       // A retried request whose first attempt was applied finds our own key: we own the name.
       const applied = outside ? ownKv : kvs[0]?.key.equals(this.keyBuf) ? kvs[0] : undefined;
@@ -240,6 +239,11 @@ export class Contender implements DeleteSubscriber {
     this.dispose();
   }
 
+  /** Where the keys we wait for live: the whole name, or the part of it `ctx.waitPrefix` names. */
+  private waitPrefix(): Buffer {
+    return Buffer.from(this.ctx.waitPrefix ?? this.ctx.namePrefix);
+  }
+
   private dispose(): void {
     this.ctx.deletes.unsubscribe(this.ctx.name, this);
     this.session.offEnd(this.sessionEnded);
@@ -311,7 +315,7 @@ export class Contender implements DeleteSubscriber {
     if (this.state !== 'waiting' && this.state !== 'owner') return;
     try {
       const res = await this.ctx.rpc.txn(
-        resyncRequest(Buffer.from(this.ctx.waitPrefix ?? this.ctx.namePrefix), this.keyBuf, this.revision),
+        resyncRequest(this.waitPrefix(), this.keyBuf, this.revision),
         `re-read the queue of '${this.ctx.name}'`,
       );
       const mine = res.responses[0].response_range.kvs[0];

@@ -13,10 +13,10 @@ const LINGER_MS = 2000;
  */
 const HOLDER_ONLY_CYCLES = 8;
 /**
- * How long a contender that owns its name from the join on goes without a watch. Most holds of an uncontended name end sooner
- * and never cost a watch, nor the event of their own release. The watch starts at the join's revision + 1 either
- * way, so a deletion meanwhile is replayed to it, only later: by this much plus etcd's catch-up of a watch that
- * starts behind (it replays history every 100 ms).
+ * How long a contender that owns its name from the join on goes without a watch. Most holds of an uncontended name
+ * end sooner and never cost a watch, nor the event of their own release. The watch starts at the join's revision
+ * + 1 either way, so a deletion meanwhile is replayed to it, only later: by this much plus etcd's catch-up of a
+ * watch that starts behind (it replays history every 100 ms). None where a watch costs nothing (in memory).
  */
 const HOLDER_WATCH_DELAY_MS = 20;
 
@@ -58,7 +58,7 @@ export class DeleteWatch {
   private readonly names = new Map<string, NameWatch>();
   private closed = false;
   /** @internal How long a holder waits for its watch (tests make it long, to see what a late watch replays). */
-  holderDelayMs = HOLDER_WATCH_DELAY_MS;
+  holderDelayMs: number;
   /** The name each watcher serves, for the listeners below: shared by every watcher, so a name costs no closures. */
   private readonly served = new WeakMap<PortWatcher, NameWatch>();
   private readonly listeners: {
@@ -72,6 +72,7 @@ export class DeleteWatch {
     private readonly kindPrefix: string,
     private readonly onError: (err: unknown) => void,
   ) {
+    this.holderDelayMs = rpc.freeWatches ? 0 : HOLDER_WATCH_DELAY_MS;
     const watches = this;
     this.listeners = {
       connected() {
@@ -111,17 +112,17 @@ export class DeleteWatch {
     if (entry.subscribers.length > 0) return;
     if (!entry.watcher) {
       // Never watched (a short hold, or a tryAcquire that found the name taken): nothing to keep.
-      this.forget(name, entry);
+      this.forget(entry);
       return;
     }
     entry.holderOnly = entry.wanted ? 0 : entry.holderOnly + 1;
     entry.wanted = false;
     if (entry.holderOnly >= HOLDER_ONLY_CYCLES) {
-      void this.drop(name, entry);
+      void this.drop(entry);
       return;
     }
     entry.linger = setTimeout(() => {
-      if (entry.subscribers.length === 0 && this.names.get(name) === entry) void this.drop(name, entry);
+      if (entry.subscribers.length === 0 && this.names.get(name) === entry) void this.drop(entry);
     }, LINGER_MS);
     entry.linger.unref();
   }
@@ -156,13 +157,13 @@ export class DeleteWatch {
     clearTimeout(deferred?.timer);
     entry.deferred = undefined;
     if (delayMs === 0) {
-      this.create(name, entry, from);
+      this.create(entry, from);
       return;
     }
     const timer = setTimeout(() => {
       const later = entry.deferred;
       entry.deferred = undefined;
-      if (later && !entry.watcher && !this.closed && this.names.get(name) === entry) this.create(name, entry, later.from);
+      if (later && !entry.watcher && !this.closed && this.names.get(name) === entry) this.create(entry, later.from);
     }, delayMs);
     timer.unref();
     entry.deferred = { from, timer };
@@ -174,7 +175,7 @@ export class DeleteWatch {
    */
   async close({ cancel = true } = {}): Promise<void> {
     this.closed = true;
-    await Promise.all([...this.names].map(([name, entry]) => this.drop(name, entry, cancel)));
+    await Promise.all([...this.names.values()].map((entry) => this.drop(entry, cancel)));
   }
 
   private entry(name: string): NameWatch {
@@ -187,16 +188,16 @@ export class DeleteWatch {
   }
 
   /** Removes the entry; a deferred watch is never made, and whoever waits for it is told so. */
-  private forget(name: string, entry: NameWatch): void {
+  private forget(entry: NameWatch): void {
     clearTimeout(entry.linger);
     clearTimeout(entry.deferred?.timer);
     entry.deferred = undefined;
-    if (this.names.get(name) === entry) this.names.delete(name);
+    if (this.names.get(entry.name) === entry) this.names.delete(entry.name);
     for (const resolve of entry.onConnected?.splice(0) ?? []) resolve(false);
   }
 
-  private async drop(name: string, entry: NameWatch, cancel = true): Promise<void> {
-    this.forget(name, entry);
+  private async drop(entry: NameWatch, cancel = true): Promise<void> {
+    this.forget(entry);
     const watcher = entry.watcher;
     entry.watcher = undefined;
     if (!watcher) return;
@@ -205,12 +206,11 @@ export class DeleteWatch {
     if (cancel) await watcher.cancel();
   }
 
-  private create(name: string, entry: NameWatch, fromRevision: bigint): void {
-    const watcher = this.rpc.watch({ prefix: `${this.kindPrefix}${name}/`, startRevision: fromRevision, onlyDeletes: true });
+  private create(entry: NameWatch, fromRevision: bigint): void {
+    const watcher = this.rpc.watch({ prefix: `${this.kindPrefix}${entry.name}/`, startRevision: fromRevision, onlyDeletes: true });
     entry.watcher = watcher;
     this.served.set(watcher, entry);
-    // One listener per event that the watcher has no listener of its own for (a second one costs an array), and
-    // `connected` only until it fires.
+    // Shared listeners, and `connected` only until it fires.
     watcher.once('connected', this.listeners.connected);
     watcher.on('delete', this.listeners.delete);
     watcher.on('error', this.listeners.error);
@@ -235,7 +235,7 @@ export class DeleteWatch {
     try {
       const res = await this.rpc.range({ key: Buffer.from(this.kindPrefix), count_only: true }, 'read the revision');
       if (this.closed || entry.watcher !== old) return;
-      this.create(name, entry, BigInt(res.header.revision) + 1n);
+      this.create(entry, BigInt(res.header.revision) + 1n);
     } catch (retryErr) {
       if (this.closed) return;
       // Try again shortly: waiters stay correct meanwhile (they only act on deletions they were told of).

@@ -1,4 +1,14 @@
-import { CompareResult, CompareTarget, type ICompare, type IRequestOp, type ITxnRequest, SortOrder, SortTarget } from 'etcd3';
+import {
+  CompareResult,
+  CompareTarget,
+  type ICompare,
+  type IKeyValue,
+  type IRequestOp,
+  type ITxnRequest,
+  type ITxnResponse,
+  SortOrder,
+  SortTarget,
+} from 'etcd3';
 import { prefixRangeEnd } from '../etcd/keys.js';
 
 /**
@@ -33,6 +43,16 @@ export function joinRequest(
       ? [...own, { request_range: { ...byCreate, limit: 1, keys_only: true } }]
       : [put, ...own, { request_range: { ...byCreate, keys_only: true } }],
   };
+}
+
+/**
+ * What a join answered, in `joinRequest`'s layout: our key read on its own (`ownKeyOutside` only) and the keys of
+ * the range we wait for, oldest first (empty when the join succeeded).
+ */
+export function readJoin(res: ITxnResponse, onlyIfFree: boolean, ownKeyOutside: boolean): { own: IKeyValue | undefined; queue: IKeyValue[] } {
+  const own = ownKeyOutside ? res.responses[res.succeeded || !onlyIfFree ? 1 : 0].response_range.kvs[0] : undefined;
+  const queue = res.succeeded ? [] : res.responses[res.responses.length - 1].response_range.kvs;
+  return { own, queue };
 }
 
 /** The compare that holds only while `key` exists with `createRevision`: the fence of every guarded write. */

@@ -202,6 +202,14 @@ export function etcdctl(endpoints: string, ...args: string[]): string {
   });
 }
 
+/** One of etcd's own plain counters or gauges (Prometheus, `/metrics`); fails on a metric etcd does not have. */
+export async function etcdMetric(endpoint: string, name: string): Promise<number> {
+  const text = await (await fetch(`${endpoint}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  if (!line) throw new Error(`etcd has no metric ${name}`);
+  return Number(line.split(' ')[1]);
+}
+
 /**
  * One of etcd's own per-method gRPC counters (Prometheus, `/metrics`), summed over `endpoints`. The default,
  * `grpc_server_msg_received_total`, counts one per unary call and one per message on a stream (a watch
