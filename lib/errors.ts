@@ -32,12 +32,13 @@ export class LockBusyError extends EtcdLockError {
 }
 
 /** Why a held lock (or a place in its queue) stopped being ours. */
-export type LockLossReason = 'session-lost' | 'key-deleted' | 'fence-failed';
+export type LockLossReason = 'session-lost' | 'key-deleted' | 'fence-failed' | 'shutdown';
 
 const lossText: Record<LockLossReason, string> = {
   'session-lost': 'the etcd session (lease) of this instance was lost',
-  'key-deleted': 'its key was deleted in etcd by someone else (or its lease was revoked)',
+  'key-deleted': 'its key was deleted in etcd by someone else (or its lease was revoked or expired)',
   'fence-failed': 'a fenced transaction found that the lock key is no longer ours',
+  shutdown: 'the application is shutting down (its session lease was revoked)',
 };
 
 /**
@@ -84,10 +85,10 @@ export class LeadershipLostError extends EtcdLockError {
 export type ShardLossReason = 'moved' | 'left' | 'shutdown' | LockLossReason;
 
 const shardLossText: Record<ShardLossReason, string> = {
+  ...lossText,
   moved: 'the assignment gave it to another member',
   left: 'this instance left the group',
   shutdown: 'this instance is shutting down',
-  ...lossText,
 };
 
 /** The reason a `Shard`'s `signal` aborts with: another member may own the shard from now on. */
@@ -199,22 +200,5 @@ export class InvalidOptionsError extends EtcdLockError {
     problem: string,
   ) {
     super(`Invalid EtcdLockModule option '${field}': ${problem}`);
-  }
-}
-
-/**
- * A semaphore was asked for with a limit other than the one in force: the limit of the oldest permit key of the
- * name (held or waiting). Nothing was left in etcd. The limit may change once every permit of the name is gone.
- */
-export class SemaphoreLimitMismatchError extends EtcdLockError {
-  constructor(
-    /** The semaphore's name. */
-    readonly semaphore: string,
-    /** The limit this caller asked for. */
-    readonly limit: number,
-    /** The limit in force in etcd. */
-    readonly inForce: number,
-  ) {
-    super(`Semaphore '${semaphore}' has limit ${inForce} in etcd, but this caller asked for limit ${limit}`);
   }
 }

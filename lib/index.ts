@@ -46,7 +46,6 @@ export {
   LockTimeoutError,
   type LockLossReason,
   LeadershipLostError,
-  SemaphoreLimitMismatchError,
   ShardCountMismatchError,
   ShardLostError,
   type ShardLossReason,

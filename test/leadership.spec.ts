@@ -81,14 +81,14 @@ describe('Leadership terms', () => {
     expect(electionOf(b).term()?.fencingToken).toBeGreaterThan(term.fencingToken);
   });
 
-  it('a lease revoked from outside ends the term as session-lost', async () => {
+  it('a lease revoked from outside ends the term at the first evidence (its key deleted), then the session is renewed', async () => {
     const a = await etcd.app({ identity: 'a' }, [], [LeaderJob]);
     await leads(a);
     const run = a.get(LeaderJob).untilDeposed();
     const [term] = a.get(LeaderJob).terms as Leadership[];
     const { leases } = await etcd.client.leaseClient.leaseLeases({});
     await etcd.client.leaseClient.leaseRevoke({ ID: leases[0].ID });
-    expect(await run).toMatchObject({ reason: 'session-lost', fencingToken: term.fencingToken });
+    expect(await run).toMatchObject({ reason: 'key-deleted', fencingToken: term.fencingToken });
     // The instance campaigns again on its new session: a new term, a greater token.
     await leads(a);
     expect(electionOf(a).term()?.fencingToken).toBeGreaterThan(term.fencingToken);

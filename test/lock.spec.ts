@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { LockLostError, LockReleasedError, LockService, LockTimeoutError } from '../lib/index.js';
 import type { IDeleteRangeRequest } from 'etcd3';
 import { EtcdUnavailableError } from '../lib/errors.js';
@@ -120,7 +119,7 @@ describe('LockService: waiting', () => {
         }),
       );
       // Arrival order is the order etcd created the keys: wait until this waiter's key exists.
-      await waitForKeys(`lock/fifo/`, i + 2);
+      await etcd.waitForKeys(`lock/fifo/`, i + 2);
     }
     await held.release();
     await Promise.all(pending);
@@ -163,7 +162,7 @@ describe('LockService: waiting', () => {
     const held = await a.acquire('busy');
     const controller = new AbortController();
     const waiting = b.acquire('busy', { signal: controller.signal });
-    await waitForKeys('lock/busy/', 2);
+    await etcd.waitForKeys('lock/busy/', 2);
     const reason = new Error('caller gave up');
     controller.abort(reason);
     await expect(waiting).rejects.toBe(reason);
@@ -178,7 +177,7 @@ describe('LockService: waiting', () => {
     const waiter = await locksOf({ ttl: 30 });
     await holderApp.get(LockService).acquire('handover');
     const acquired = waiter.acquire('handover');
-    await waitForKeys('lock/handover/', 2);
+    await etcd.waitForKeys('lock/handover/', 2);
     const started = performance.now();
     await holderApp.close();
     const lock = await acquired;
@@ -279,7 +278,7 @@ describe('LockService: losing a lock', () => {
     const [a, b] = [await locksOf(), await locksOf()];
     const held = await a.acquire('q');
     const waiting = b.acquire('q');
-    const [, waiterKey] = await waitForKeys('lock/q/', 2);
+    const [, waiterKey] = await etcd.waitForKeys('lock/q/', 2);
     await etcd.client.delete().key(waiterKey);
     await expect(waiting).rejects.toBeInstanceOf(LockLostError);
     await held.release();
@@ -337,7 +336,7 @@ describe('LockService: holder and watch', () => {
     await first.setValue('ok');
     await next(3);
     const waiting = b.acquire('svc');
-    await waitForKeys('lock/svc/', 2);
+    await etcd.waitForKeys('lock/svc/', 2);
     await first.release();
     const second = await waiting;
     await next(4);
@@ -349,15 +348,3 @@ describe('LockService: holder and watch', () => {
 });
 
 /** Resolves once `prefix` holds `count` keys, oldest first (a watch, not a poll). */
-async function waitForKeys(prefix: string, count: number): Promise<string[]> {
-  const watcher = await etcd.client.watch().prefix(prefix).create();
-  try {
-    for (;;) {
-      const res = await etcd.client.getAll().prefix(prefix).sort('Create', 'Ascend').keys();
-      if (res.length >= count) return res;
-      await once(watcher, 'put');
-    }
-  } finally {
-    await watcher.cancel();
-  }
-}

@@ -5,7 +5,6 @@ import {
   LockLostError,
   LockTimeoutError,
   type Permit,
-  SemaphoreLimitMismatchError,
   SemaphoreService,
 } from '../lib/index.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
@@ -57,19 +56,32 @@ describe('SemaphoreService', () => {
     expect(await semaphoreKeys()).toEqual([]);
   });
 
-  it('refuses a limit other than the one in force, and bad input before any request; nothing is left in etcd', async () => {
+  it('a rolling deploy that changes the limit (3 → 5): the oldest permit sets the limit in force, and no caller errors', async () => {
+    const olds = (await etcd.app({ identity: 'old' })).get(SemaphoreService);
+    const news = (await etcd.app({ identity: 'new' })).get(SemaphoreService);
+    const held = [];
+    for (let i = 0; i < 3; i++) held.push(await olds.acquire('partner', { limit: 3 }));
+    // A new replica asks for 5 while the old permits (limit 3) are the oldest: it waits under 3.
+    expect(await news.tryAcquire('partner', { limit: 5 })).toBeNull();
+    const waiting = news.acquire('partner', { limit: 5 });
+    await etcd.waitForKeys('semaphore/partner/', 4);
+    await held[0].release();
+    const fourth = await waiting;
+    await Promise.all([held[1].release(), held[2].release()]);
+    // Once the old permits are gone, the new permit is the oldest: 5 may be held.
+    const more = [];
+    for (let i = 0; i < 4; i++) more.push(await news.tryAcquire('partner', { limit: 5 }));
+    expect(more.every((permit) => permit !== null)).toBe(true);
+    expect(await news.tryAcquire('partner', { limit: 5 })).toBeNull();
+    // An old replica still asking for 3 waits under 5 too: none is free now.
+    expect(await olds.tryAcquire('partner', { limit: 3 })).toBeNull();
+    await Promise.all([fourth, ...more].map((permit) => permit?.release()));
+    expect(await semaphoreKeys()).toEqual([]);
+  });
+
+  it('refuses bad input before any request', async () => {
     const app = await etcd.app();
     const semaphores = app.get(SemaphoreService);
-    const held = await semaphores.acquire('partner', { limit: 3 });
-    const mismatch = await semaphores.acquire('partner', { limit: 2 }).catch((err: unknown) => err);
-    expect(mismatch).toBeInstanceOf(SemaphoreLimitMismatchError);
-    expect(mismatch).toMatchObject({ semaphore: 'partner', limit: 2, inForce: 3 });
-    expect(await semaphores.tryAcquire('partner', { limit: 4 }).catch((err: unknown) => err)).toBeInstanceOf(SemaphoreLimitMismatchError);
-    expect(await semaphoreKeys()).toEqual([held.key]);
-    await held.release();
-    // Once every permit is gone, the next caller sets the limit.
-    await (await semaphores.acquire('partner', { limit: 2 })).release();
-
     for (const limit of [0, -1, 1.5, 10_001, Number.NaN, '2']) {
       await expect(semaphores.acquire('partner', { limit } as never)).rejects.toThrow(InvalidArgumentError);
     }
@@ -103,7 +115,7 @@ describe('SemaphoreService', () => {
     const two = await semaphores.acquire('jobs', { limit: 1 });
     const { leaseId } = app.get(EtcdSessionService).status();
     await etcd.client.leaseClient.leaseRevoke({ ID: BigInt(`0x${leaseId}`).toString() });
-    expect(await whenAborted(two.signal)).toMatchObject({ reason: 'session-lost' });
+    expect(await whenAborted(two.signal)).toMatchObject({ reason: 'key-deleted' });
   });
 
   it('watch() follows the permits held, from etcd', async () => {

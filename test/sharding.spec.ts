@@ -156,14 +156,14 @@ describe('Sharding', () => {
     expect(again.fencingToken).toBeGreaterThan(keys.get(3)?.createRevision ?? 0n);
   });
 
-  it('a lease revoked from outside: every shard’s signal aborts (`session-lost`); on the new session it owns them again', async () => {
+  it('a lease revoked from outside: every shard’s signal aborts at its key’s deletion (`key-deleted`); on the new session it owns them again', async () => {
     const app = await replica('a');
     await ownedWhen(app, (shards) => shards.length === SHARDS);
     const before = (sharding(app).snapshot('tenants') as ShardSet).shards;
     const lease = app.get(EtcdSessionService).status().leaseId as string;
     await etcd.client.leaseClient.leaseRevoke({ ID: BigInt(`0x${lease}`).toString() });
     const reasons = await Promise.all(before.map((shard) => whenAborted(shard.signal)));
-    expect(reasons.every((r) => r instanceof ShardLostError && r.reason === 'session-lost')).toBe(true);
+    expect(reasons.every((r) => r instanceof ShardLostError && r.reason === 'key-deleted')).toBe(true);
     expect(app.get(TenantSync).sync()).toBeUndefined(); // owns nothing now: skipped, no request
     await ownedWhen(app, (shards) => shards.length === SHARDS);
     expect(app.get(EtcdSessionService).status().leaseId).not.toBe(lease);

@@ -190,7 +190,7 @@ export class LeaderElectionService implements OnApplicationBootstrap {
     if (!campaign) {
       campaign = new ElectionCampaign(
         this.sessions,
-        { rpc: this.connection.port, deletes: this.watches.of('election'), namePrefix: this.prefixOf(name), name },
+        { rpc: this.connection.port, kind: 'election', deletes: this.watches.of('election'), namePrefix: this.prefixOf(name), name },
         this.options.identity,
         this.logger,
         this.events,

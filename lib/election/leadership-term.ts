@@ -9,7 +9,8 @@ export const leadershipContext = new AsyncLocalStorage<Leadership>();
 
 /** How a lost election key ends the term it carried. */
 export function termEndOf(err: LockLostError): LeadershipLossReason {
-  return err.reason === 'session-lost' ? 'session-lost' : 'key-deleted';
+  if (err.reason === 'session-lost' || err.reason === 'shutdown') return err.reason;
+  return 'key-deleted';
 }
 
 /** One term of this instance's leadership, over the contender whose key is the oldest in the election. */

@@ -11,9 +11,10 @@ import type {
   IWatchResponse,
 } from 'etcd3';
 
-/** What a watch asks for: the keys under `prefix`, from `startRevision` on, optionally deletions only. */
+/** What a watch asks for: the keys under `prefix` (or that key alone, `exact`), from `startRevision` on, optionally deletions only. */
 export interface WatchRequest {
   readonly prefix: string;
+  readonly exact?: boolean;
   readonly startRevision: bigint;
   readonly onlyDeletes?: boolean;
 }

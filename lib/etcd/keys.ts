@@ -48,3 +48,26 @@ export function prefixRangeEnd(prefix: Buffer): Buffer {
   // All 0xff: the range runs to the end of the keyspace.
   return Buffer.from([0]);
 }
+
+/** Every root under the prefix that the library writes: the start-up access probe and the CLI read this list. */
+export const KEY_ROOTS = ['lock', 'election', 'shard', 'semaphore', 'rwlock', 'member', 'assignment'] as const;
+export type KeyRoot = (typeof KEY_ROOTS)[number];
+
+/** `<prefix><root>/` for every root the library writes. */
+export function keyRoots(prefix: string): string[] {
+  return KEY_ROOTS.map((root) => `${prefix}${root}/`);
+}
+
+/**
+ * Whether `rest` (a key after its name prefix `<prefix><kind>/<name>/`) is a contender's key of our layout: one
+ * segment (`<lease hex>[...]`), or for a read/write lock `read/<…>` or `write/<…>`. Keys deeper under the name
+ * belong to other locks (`etcdctl lock lock/a/b` puts `lock/a/b/<lease>`, under our lock `a`): never ahead of us.
+ */
+export function isQueueKey(kind: KeyKind, rest: string): boolean {
+  const slash = rest.indexOf('/');
+  if (rest.length === 0) return false;
+  if (slash < 0) return kind !== 'rwlock';
+  if (kind !== 'rwlock') return false;
+  const mode = rest.slice(0, slash);
+  return (mode === 'read' || mode === 'write') && slash < rest.length - 1 && !rest.includes('/', slash + 1);
+}

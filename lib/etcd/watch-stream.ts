@@ -190,7 +190,7 @@ class StreamWatcher extends EventEmitter implements PortWatcher {
   createRequest(): IWatchRequest['create_request'] {
     return {
       key: this.key,
-      range_end: prefixRangeEnd(this.key),
+      range_end: this.req.exact ? undefined : prefixRangeEnd(this.key),
       start_revision: this.next.toString(),
       filters: this.req.onlyDeletes ? [FilterType.Noput] : [],
     };

@@ -11,7 +11,9 @@ import { EtcdLockEventName, EtcdLockEvents } from '../events/etcd-lock.events.js
 import { HeldLock } from './held-lock.js';
 import { isTaken, readHolder, watchHolder } from '../queue/holder-watch.js';
 import type { Lock, LockHolder } from './lock.interface.js';
-import { namePrefix } from '../etcd/keys.js';
+import { isQueueKey, namePrefix } from '../etcd/keys.js';
+import { OwnKeys } from '../queue/own-keys.js';
+import type { IKeyValue } from 'etcd3';
 import { LocalQueue } from '../queue/local-queue.js';
 import { lockContext } from './lock-context.js';
 import { EtcdSessionService } from '../session/session.service.js';
@@ -112,7 +114,10 @@ export class LockService {
     if (!exit) return busy();
     try {
       const session = this.sessions.current();
-      if (await isTaken(this.connection.port, this.prefixOf(name))) {
+      const prefix = this.prefixOf(name);
+      const own = OwnKeys.of(session);
+      const counts = (kv: IKeyValue) => isQueueKey('lock', kv.key.subarray(prefix.length).toString()) && !own.isStale(kv);
+      if (await isTaken(this.connection.port, prefix, counts)) {
         exit();
         return busy();
       }
@@ -193,6 +198,7 @@ export class LockService {
   private context(name: string): QueueContext {
     return {
       rpc: this.connection.port,
+      kind: 'lock',
       deletes: this.watches.of('lock'),
       namePrefix: this.prefixOf(name),
       name,

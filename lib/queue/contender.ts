@@ -1,19 +1,18 @@
-import { EtcdLeaseInvalidError, type ICompare, type ITxnRequest, type ITxnResponse } from 'etcd3';
+import { EtcdLeaseInvalidError, type ICompare, type IKeyValue, type ITxnRequest, type ITxnResponse } from 'etcd3';
 import type { DeleteSubscriber } from './delete-watch.js';
 import type { QueueContext } from './queue-context.js';
-import { EtcdLockError, LockLostError, type LockLossReason } from '../errors.js';
+import { EtcdLockError, EtcdUnavailableError, LockLostError, type LockLossReason } from '../errors.js';
+import { isQueueKey } from '../etcd/keys.js';
 import { onAbort, pause } from '../util/wait-signal.js';
-import type { LeaseSession } from '../session/lease-session.js';
+import type { LeaseSession, SessionEndReason } from '../session/lease-session.js';
 import { fenceCompare, joinRequest, readJoin, releaseRequest, resyncRequest } from './queue-requests.js';
-import { keyTag, retireKey } from './retired-keys.js';
+import { OwnKeys } from './own-keys.js';
 
 type State = 'new' | 'waiting' | 'owner' | 'left' | 'lost';
 
 const RELEASE_RETRY_MS = 200;
 /** "No key ahead", shared by every owner (never added to; deleting from it is a no-op). */
 const NOBODY: Set<string> = new Set();
-/** How long a deleted key waits to learn whether its lease went with it, before calling it `key-deleted`. */
-const LEASE_CHECK_MS = 500;
 
 /**
  * One key in etcd's queue for a name (`<namePrefix><lease hex>`, etcd's own layout): joins with one request,
@@ -24,6 +23,7 @@ export class Contender implements DeleteSubscriber {
   readonly key: string;
   private readonly keyBuf: Buffer;
   private readonly slots: number;
+  private readonly own: OwnKeys;
   private state: State = 'new';
   private revision = 0n;
   /** Keys created before ours that still exist as of `snapshot`. */
@@ -33,12 +33,12 @@ export class Contender implements DeleteSubscriber {
   private early: Array<[string, bigint]> | undefined = [];
   private turn: { resolve: () => void; reject: (err: unknown) => void } | undefined;
   private lossListener: ((err: LockLostError) => void) | undefined;
-  private readonly sessionEnded = () => this.lose('session-lost');
+  private readonly sessionEnded = (reason: SessionEndReason) => this.lose(reason === 'revoked' ? 'shutdown' : 'session-lost');
   private leaving: Promise<void> | undefined;
-  /** Set when etcd reported our key deleted, until the loss is reported with its reason. */
-  private keyGone = false;
   /** Set once a join request was sent: from then on our key may exist even if the request failed. */
   private joinSent = false;
+  /** Set once a join went unanswered: etcd may apply it at any later time, even after we left (see `OwnKeys`). */
+  private joinInDoubt = false;
   lostError: LockLostError | undefined;
 
   constructor(
@@ -46,8 +46,10 @@ export class Contender implements DeleteSubscriber {
     readonly session: LeaseSession,
     private currentValue: string,
   ) {
-    const tag = keyTag(session, ctx.namePrefix);
+    this.own = OwnKeys.of(session);
+    const tag = this.own.tag(ctx.namePrefix);
     this.key = ctx.namePrefix + (ctx.keyName?.(tag) ?? tag);
+    this.own.claim(this.key);
     this.slots = ctx.slots ?? 1;
     this.keyBuf = Buffer.from(this.key);
     ctx.deletes.subscribe(ctx.name, this);
@@ -73,7 +75,7 @@ export class Contender implements DeleteSubscriber {
   }
 
   get isOwner(): boolean {
-    return this.state === 'owner' && !this.keyGone && this.session.alive;
+    return this.state === 'owner' && this.session.alive;
   }
 
   /**
@@ -86,24 +88,30 @@ export class Contender implements DeleteSubscriber {
     const res = await this.send(
       joinRequest(this.waitPrefix(), this.keyBuf, this.currentValue, this.session.id, onlyIfFree, outside),
       `join the queue of '${this.ctx.name}'`,
+      true,
     );
     const revision = BigInt(res.header.revision);
     this.snapshot = revision;
     // Our key read on its own (it is outside the range we wait for): the first attempt's, if a retry found it.
-    const { own: ownKv, queue: kvs } = readJoin(res, onlyIfFree, outside);
+    const { own: ownKv, queue } = readJoin(res, onlyIfFree, outside);
     if (res.succeeded) {
       this.revision = ownKv ? BigInt(ownKv.create_revision) : revision;
       this.becomeOwnerOrWait(NOBODY);
       return false;
     }
+    // Deletions meanwhile are kept in `early` until we know who is ahead.
+    const { keys: kvs, removed } = this.queueKeys(queue);
+    await removed;
     if (onlyIfFree) {
       // A retried request whose first attempt was applied finds our own key: we own the name.
-      const applied = outside ? ownKv : kvs[0]?.key.equals(this.keyBuf) ? kvs[0] : undefined;
+      const applied = outside ? ownKv : queue[0]?.key.equals(this.keyBuf) ? queue[0] : undefined;
       if (applied) {
         this.revision = BigInt(applied.create_revision);
         this.becomeOwnerOrWait(NOBODY);
         return false;
       }
+      // The oldest key was no contender's (deeper under the name) or a stale one of ours: queue to know for sure.
+      if (queue.length > 0 && kvs.length === 0) return this.joinIfFirst();
       this.joinSent = false;
       this.state = 'left';
       this.dispose();
@@ -111,20 +119,45 @@ export class Contender implements DeleteSubscriber {
     }
     const mine = ownKv ?? kvs.find((kv) => kv.key.equals(this.keyBuf));
     this.revision = mine ? BigInt(mine.create_revision) : revision;
-    const refused = kvs[0] && !kvs[0].key.equals(this.keyBuf) ? this.ctx.checkOldest?.(kvs[0].key.toString()) : undefined;
-    if (refused) {
-      await this.leave();
-      throw refused;
-    }
     this.becomeOwnerOrWait(keysOf(kvs.filter((kv) => BigInt(kv.create_revision) < this.revision)));
     return false;
   }
 
-  /** A request on our lease; etcd saying the lease is gone ends the session now, not at the next keepalive. */
-  private async send(req: ITxnRequest, what: string): Promise<ITxnResponse> {
+  /** Queues, and leaves again unless our turn is now: `join(true)` when its one read could not tell. */
+  private async joinIfFirst(): Promise<boolean> {
+    await this.join();
+    if (this.isOwner) return false;
+    await this.leave();
+    return true;
+  }
+
+  /**
+   * The contenders' keys among `kvs`: not keys deeper under the name (other locks'), and not stale keys of our
+   * own lease, which a join or release of ours that landed late left: those are deleted first (see `OwnKeys`), so
+   * that others, too, stop counting them by the time we act.
+   */
+  private queueKeys(kvs: IKeyValue[]): { keys: IKeyValue[]; removed: Promise<unknown> | undefined } {
+    const start = this.ctx.namePrefix.length;
+    const stale: Array<Promise<void>> = [];
+    const keys = kvs.filter((kv) => {
+      if (kv.key.equals(this.keyBuf)) return true;
+      if (!isQueueKey(this.ctx.kind, kv.key.subarray(start).toString())) return false;
+      if (!this.own.isStale(kv)) return true;
+      stale.push(this.own.remove(this.ctx.rpc, kv.key, kv.create_revision));
+      return false;
+    });
+    return { keys, removed: stale.length > 0 ? Promise.all(stale) : undefined };
+  }
+
+  /**
+   * A request on our lease; etcd saying the lease is gone ends the session now, not at the next keepalive. A join
+   * that goes unanswered is in doubt from then on (it may be applied later).
+   */
+  private async send(req: ITxnRequest, what: string, isJoin = false): Promise<ITxnResponse> {
     try {
       return await this.ctx.rpc.txn(req, what);
     } catch (err) {
+      if (isJoin && err instanceof EtcdUnavailableError) this.joinInDoubt = true;
       if (err instanceof EtcdLockError && err.cause instanceof EtcdLeaseInvalidError) {
         this.session.close('lease-expired');
         throw new LockLostError(this.ctx.name, 'session-lost', { cause: err });
@@ -211,8 +244,9 @@ export class Contender implements DeleteSubscriber {
   /**
    * Deletes our key. The key is `<name prefix><lease hex>`: only this instance creates it, one caller at a time,
    * so a plain delete reaches our key and nothing else. A delete that goes unanswered may be applied later, so
-   * the key name is retired for this lease (`retired-keys.ts`) and the retries are guarded by our create
-   * revision. A join that failed but may have been applied left us without our revision: read it first.
+   * the key name is retired for this lease (`OwnKeys`) and the retries are guarded by our create revision. A join
+   * that failed but may have been applied left us without our revision: read it first. A join in doubt may still
+   * land after all this: the name is retired, and watched until the session ends, so a late key is deleted at once.
    */
   private async deleteKey(): Promise<void> {
     const mayExist = this.joinSent && this.state !== 'left';
@@ -220,23 +254,42 @@ export class Contender implements DeleteSubscriber {
     this.turn?.reject(new EtcdLockError(`left the queue of '${this.ctx.name}'`));
     this.turn = undefined;
     let guarded = this.revision === 0n;
-    while (mayExist && this.session.alive && this.lostError?.reason !== 'session-lost') {
+    let retired = false;
+    /** The revision from which our key is known to be gone. */
+    let goneAt: bigint | undefined;
+    while (mayExist && this.session.alive && !this.sessionLost()) {
       try {
         if (this.revision === 0n) {
-          const { kvs } = await this.ctx.rpc.range({ key: this.keyBuf, keys_only: true }, `find '${this.ctx.name}'`);
-          if (kvs.length === 0) break;
-          this.revision = BigInt(kvs[0].create_revision);
+          const res = await this.ctx.rpc.range({ key: this.keyBuf, keys_only: true }, `find '${this.ctx.name}'`);
+          if (res.kvs.length === 0) {
+            goneAt = BigInt(res.header.revision);
+            break;
+          }
+          this.revision = BigInt(res.kvs[0].create_revision);
         }
-        if (guarded) await this.ctx.rpc.txn(releaseRequest(this.keyBuf, this.revision), `release '${this.ctx.name}'`);
-        else await this.ctx.rpc.deleteRange({ key: this.keyBuf }, `release '${this.ctx.name}'`);
+        const res = guarded
+          ? await this.ctx.rpc.txn(releaseRequest(this.keyBuf, this.revision), `release '${this.ctx.name}'`)
+          : await this.ctx.rpc.deleteRange({ key: this.keyBuf }, `release '${this.ctx.name}'`);
+        goneAt = BigInt(res.header.revision);
         break;
       } catch {
-        if (!guarded) retireKey(this.session, this.ctx.namePrefix);
+        if (!retired) this.own.retire(this.ctx.namePrefix);
+        retired = true;
         guarded = true;
         await pause(RELEASE_RETRY_MS);
       }
     }
+    if (this.joinInDoubt) {
+      if (!retired) this.own.retire(this.ctx.namePrefix);
+      if (goneAt !== undefined) this.own.watchInDoubt(this.ctx.rpc, this.key, goneAt + 1n);
+    }
     this.dispose();
+  }
+
+  /** The key went with the session's lease (lost or revoked): nothing left to delete. */
+  private sessionLost(): boolean {
+    const reason = this.lostError?.reason;
+    return reason === 'session-lost' || reason === 'shutdown';
   }
 
   /** Where the keys we wait for live: the whole name, or the part of it `ctx.waitPrefix` names. */
@@ -247,20 +300,31 @@ export class Contender implements DeleteSubscriber {
   private dispose(): void {
     this.ctx.deletes.unsubscribe(this.ctx.name, this);
     this.session.offEnd(this.sessionEnded);
+    this.own.disown(this.key);
+  }
+
+  /**
+   * How many of the oldest keys hold: our own `slots`, unless the context says the oldest key sets it (a
+   * semaphore's limit in force is its oldest holder's, so a rolling deploy that changes it never fails a caller).
+   */
+  private slotsInForce(ahead = this.ahead): number {
+    if (!this.ctx.slotsOf) return this.slots;
+    const oldest: string | undefined = ahead.values().next().value;
+    return this.ctx.slotsOf(oldest ?? this.key);
   }
 
   private becomeOwnerOrWait(ahead: Set<string>): void {
     if (this.state === 'lost' || this.state === 'left') return;
     // Watch the name from just after our join's revision: every deletion we must hear of comes later. A waiter
     // needs it now; a holder only to hear of its own key's deletion, which a watch made later still replays.
-    this.ctx.deletes.watchFrom(this.ctx.name, this.snapshot + 1n, ahead.size < this.slots);
+    this.ctx.deletes.watchFrom(this.ctx.name, this.snapshot + 1n, ahead.size < this.slotsInForce(ahead));
     this.ahead = ahead;
     const early = this.early ?? [];
     this.early = undefined;
     for (const [key, revision] of early) this.onDelete(key, revision);
     if ((this.state as State) === 'lost') return;
     this.state = 'waiting';
-    if (this.ahead.size < this.slots) this.becomeOwner();
+    if (this.ahead.size < this.slotsInForce()) this.becomeOwner();
   }
 
   /** @internal A deletion under the name (told by the name's watch). */
@@ -274,19 +338,17 @@ export class Contender implements DeleteSubscriber {
       this.keyDeleted();
       return;
     }
-    if (!this.ahead.delete(key) || this.ahead.size >= this.slots || this.state !== 'waiting') return;
+    if (!this.ahead.delete(key) || this.ahead.size >= this.slotsInForce() || this.state !== 'waiting') return;
     this.becomeOwner();
   }
 
   /**
-   * etcd reports our key deleted: we own nothing from now on. Revoking or expiring our lease deletes it too, so
-   * one keepalive tells a lost session (reason `session-lost`, through the session's end) from a key deleted by
-   * someone else (`key-deleted`); the loss is reported when it answers, one round trip later.
+   * etcd reports our key deleted: we own nothing from now on, and the loss is reported within this event's
+   * handling, before anyone else can act on the name. Whoever deleted it (someone else, or etcd revoking or
+   * expiring our lease), it is `key-deleted`; a lost session is also reported on its own (`SessionLost`).
    */
   private keyDeleted(): void {
-    if (this.state === 'left' || this.state === 'lost' || this.keyGone) return;
-    this.keyGone = true;
-    void this.session.checkNow(LEASE_CHECK_MS).then(() => this.lose('key-deleted'));
+    this.lose('key-deleted');
   }
 
   /**
@@ -294,7 +356,6 @@ export class Contender implements DeleteSubscriber {
    * fires: check the session against the clock now, so a waiter whose lease has run out never resolves.
    */
   private becomeOwner(): void {
-    if (this.keyGone) return; // the loss is on its way
     if (!this.session.alive) {
       this.lose('session-lost');
       return;
@@ -324,8 +385,8 @@ export class Contender implements DeleteSubscriber {
         return;
       }
       this.snapshot = BigInt(res.header.revision);
-      this.ahead = keysOf(res.responses[1].response_range.kvs);
-      if (this.state === 'waiting' && this.ahead.size < this.slots) this.becomeOwner();
+      this.ahead = keysOf(this.queueKeys(res.responses[1].response_range.kvs).keys);
+      if (this.state === 'waiting' && this.ahead.size < this.slotsInForce()) this.becomeOwner();
     } catch {
       // etcd unreachable: the session deadline decides; the watch will resync us again when it restarts.
     }

@@ -17,14 +17,18 @@ export async function readHolder(rpc: EtcdPort, namePrefix: string): Promise<Loc
   return res.kvs[0] ? toHolder(res.kvs[0]) : null;
 }
 
-/** Whether any key exists under the name: one read with no sort and no values, the cheapest etcd can answer. */
-export async function isTaken(rpc: EtcdPort, namePrefix: string): Promise<boolean> {
+/**
+ * Whether a key that `counts` exists under the name: one read with no sort and no values, the cheapest etcd can
+ * answer. Its one key may not count (a key deeper under the name, or a stale one of ours): then it cannot tell,
+ * and says false, so that the join that follows decides.
+ */
+export async function isTaken(rpc: EtcdPort, namePrefix: string, counts: (kv: IKeyValue) => boolean): Promise<boolean> {
   const prefix = Buffer.from(namePrefix);
   const res = await rpc.range(
     { key: prefix, range_end: prefixRangeEnd(prefix), limit: 1, keys_only: true },
     `check whether '${namePrefix}' is held`,
   );
-  return res.kvs.length > 0;
+  return res.kvs.length > 0 && counts(res.kvs[0]);
 }
 
 /**

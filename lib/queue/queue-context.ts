@@ -1,9 +1,12 @@
 import type { EtcdPort } from '../etcd/etcd-port.js';
+import type { KeyKind } from '../etcd/keys.js';
 import type { DeleteWatch } from './delete-watch.js';
 
 /** Where a contender's key lives and what it is called: one name of one kind (lock, election, permit, shard…). */
 export interface QueueContext {
   readonly rpc: EtcdPort;
+  /** Which keyspace the name lives in: what a contender's key looks like there (`isQueueKey`). */
+  readonly kind: KeyKind;
   readonly deletes: DeleteWatch;
   /** e.g. `myapp/lock/orders/` */
   readonly namePrefix: string;
@@ -11,13 +14,14 @@ export interface QueueContext {
   readonly name: string;
   /**
    * We own once fewer than `slots` keys we wait for are ahead: 1 for a lock or an election, the limit for a semaphore
-   * (each key is one permit; `keyName` tells an instance's permits apart and names the limit, and `checkOldest`
-   * refuses a join whose limit differs from the oldest key's: the one in force).
+   * (each key is one permit; `keyName` tells an instance's permits apart and names the limit).
    */
   readonly slots?: number;
+  /** The slots in force given the oldest key under the name, when that key sets them (a semaphore's limit). */
+  readonly slotsOf?: (oldestKey: string) => number;
   /**
    * Our key after the name prefix, from the lease's tag: its hex (etcd's layout, and the default key), or
-   * `<hex>.<n>` once a delete there went unanswered (`retired-keys.ts`).
+   * `<hex>.<n>` once a write there went unanswered (`own-keys.ts`).
    */
   readonly keyName?: (leaseTag: string) => string;
   /**
@@ -25,5 +29,4 @@ export interface QueueContext {
    * `<name prefix>write/`): the join compares and reads only that range.
    */
   readonly waitPrefix?: string;
-  readonly checkOldest?: (oldestKey: string) => Error | undefined;
 }

@@ -76,6 +76,8 @@ export function resyncRequest(waitPrefix: Buffer, key: Buffer, createRevision: b
           key: waitPrefix,
           range_end: prefixRangeEnd(waitPrefix),
           max_create_revision: (createRevision - 1n).toString(),
+          sort_order: SortOrder.Ascend,
+          sort_target: SortTarget.Create,
           keys_only: true,
         },
       },

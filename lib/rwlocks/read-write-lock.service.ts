@@ -131,6 +131,7 @@ export class ReadWriteLockService {
     return new Contender(
       {
         rpc: this.connection.port,
+        kind: 'rwlock',
         deletes: this.watches.of('rwlock'),
         namePrefix: prefix,
         name,

@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { SortOrder, SortTarget } from 'etcd3';
 import type { Observable } from 'rxjs';
-import { SemaphoreLimitMismatchError, type LockLostError } from '../errors.js';
+import type { LockLostError } from '../errors.js';
 import { namePrefix, prefixRangeEnd } from '../etcd/keys.js';
 import { EtcdLockEventName, EtcdLockEvents } from '../events/etcd-lock.events.js';
 import { HeldLock } from '../locks/held-lock.js';
@@ -56,13 +56,15 @@ const ACQUIRE_OPTIONS = ['limit', 'value', 'timeout', 'signal'];
  * Counting semaphores on etcd: at most `limit` permits of a name are held at once across all replicas. Each
  * permit is a key `<prefix>semaphore/<name>/<lease hex>-<n>-of-<limit>` on the instance's session lease; the
  * `limit` oldest keys (by create revision) hold permits, the others wait in arrival order, watching deletions
- * (never polling). The limit is fixed by the oldest key: a caller asking for another gets
- * `SemaphoreLimitMismatchError`.
+ * (never polling). The limit in force is the oldest key's: a caller asking for another waits under it (warned once
+ * per name and pair of limits), so a rolling deploy that changes the limit never fails a caller.
  */
 @Injectable()
 export class SemaphoreService {
   private readonly logger = new Logger('EtcdLock');
   private sequence = 0;
+  /** `<name> <asked> <in force>` already warned about. */
+  private readonly warned = new Set<string>();
 
   /** @internal Nest constructs it. */
   constructor(
@@ -151,14 +153,16 @@ export class SemaphoreService {
   private contender(name: string, limit: number, value: string): Contender {
     const ctx: QueueContext = {
       rpc: this.connection.port,
+      kind: 'semaphore',
       deletes: this.watches.of('semaphore'),
       namePrefix: this.prefixOf(name),
       name,
       slots: limit,
       keyName: permitKeyName(++this.sequence, limit),
-      checkOldest: (oldest) => {
-        const inForce = limitOfKey(oldest);
-        return inForce !== undefined && inForce !== limit ? new SemaphoreLimitMismatchError(name, limit, inForce) : undefined;
+      slotsOf: (oldest) => {
+        const inForce = limitOfKey(oldest) ?? limit;
+        if (inForce !== limit) this.warnLimit(name, limit, inForce);
+        return inForce;
       },
     };
     return new Contender(ctx, this.sessions.current(), value);
@@ -166,6 +170,16 @@ export class SemaphoreService {
 
   private prefixOf(name: string): string {
     return namePrefix(this.options.prefix, 'semaphore', name);
+  }
+
+  private warnLimit(name: string, asked: number, inForce: number): void {
+    const key = `${name} ${asked} ${inForce}`;
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.logger.warn(
+      `Semaphore '${name}' has limit ${inForce} in force (its oldest permit's); a caller asked for ${asked} and waits ` +
+        `under ${inForce} until every older permit is gone (a rolling deploy that changes the limit)`,
+    );
   }
 
   /** One line and one event per permit lost while held, as for locks. */

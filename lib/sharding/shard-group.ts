@@ -229,7 +229,7 @@ export class ShardGroup {
   private take(index: number, session: LeaseSession): void {
     const name = `${this.name}/${index}`;
     const contender = new Contender(
-      { rpc: this.ctx.rpc, deletes: this.ctx.deletes, namePrefix: namePrefix(this.ctx.prefix, 'shard', name), name },
+      { rpc: this.ctx.rpc, kind: 'shard', deletes: this.ctx.deletes, namePrefix: namePrefix(this.ctx.prefix, 'shard', name), name },
       session,
       this.ctx.identity,
     );

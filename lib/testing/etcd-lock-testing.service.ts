@@ -155,6 +155,8 @@ export class EtcdLockTesting implements OnApplicationShutdown {
     const { alive, leaseId } = this.sessions.status();
     if (!alive || !leaseId) throw new EtcdLockError('There is no live etcd session to expire');
     const lost = this.next(EtcdLockEventName.SessionLost);
+    // As when keepalives stop for a whole TTL: this instance's own deadline ends the session before etcd expires it.
+    this.sessions.peek()?.close('deadline-passed');
     this.etcd.expireLease(leaseId);
     await lost;
   }

@@ -108,11 +108,11 @@ export class InMemoryEtcd {
   }
 
   /** @internal The port: a watch of the keys under a prefix. */
-  watch({ prefix, startRevision, onlyDeletes = false }: WatchRequest): MemoryWatcher {
+  watch({ prefix, exact = false, startRevision, onlyDeletes = false }: WatchRequest): MemoryWatcher {
     const key = Buffer.from(prefix);
     return new MemoryWatcher(this.store, this.link, this.watchers, {
       key,
-      rangeEnd: prefixRangeEnd(key),
+      rangeEnd: exact ? Buffer.alloc(0) : prefixRangeEnd(key),
       startRevision,
       noPut: onlyDeletes,
       noDelete: false,

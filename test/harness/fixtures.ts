@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { once } from 'node:events';
 import { type DynamicModule, type INestApplicationContext, type LoggerService, Module, type Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Etcd3, type IOptions } from 'etcd3';
@@ -21,6 +22,12 @@ export interface EtcdFixture {
   ): Promise<INestApplicationContext>;
   /** Keys and leases etcd holds now. */
   leftovers(): Promise<{ keys: string[]; leases: string[] }>;
+  /** Resolves with the keys under `prefix` (oldest first) once there are at least `count`: told by a watch. */
+  waitForKeys(prefix: string, count: number): Promise<string[]>;
+  /** Resolves once no key is under `prefix`: told by a watch. */
+  waitForNoKeys(prefix: string): Promise<void>;
+  /** Resolves with the keys under `prefix` (oldest first) once `done(keys)`: read again at each change there. */
+  keysWhen(prefix: string, done: (keys: string[]) => boolean): Promise<string[]>;
   /** The certificates etcd serves with (`tls: true` only). */
   readonly certs: TestCertificates;
   /** Runs etcdctl against this etcd, over TLS and as root when the fixture uses them. */
@@ -75,6 +82,13 @@ export function useEtcd(options: EtcdFixtureOptions = {}): EtcdFixture {
       apps.push(app);
       return app;
     },
+    async waitForKeys(prefix, count) {
+      return untilKeys(client, prefix, (keys) => keys.length >= count);
+    },
+    async waitForNoKeys(prefix) {
+      await untilKeys(client, prefix, (keys) => keys.length === 0);
+    },
+    keysWhen: (prefix, done) => untilKeys(client, prefix, done),
     async leftovers() {
       const keys = await client.getAll().keys();
       const { leases } = await client.leaseClient.leaseLeases({});
@@ -116,4 +130,19 @@ export function useEtcd(options: EtcdFixtureOptions = {}): EtcdFixture {
   });
 
   return fixture;
+}
+
+/** Reads the keys under `prefix` (oldest first) after each change there, until `done(keys)`. */
+async function untilKeys(client: Etcd3, prefix: string, done: (keys: string[]) => boolean): Promise<string[]> {
+  const watcher = await client.watch().prefix(prefix).create();
+  try {
+    for (;;) {
+      const changed = once(watcher, 'data');
+      const keys = await client.getAll().prefix(prefix).sort('Create', 'Ascend').keys();
+      if (done(keys)) return keys;
+      await changed;
+    }
+  } finally {
+    await watcher.cancel();
+  }
 }

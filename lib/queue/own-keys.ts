@@ -1,0 +1,120 @@
+import type { IKeyValue } from 'etcd3';
+import type { EtcdPort, PortWatcher } from '../etcd/etcd-port.js';
+import type { LeaseSession } from '../session/lease-session.js';
+import { releaseRequest } from './queue-requests.js';
+
+/**
+ * The queue keys one session's lease may hold, and the ones it may hold without knowing.
+ *
+ * Every write is in doubt until answered: a join whose answer was lost may still be applied later, after its
+ * caller gave up, and put a key on our lease that nobody here owns (it would block the name until the session
+ * ends). A release whose answer was lost may be applied later too, and delete the next key of the same name.
+ * Three rules close both:
+ * - **Live keys.** A key on our lease that no live contender of ours uses is stale: whoever meets it (a join, a
+ *   resync, the watch below) deletes it, guarded by its create revision, and never counts it as ahead.
+ * - **Retired names.** Once a write on a key name went unanswered, no later contender of ours uses that name
+ *   (`<lease hex>.<n>` instead): a late delete cannot reach a newer key, and a late put is never mistaken for one.
+ * - **Watches in doubt.** A contender that leaves with a join in doubt watches its key's name until the session
+ *   ends: a put that lands late is deleted at once (etcd replays it even if it landed before the watch began).
+ */
+export class OwnKeys {
+  private readonly live = new Set<string>();
+  private readonly generations = new Map<string, number>();
+  private readonly doubtful = new Map<string, PortWatcher>();
+
+  private constructor(private readonly session: LeaseSession) {
+    session.onEnd(() => this.close());
+  }
+
+  /** The one record of `session`. */
+  static of(session: LeaseSession): OwnKeys {
+    let keys = registry.get(session);
+    if (!keys) {
+      keys = new OwnKeys(session);
+      registry.set(session, keys);
+    }
+    return keys;
+  }
+
+  /** The lease's part of a key name under `namePrefix`: its hex, suffixed once a write there went unanswered. */
+  tag(namePrefix: string): string {
+    const generation = this.generations.get(namePrefix);
+    return generation === undefined ? this.session.hex : `${this.session.hex}.${generation}`;
+  }
+
+  /** A write on the key `tag(namePrefix)` went unanswered: the next key there gets another name. */
+  retire(namePrefix: string): void {
+    this.generations.set(namePrefix, (this.generations.get(namePrefix) ?? 0) + 1);
+  }
+
+  /** A contender of ours uses `key` from now on. */
+  claim(key: string): void {
+    this.live.add(key);
+  }
+
+  /** No contender of ours uses `key` any more. */
+  disown(key: string): void {
+    this.live.delete(key);
+  }
+
+  /** Whether `kv` is on our lease while no contender of ours uses it: a join or release of ours landed late. */
+  isStale(kv: Pick<IKeyValue, 'key' | 'lease'>): boolean {
+    return kv.lease === this.session.id && !this.live.has(kv.key.toString());
+  }
+
+  /** Deletes a stale key of ours, only if it is still the one created at `createRevision`. Never rejects. */
+  remove(rpc: EtcdPort, key: Buffer, createRevision: string): Promise<void> {
+    return rpc.txn(releaseRequest(key, BigInt(createRevision)), `remove a stale key of ours ('${key}')`).then(
+      () => undefined,
+      () => undefined, // etcd unreachable: the watch in doubt, or the next join that meets the key, removes it
+    );
+  }
+
+  /**
+   * `key` may be put later by a join of ours that went unanswered: watch it from `fromRevision` until the session
+   * ends, and delete it whenever it appears while no contender of ours uses it.
+   */
+  watchInDoubt(rpc: EtcdPort, key: string, fromRevision: bigint): void {
+    if (this.doubtful.has(key) || !this.session.alive) return;
+    const watcher = rpc.watch({ prefix: key, exact: true, startRevision: fromRevision });
+    this.doubtful.set(key, watcher);
+    watcher.on('put', (kv) => {
+      if (this.isStale(kv)) void this.remove(rpc, kv.key, kv.create_revision);
+    });
+    watcher.on('error', () => {
+      // History compacted past `fromRevision`: read the key now, and watch again from there.
+      watcher.removeAllListeners();
+      this.doubtful.delete(key);
+      void this.recheck(rpc, key);
+    });
+  }
+
+  /** How many keys are watched in doubt now (for tests and status). */
+  get inDoubt(): number {
+    return this.doubtful.size;
+  }
+
+  private async recheck(rpc: EtcdPort, key: string): Promise<void> {
+    try {
+      const res = await rpc.range({ key: Buffer.from(key) }, `find '${key}'`);
+      const kv = res.kvs[0];
+      if (kv && this.isStale(kv)) await this.remove(rpc, kv.key, kv.create_revision);
+      this.watchInDoubt(rpc, key, BigInt(res.header.revision) + 1n);
+    } catch {
+      // etcd unreachable: a join that meets the key removes it; the session's end takes it with the lease.
+    }
+  }
+
+  private close(): void {
+    for (const watcher of this.doubtful.values()) {
+      watcher.removeAllListeners();
+      watcher.on('error', () => undefined);
+      void watcher.cancel().catch(() => undefined);
+    }
+    this.doubtful.clear();
+    this.live.clear();
+    registry.delete(this.session);
+  }
+}
+
+const registry = new WeakMap<LeaseSession, OwnKeys>();
