@@ -2,7 +2,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import type { INestApplicationContext } from '@nestjs/common';
 import { filter, firstValueFrom } from 'rxjs';
-import { LeaderElectionService } from '../lib/index.js';
+import { EtcdUnavailableError, LeaderElectionService, type Leadership } from '../lib/index.js';
+import { whenAborted } from '../lib/util/wait-signal.js';
+import { EtcdConnection } from '../lib/module/etcd-connection.js';
 import { ETCDCTL_BIN } from './harness/etcd.js';
 import { useEtcd } from './harness/fixtures.js';
 
@@ -112,6 +114,62 @@ describe('LeaderElectionService', () => {
     await exited;
     await nestLeads;
     await revokeLeasesExcept(app);
+  });
+});
+
+describe('LeaderElectionService: no call order crashes, doubles a campaign or hangs', () => {
+  it('resign() not awaited, then campaign(): one campaign loop, one key, and both settle', async () => {
+    const app = await etcd.app({ identity: 'a' });
+    await leads(app);
+    const joins: string[] = [];
+    const port = app.get(EtcdConnection).port;
+    const txn = port.txn.bind(port);
+    port.txn = (req, what, timeoutMs) => {
+      if (what.startsWith('join the queue of')) joins.push(what);
+      return txn(req, what, timeoutMs);
+    };
+    const resigned = electionOf(app).resign();
+    await Promise.all([resigned, electionOf(app).campaign()]);
+    expect(electionOf(app).isLeader()).toBe(true);
+    expect(joins).toHaveLength(1);
+    expect(await etcd.client.getAll().prefix('election/leader/').keys()).toHaveLength(1);
+  });
+
+  it('after resign(), reading leadership (changes(), term(), isLeader()) does not campaign again', async () => {
+    const app = await etcd.app({ identity: 'a' });
+    await leads(app);
+    await electionOf(app).resign();
+    const subscription = electionOf(app).changes().subscribe();
+    expect(electionOf(app).term()).toBeUndefined();
+    expect(electionOf(app).isLeader()).toBe(false);
+    expect(electionOf(app).status()).toEqual([{ election: 'leader', leader: false, campaigning: false, fencingToken: undefined }]);
+    subscription.unsubscribe();
+    expect(await etcd.client.getAll().prefix('election/leader/').keys()).toEqual([]);
+  });
+
+  it('campaign() just as the leader key is deleted from outside settles once this instance leads again', async () => {
+    const app = await etcd.app({ identity: 'a' });
+    await leads(app);
+    const first = electionOf(app).term() as Leadership;
+    const [key] = await etcd.client.getAll().prefix('election/leader/').keys();
+    const deleted = etcd.client.delete().key(key).exec();
+    const campaigned = electionOf(app).campaign();
+    expect(await whenAborted(first.signal)).toMatchObject({ reason: 'key-deleted' });
+    await Promise.all([deleted, campaigned]);
+    const next = () => (electionOf(app).term()?.fencingToken ?? 0n) > first.fencingToken;
+    await firstValueFrom(electionOf(app).changes().pipe(filter(next)));
+    await electionOf(app).campaign();
+    expect(await electionOf(app).leader()).toBe('a');
+  });
+
+  it('campaign() during or after shutdown rejects with EtcdUnavailableError instead of never settling', async () => {
+    const a = await etcd.app({ identity: 'a' });
+    const b = await etcd.app({ identity: 'b' });
+    await leads(a);
+    const pending = electionOf(b).campaign().catch((err: unknown) => err);
+    await b.close();
+    expect(await pending).toBeInstanceOf(EtcdUnavailableError);
+    await expect(electionOf(b).campaign()).rejects.toThrow('the application is shutting down');
   });
 });
 

@@ -12,6 +12,7 @@ import {
 } from '../lib/index.js';
 import { EtcdLockEventName, EtcdLockEvents, EtcdSessionService } from '../lib/index.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
+import type { OwnedShards } from '../lib/sharding/shard-set.js';
 import { useEtcd } from './harness/fixtures.js';
 
 const etcd = useEtcd();
@@ -194,6 +195,32 @@ describe('Sharding', () => {
     expect(await firstValueFrom(service.owned('exports'))).toEqual([]);
     const { keys } = await etcd.leftovers();
     expect(keys.filter((key) => !key.startsWith('election/'))).toEqual([]);
+  });
+
+  it('leave() not awaited, then join() of the same group: the new shards are taken after the old keys are gone, never lost to them', async () => {
+    const app = await etcd.app({ identity: 'x' });
+    const service = sharding(app);
+    await service.join('exports', { shards: 4 });
+    await ownedWhen(app, (s) => s.length === 4, 'exports');
+    const running = service.snapshot('exports') as OwnedShards;
+    const before = running.shards;
+    // A run on the shards: leaving waits for it to end before it deletes their keys.
+    let endRun: () => void = () => undefined;
+    running.use(new Promise<void>((resolve) => (endRun = resolve)), 0);
+    const left = service.leave('exports');
+    const joined = service.join('exports', { shards: 4 });
+    endRun();
+    await Promise.all([left, joined]);
+    await ownedWhen(app, (s) => s.length === 4, 'exports');
+    const after = (service.snapshot('exports') as ShardSet).shards;
+    expect(before.every((shard) => shard.signal.aborted)).toBe(true);
+    for (const shard of after) {
+      expect(shard.signal.aborted).toBe(false);
+      expect(shard.fencingToken).toBeGreaterThan(before[shard.index].fencingToken);
+    }
+    const keys = await etcd.client.getAll().prefix('shard/exports/').keys();
+    expect(keys).toHaveLength(4);
+    await service.leave('exports');
   });
 
   it('a member declaring another shard count is refused while the group has members with the count in force', async () => {

@@ -22,6 +22,10 @@ const RETRY_MAX_MS = 5000;
 export class ElectionCampaign {
   private contender: Contender | undefined;
   private active = false;
+  /** Set by `stop('resigned')`: only an explicit `start(true)` campaigns again. */
+  private resigned = false;
+  /** Which start the loop running now serves: a loop of an earlier one ends at its next turn. */
+  private generation = 0;
   private running: Promise<void> | undefined;
   private stopWaiting: AbortController | undefined;
   /** The term in progress while this instance leads, else undefined. */
@@ -75,21 +79,41 @@ export class ElectionCampaign {
     this.current.value?.end(reason);
   }
 
-  /** Starts campaigning (no-op if already). */
-  start(): void {
-    if (this.active) return;
+  /** Whether the campaign was resigned and not explicitly started since. */
+  get isResigned(): boolean {
+    return this.resigned;
+  }
+
+  /**
+   * Starts campaigning (no-op if already). After `stop('resigned')`, only an `explicit` start campaigns again
+   * (`campaign()`, not a read of leadership). A loop still stopping finishes first (its key deleted): one loop,
+   * one key, whatever the order of calls.
+   */
+  start(explicit = false): void {
+    if (this.active || (this.resigned && !explicit)) return;
+    this.resigned = false;
     this.active = true;
-    this.running = this.run();
+    const generation = ++this.generation;
+    const previous = this.running;
+    const running: Promise<void> = (async () => {
+      await previous;
+      if (this.active && this.generation === generation) await this.run(generation);
+    })().finally(() => {
+      if (this.running === running) this.running = undefined;
+    });
+    this.running = running;
   }
 
   /** Ends the term (if leading), stops campaigning and deletes our key, so a standby leads at once. */
   async stop(reason: 'resigned' | 'shutdown' = 'resigned'): Promise<void> {
+    // The loop of now: a start() meanwhile chains a new one after it, which this stop does not wait for.
+    const running = this.running;
     this.endTerm(reason);
+    if (reason === 'resigned') this.resigned = true;
     this.active = false;
     this.stopWaiting?.abort();
     await this.contender?.leave();
-    await this.running;
-    this.running = undefined;
+    await running;
   }
 
   /** Completes the leadership stream; call once the campaign is stopped for good. */
@@ -97,10 +121,11 @@ export class ElectionCampaign {
     this.current.complete();
   }
 
-  private async run(): Promise<void> {
-    while (this.active) {
+  private async run(generation: number): Promise<void> {
+    const current = () => this.active && this.generation === generation;
+    while (current()) {
       const session = await this.nextSession();
-      if (!session || !this.active) return;
+      if (!session || !current()) return;
       const contender = new Contender(this.ctx, session, this.identity);
       this.contender = contender;
       let term: LeadershipTerm | undefined;
@@ -115,7 +140,7 @@ export class ElectionCampaign {
       try {
         await contender.join();
         await contender.waitForTurn(this.stopWaiting.signal);
-        if (!this.active) continue;
+        if (!current()) continue;
         this.retry.reset();
         this.failure.reset();
         const started = new LeadershipTerm(this.name, this.identity, contender);
@@ -126,7 +151,7 @@ export class ElectionCampaign {
         // A term ended by endTerm() keeps its key until stop(): the work it guarded ends before another can lead.
         await Promise.race([lost, whenAborted(this.stopWaiting.signal)]);
       } catch (err) {
-        if (this.active && !contender.lostError) await this.backOff(err);
+        if (current() && !contender.lostError) await this.backOff(err);
       } finally {
         term?.end('resigned'); // no-op unless it ended some other way already
         this.setTerm(undefined, term);

@@ -13,6 +13,8 @@ import { namePrefix } from '../etcd/keys.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import { assertName, assertOptions, assertSignal } from '../util/validation.js';
 import { onAbort } from '../util/wait-signal.js';
+import { settleOnce } from '../util/settle-once.js';
+import { EtcdUnavailableError } from '../errors.js';
 
 /** This instance's part in one election, from local state. */
 export interface ElectionStatus {
@@ -106,7 +108,7 @@ export class LeaderElectionService implements OnApplicationBootstrap {
     );
   }
 
-  /** This instance's own leadership over time (starts campaigning in the election if not yet). */
+  /** This instance's own leadership over time (starts campaigning in the election if not yet, unless resigned). */
   changes(name?: string): Observable<boolean> {
     const election = this.nameOf(name);
     const campaign = this.campaignFor(election);
@@ -116,7 +118,7 @@ export class LeaderElectionService implements OnApplicationBootstrap {
 
   /**
    * Steps down (the term's signal aborts with reason `resigned`), or leaves the queue, and stops campaigning until
-   * `campaign()` is called.
+   * `campaign()` is called (reading leadership, `changes()` or `term()`, does not campaign again).
    */
   async resign(name?: string): Promise<void> {
     await this.campaigns.get(this.nameOf(name))?.stop('resigned');
@@ -124,27 +126,28 @@ export class LeaderElectionService implements OnApplicationBootstrap {
 
   /**
    * Campaigns (again) and resolves once this instance leads. Rejects with the signal's reason if it aborts first;
-   * the campaign itself goes on until `resign()`.
+   * the campaign itself goes on until `resign()`. Rejects with `EtcdUnavailableError` once the application is
+   * shutting down (at once if it already is).
    */
   async campaign(name?: string, options?: { signal?: AbortSignal }): Promise<void> {
     const election = this.nameOf(name);
     assertOptions(options, 'options', ['signal']);
     if (options?.signal !== undefined) assertSignal(options.signal, 'options.signal');
+    if (this.closed) throw this.shuttingDown(election);
     const campaign = this.campaignFor(election);
-    campaign.start();
+    campaign.start(true);
     if (campaign.isLeader) return;
     const signal = options?.signal;
     await new Promise<void>((resolve, reject) => {
-      const subscription = campaign.changes().subscribe((leader) => {
-        if (!leader) return;
-        queueMicrotask(() => subscription.unsubscribe());
-        stopListening();
-        resolve();
-      });
-      const stopListening = onAbort(signal, (reason) => {
-        subscription.unsubscribe();
-        reject(reason);
-      });
+      const settle = settleOnce(resolve, reject);
+      // The leadership stream may answer synchronously, inside subscribe(): `settle` is ready before it.
+      settle.onEnd(onAbort(signal, (reason) => settle.reject(reason)));
+      settle.onEnd(
+        campaign.changes().subscribe({
+          next: (leader) => leader && settle.resolve(),
+          complete: () => settle.reject(this.shuttingDown(election)),
+        }),
+      );
     });
   }
 
@@ -198,6 +201,13 @@ export class LeaderElectionService implements OnApplicationBootstrap {
       this.campaigns.set(name, campaign);
     }
     return campaign;
+  }
+
+  private shuttingDown(election: string): EtcdUnavailableError {
+    return new EtcdUnavailableError(
+      `Cannot campaign in election '${election}': the application is shutting down`,
+      this.connection.port.endpoints,
+    );
   }
 
   private nameOf(name: string | undefined): string {

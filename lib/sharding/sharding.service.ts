@@ -37,6 +37,8 @@ const GROUP_OPTIONS = ['shards', 'rebalanceDelayMs'] as const;
 export class ShardingService implements OnApplicationBootstrap {
   private readonly logger = new Logger('EtcdLock');
   private readonly groups = new Map<string, ShardGroup>();
+  /** Groups being left, until their last shard key is deleted. */
+  private readonly leaving = new Map<string, Promise<void>>();
   /** Groups declared by decorators, started at bootstrap. */
   private readonly declared = new Map<string, { shards: number; rebalanceDelayMs: number }>();
   private closed = false;
@@ -101,7 +103,13 @@ export class ShardingService implements OnApplicationBootstrap {
     const member = this.groups.get(group);
     this.groups.delete(group);
     this.declared.delete(group);
-    await member?.stop('left');
+    if (!member) return this.leaving.get(group);
+    // A join of the same group meanwhile waits for this: its shard keys have the same names as the ones we delete.
+    const left = member.stop('left').finally(() => {
+      if (this.leaving.get(group) === left) this.leaving.delete(group);
+    });
+    this.leaving.set(group, left);
+    await left;
   }
 
   /** This instance's shards of `group` over time, ascending (`[]` while it owns none or is not a member). */
@@ -168,8 +176,9 @@ export class ShardingService implements OnApplicationBootstrap {
     return { shards: options.shards, rebalanceDelayMs: options.rebalanceDelayMs ?? 0 };
   }
 
-  private groupFor(name: string, options: { shards: number; rebalanceDelayMs: number }): Promise<void> {
-    if (this.groups.has(name)) return Promise.resolve();
+  private async groupFor(name: string, options: { shards: number; rebalanceDelayMs: number }): Promise<void> {
+    while (this.leaving.has(name)) await this.leaving.get(name);
+    if (this.groups.has(name)) return;
     const group = new ShardGroup(name, options.shards, options.rebalanceDelayMs, {
       rpc: this.connection.port,
       sessions: this.sessions,
@@ -181,6 +190,6 @@ export class ShardingService implements OnApplicationBootstrap {
       drainMs: this.options.shutdownTimeout,
     });
     this.groups.set(name, group);
-    return group.start();
+    await group.start();
   }
 }
