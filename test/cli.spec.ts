@@ -158,6 +158,24 @@ describe('The admin CLI (nestjs-etcd-lock) against apps holding locks, elections
     expect(down.stderr).toContain(`cannot reach etcd at ${endpoint}`);
   });
 
+  it('prints names and values escaped: a control sequence or a right-to-left override in them rewrites nothing', async () => {
+    const hostile = 'x\u001b[2J\r\u202eok';
+    // Written by someone else (our library refuses such names): a lock key with a hostile name and value.
+    await etcd.client.put(`${PREFIX}lock/ev\u001b]0;il/abc`).value(hostile).exec();
+    const table = await cli(['status']);
+    const json = await cli(['status', '--json']);
+    for (const out of [table.stdout, json.stdout]) {
+      for (const raw of ['\u001b', '\r', '\u202e']) expect(out).not.toContain(raw);
+    }
+    expect(table.stdout).toContain('x\\u{001B}[2J\\u{000D}\\u{202E}ok');
+    expect(JSON.parse(json.stdout).locks[0].holder.value).toBe(hostile);
+    const release = await cli(['release', 'ev\u001b]0;il', '--yes']);
+    expect(release.code).toBe(2);
+    expect(release.stderr).toContain('must not contain control or bidirectional-override characters (found U+001B)');
+    expect(release.stderr).not.toContain('\u001b');
+    await etcd.client.delete().prefix(PREFIX).exec();
+  });
+
   it('status shows semaphores (limit, holders, waiters) and read/write locks (readers, the waiting writer)', async () => {
     const app = await replica('replica-s');
     const semaphores = app.get(SemaphoreService);

@@ -73,4 +73,30 @@ describe('interoperability with etcdctl lock', () => {
     expect((await locks.holder('orders'))?.key).toBe(key);
     await etcdctl.stop();
   });
+
+  it('`etcdctl lock lock/a/b` is another lock than ours named `a`: it neither holds nor blocks `a`', async () => {
+    const app = await etcd.app();
+    const locks = app.get(LockService);
+    const etcdctl = new EtcdctlLock('lock/a/b');
+    expect(await etcdctl.key).toMatch(/^lock\/a\/b\/[0-9a-f]+$/);
+    expect(await locks.holder('a')).toBeNull();
+    const lock = await locks.tryAcquire('a');
+    expect(lock).not.toBeNull();
+    expect((await locks.holder('a'))?.key).toBe(lock?.key);
+    await lock?.release();
+    const waited = await locks.acquire('a', { timeout: 2000 });
+    await waited.release();
+    await etcdctl.stop();
+  });
+
+  it("another app's locks under a longer prefix are not ours: prefix '' does not see `lock/lock/x` as lock `lock`", async () => {
+    const ours = (await etcd.app({ identity: 'ours' })).get(LockService);
+    const theirs = (await etcd.app({ identity: 'theirs', prefix: 'lock' })).get(LockService);
+    const held = await theirs.acquire('x');
+    expect(held.key).toMatch(/^lock\/lock\/x\/[0-9a-f]+$/);
+    expect(await ours.holder('lock')).toBeNull();
+    const mine = await ours.tryAcquire('lock');
+    expect(mine?.value).toBe('ours');
+    await Promise.all([mine?.release(), held.release()]);
+  });
 });

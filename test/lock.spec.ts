@@ -40,6 +40,10 @@ describe('LockService: acquire and release', () => {
     expect(lock.key).toMatch(/^app1\/lock\/jobs\/[0-9a-f]+$/);
     expect(await etcd.client.get(lock.key).string()).toBe('worker-7');
     await lock.release();
+    // A prefix without its final '/' is the same prefix: no app's keys run into another's.
+    const unslashed = await (await locksOf({ prefix: 'app2' })).acquire('jobs');
+    expect(unslashed.key).toMatch(/^app2\/lock\/jobs\/[0-9a-f]+$/);
+    await unslashed.release();
   });
 
   it('gives strictly increasing fencing tokens to successive holders', async () => {

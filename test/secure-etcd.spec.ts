@@ -81,6 +81,13 @@ describe('etcd with auth enabled: a least-privilege user', () => {
         etcdctl('role', 'grant-permission', 'orders-reader', '--prefix=true', 'read', 'orders/');
         etcdctl('user', 'add', `orders-reader:${appPassword}`);
         etcdctl('user', 'grant-role', 'orders-reader', 'orders-reader');
+        // The key roots of the library's first release only: semaphores and read/write locks came later.
+        etcdctl('role', 'add', 'orders-partial');
+        for (const root of ['lock', 'election', 'shard', 'member', 'assignment']) {
+          etcdctl('role', 'grant-permission', 'orders-partial', '--prefix=true', 'readwrite', `orders/${root}/`);
+        }
+        etcdctl('user', 'add', `orders-partial:${appPassword}`);
+        etcdctl('user', 'grant-role', 'orders-partial', 'orders-partial');
       },
     },
   });
@@ -116,6 +123,7 @@ describe('etcd with auth enabled: a least-privilege user', () => {
   it.each([
     ['a prefix its role does not cover', 'payments/', 'orders-app', "'payments/lock/'"],
     ['read-only permission on the prefix', 'orders/', 'orders-reader', "'orders/lock/'"],
+    ['readwrite on every key root but semaphore/ and rwlock/', 'orders/', 'orders-partial', "'orders/semaphore/'"],
   ])('with %s: start-up fails with EtcdAccessDeniedError naming the keys', async (_, prefix, user, named) => {
     const logger = new CapturingLogger();
     const { error } = await startFailure(etcd, { prefix, ...as(user, appPassword) }, logger);

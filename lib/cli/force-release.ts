@@ -1,7 +1,9 @@
 import { createInterface } from 'node:readline';
 import { CompareResult, CompareTarget, SortOrder, SortTarget } from 'etcd3';
 import { namePrefix, prefixRangeEnd } from '../etcd/keys.js';
+import { queueKeyFilter } from '../queue/holder-watch.js';
 import { nameProblem } from '../util/validation.js';
+import { printable } from '../util/printable.js';
 import { CliError, ExitCode } from './cli-error.js';
 import type { Connection } from './connection.js';
 
@@ -26,17 +28,19 @@ export async function forceRelease(conn: Connection, req: ForceReleaseRequest): 
   const what = req.kind === 'lock' ? `lock '${req.name}'` : `election '${req.name}'`;
   const prefix = Buffer.from(namePrefix(conn.prefix, req.kind, req.name));
   const res = await conn.rpc.range(
-    { key: prefix, range_end: prefixRangeEnd(prefix), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create, limit: 2 },
+    { key: prefix, range_end: prefixRangeEnd(prefix), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create },
     `read the holder of ${what}`,
   );
-  const [holder, next] = res.kvs;
+  // Keys deeper under the name are other locks' (`etcdctl lock lock/a/b` under lock 'a'): never its holder.
+  const [holder, next] = res.kvs.filter(queueKeyFilter(req.kind, prefix.toString()));
   if (!holder) {
     const none = req.kind === 'lock' ? `${what} is not held` : `${what} has no leader`;
     throw new CliError(ExitCode.NotFound, `${none}: no key under '${prefix.toString()}' (is --prefix '${conn.prefix}' the app's prefix?)`);
   }
   const role = req.kind === 'lock' ? 'holder' : 'leader';
   const token = holder.create_revision;
-  const summary = `${what}: ${role} '${holder.value.toString()}', fencing token ${token}, key ${holder.key.toString()}`;
+  // The holder's value and key are anyone's: shown escaped, so that the question cannot be spoofed.
+  const summary = printable(`${what}: ${role} '${holder.value.toString()}', fencing token ${token}, key ${holder.key.toString()}`);
   if (!req.yes) {
     const answer = await req.ask(
       `${summary}\nDelete this key? The ${role}'s signal aborts, but work it already started may still be running: only ` +
@@ -52,7 +56,7 @@ export async function forceRelease(conn: Connection, req: ForceReleaseRequest): 
     `delete the ${role} key of ${what}`,
   );
   if (!txn.succeeded) throw new CliError(ExitCode.NotDone, `the ${role} of ${what} changed before the delete: nothing deleted`);
-  const after = next ? `next in line: '${next.value.toString()}'` : 'nobody was waiting';
+  const after = next ? `next in line: '${printable(next.value.toString())}'` : 'nobody was waiting';
   req.print(`${req.kind === 'lock' ? 'released' : 'resigned'} ${summary}; ${after}`);
 }
 

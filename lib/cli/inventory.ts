@@ -1,6 +1,6 @@
 import { type IKeyValue, SortOrder, SortTarget } from 'etcd3';
 import type { EtcdRpc } from '../etcd/etcd-rpc.js';
-import { type KeyKind, assignmentsRoot, kindPrefix, leaseHex, membersRoot, prefixRangeEnd } from '../etcd/keys.js';
+import { KEY_ROOTS, type KeyKind, type KeyRoot, assignmentsRoot, leaseHex, membersRoot, prefixRangeEnd, rootPrefix } from '../etcd/keys.js';
 import { limitOfKey } from '../semaphores/permit-key.js';
 import { parseAssignment } from '../sharding/assignment.js';
 
@@ -71,36 +71,30 @@ export interface Inventory {
   readonly sessions: readonly SessionState[];
 }
 
-const QUEUE_KINDS: readonly KeyKind[] = ['lock', 'election', 'shard'];
-
 /**
- * Reads the library's keys under `prefix`: one transaction of five ranges (locks, elections, shard locks, sharding
- * members, assignment records) at one revision, then one TTL lookup per lease seen. Keys of other layouts under the
- * prefix are not read.
+ * Reads the library's keys under `prefix`: one transaction of a range per key root (`KEY_ROOTS`: locks,
+ * elections, shard locks, semaphores, read/write locks, sharding members, assignment records) at one revision,
+ * then one TTL lookup per lease seen. Keys of other layouts under the prefix are not read.
  */
 export async function readInventory(rpc: EtcdRpc, prefix: string): Promise<Inventory> {
-  const roots = [
-    ...QUEUE_KINDS.map((kind) => kindPrefix(prefix, kind)),
-    membersRoot(prefix),
-    assignmentsRoot(prefix),
-    kindPrefix(prefix, 'semaphore'),
-    kindPrefix(prefix, 'rwlock'),
-  ];
   const res = await rpc.txn(
     {
       compare: [],
-      success: roots.map((start) => {
-        const key = Buffer.from(start);
+      success: KEY_ROOTS.map((root) => {
+        const key = Buffer.from(rootPrefix(prefix, root));
         return { request_range: { key, range_end: prefixRangeEnd(key), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create } };
       }),
     },
     `read the keys under the prefix '${prefix}'`,
   );
   const kvs = res.responses.map((r) => r.response_range.kvs);
-  const [locks, elections, shardQueues] = QUEUE_KINDS.map((kind, i) => queues(kvs[i], kindPrefix(prefix, kind).length));
-  const shardGroups = groups(shardQueues, kvs[3], kvs[4], prefix);
-  const semaphores = queues(kvs[5], kindPrefix(prefix, 'semaphore').length).map(semaphoreOf);
-  const rwlocks = readWriteLocks(kvs[6], kindPrefix(prefix, 'rwlock').length);
+  const under = (root: KeyRoot) => kvs[KEY_ROOTS.indexOf(root)];
+  const queuesOf = (kind: KeyKind) => queues(under(kind), rootPrefix(prefix, kind).length);
+  const locks = queuesOf('lock');
+  const elections = queuesOf('election');
+  const shardGroups = groups(queuesOf('shard'), under('member'), under('assignment'), prefix);
+  const semaphores = queuesOf('semaphore').map(semaphoreOf);
+  const rwlocks = readWriteLocks(under('rwlock'), rootPrefix(prefix, 'rwlock').length);
 
   const leases = new Set<string>();
   for (const list of kvs) for (const kv of list) if (kv.lease !== '0') leases.add(kv.lease);

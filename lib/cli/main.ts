@@ -5,6 +5,7 @@ import { type Connection, type ConnectionFlags, connect } from './connection.js'
 import { askOnTerminal, forceRelease } from './force-release.js';
 import { readInventory } from './inventory.js';
 import { inventoryJson, renderInventory } from './render.js';
+import { printable, printableJson } from '../util/printable.js';
 import { watchInventory } from './status-watch.js';
 
 const EXIT_CODES = `
@@ -48,7 +49,7 @@ export function program(): Command {
       await withConnection(cmd, async (conn) => {
         const where = { endpoints: conn.endpoints, prefix: conn.prefix };
         const show = opts.json
-          ? (inv: Parameters<typeof renderInventory>[0]) => process.stdout.write(`${JSON.stringify(inventoryJson(inv), null, opts.watch ? undefined : 2)}\n`)
+          ? (inv: Parameters<typeof renderInventory>[0]) => process.stdout.write(`${printableJson(JSON.stringify(inventoryJson(inv), null, opts.watch ? undefined : 2))}\n`)
           : (inv: Parameters<typeof renderInventory>[0]) => {
               // On a terminal, redraw in place; in a pipe, one report after another.
               if (opts.watch && process.stdout.isTTY) process.stdout.write('\x1b[2J\x1b[H');
@@ -107,7 +108,7 @@ export async function run(argv: readonly string[]): Promise<number> {
       return err.exitCode === 0 ? ExitCode.Ok : ExitCode.Usage;
     }
     const failure = err instanceof CliError ? err : describeFailure(err, []);
-    console.error(`nestjs-etcd-lock: ${failure.message}`);
+    console.error(`nestjs-etcd-lock: ${printable(failure.message)}`);
     return failure.exitCode;
   }
 }

@@ -1,7 +1,10 @@
 import { type Inventory, type Queue, ranges } from './inventory.js';
+import { printable } from '../util/printable.js';
 
 /** Rows under a header, columns padded to their widest cell. */
-function table(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string[] {
+function table(header: readonly string[], raw: ReadonlyArray<readonly string[]>): string[] {
+  // Names and values are anyone's: a control sequence in one must not rewrite the screen.
+  const rows = raw.map((row) => row.map(printable));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]) =>
     cells
@@ -36,7 +39,7 @@ export function renderInventory(inv: Inventory, where: { endpoints: readonly str
       q.waiters.map((w) => w.value).join(', ') || '-',
     ]);
   const lines = [
-    `etcd ${where.endpoints.join(',')}  prefix '${where.prefix}'  revision ${inv.revision}`,
+    printable(`etcd ${where.endpoints.join(',')}  prefix '${where.prefix}'  revision ${inv.revision}`),
     ...section('LOCKS', ['NAME', 'HOLDER', 'TOKEN', 'LEASE', 'TTL', 'WAITERS (in order)'], queueRows(inv.locks), 'no lock is held'),
     ...section('ELECTIONS', ['NAME', 'LEADER', 'TERM', 'LEASE', 'TTL', 'CANDIDATES (in order)'], queueRows(inv.elections), 'no election has a candidate'),
   ];

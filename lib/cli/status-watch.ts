@@ -1,6 +1,6 @@
 import type { PortWatcher } from '../etcd/etcd-port.js';
 import { EtcdUnavailableError } from '../errors.js';
-import { assignmentsRoot, kindPrefix, membersRoot } from '../etcd/keys.js';
+import { keyRoots } from '../etcd/keys.js';
 import { Backoff } from '../util/backoff.js';
 import { sleep } from '../util/wait-signal.js';
 import type { Connection } from './connection.js';
@@ -12,8 +12,7 @@ import { type Inventory, readInventory } from './inventory.js';
  * read are folded into the next one. Runs until `signal` aborts. TTLs are as read, and are not counted down.
  */
 export async function watchInventory(conn: Connection, show: (inv: Inventory) => void, signal: AbortSignal): Promise<void> {
-  const kinds = ['lock', 'election', 'shard', 'semaphore', 'rwlock'] as const;
-  const roots = [...kinds.map((kind) => kindPrefix(conn.prefix, kind)), membersRoot(conn.prefix), assignmentsRoot(conn.prefix)];
+  const roots = keyRoots(conn.prefix);
   const backoff = new Backoff(250, 5000);
   let watchers: PortWatcher[] = [];
   let dirty = false;

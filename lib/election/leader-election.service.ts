@@ -96,13 +96,13 @@ export class LeaderElectionService implements OnApplicationBootstrap {
 
   /** The identity of the current leader, or `null` while there is none (one etcd read). */
   async leader(name?: string): Promise<string | null> {
-    const holder = await readHolder(this.connection.port, this.prefixOf(this.nameOf(name)));
+    const holder = await readHolder(this.connection.port, 'election', this.prefixOf(this.nameOf(name)));
     return holder ? holder.value : null;
   }
 
   /** The leader's identity over time (`null` while there is none). Watches etcd; sees etcdctl leaders too. */
   observe(name?: string): Observable<string | null> {
-    return watchHolder(this.connection.port, this.prefixOf(this.nameOf(name))).pipe(
+    return watchHolder(this.connection.port, 'election', this.prefixOf(this.nameOf(name))).pipe(
       map((holder) => (holder ? holder.value : null)),
       distinctUntilChanged(),
     );

@@ -53,9 +53,14 @@ export function prefixRangeEnd(prefix: Buffer): Buffer {
 export const KEY_ROOTS = ['lock', 'election', 'shard', 'semaphore', 'rwlock', 'member', 'assignment'] as const;
 export type KeyRoot = (typeof KEY_ROOTS)[number];
 
+/** `<prefix><root>/`. */
+export function rootPrefix(prefix: string, root: KeyRoot): string {
+  return `${prefix}${root}/`;
+}
+
 /** `<prefix><root>/` for every root the library writes. */
 export function keyRoots(prefix: string): string[] {
-  return KEY_ROOTS.map((root) => `${prefix}${root}/`);
+  return KEY_ROOTS.map((root) => rootPrefix(prefix, root));
 }
 
 /**

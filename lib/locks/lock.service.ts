@@ -157,7 +157,7 @@ export class LockService {
   /** Who holds the lock now, or `null` when it is free. */
   holder(name: string): Promise<LockHolder | null> {
     assertName(name);
-    return readHolder(this.connection.port, this.prefixOf(name));
+    return readHolder(this.connection.port, 'lock', this.prefixOf(name));
   }
 
   /**
@@ -166,7 +166,7 @@ export class LockService {
    */
   watch(name: string): Observable<LockHolder | null> {
     assertName(name);
-    return watchHolder(this.connection.port, this.prefixOf(name));
+    return watchHolder(this.connection.port, 'lock', this.prefixOf(name));
   }
 
   /** The lock held by the `withLock` callback or `@Singleton` method running now, if any. */

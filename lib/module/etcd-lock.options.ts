@@ -2,7 +2,8 @@ import { hostname } from 'node:os';
 import type { Etcd3 } from 'etcd3';
 import { InvalidOptionsError } from '../errors.js';
 import type { EtcdLockOptions } from './etcd-lock-options.interface.js';
-import { describe, nameProblem } from '../util/validation.js';
+import { describe, durationProblem, MAX_DURATION_MS, nameProblem } from '../util/validation.js';
+import { unprintableIn } from '../util/printable.js';
 
 /** Options after validation, with every default filled in. */
 export interface ResolvedEtcdLockOptions {
@@ -54,7 +55,7 @@ export function resolveOptions(raw: unknown): ResolvedEtcdLockOptions {
     hosts: client ? clientHosts(client) : hostsOption(o.hosts),
     etcd: etcdOption(o.etcd),
     client,
-    prefix: stringOption(o, 'prefix', '', true),
+    prefix: prefixOption(o.prefix),
     ttl: ttlOption(o.ttl),
     identity: stringOption(o, 'identity', `${hostname()}:${process.pid}`, false),
     connectTimeout: msOption(o, 'connectTimeout', 5000),
@@ -113,8 +114,25 @@ function ttlOption(v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 2) {
     throw new InvalidOptionsError('ttl', `must be a whole number of seconds, at least 2, got ${describe(v)}`);
   }
-  if (v > 9_000_000_000) throw new InvalidOptionsError('ttl', `must be at most 9000000000 seconds (etcd's maximum)`);
+  // The session's timers wait up to a TTL: the same bound as every duration (etcd itself allows 9e9 s).
+  const max = Math.floor(MAX_DURATION_MS / 1000);
+  if (v > max) throw new InvalidOptionsError('ttl', `must be at most ${max} seconds (about 24.8 days: Node's timers wait no longer), got ${v}`);
   return v;
+}
+
+/**
+ * The key prefix: '' (etcd's own layout, `lock/<name>/…`) or a path that the library completes with '/' (`app1`
+ * and `app1/` are the same prefix), so that no prefix is a string prefix of another app's keys by accident.
+ */
+function prefixOption(v: unknown): string {
+  if (v === undefined) return '';
+  if (typeof v !== 'string') throw new InvalidOptionsError('prefix', `must be a string, got ${describe(v)}`);
+  const unprintable = unprintableIn(v);
+  if (unprintable) throw new InvalidOptionsError('prefix', `must not contain control or bidirectional-override characters (found ${unprintable})`);
+  if (v.startsWith('/')) throw new InvalidOptionsError('prefix', `must not start with '/' (etcd keys have no root), got '${v}'`);
+  if (v.includes('//')) throw new InvalidOptionsError('prefix', `must not contain an empty segment ('//'), got '${v}'`);
+  if (Buffer.byteLength(v) > 1024) throw new InvalidOptionsError('prefix', 'must be at most 1024 bytes');
+  return v === '' || v.endsWith('/') ? v : `${v}/`;
 }
 
 function stringOption(o: Record<string, unknown>, field: string, fallback: string, allowEmpty: boolean): string {
@@ -130,11 +148,9 @@ function stringOption(o: Record<string, unknown>, field: string, fallback: strin
 function msOption(o: Record<string, unknown>, field: string, fallback: number, allowZero = false): number {
   const v = o[field];
   if (v === undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (v === 0 && !allowZero)) {
-    const what = allowZero ? 'a finite number of milliseconds, 0 or more' : 'a finite number of milliseconds above 0';
-    throw new InvalidOptionsError(field, `must be ${what}, got ${describe(v)}`);
-  }
-  return v;
+  const problem = durationProblem(v, allowZero);
+  if (problem) throw new InvalidOptionsError(field, problem);
+  return v as number;
 }
 
 function electionOption(v: unknown): string {

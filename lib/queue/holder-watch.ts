@@ -3,18 +3,35 @@ import type { PortWatcher } from '../etcd/etcd-port.js';
 import { Observable, map } from 'rxjs';
 import type { EtcdPort } from '../etcd/etcd-port.js';
 import type { LockHolder } from '../locks/lock.interface.js';
-import { prefixRangeEnd } from '../etcd/keys.js';
+import { isQueueKey, type KeyKind, prefixRangeEnd } from '../etcd/keys.js';
+import { Backoff } from '../util/backoff.js';
 
-const RETRY_MS = 500;
+const RETRY_MIN_MS = 250;
+const RETRY_MAX_MS = 5000;
 
-/** Reads who owns a name now: the key with the lowest create revision under its prefix. */
-export async function readHolder(rpc: EtcdPort, namePrefix: string): Promise<LockHolder | null> {
+/** Whether a key read under `namePrefix` is a contender's (not a key deeper under the name: another lock's). */
+export function queueKeyFilter(kind: KeyKind, namePrefix: string): (kv: IKeyValue) => boolean {
+  const start = Buffer.byteLength(namePrefix);
+  return (kv) => isQueueKey(kind, kv.key.subarray(start).toString());
+}
+
+/**
+ * Reads who owns a name now: the contender's key with the lowest create revision under its prefix. One read of the
+ * oldest key; a second of them all only when that one is deeper under the name (another lock's).
+ */
+export async function readHolder(rpc: EtcdPort, kind: KeyKind, namePrefix: string): Promise<LockHolder | null> {
   const prefix = Buffer.from(namePrefix);
-  const res = await rpc.range(
-    { key: prefix, range_end: prefixRangeEnd(prefix), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create, limit: 1 },
-    `read the holder of '${namePrefix}'`,
-  );
-  return res.kvs[0] ? toHolder(res.kvs[0]) : null;
+  const isQueued = queueKeyFilter(kind, namePrefix);
+  const read = (limit?: number) =>
+    rpc.range(
+      { key: prefix, range_end: prefixRangeEnd(prefix), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create, limit },
+      `read the holder of '${namePrefix}'`,
+    );
+  const oldest = (await read(1)).kvs[0];
+  if (!oldest) return null;
+  if (isQueued(oldest)) return toHolder(oldest);
+  const holder = (await read()).kvs.find(isQueued);
+  return holder ? toHolder(holder) : null;
 }
 
 /**
@@ -36,14 +53,21 @@ export async function isTaken(rpc: EtcdPort, namePrefix: string, counts: (kv: IK
  * the next revision (no gap, no polling); if etcd cancels the watch (compaction), it reads again and goes on.
  * Errors reaching etcd are retried; the observable only completes when unsubscribed.
  */
-export function watchHolder(rpc: EtcdPort, namePrefix: string): Observable<LockHolder | null> {
-  return watchQueue(rpc, namePrefix, 1).pipe(map((holders) => holders[0] ?? null));
+export function watchHolder(rpc: EtcdPort, kind: KeyKind, namePrefix: string): Observable<LockHolder | null> {
+  return watchQueue(rpc, kind, namePrefix, 1).pipe(map((holders) => holders[0] ?? null));
 }
 
 /** The `slots` oldest keys under a name (its holders), in create order, at every change of them or their values. */
-export function watchQueue(rpc: EtcdPort, namePrefix: string, slots: number | ((oldestKey: string) => number)): Observable<LockHolder[]> {
+export function watchQueue(
+  rpc: EtcdPort,
+  kind: KeyKind,
+  namePrefix: string,
+  slots: number | ((oldestKey: string) => number),
+): Observable<LockHolder[]> {
   return new Observable<LockHolder[]>((subscriber) => {
     const prefix = Buffer.from(namePrefix);
+    const isQueued = queueKeyFilter(kind, namePrefix);
+    const backoff = new Backoff(RETRY_MIN_MS, RETRY_MAX_MS);
     const keys = new Map<string, IKeyValue>();
     let watcher: PortWatcher | undefined;
     let timer: NodeJS.Timeout | undefined;
@@ -64,13 +88,15 @@ export function watchQueue(rpc: EtcdPort, namePrefix: string, slots: number | ((
         const res = await rpc.range({ key: prefix, range_end: prefixRangeEnd(prefix) }, `read '${namePrefix}'`);
         if (closed) return;
         keys.clear();
-        for (const kv of res.kvs) keys.set(kv.key.toString(), kv);
+        for (const kv of res.kvs) if (isQueued(kv)) keys.set(kv.key.toString(), kv);
+        backoff.reset();
         emit();
         // The subscriber may have unsubscribed during that emit (e.g. firstValueFrom): start no watch then.
         if (closed) return;
         const w = rpc.watch({ prefix: namePrefix, startRevision: BigInt(res.header.revision) + 1n });
         watcher = w;
         w.on('put', (kv) => {
+          if (!isQueued(kv)) return;
           keys.set(kv.key.toString(), kv);
           emit();
         });
@@ -92,7 +118,7 @@ export function watchQueue(rpc: EtcdPort, namePrefix: string, slots: number | ((
     };
     const retry = () => {
       if (closed) return;
-      timer = setTimeout(() => void start(), RETRY_MS);
+      timer = setTimeout(() => void start(), backoff.next());
       timer.unref();
     };
 

@@ -12,7 +12,7 @@ import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
 import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
 import { Contender } from '../queue/contender.js';
 import type { QueueContext } from '../queue/queue-context.js';
-import { toHolder, watchQueue } from '../queue/holder-watch.js';
+import { queueKeyFilter, toHolder, watchQueue } from '../queue/holder-watch.js';
 import { takeTurn, tryTakeTurn } from '../queue/turn.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import {
@@ -130,14 +130,15 @@ export class SemaphoreService {
       { key: prefix, range_end: prefixRangeEnd(prefix), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create },
       `read the permits of '${name}'`,
     );
-    const limit = res.kvs[0] ? (limitOfKey(res.kvs[0].key.toString()) ?? 1) : 0;
-    return res.kvs.slice(0, limit).map(toHolder);
+    const permits = res.kvs.filter(queueKeyFilter('semaphore', this.prefixOf(name)));
+    const limit = permits[0] ? (limitOfKey(permits[0].key.toString()) ?? 1) : 0;
+    return permits.slice(0, limit).map(toHolder);
   }
 
   /** The permits held, at every change (emits the current ones first). Watches etcd, never polls. */
   watch(name: string): Observable<LockHolder[]> {
     assertName(name);
-    return watchQueue(this.connection.port, this.prefixOf(name), (oldest) => limitOfKey(oldest) ?? 1);
+    return watchQueue(this.connection.port, 'semaphore', this.prefixOf(name), (oldest) => limitOfKey(oldest) ?? 1);
   }
 
   private check(name: string, options: PermitOptions, known: string[]): { limit: number; value: string } {

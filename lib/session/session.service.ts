@@ -13,6 +13,7 @@ import { EtcdConnection } from '../module/etcd-connection.js';
 import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
 import { EtcdUnavailableError } from '../errors.js';
 import { checkAccess } from '../etcd/access-probe.js';
+import { keyRoots } from '../etcd/keys.js';
 import { EtcdLockEventName, EtcdLockEvents } from '../events/etcd-lock.events.js';
 import type { EtcdPort } from '../etcd/etcd-port.js';
 import { LeaseSession, randomLeaseId, type SessionEndReason } from './lease-session.js';
@@ -93,8 +94,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     let session: LeaseSession | undefined;
     try {
       session = await this.grantBy(deadline);
-      const kinds = ['lock', 'election', 'shard', 'member', 'assignment'] as const;
-      await checkAccess(this.rpc, kinds.map((kind) => `${this.options.prefix}${kind}/`), left());
+      await checkAccess(this.rpc, keyRoots(this.options.prefix), left());
     } catch (err) {
       this.shuttingDown = true;
       await session?.revoke().catch(() => undefined);

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../errors.js';
+import { unprintableIn } from './printable.js';
 
 const MAX_NAME_BYTES = 1024;
 const MAX_VALUE_BYTES = 1024 * 1024;
@@ -8,6 +9,9 @@ export function nameProblem(name: unknown): string | undefined {
   if (typeof name !== 'string') return `must be a string, got ${describe(name)}`;
   if (name.length === 0) return 'must not be empty';
   if (name.includes('\0')) return 'must not contain a NUL byte';
+  const unprintable = unprintableIn(name);
+  // A name is shown by the CLI, in logs and in metrics: it must read as what it is.
+  if (unprintable) return `must not contain control or bidirectional-override characters (found ${unprintable})`;
   // 'a' and 'a/b' would share the key range 'lock/a/…' and contend with each other.
   if (name.includes('/')) return `must not contain '/' ('${truncate(name)}'); use ':' to build names`;
   if (Buffer.byteLength(name) > MAX_NAME_BYTES) return `must be at most ${MAX_NAME_BYTES} bytes`;
@@ -27,14 +31,27 @@ export function assertValue(value: unknown, argument = 'value'): asserts value i
   }
 }
 
-/** A duration in milliseconds: finite and not negative. */
+/** The longest wait a Node timer can make: a longer delay fires after 1 ms. */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+
+/**
+ * The one rule for durations in milliseconds (arguments and module options): a number from 0 (or above 0) to
+ * 2^31−1 (about 24.8 days, the longest a Node timer waits; a longer one would fire at once). What is wrong, if
+ * anything.
+ */
+export function durationProblem(ms: unknown, allowZero = true): string | undefined {
+  if (typeof ms !== 'number' || Number.isNaN(ms)) return `must be a number of milliseconds, got ${describe(ms)}`;
+  if (!Number.isFinite(ms) || ms < 0 || (ms === 0 && !allowZero)) {
+    return `must be a finite number of milliseconds, ${allowZero ? '0 or more' : 'above 0'}, got ${ms}`;
+  }
+  if (ms > MAX_DURATION_MS) return `must be at most ${MAX_DURATION_MS} ms (about 24.8 days: Node's timers wait no longer), got ${ms}`;
+  return undefined;
+}
+
+/** A duration argument in milliseconds (see `durationProblem`). */
 export function assertDuration(ms: unknown, argument: string): asserts ms is number {
-  if (typeof ms !== 'number' || Number.isNaN(ms)) {
-    throw new InvalidArgumentError(argument, `must be a number of milliseconds, got ${describe(ms)}`);
-  }
-  if (!Number.isFinite(ms) || ms < 0) {
-    throw new InvalidArgumentError(argument, `must be a finite, non-negative number of milliseconds, got ${ms}`);
-  }
+  const problem = durationProblem(ms);
+  if (problem) throw new InvalidArgumentError(argument, problem);
 }
 
 export function assertSignal(signal: unknown, argument = 'signal'): asserts signal is AbortSignal {
