@@ -4,6 +4,7 @@ import { Injectable, Module } from '@nestjs/common';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { filter, firstValueFrom } from 'rxjs';
 import {
+  EtcdSessionService,
   EtcdLockEventName,
   EtcdLockEvents,
   EtcdLockModule,
@@ -349,6 +350,24 @@ describe('EtcdLockTestingModule', () => {
     stores.push(app.get(InMemoryEtcd));
     await app.get(EtcdLockTesting).makeLeader();
     expect(app.get(Jobs).leaderTick()).toBe('ran');
+  });
+
+  it('a tight acquire/release loop lets timers run: keepalives go on and the session lives', async () => {
+    const app = await start({ ttl: 2 });
+    const locks = app.get(LockService);
+    const sessions = app.get(EtcdSessionService);
+    let renewals = 0;
+    sessions.peek()?.onRenew(() => renewals++);
+    let cycles = 0;
+    // Two keepalives are answered while the loop runs (every ttl/3): the loop alone never yields to a timer.
+    while (renewals < 2) {
+      expect(sessions.status().alive).toBe(true);
+      const lock = await locks.acquire('tight');
+      await lock.release();
+      cycles++;
+    }
+    expect(cycles).toBeGreaterThan(0);
+    expect(sessions.status().alive).toBe(true);
   });
 
   it('rejects options it cannot use, naming them', () => {

@@ -7,10 +7,12 @@ import { onAbort, pause } from '../util/wait-signal.js';
 import type { LeaseSession, SessionEndReason } from '../session/lease-session.js';
 import { fenceCompare, joinRequest, readJoin, releaseRequest, resyncRequest } from './queue-requests.js';
 import { OwnKeys } from './own-keys.js';
+import { Backoff } from '../util/backoff.js';
 
 type State = 'new' | 'waiting' | 'owner' | 'left' | 'lost';
 
-const RELEASE_RETRY_MS = 200;
+const RELEASE_RETRY_MIN_MS = 200;
+const RELEASE_RETRY_MAX_MS = 2000;
 /** "No key ahead", shared by every owner (never added to; deleting from it is a no-op). */
 const NOBODY: Set<string> = new Set();
 
@@ -257,6 +259,7 @@ export class Contender implements DeleteSubscriber {
     let retired = false;
     /** The revision from which our key is known to be gone. */
     let goneAt: bigint | undefined;
+    const retries = new Backoff(RELEASE_RETRY_MIN_MS, RELEASE_RETRY_MAX_MS);
     while (mayExist && this.session.alive && !this.sessionLost()) {
       try {
         if (this.revision === 0n) {
@@ -276,7 +279,7 @@ export class Contender implements DeleteSubscriber {
         if (!retired) this.own.retire(this.ctx.namePrefix);
         retired = true;
         guarded = true;
-        await pause(RELEASE_RETRY_MS);
+        await pause(retries.next());
       }
     }
     if (this.joinInDoubt) {

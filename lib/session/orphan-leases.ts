@@ -1,5 +1,6 @@
 import type { EtcdPort } from '../etcd/etcd-port.js';
 import { pause } from '../util/wait-signal.js';
+import { jittered } from '../util/backoff.js';
 
 const RETRY_MS = 500;
 
@@ -43,7 +44,7 @@ export class OrphanLeases {
           if ((answered && untilAnswered) || performance.now() >= until) this.leases.delete(id);
         }),
       );
-      if (this.leases.size > 0) await pause(RETRY_MS);
+      if (this.leases.size > 0) await pause(jittered(RETRY_MS));
     }
   }
 }

@@ -19,7 +19,7 @@ import type { EtcdPort } from '../etcd/etcd-port.js';
 import { LeaseSession, randomLeaseId, type SessionEndReason } from './lease-session.js';
 import { OrphanLeases } from './orphan-leases.js';
 import { Telemetry } from '../telemetry/telemetry.js';
-import { Backoff } from '../util/backoff.js';
+import { Backoff, jittered } from '../util/backoff.js';
 import { LogOnce } from '../util/log-once.js';
 import { onAbort, sleep } from '../util/wait-signal.js';
 
@@ -40,14 +40,14 @@ export interface SessionStatus {
 const REGRANT_MIN_MS = 250;
 const REGRANT_MAX_MS = 5000;
 
-/** Three tries, half a second apart (a breaker may be half-open right after an outage). */
+/** Three tries, about half a second apart (a breaker may be half-open right after an outage). */
 async function retryBriefly(fn: () => Promise<void> | undefined): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn();
     } catch (err) {
       if (attempt >= 3) throw err;
-      await sleep(500);
+      await sleep(jittered(500));
     }
   }
 }

@@ -1,3 +1,4 @@
+import { setImmediate } from 'node:timers';
 import { ScopedEmitter } from './scoped-emitter.js';
 import type {
   IDeleteRangeRequest,
@@ -193,11 +194,13 @@ export class InMemoryEtcd {
   }
 
   /**
-   * Answers on a later microtask, as a network would; unreachable fails fast, as a refused connection does.
-   * Errors are etcd3's classes, translated to ours as the etcd3 port translates them.
+   * Answers after a turn of the event loop, as a socket would: a tight loop of requests in a test still lets
+   * timers (keepalives, deadlines) run. `node:timers`' own setImmediate: jest's fake timers replace the global
+   * one, and would hold every answer until the test advanced them. Unreachable fails fast, as a refused
+   * connection does. Errors are etcd3's classes, translated to ours as the etcd3 port translates them.
    */
   private async call<T>(what: string, fn: () => T): Promise<T> {
-    await undefined;
+    await new Promise<void>((resolve) => setImmediate(resolve));
     try {
       if (!this.link.reachable) throw etcdError(14, 'UNAVAILABLE', 'InMemoryEtcd is disconnected (by the test)');
       return fn();
