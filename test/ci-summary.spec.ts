@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from './harness/processes.js';
+import { EtcdServer } from './harness/etcd.js';
 
 /** `.ci/run` prints what failed above its last line, from jest's JSON results (or its log, if the run was killed). */
 describe('.ci/run: what failed', () => {
@@ -51,5 +52,31 @@ describe('.ci/run: what failed', () => {
       'counts 0 1',
       'TIMED OUT  test/c.spec.ts (never finished: the run was stopped)',
     ]);
+  });
+});
+
+describe('.ci/run: etcd processes left running', () => {
+  const runEtcds = (scratch: string) =>
+    execFileSync('bash', ['scripts/etcd-of-run.sh', scratch], { cwd: ROOT, encoding: 'utf8' }).split('\n').filter(Boolean);
+
+  it("counts only the etcd processes of this run (under its scratch directory), not one the machine runs", async () => {
+    const scratch = mkdtempSync(join(tmpdir(), 'ci-scratch-'));
+    const before = process.env.NESTJS_ETCD_LOCK_SCRATCH;
+    process.env.NESTJS_ETCD_LOCK_SCRATCH = scratch;
+    const ours = await EtcdServer.start().finally(() => {
+      if (before === undefined) delete process.env.NESTJS_ETCD_LOCK_SCRATCH;
+      else process.env.NESTJS_ETCD_LOCK_SCRATCH = before;
+    });
+    // An etcd of the machine's own: elsewhere.
+    const machines = await EtcdServer.start();
+    try {
+      expect(runEtcds(scratch)).toHaveLength(1);
+      await ours.destroy();
+      expect(runEtcds(scratch)).toEqual([]);
+    } finally {
+      await ours.destroy();
+      await machines.destroy();
+      rmSync(scratch, { recursive: true, force: true });
+    }
   });
 });

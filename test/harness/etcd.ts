@@ -1,6 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -183,8 +183,17 @@ export class EtcdServer extends EtcdProcess {
   }
 }
 
-/** tmpfs when there is one: etcd fsyncs every write, and tests should not wait on a disk. */
+/**
+ * Where etcd data directories go: `NESTJS_ETCD_LOCK_SCRATCH` when set (CI names its own, to find the etcd
+ * processes its run started, and no other); else tmpfs when there is one: etcd fsyncs every write, and tests
+ * should not wait on a disk.
+ */
 export function scratchDir(): string {
+  const named = process.env.NESTJS_ETCD_LOCK_SCRATCH;
+  if (named) {
+    mkdirSync(named, { recursive: true });
+    return named;
+  }
   try {
     execFileSync('test', ['-w', '/dev/shm']);
     return '/dev/shm';
