@@ -147,12 +147,16 @@ export class GuardedRunner implements BeforeApplicationShutdown {
   async beforeApplicationShutdown(): Promise<void> {
     this.draining = true;
     const timeoutMs = this.options.shutdownTimeout;
+    const deadline = this.sessions.beginShutdown();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, timeoutMs);
+      timer = setTimeout(resolve, Math.max(0, deadline - performance.now()));
     });
     const ended = (key: string | null) => Promise.race([Promise.allSettled([...(this.running.get(key) ?? [])]), timedOut]);
-    await Promise.all([this.elections.resignAll(ended), this.sharding.leaveAll(), ended(null).then(() => this.releaseHolds())]);
+    // Handing over (resigns, shard leaves, releases) is bounded too: an etcd that does not answer cannot hold the
+    // shutdown past the deadline. What is left then goes with the lease, revoked next.
+    const handover = Promise.all([this.elections.resignAll(ended), this.sharding.leaveAll(), ended(null).then(() => this.releaseHolds())]);
+    await Promise.race([handover, timedOut]);
     clearTimeout(timer);
     const left = [...this.running.values()].reduce((n, calls) => n + calls.size, 0);
     if (left > 0) {

@@ -7,8 +7,9 @@ import type { Observable } from 'rxjs';
 import { Contender } from '../queue/contender.js';
 import type { QueueContext } from '../queue/queue-context.js';
 import type { LockLostError } from '../errors.js';
-import { EtcdLockEventName, EtcdLockEvents } from '../events/etcd-lock.events.js';
+import { EtcdLockEvents } from '../events/etcd-lock.events.js';
 import { HeldLock } from './held-lock.js';
+import { lossReporter } from './loss-report.js';
 import { isTaken, readHolder, watchHolder } from '../queue/holder-watch.js';
 import type { Lock, LockHolder } from './lock.interface.js';
 import { isQueueKey, namePrefix } from '../etcd/keys.js';
@@ -179,11 +180,8 @@ export class LockService {
     return lockContext.getStore();
   }
 
-  /** One line and one event per lock lost while held (never one per acquire). */
-  private readonly onLost = (lock: HeldLock, err: LockLostError): void => {
-    this.logger.warn(`Lock '${lock.name}' lost (${err.reason}), fencing token ${lock.fencingToken}`);
-    this.events.emit({ type: EtcdLockEventName.LockLost, name: lock.name, reason: err.reason, fencingToken: lock.fencingToken });
-  };
+  /** One line and one event per hold lost while held (see `lossReporter`). */
+  private readonly onLost = (lock: HeldLock, err: LockLostError) => lossReporter(this.logger, this.events, (name) => `Lock '${name}'`)(lock, err);
 
   private valueOf(options: { value?: unknown } | undefined): string {
     if (options?.value === undefined) return this.options.identity;

@@ -1,7 +1,8 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { LockLostError } from '../errors.js';
 import { namePrefix } from '../etcd/keys.js';
-import { EtcdLockEventName, EtcdLockEvents } from '../events/etcd-lock.events.js';
+import { EtcdLockEvents } from '../events/etcd-lock.events.js';
+import { lossReporter } from '../locks/loss-report.js';
 import { HeldLock } from '../locks/held-lock.js';
 import type { Lock } from '../locks/lock.interface.js';
 import type { AcquireOptions, TryAcquireOptions } from '../locks/lock.service.js';
@@ -144,9 +145,6 @@ export class ReadWriteLockService {
     );
   }
 
-  /** One line and one event per read or write lock lost while held, as for locks. */
-  private readonly onLost = (lock: HeldLock, err: LockLostError): void => {
-    this.logger.warn(`Read/write lock '${lock.name}' lost (${err.reason}), fencing token ${lock.fencingToken}`);
-    this.events.emit({ type: EtcdLockEventName.LockLost, name: lock.name, reason: err.reason, fencingToken: lock.fencingToken });
-  };
+  /** One line and one event per hold lost while held (see `lossReporter`). */
+  private readonly onLost = (lock: HeldLock, err: LockLostError) => lossReporter(this.logger, this.events, (name) => `Read/write lock '${name}'`)(lock, err);
 }

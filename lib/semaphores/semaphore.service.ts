@@ -3,7 +3,8 @@ import { SortOrder, SortTarget } from 'etcd3';
 import type { Observable } from 'rxjs';
 import type { LockLostError } from '../errors.js';
 import { namePrefix, prefixRangeEnd } from '../etcd/keys.js';
-import { EtcdLockEventName, EtcdLockEvents } from '../events/etcd-lock.events.js';
+import { EtcdLockEvents } from '../events/etcd-lock.events.js';
+import { lossReporter } from '../locks/loss-report.js';
 import { HeldLock } from '../locks/held-lock.js';
 import type { Lock, LockHolder } from '../locks/lock.interface.js';
 import { DeletionWatches } from '../module/deletion-watches.js';
@@ -183,9 +184,6 @@ export class SemaphoreService {
     );
   }
 
-  /** One line and one event per permit lost while held, as for locks. */
-  private readonly onLost = (permit: HeldLock, err: LockLostError): void => {
-    this.logger.warn(`Permit of semaphore '${permit.name}' lost (${err.reason}), fencing token ${permit.fencingToken}`);
-    this.events.emit({ type: EtcdLockEventName.LockLost, name: permit.name, reason: err.reason, fencingToken: permit.fencingToken });
-  };
+  /** One line and one event per hold lost while held (see `lossReporter`). */
+  private readonly onLost = (lock: HeldLock, err: LockLostError) => lossReporter(this.logger, this.events, (name) => `Permit of semaphore '${name}'`)(lock, err);
 }

@@ -1,4 +1,5 @@
 import {
+  type BeforeApplicationShutdown,
   Inject,
   Injectable,
   Logger,
@@ -21,7 +22,7 @@ import { OrphanLeases } from './orphan-leases.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 import { Backoff, jittered } from '../util/backoff.js';
 import { LogOnce } from '../util/log-once.js';
-import { onAbort, sleep } from '../util/wait-signal.js';
+import { onAbort, sleep, withTimeout } from '../util/wait-signal.js';
 
 /** What `EtcdSessionService.status()` reports. */
 export interface SessionStatus {
@@ -38,6 +39,8 @@ export interface SessionStatus {
 }
 
 const REGRANT_MIN_MS = 250;
+/** The revoke at shutdown gets at least this long, even when draining the calls used all of `shutdownTimeout`. */
+const REVOKE_AT_LEAST_MS = 500;
 const REGRANT_MAX_MS = 5000;
 
 /** Three tries, about half a second apart (a breaker may be half-open right after an outage). */
@@ -57,7 +60,7 @@ async function retryBriefly(fn: () => Promise<void> | undefined): Promise<void> 
  * When a lease is lost, a new one is granted as soon as etcd answers; locks taken on the old one stay lost.
  */
 @Injectable()
-export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap, OnApplicationShutdown {
+export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly rpc: EtcdPort;
   private readonly logger = new Logger('EtcdLock');
   private lease: LeaseSession | undefined;
@@ -69,6 +72,8 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
   private readonly regrantBackoff = new Backoff(REGRANT_MIN_MS, REGRANT_MAX_MS);
   private readonly outage = new LogOnce((message) => this.logger.error(message));
   private shuttingDown = false;
+  /** When the hand-over at shutdown must end (`performance.now()`), once shutdown has begun. */
+  private shutdownDeadline: number | undefined;
 
   /** @internal Nest constructs it. */
   constructor(
@@ -122,19 +127,46 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     setImmediate(() => this.events.emit({ type: EtcdLockEventName.SessionGranted, leaseId: session.hex, ttl: session.ttl }));
   }
 
-  /** Nest lifecycle hook: revokes the lease: every lock and leadership is handed over at once. */
-  async onApplicationShutdown(): Promise<void> {
+  /**
+   * @internal Shutdown has begun (the first shutdown hook to run calls this): no session is granted from now on, a
+   * session that ends is no longer an error, and the hand-over must end by the deadline returned (a
+   * `performance.now()` time, `shutdownTimeout` after the first call).
+   */
+  beginShutdown(): number {
     this.shuttingDown = true;
     clearTimeout(this.regrantTimer);
-    await this.regranting;
-    await this.orphans.revokeNow();
+    this.shutdownDeadline ??= performance.now() + this.options.shutdownTimeout;
+    return this.shutdownDeadline;
+  }
+
+  /** Nest lifecycle hook: shutdown begins (see `beginShutdown`). */
+  beforeApplicationShutdown(): void {
+    this.beginShutdown();
+  }
+
+  /**
+   * Nest lifecycle hook: revokes the lease: every lock and leadership is handed over at once. Bounded by the
+   * shutdown deadline (with one attempt of up to `REVOKE_AT_LEAST_MS` when the calls used it all): an etcd that
+   * does not answer leaves the lease to expire after its TTL, and says so.
+   */
+  async onApplicationShutdown(): Promise<void> {
+    const deadline = this.beginShutdown();
     const session = this.lease;
     this.lease = undefined;
-    try {
-      await retryBriefly(() => session?.revoke());
-      if (session) this.logger.log(`Session lease ${session.hex} revoked`);
-    } catch (err) {
-      this.logger.warn(`Could not revoke lease ${session?.hex} at shutdown; it expires in ${session?.ttl}s: ${err}`);
+    const handover = Promise.all([
+      retryBriefly(() => session?.revoke()).then(
+        () => session && this.logger.log(`Session lease ${session.hex} revoked`),
+        (err: unknown) => this.logger.warn(`Could not revoke lease ${session?.hex} at shutdown; it expires in ${session?.ttl}s: ${messageOf(err)}`),
+      ),
+      // A grant under way brings a lease of its own, which it revokes itself once shutdown has begun.
+      this.regranting,
+      this.orphans.revokeNow(),
+    ]);
+    const inTime = await withTimeout(handover.then(() => true), Math.max(REVOKE_AT_LEAST_MS, deadline - performance.now()), () => new Error()).catch(() => false);
+    // Every hold on the session ends now, whether etcd answered or not.
+    session?.close('revoked');
+    if (!inTime && session) {
+      this.logger.warn(`etcd did not answer the revoke of lease ${session.hex} within shutdownTimeout; it expires in ${session.ttl}s`);
     }
     await this.watches.close();
     this.connection.close();
@@ -197,7 +229,12 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
   }
 
   private onSessionEnd(session: LeaseSession, reason: SessionEndReason): void {
-    if (this.shuttingDown || reason === 'revoked' || reason === 'closed') return;
+    if (reason === 'revoked' || reason === 'closed') return;
+    if (this.shuttingDown) {
+      // Not an outage: the instance is going away, and nothing is granted any more.
+      this.logger.log(`Session lease ${session.hex} ended during shutdown (${reason})`);
+      return;
+    }
     this.logger.error(`Session lease ${session.hex} lost (${reason}): every lock and leadership on it has ended`);
     this.events.emit({ type: EtcdLockEventName.SessionLost, leaseId: session.hex, reason });
     // The lease may still exist on the server (we gave up on our own deadline): revoke it once etcd answers,
@@ -269,4 +306,8 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
       this.scheduleRegrant(this.regrantBackoff.next());
     }
   }
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

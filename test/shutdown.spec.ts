@@ -1,0 +1,62 @@
+import { filter, firstValueFrom } from 'rxjs';
+import { EtcdUnavailableError, LeaderElectionService, LockLostError, LockService } from '../lib/index.js';
+import { EtcdConnection } from '../lib/module/etcd-connection.js';
+import { whenAborted } from '../lib/util/wait-signal.js';
+import { useEtcd } from './harness/fixtures.js';
+import { RecordingLogger } from './harness/logger.js';
+
+const etcd = useEtcd();
+
+describe('shutdown', () => {
+  it('a clean stop: each lock still held ends with reason `shutdown` at LOG level, and a pending acquire rejects saying so', async () => {
+    const logger = new RecordingLogger();
+    // Nest's loggers are global to the process: the app that records is made last.
+    const other = await etcd.app({ identity: 'b' });
+    const app = await etcd.app({ identity: 'a' }, [], [], logger);
+    const held = await other.get(LockService).acquire('busy');
+    const lock = await app.get(LockService).acquire('kept');
+    const pending = app.get(LockService).acquire('busy').catch((err: unknown) => err);
+    await etcd.waitForKeys('lock/busy/', 2);
+    await app.close();
+    expect(lock.signal.reason).toMatchObject({ name: LockLostError.name, reason: 'shutdown' });
+    const rejected = await pending;
+    expect(rejected).toBeInstanceOf(LockLostError);
+    expect((rejected as Error).message).toContain('shutting down');
+    expect(logger.at('log')).toContain(`Lock 'kept' lost (shutdown), fencing token ${lock.fencingToken}`);
+    expect(logger.at('warn')).toEqual([]);
+    expect(logger.at('error')).toEqual([]);
+    await held.release();
+  });
+
+  it('with etcd frozen: close() ends within shutdownTimeout (and one revoke attempt), grants no session, logs no error', async () => {
+    const logger = new RecordingLogger();
+    const shutdownTimeout = 1500;
+    const app = await etcd.app({ identity: 'a', ttl: 10, requestTimeout: 1000, shutdownTimeout }, [], [], logger);
+    await firstValueFrom(app.get(LeaderElectionService).changes().pipe(filter(Boolean)));
+    const lock = await app.get(LockService).acquire('held');
+    const port = app.get(EtcdConnection).port;
+    const grant = port.leaseGrant.bind(port);
+    let grants = 0;
+    port.leaseGrant = (...args) => {
+      grants++;
+      return grant(...args);
+    };
+    etcd.server.pause();
+    try {
+      const started = performance.now();
+      await app.close();
+      // Without a bound it waited for the session to run out (the TTL, 10 s) and more.
+      expect(performance.now() - started).toBeLessThan(shutdownTimeout + 500 + 1000);
+    } finally {
+      etcd.server.resume();
+    }
+    expect(grants).toBe(0);
+    expect(await whenAborted(lock.signal)).toMatchObject({ reason: 'shutdown' });
+    expect(logger.at('error')).toEqual([]);
+    expect(logger.at('warn').some((line) => line.includes('did not answer the revoke'))).toBe(true);
+    await expect(app.get(LeaderElectionService).campaign()).rejects.toThrow(EtcdUnavailableError);
+    // etcd never heard the revoke: the lease is left to its TTL, so the test revokes it.
+    const { leases } = await etcd.client.leaseClient.leaseLeases({});
+    for (const lease of leases) await etcd.client.leaseClient.leaseRevoke({ ID: lease.ID });
+  });
+});
