@@ -12,6 +12,8 @@ import {
   OnLeadership,
 } from '../lib/index.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
+import { onAbort } from '../lib/util/wait-signal.js';
+import { EtcdSessionService } from '../lib/session/session.service.js';
 import { useEtcd } from './harness/fixtures.js';
 
 const etcd = useEtcd();
@@ -86,9 +88,14 @@ describe('Leadership terms', () => {
     await leads(a);
     const run = a.get(LeaderJob).untilDeposed();
     const [term] = a.get(LeaderJob).terms as Leadership[];
+    // At the abort, this instance has not yet heard from its keepalive that the lease is gone: the term ends on
+    // the key's delete event itself, not a round trip later (by then another instance may lead).
+    let sessionAliveAtAbort: boolean | undefined;
+    onAbort(term.signal, () => (sessionAliveAtAbort = a.get(EtcdSessionService).peek()?.alive));
     const { leases } = await etcd.client.leaseClient.leaseLeases({});
     await etcd.client.leaseClient.leaseRevoke({ ID: leases[0].ID });
     expect(await run).toMatchObject({ reason: 'key-deleted', fencingToken: term.fencingToken });
+    expect(sessionAliveAtAbort).toBe(true);
     // The instance campaigns again on its new session: a new term, a greater token.
     await leads(a);
     expect(electionOf(a).term()?.fencingToken).toBeGreaterThan(term.fencingToken);

@@ -9,6 +9,7 @@ import {
   EtcdLockEvents,
   EtcdLockModule,
   EtcdUnavailableError,
+  LockTimeoutError,
   InvalidArgumentError,
   InvalidOptionsError,
   type Leadership,
@@ -350,6 +351,31 @@ describe('EtcdLockTestingModule', () => {
     stores.push(app.get(InMemoryEtcd));
     await app.get(EtcdLockTesting).makeLeader();
     expect(app.get(Jobs).leaderTick()).toBe('ran');
+  });
+
+  it('a join whose answer is lost, applied after its caller gave up, strands no key (in memory, deterministic)', async () => {
+    const etcd = new InMemoryEtcd();
+    const a = await start({ etcd, identity: 'a' });
+    const b = await start({ etcd, identity: 'b' });
+    const port = a.get(InMemoryEtcd);
+    const txn = port.txn.bind(port);
+    const withheld: Array<Parameters<typeof txn>[0]> = [];
+    port.txn = async (req, what) => {
+      if (!what.startsWith('join the queue of')) return txn(req, what);
+      withheld.push(req);
+      throw new EtcdUnavailableError('etcd did not answer (withheld by the test)', ['in-memory etcd']);
+    };
+    await expect(a.get(LockService).tryAcquire('x')).rejects.toThrow(EtcdUnavailableError);
+    await expect(a.get(LockService).acquire('x', { timeout: 50 })).rejects.toThrow(LockTimeoutError);
+    port.txn = txn;
+    // etcd applies the joins now: their keys are on a's lease, and no caller of a's wants them.
+    for (const req of withheld) await txn(req, 'apply a late join');
+    await until(() => etcd.entries('lock/x/').length === 0);
+    for (const app of [b, a]) {
+      const lock = await app.get(LockService).tryAcquire('x');
+      expect(lock).not.toBeNull();
+      await lock?.release();
+    }
   });
 
   it('a tight acquire/release loop lets timers run: keepalives go on and the session lives', async () => {
