@@ -1,9 +1,18 @@
+import 'reflect-metadata';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { type INestApplicationContext, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
 import { Etcd3 } from 'etcd3';
+import { filter, firstValueFrom, timeout } from 'rxjs';
+import { EtcdLockModule, LeaderElectionService, LockService, SemaphoreService, ShardingService } from '../../lib/index.js';
 import { EtcdCluster } from '../harness/cluster.js';
+import { TcpProxy } from '../harness/proxy.js';
 import { checkHistory, type Operation, overlaps } from '../harness/history.js';
 import { NodeProcess, killAll } from '../harness/processes.js';
 
-describe('mutual-exclusion checker (Jepsen-style)', () => {
+describe('mutual-exclusion checker (Jepsen-style), with requests in doubt', () => {
   it('sees a violation in a history that has one (the checker is not blind)', () => {
     const base = { identity: 'a', ok: true };
     const overlapping: Operation[] = [
@@ -38,29 +47,43 @@ describe('mutual-exclusion checker (Jepsen-style)', () => {
     expect(overlaps(term)).toBe(0);
   });
 
-  it('4 client processes under a nemesis (pause holders, kill clients, kill etcd members): no fenced violation', async () => {
+  it('locks: 4 client processes under the nemesis: no fenced violation, no stranded key, every name free again at once', async () => {
     const result = await underNemesis({
       worker: 'test/workers/checker-worker.mjs',
       holders: 'lock/jepsen/',
       counters: ['checker/fenced', 'checker/unfenced'],
+      liveness: async (app) => (await app.get(LockService).acquire('jepsen', { timeout: LIVENESS_MS })).release(),
     });
-    expect(result.report.fencedViolations).toEqual([]);
-    expect(result.report.acknowledged).toBeGreaterThan(20);
-    expect(result.faults.length).toBeGreaterThanOrEqual(7); // a pause finds no holder when the lock changes hands
-  }, 120_000);
+    expectSafeAndLive(result, 20);
+  }, 150_000);
+
+  it('semaphore permits (limit 1) under the same nemesis: no fenced violation, no permit stranded or lost', async () => {
+    const result = await underNemesis({
+      worker: 'test/workers/checker-worker.mjs',
+      env: { WORKLOAD: 'semaphore' },
+      holders: 'semaphore/jepsen-permits/',
+      counters: ['checker/permit-fenced', 'checker/permit-unfenced'],
+      liveness: async (app) =>
+        (await app.get(SemaphoreService).acquire('jepsen-permits', { limit: 1, timeout: LIVENESS_MS })).release(),
+    });
+    expectSafeAndLive(result, 20);
+  }, 150_000);
 
   it('leaders writing through term.fencedTxn() under the same nemesis: no fenced violation (the unfenced control is reported)', async () => {
     const result = await underNemesis({
       worker: 'test/workers/leader-checker-worker.mjs',
       holders: 'election/jepsen-leader/',
       counters: ['checker/leader-fenced', 'checker/leader-unfenced'],
+      liveness: async (app) => {
+        const elections = app.get(LeaderElectionService);
+        await elections.campaign('jepsen-leader', { signal: AbortSignal.timeout(LIVENESS_MS) });
+        await elections.resign('jepsen-leader');
+      },
     });
-    expect(result.report.fencedViolations).toEqual([]);
-    expect(result.report.acknowledged).toBeGreaterThan(20);
+    expectSafeAndLive(result, 20);
     // More than one term, or the nemesis never deposed a leader.
     expect(new Set(result.ops.filter((o) => o.ok).map((o) => o.token)).size).toBeGreaterThan(2);
-    expect(result.faults.length).toBeGreaterThanOrEqual(7);
-  }, 120_000);
+  }, 150_000);
 
   it('sharded work written through each shard’s fencedTxn() under the same nemesis: no fenced violation on any shard', async () => {
     const result = await underNemesis({
@@ -68,57 +91,93 @@ describe('mutual-exclusion checker (Jepsen-style)', () => {
       holders: 'shard/jepsen-shards/0/',
       counters: ['checker/shard-fenced', 'checker/shard-unfenced'],
       shards: 4,
+      liveness: async (app) => {
+        const sharding = app.get(ShardingService);
+        await sharding.join('jepsen-shards', { shards: 4 });
+        await firstValueFrom(sharding.owned('jepsen-shards').pipe(filter((owned) => owned.length === 4), timeout(LIVENESS_MS)));
+        await sharding.leave('jepsen-shards');
+      },
     });
-    expect(result.report.fencedViolations).toEqual([]);
-    expect(result.report.acknowledged).toBeGreaterThan(40);
+    expectSafeAndLive(result, 40);
     // Shards changed hands, or the nemesis never moved one.
     expect(new Set(result.ops.filter((o) => o.ok && o.shard === 0).map((o) => o.token)).size).toBeGreaterThan(2);
-    expect(result.faults.length).toBeGreaterThanOrEqual(7);
-  }, 120_000);
+  }, 150_000);
 });
+
+/** The workers' request timeout: a stall holds traffic for longer, so that a request in it gets no answer. */
+const REQUEST_TIMEOUT_MS = 1000;
+const STALL_MS = REQUEST_TIMEOUT_MS + 500;
+/** After the nemesis, another process takes each name within this (not after a TTL, not after a session). */
+const LIVENESS_MS = REQUEST_TIMEOUT_MS + 1000;
+/** Each kind of fault, in turn, every 1.2 s: stalls (requests in doubt) between the others. */
+const NEMESES = ['stall-member', 'pause-holder', 'stall-member', 'kill-client', 'stall-member', 'kill-member'] as const;
+const ROUNDS = 12;
 
 interface Workload {
   /** The worker script: one JSON line per operation. */
   worker: string;
-  /** Where the holder's key is (the oldest key under it holds). */
+  env?: NodeJS.ProcessEnv;
+  /** Where the holders' keys are (the oldest key under it holds). */
   holders: string;
   /** The fenced and the unfenced counter (with `-<shard>` appended per shard when `shards` is given). */
   counters: [string, string];
   /** Sharded workload: operations carry `shard`, and each shard's history is checked on its own. */
   shards?: number;
+  /** Takes every name of the workload from another process, within `LIVENESS_MS`, and lets go. */
+  liveness: (app: INestApplicationContext) => Promise<void>;
+}
+
+function expectSafeAndLive(result: Awaited<ReturnType<typeof underNemesis>>, acknowledged: number): void {
+  expect(result.report.fencedViolations).toEqual([]);
+  expect(result.report.acknowledged).toBeGreaterThan(acknowledged);
+  expect(result.stranded).toEqual([]);
+  expect(result.livenessMs).toBeLessThan(LIVENESS_MS);
+  expect(result.faults.filter((f) => f.startsWith('stalled')).length).toBe(ROUNDS / 2);
+  expect(result.faults.length).toBeGreaterThanOrEqual(ROUNDS - 2); // a pause finds no holder when the lock changes hands
 }
 
 /**
- * Runs 4 worker processes on a 3-member cluster under a nemesis (nine faults, one every 1.2 s, each kind three
- * times: pause the holder past its TTL, kill a client, kill an etcd member), then checks the history.
+ * Runs 4 worker processes on a 3-member cluster, each member behind a proxy of its own, under a nemesis (twelve
+ * faults, one every 1.2 s: stall one member's proxy past the request timeout and then deliver what it held, pause
+ * the holder past its TTL, kill a client, kill an etcd member). Then every worker lets go of everything it holds
+ * and stays up: a key left on a live worker's lease after `LIVENESS_MS` is stranded. Another process must take
+ * every name within `LIVENESS_MS`. Last, the history is checked.
  */
-async function underNemesis({ worker, holders, counters, shards }: Workload) {
+async function underNemesis({ worker, env, holders, counters, shards, liveness }: Workload) {
   const cluster = await EtcdCluster.start();
+  const proxies = await Promise.all(cluster.endpoints.map((endpoint) => TcpProxy.start(endpoint)));
+  const hosts = proxies.map((proxy) => proxy.endpoint).join(',');
   const client = new Etcd3({ hosts: cluster.endpoints });
   const workers: NodeProcess[] = [];
   const faults: string[] = [];
   let next = 0;
   const spawnWorker = () => {
-    const w = new NodeProcess(worker, [cluster.endpoints.join(','), `c${next++}`]);
+    const w = new NodeProcess(worker, [hosts, `c${next++}`], env);
     workers.push(w);
     return w;
   };
+  const isAlive = (w: NodeProcess) => w.child.exitCode === null && w.child.signalCode === null;
+  let checkApp: INestApplicationContext | undefined;
   try {
     for (let i = 0; i < 4; i++) spawnWorker();
-    for (let round = 0; round < 9; round++) {
+    for (let round = 0; round < ROUNDS; round++) {
       await new Promise((resolve) => setTimeout(resolve, 1200));
-      const action = ['pause-holder', 'kill-client', 'kill-member'][round % 3];
-      if (action === 'pause-holder') {
+      const action = NEMESES[round % NEMESES.length];
+      if (action === 'stall-member') {
+        const i = Math.floor(Math.random() * proxies.length);
+        faults.push(`stalled etcd m${i} for ${STALL_MS} ms`);
+        await proxies[i].stall(STALL_MS);
+      } else if (action === 'pause-holder') {
         const holder = await client.getAll().prefix(holders).sort('Create', 'Ascend').limit(1).strings();
         const identity = Object.values(holder)[0];
-        const w = workers.find((x) => x.child.pid && x.child.exitCode === null && identity === workerIdentity(x));
+        const w = workers.find((x) => x.child.pid && isAlive(x) && identity === workerIdentity(x));
         if (!w) continue;
         w.child.kill('SIGSTOP');
         faults.push(`paused holder ${identity}`);
         await new Promise((resolve) => setTimeout(resolve, 3500)); // past its 2 s TTL
         w.child.kill('SIGCONT');
       } else if (action === 'kill-client') {
-        const alive = workers.filter((x) => x.child.exitCode === null && x.child.signalCode === null);
+        const alive = workers.filter(isAlive);
         const victim = alive[Math.floor(Math.random() * alive.length)];
         if (!victim) continue;
         victim.kill('SIGKILL');
@@ -133,25 +192,37 @@ async function underNemesis({ worker, holders, counters, shards }: Workload) {
       }
     }
     await new Promise((resolve) => setTimeout(resolve, 1000)); // let the last recoveries run
-    const alive = workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
+
+    // Quiesce: every live worker lets go of all it holds and reports its lease, which stays alive.
+    const alive = workers.filter(isAlive);
+    for (const w of alive) w.send('quiesce');
+    const quiesced = await bounded(
+      Promise.all(alive.map(async (w) => JSON.parse(await w.line((l) => l.includes('"quiesced"'))) as { lease: string | null })),
+      30_000,
+    );
+    if (!quiesced) console.log(`quiesce stuck; faults: ${faults.join(', ')}`);
+    expect(quiesced).toBeDefined();
+    const liveLeases = new Set((quiesced ?? []).map((q) => q.lease).filter((lease): lease is string => lease !== null));
+    await new Promise((resolve) => setTimeout(resolve, LIVENESS_MS));
+    const root = holders.split('/').slice(0, 2).join('/');
+    const kvs = (await client.getAll().prefix(`${root}/`).exec()).kvs;
+    const stranded = kvs.filter((kv) => liveLeases.has(BigInt(kv.lease).toString(16))).map((kv) => kv.key.toString());
+
+    // Liveness: another process (straight to etcd) takes every name at once.
+    checkApp = await checkerApp(cluster.endpoints);
+    const livenessStarted = performance.now();
+    await liveness(checkApp);
+    const livenessMs = performance.now() - livenessStarted;
+
     for (const w of alive) w.send('stop');
-    // Bounded, and the timer is cleared once all exited, so jest has nothing left to wait for.
-    let timer: NodeJS.Timeout | undefined;
-    const stuck = await Promise.race([
-      Promise.all(alive.map((w) => w.exited)).then(() => []),
-      new Promise<string[]>((resolve) => {
-        timer = setTimeout(() => resolve(alive.filter((w) => w.child.exitCode === null).map(workerIdentity)), 30_000);
-      }),
-    ]);
-    clearTimeout(timer);
-    for (const id of stuck) {
-      const w = workers.find((x) => workerIdentity(x) === id) as NodeProcess;
-      console.log(`stuck ${id}: ${w.lines.length} lines, last: ${w.lines.slice(-2).join(' | ')}; faults: ${faults.join(', ')}`);
+    const stopped = await bounded(Promise.all(alive.map((w) => w.exited)), 30_000);
+    for (const w of stopped ? [] : alive.filter(isAlive)) {
+      console.log(`stuck ${workerIdentity(w)}: ${w.lines.length} lines, last: ${w.lines.slice(-2).join(' | ')}; faults: ${faults.join(', ')}`);
     }
-    expect(stuck).toEqual([]);
+    expect(stopped).toBeDefined();
 
     const ops = workers.flatMap((w) =>
-      w.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Operation & { unfenced: boolean; shard?: number }),
+      w.lines.filter((l) => l.startsWith('{"identity"')).map((l) => JSON.parse(l) as Operation & { unfenced: boolean; shard?: number }),
     );
     const killed = faults.filter((f) => f.startsWith('killed client')).length;
     const unknown = ops.filter((o) => o.outcome === 'unknown').length;
@@ -174,12 +245,21 @@ async function underNemesis({ worker, holders, counters, shards }: Workload) {
       unfencedLost: reports.reduce((n, r) => n + r.unfencedLost, 0),
     };
     console.log(
-      `checker (${worker}): ${report.operations} operations, ${report.acknowledged} acknowledged; faults: ${faults.join(', ')}; ` +
-        `${unknown} indeterminate; fenced violations: ${report.fencedViolations.length} ${report.fencedViolations.slice(0, 3).join('; ')}; ` +
+      `checker (${worker}${env?.WORKLOAD ? ` ${env.WORKLOAD}` : ''}): ${report.operations} operations, ${report.acknowledged} acknowledged; ` +
+        `faults: ${faults.join(', ')}; ${unknown} indeterminate; fenced violations: ${report.fencedViolations.length} ` +
+        `${report.fencedViolations.slice(0, 3).join('; ')}; stranded keys: ${stranded.length} (of ${kvs.length} under ${root}/ ` +
+        `after quiesce); liveness: every name taken by another process in ${livenessMs.toFixed(0)} ms; ` +
         `unfenced control: ${overlapping} overlapping operations of different holders, ${report.unfencedLost} lost updates`,
     );
-    return { report, ops, faults };
+    if (report.fencedViolations.length > 0 || stranded.length > 0) {
+      // The whole history, for whoever debugs it.
+      const file = join(tmpdir(), `checker-${basename(worker, '.mjs')}-${Date.now()}.json`);
+      writeFileSync(file, JSON.stringify({ faults, stranded, ops }, null, 1));
+      console.log(`history written to ${file}`);
+    }
+    return { report, ops, faults, stranded, livenessMs };
   } finally {
+    await checkApp?.close();
     await killAll();
     // Killed workers' leases would expire in 2 s; revoke them so the cluster is left empty now.
     const { leases } = await client.leaseClient.leaseLeases({});
@@ -187,7 +267,25 @@ async function underNemesis({ worker, holders, counters, shards }: Workload) {
     await client.delete().all();
     expect(await client.getAll().keys()).toEqual([]);
     client.close();
+    await Promise.all(proxies.map((proxy) => proxy.close()));
     await cluster.destroy();
+  }
+}
+
+/** An app in the test process, straight to etcd (no proxy): the "another process" of the liveness property. */
+async function checkerApp(endpoints: string[]): Promise<INestApplicationContext> {
+  @Module({ imports: [EtcdLockModule.forRoot({ hosts: endpoints, identity: 'liveness-checker', ttl: 2, requestTimeout: REQUEST_TIMEOUT_MS })] })
+  class CheckerModule {}
+  return NestFactory.createApplicationContext(CheckerModule, { logger: false, abortOnError: false });
+}
+
+/** `promise`'s value, or undefined after `ms` (the timer never outlives the race). */
+async function bounded<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

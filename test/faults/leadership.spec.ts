@@ -80,10 +80,10 @@ describe('leadership terms across processes', () => {
     const next = nextHolder(others);
     await etcd.client.leaseClient.leaseRevoke({ ID: await leaseOf('a') });
     const [runEnd, holdEnd, { replica, hold }] = await Promise.all([a.next('run-end', from), a.next('hold-end', from), next]);
-    expect(runEnd.reason).toBe('session-lost');
-    expect(holdEnd.reason).toBe('session-lost');
+    // Told at the first evidence, its key's delete event: the same etcd event that makes the new leader.
+    expect(runEnd.reason).toBe('key-deleted');
+    expect(holdEnd.reason).toBe('key-deleted');
     expect(BigInt(hold.token as string)).toBeGreaterThan(BigInt(first.hold.token as string));
-    // Told by the same etcd event as the new leader (plus the one keepalive that says the lease is gone).
     const lateBy = holdEnd.at - hold.at;
     console.log(`revoke: deposed work ended ${lateBy.toFixed(1)} ms after the new leader's began`);
     expect(lateBy).toBeLessThan(250);

@@ -28,6 +28,16 @@ export class TcpProxy {
     this.isCut = true;
   }
 
+  /**
+   * Holds every byte both ways for `ms`, then delivers them all (a stall, not a cut): a request sent meanwhile
+   * reaches etcd late, after its caller's deadline, and etcd still applies it.
+   */
+  async stall(ms: number): Promise<void> {
+    this.cut();
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    this.restore();
+  }
+
   /** Passes bytes again, first delivering what was held back. */
   restore(): void {
     this.isCut = false;

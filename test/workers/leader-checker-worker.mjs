@@ -1,11 +1,12 @@
 // The checker's leader workload: while this instance leads election 'jepsen-leader', its `@OnLeadership` work
 // loops read-modify-writes of a counter, written once through the term's fencedTxn() and once unfenced, until its
-// term ends or "stop" arrives on stdin. argv: <hosts> <identity>. One JSON line per operation.
+// term ends or it is told to quiesce or stop (commands.mjs). argv: <hosts> <identity>. One JSON line per operation.
 import 'reflect-metadata';
 import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Etcd3 } from 'etcd3';
-import { EtcdLockModule, OnLeadership } from '../../dist/index.js';
+import { EtcdLockModule, LeaderElectionService, OnLeadership } from '../../dist/index.js';
+import { onCommands } from './commands.mjs';
 import { counterSection } from './counter-section.mjs';
 
 const [hosts, identity] = process.argv.slice(2);
@@ -34,9 +35,14 @@ Module({
   providers: [Counter],
 })(WorkerModule);
 const app = await NestFactory.createApplicationContext(WorkerModule, { logger: false });
-process.stdin.on('data', async () => {
-  stopping = true;
-  process.stdin.destroy();
-  await app.close();
-  client.close();
+onCommands(app, {
+  // Resigning ends the term: its work stops, and the election key is deleted.
+  letGo: async () => {
+    stopping = true;
+    await app.get(LeaderElectionService).resign('jepsen-leader');
+  },
+  close: async () => {
+    await app.close();
+    client.close();
+  },
 });

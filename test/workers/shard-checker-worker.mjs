@@ -1,11 +1,13 @@
 // The checker's sharded workload: a `@Sharded('jepsen-shards', { shards: 4 })` method called in a loop; each call
 // runs, for every shard this instance owns, the read-modify-write of that shard's counter, once through the
-// shard's fencedTxn() and once unfenced. argv: <hosts> <identity>. One JSON line per operation, with its shard.
+// shard's fencedTxn() and once unfenced. argv: <hosts> <identity>. One JSON line per operation, with its shard;
+// commands on stdin (see commands.mjs).
 import 'reflect-metadata';
 import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Etcd3 } from 'etcd3';
 import { EtcdLockModule, Sharded, ShardingService } from '../../dist/index.js';
+import { onCommands } from './commands.mjs';
 import { counterSection } from './counter-section.mjs';
 
 const [hosts, identity] = process.argv.slice(2);
@@ -51,10 +53,14 @@ const loop = (async () => {
     if ((await counter.work()) === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
   }
 })();
-process.stdin.on('data', async () => {
-  stopping = true;
-  process.stdin.destroy();
-  await loop;
-  await app.close();
-  client.close();
+onCommands(app, {
+  letGo: async () => {
+    stopping = true;
+    await loop;
+    await app.get(ShardingService).leave('jepsen-shards');
+  },
+  close: async () => {
+    await app.close();
+    client.close();
+  },
 });
