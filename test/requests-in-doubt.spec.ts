@@ -12,6 +12,7 @@ import {
 } from '../lib/index.js';
 import { EtcdConnection } from '../lib/module/etcd-connection.js';
 import { EtcdSessionService } from '../lib/session/session.service.js';
+import type { OwnedShards } from '../lib/sharding/shard-set.js';
 import { useEtcd } from './harness/fixtures.js';
 
 /*
@@ -152,5 +153,80 @@ describe("this instance never counts its own orphan key as someone else's", () =
     const permit = await a.get(SemaphoreService).acquire('z', { limit: 1, timeout: 3000 });
     expect(await etcd.client.getAll().prefix('semaphore/z/').keys()).toEqual([permit.key]);
     await permit.release();
+  });
+});
+
+/** Something that commits fenced transactions: a lock, a permit, a read/write lock, a term, a shard. */
+interface Fenced {
+  fencedTxn(): { put(key: string, value: string): { commit(): Promise<{ succeeded: boolean }> } };
+}
+
+const holders: Array<[string, (app: INestApplicationContext) => Promise<{ holder: Fenced; done: () => Promise<unknown> }>]> = [
+  ['lock', async (app) => {
+    const lock = await app.get(LockService).acquire('f');
+    return { holder: lock, done: () => lock.release() };
+  }],
+  ['semaphore permit', async (app) => {
+    const permit = await app.get(SemaphoreService).acquire('f', { limit: 2 });
+    return { holder: permit, done: () => permit.release() };
+  }],
+  ['write lock', async (app) => {
+    const lock = await app.get(ReadWriteLockService).acquireWrite('f');
+    return { holder: lock, done: () => lock.release() };
+  }],
+  ['leadership term', async (app) => {
+    const elections = app.get(LeaderElectionService);
+    await elections.campaign('f');
+    return { holder: elections.term('f') as Fenced, done: () => elections.resign('f') };
+  }],
+  ['shard', async (app) => {
+    const sharding = app.get(ShardingService);
+    await sharding.join('f', { shards: 1 });
+    await firstValueFrom(sharding.owned('f').pipe(filter((owned) => owned.length === 1)));
+    const shard = (sharding.snapshot('f') as OwnedShards).shards[0];
+    return { holder: shard, done: () => sharding.leave('f') };
+  }],
+];
+
+describe("a holder's own fenced write in doubt never lands after its later ones", () => {
+  it.each(holders)('%s: a write withheld, then applied after a later one, changes nothing', async (_, hold) => {
+    const app = await etcd.app({ identity: 'a' });
+    const { holder, done } = await hold(app);
+    const port = app.get(EtcdConnection).port;
+    const txn = port.txn.bind(port);
+    let withheld: ITxnRequest | undefined;
+    port.txn = async (req, what, timeoutMs) => {
+      if (withheld || what !== 'commit a fenced transaction') return txn(req, what, timeoutMs);
+      withheld = req;
+      throw new EtcdUnavailableError('etcd did not answer (withheld by the test)', [etcd.endpoint]);
+    };
+    await expect(holder.fencedTxn().put('data/f', 'first').commit()).rejects.toThrow(EtcdUnavailableError);
+    expect((await holder.fencedTxn().put('data/f', 'second').commit()).succeeded).toBe(true);
+    // etcd applies the first write only now: its fence no longer holds, although the holder still holds.
+    expect((await txn(withheld as ITxnRequest, 'apply the late write')).succeeded).toBe(false);
+    expect(await etcd.client.get('data/f').string()).toBe('second');
+    await done();
+    await etcd.client.delete().key('data/f');
+  });
+
+  it.each(holders)('%s: a write in doubt that lands before the next one is ordered before it', async (_, hold) => {
+    const app = await etcd.app({ identity: 'a' });
+    const { holder, done } = await hold(app);
+    const port = app.get(EtcdConnection).port;
+    const txn = port.txn.bind(port);
+    let late = false;
+    port.txn = async (req, what, timeoutMs) => {
+      if (late || what !== 'commit a fenced transaction') return txn(req, what, timeoutMs);
+      late = true;
+      // Applied by etcd, but the answer is lost.
+      await txn(req, what, timeoutMs);
+      throw new EtcdUnavailableError('etcd did not answer (the answer lost by the test)', [etcd.endpoint]);
+    };
+    await expect(holder.fencedTxn().put('data/f', 'first').commit()).rejects.toThrow(EtcdUnavailableError);
+    expect(await etcd.client.get('data/f').string()).toBe('first');
+    expect((await holder.fencedTxn().put('data/f', 'second').commit()).succeeded).toBe(true);
+    expect(await etcd.client.get('data/f').string()).toBe('second');
+    await done();
+    await etcd.client.delete().key('data/f');
   });
 });

@@ -1,4 +1,4 @@
-import { ConsecutiveBreaker, circuitBreaker, handleWhen } from 'cockatiel';
+import { ConsecutiveBreaker, circuitBreaker, handleWhen, noop } from 'cockatiel';
 import { Etcd3, isRecoverableError } from 'etcd3';
 import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
 
@@ -10,6 +10,14 @@ import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
  */
 const GENTLE_FAULT_HANDLING = {
   host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 500, breaker: new ConsecutiveBreaker(3) }),
+  /**
+   * No blind retries: etcd3's default sends a call that failed with a recoverable error (a connection reset, a
+   * member killed mid-request) again, to another host. A transaction whose first attempt etcd applied anyway is
+   * then applied twice, and a fenced write of an old value can land after a newer one (the fault suite's stalls
+   * found it). Every write of ours is retried, or not, by the code that knows whether it is safe to repeat; reads
+   * are retried by the port (`EtcdRpc.range`).
+   */
+  global: noop,
 };
 
 /**

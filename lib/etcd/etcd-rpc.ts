@@ -23,6 +23,9 @@ import { WatchStream } from './watch-stream.js';
 
 type CallOptions = NonNullable<Parameters<Etcd3['kv']['range']>[1]>;
 
+/** How many times a read is sent at most: once per host of a 3-member cluster. */
+const READ_ATTEMPTS = 3;
+
 /**
  * The port to etcd over an etcd3 client: each request with its own deadline (a paused or partitioned etcd member
  * accepts TCP but never answers, and a call without a deadline would hang forever); errors become our typed
@@ -39,12 +42,25 @@ export class EtcdRpc implements EtcdPort {
     this.watches = new WatchStream(() => client.watchClient.watch());
   }
 
-  options(timeoutMs = this.timeoutMs): CallOptions {
+  options(timeoutMs = this.timeoutMs): CallOptions & { deadline: number } {
     return { deadline: Date.now() + timeoutMs };
   }
 
+  /**
+   * A read, sent again (to the next host etcd3 picks) when an attempt fails with a recoverable error before the
+   * deadline: a read changes nothing, so repeating it is safe, unlike a write (the client does not retry those).
+   */
   range(req: IRangeRequest, what: string): Promise<IRangeResponse> {
-    return this.call(what, () => this.client.kv.range(req, this.options()));
+    const options = this.options();
+    return this.call(what, async () => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await this.client.kv.range(req, options);
+        } catch (err) {
+          if (attempt >= READ_ATTEMPTS || !isRecoverableError(err as Error) || Date.now() >= options.deadline) throw err;
+        }
+      }
+    });
   }
 
   txn(req: ITxnRequest, what: string, timeoutMs?: number): Promise<ITxnResponse> {

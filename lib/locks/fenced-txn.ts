@@ -1,4 +1,4 @@
-import { CompareResult, CompareTarget, type IOperation, type IRequestOp, type ITxnResponse } from 'etcd3';
+import { CompareResult, CompareTarget, type ICompare, type IOperation, type IRequestOp, type ITxnResponse } from 'etcd3';
 import type { Contender } from '../queue/contender.js';
 import { InvalidArgumentError, LockLostError } from '../errors.js';
 
@@ -47,9 +47,12 @@ export function lockFence(contender: Contender): Fence {
 }
 
 /**
- * An etcd transaction that commits only while the lock (or leadership term) is held: its first comparison is "the lock key still
- * exists with our create revision". If that fails, `commit()` throws `LockLostError` and the lock's signal
- * aborts. Keys here are full etcd keys (the lock's `prefix` is not added).
+ * An etcd transaction that commits only while the lock (or leadership term, permit, shard) is held, and never after
+ * a later fenced write of the same holder: its first comparisons are "the holder's key still exists with our create
+ * revision" and "no write of ours has moved it since our last answered one", and it puts the holder's key again
+ * (see `FencedWrites`), so the holder's key must not be among your operations. Commits of one holder go one at a
+ * time. If the key is no longer ours, `commit()` throws `LockLostError` and the lock's signal aborts. Keys here are
+ * full etcd keys (the lock's `prefix` is not added).
  */
 export class FencedTxn {
   private readonly compares: object[] = [];
@@ -95,19 +98,11 @@ export class FencedTxn {
    * no longer held.
    */
   async commit(): Promise<ITxnResponse> {
-    const c = this.fence.contender;
     if (!this.fence.held) throw this.fence.lost(false);
     const [success, failure] = await Promise.all([resolveOps(this.success), resolveOps(this.failure)]);
-    // Appended to the failure branch so one request tells "lock lost" from "your comparison failed".
-    const fenceCheck: IRequestOp = { request_range: { key: Buffer.from(c.key), keys_only: true } };
-    const res = await c.txn(
-      { compare: [c.fence(), ...this.compares], success, failure: [...failure, fenceCheck] },
-      'commit a fenced transaction',
-    );
-    if (res.succeeded) return res;
-    const check = res.responses[res.responses.length - 1].response_range.kvs[0];
-    if (!check || BigInt(check.create_revision) !== c.createRevision) throw this.fence.lost(true);
-    return { ...res, responses: res.responses.slice(0, -1) };
+    const outcome = await this.fence.contender.commitFenced(this.compares as ICompare[], success, failure);
+    if ('lost' in outcome) throw this.fence.lost(true);
+    return outcome.res;
   }
 }
 

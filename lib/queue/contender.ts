@@ -1,11 +1,12 @@
-import { EtcdLeaseInvalidError, type ICompare, type IKeyValue, type ITxnRequest, type ITxnResponse } from 'etcd3';
+import { EtcdLeaseInvalidError, type ICompare, type IKeyValue, type IRequestOp, type ITxnRequest, type ITxnResponse } from 'etcd3';
+import { type FencedOutcome, type FenceHolder, FencedWrites } from './fenced-writes.js';
 import type { DeleteSubscriber } from './delete-watch.js';
 import type { QueueContext } from './queue-context.js';
 import { EtcdLockError, EtcdUnavailableError, LockLostError, type LockLossReason } from '../errors.js';
 import { isQueueKey } from '../etcd/keys.js';
 import { onAbort, pause } from '../util/wait-signal.js';
 import type { LeaseSession, SessionEndReason } from '../session/lease-session.js';
-import { fenceCompare, joinRequest, readJoin, releaseRequest, resyncRequest } from './queue-requests.js';
+import { joinRequest, readJoin, releaseRequest, resyncRequest } from './queue-requests.js';
 import { OwnKeys } from './own-keys.js';
 import { Backoff } from '../util/backoff.js';
 
@@ -21,9 +22,9 @@ const NOBODY: Set<string> = new Set();
  * waits until every key created before it is deleted (told by the name's deletion watch, never by polling),
  * owns the name, and leaves with one delete of its key (see `deleteKey`).
  */
-export class Contender implements DeleteSubscriber {
+export class Contender implements DeleteSubscriber, FenceHolder {
   readonly key: string;
-  private readonly keyBuf: Buffer;
+  readonly keyBuf: Buffer;
   private readonly slots: number;
   private readonly own: OwnKeys;
   private state: State = 'new';
@@ -41,6 +42,10 @@ export class Contender implements DeleteSubscriber {
   private joinSent = false;
   /** Set once a join went unanswered: etcd may apply it at any later time, even after we left (see `OwnKeys`). */
   private joinInDoubt = false;
+  /** Our key's mod revision after the last request of ours that put it and was answered (a join). */
+  private writtenAt = 0n;
+  /** Made at the first fenced write (most holds make none). */
+  private fencedWrites: FencedWrites | undefined;
   lostError: LockLostError | undefined;
 
   constructor(
@@ -62,9 +67,17 @@ export class Contender implements DeleteSubscriber {
     return this.ctx.name;
   }
 
-  /** Sends a transaction on behalf of this key's holder (for fenced transactions). */
-  txn(req: ITxnRequest, what: string): Promise<ITxnResponse> {
-    return this.ctx.rpc.txn(req, what);
+  get leaseId(): string {
+    return this.session.id;
+  }
+
+  /**
+   * Commits a transaction only while our key is ours and after every earlier write of ours (see `FencedWrites`),
+   * leaving `value` (default: the current one) as our key's value.
+   */
+  commitFenced(compares: ICompare[], success: IRequestOp[], failure: IRequestOp[], value = this.currentValue): Promise<FencedOutcome> {
+    this.fencedWrites ??= new FencedWrites(this, this.writtenAt);
+    return this.fencedWrites.commit(compares, success, failure, value);
   }
 
   /** The key's create revision: the fencing token. */
@@ -94,6 +107,8 @@ export class Contender implements DeleteSubscriber {
     );
     const revision = BigInt(res.header.revision);
     this.snapshot = revision;
+    // Every branch puts our key but a taken name's with `onlyIfFree`: its mod revision is this request's.
+    if (res.succeeded || !onlyIfFree) this.writtenAt = revision;
     // Our key read on its own (it is outside the range we wait for): the first attempt's, if a retry found it.
     const { own: ownKv, queue } = readJoin(res, onlyIfFree, outside);
     if (res.succeeded) {
@@ -155,7 +170,7 @@ export class Contender implements DeleteSubscriber {
    * A request on our lease; etcd saying the lease is gone ends the session now, not at the next keepalive. A join
    * that goes unanswered is in doubt from then on (it may be applied later).
    */
-  private async send(req: ITxnRequest, what: string, isJoin = false): Promise<ITxnResponse> {
+  async send(req: ITxnRequest, what: string, isJoin = false): Promise<ITxnResponse> {
     try {
       return await this.ctx.rpc.txn(req, what);
     } catch (err) {
@@ -201,25 +216,14 @@ export class Contender implements DeleteSubscriber {
     this.lossListener = listener;
   }
 
-  /** Changes the value of our key without giving up our place; fails if the key is no longer ours. */
+  /** Changes the value of our key without giving up our place (a fenced write); fails if the key is no longer ours. */
   async setValue(value: string): Promise<void> {
-    const res = await this.send(
-      {
-        compare: [this.fence()],
-        success: [{ request_put: { key: this.keyBuf, value: Buffer.from(value), lease: this.session.id } }],
-      },
-      `set the value of '${this.ctx.name}'`,
-    );
-    if (!res.succeeded) {
+    const outcome = await this.commitFenced([], [], [], value);
+    if ('lost' in outcome) {
       this.lose('key-deleted');
       throw this.lostError;
     }
     this.currentValue = value;
-  }
-
-  /** The compare that holds only while our key exists with our create revision. */
-  fence(): ICompare {
-    return fenceCompare(this.keyBuf, this.revision);
   }
 
   /**

@@ -44,6 +44,17 @@ function renewals(a: INestApplicationContext, count: number): Promise<void> {
   });
 }
 
+/** The session's keepalive acknowledgements (ms since the call) and its end, as they happen. */
+function sessionTimeline(a: INestApplicationContext): () => string[] {
+  const started = performance.now();
+  const at = () => `${(performance.now() - started).toFixed(0)} ms`;
+  const lines: string[] = [];
+  const session = a.get(EtcdSessionService).peek();
+  session?.onRenew(() => lines.push(`renewed at ${at()}`));
+  session?.onEnd((reason) => lines.push(`ended (${reason}) at ${at()}, ${session.remainingMs} ms left`));
+  return () => lines;
+}
+
 beforeAll(async () => {
   cluster = await EtcdCluster.start();
   client = new Etcd3({ hosts: cluster.endpoints });
@@ -72,23 +83,26 @@ describe('fault scenarios on a 3-member etcd cluster', () => {
     await leads(holder);
     const lock = await holder.get(LockService).acquire('kept');
     const other = await app({ identity: 'other' });
+    // What the holder's session went through, printed if the scenario fails (a flake seen once, 1 in 11 runs).
+    const timeline = sessionTimeline(holder);
+    const check = (step: string) => {
+      const state = { held: lock.isHeld, leader: holder.get(LeaderElectionService).isLeader() };
+      if (!state.held || !state.leader) console.log(`scenario 4, ${step}: ${JSON.stringify(state)}; session: ${timeline().join(', ')}`);
+      expect(state).toEqual({ held: true, leader: true });
+    };
 
     const leader = await cluster.leader();
     const follower = cluster.others(leader)[0];
     await follower.stop('SIGKILL');
     await renewals(holder, 2);
-    expect(lock.isHeld).toBe(true);
-    expect(holder.get(LeaderElectionService).isLeader()).toBe(true);
-    const t0 = performance.now();
+    check('after killing a follower');
     await (await other.get(LockService).acquire('new-after-follower', { timeout: 5000 })).release();
-    expect(performance.now() - t0).toBeLessThan(5000);
     await cluster.restart(follower);
 
     await leader.stop('SIGKILL');
     await renewals(holder, 2);
-    expect(lock.isHeld).toBe(true);
+    check('after killing the raft leader');
     expect(lock.signal.aborted).toBe(false);
-    expect(holder.get(LeaderElectionService).isLeader()).toBe(true);
     await (await other.get(LockService).acquire('new-after-leader', { timeout: 5000 })).release();
     await lock.release();
   });
