@@ -22,7 +22,7 @@ import { localContention, tenThousand, tryAcquireHeld, uncontended } from './cas
 import { crashFailover, fairness, handover } from './cases/processes.js';
 import { sharding } from './cases/sharding.js';
 import { telemetryOverhead } from './cases/telemetry.js';
-import { readerThroughput, semaphoreCycle } from './cases/recipes.js';
+import { fencedWrite, readerThroughput, semaphoreCycle } from './cases/recipes.js';
 import { latencyChart } from './svg.js';
 
 const args = process.argv.slice(2);
@@ -78,6 +78,7 @@ const cases: Array<[string, () => Promise<CaseResult>]> = [
   ['telemetry', () => telemetryOverhead(ctx)],
   ['semaphore', () => semaphoreCycle(ctx, appA)],
   ['readers', () => readerThroughput(ctx, appA)],
+  ['fenced-write', () => fencedWrite(ctx, appA)],
 ];
 
 const results: CaseResult[] = [];

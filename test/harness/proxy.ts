@@ -30,7 +30,8 @@ export class TcpProxy {
 
   /**
    * Holds every byte both ways for `ms`, then delivers them all (a stall, not a cut): a request sent meanwhile
-   * reaches etcd late, after its caller's deadline, and etcd still applies it.
+   * reaches etcd late, after its caller's deadline, and etcd may still apply it. Its caller never hears back: a
+   * request in doubt.
    */
   async stall(ms: number): Promise<void> {
     this.cut();
@@ -41,7 +42,7 @@ export class TcpProxy {
   /** Passes bytes again, first delivering what was held back. */
   restore(): void {
     this.isCut = false;
-    for (const link of this.links) link.flush();
+    for (const link of [...this.links]) link.flush();
   }
 
   /** Drops every open connection (clients reconnect through the proxy), as after a network blip. */
@@ -65,9 +66,16 @@ export class TcpProxy {
   }
 }
 
-/** One proxied connection: forwards each chunk, or holds it back while the proxy is cut. */
+/**
+ * One proxied connection: forwards each chunk, or holds it back while the proxy is cut. As TCP does, what a client
+ * sent before it closed the connection still reaches etcd, then the close: a client that gives up on a stalled
+ * request (a deadline, a channel reset) does not take back the bytes already on their way.
+ */
 class Link {
   private readonly held: Array<[Socket, Buffer]> = [];
+  /** The client closed while bytes for etcd were held: deliver them at `flush()`, then close toward etcd. */
+  private clientGone = false;
+  private closed = false;
   onClose: () => void = () => {};
 
   constructor(
@@ -77,21 +85,31 @@ class Link {
   ) {
     client.on('data', (chunk) => this.forward(upstream, chunk));
     upstream.on('data', (chunk) => this.forward(client, chunk));
-    for (const socket of [client, upstream]) socket.on('error', () => this.destroy()).on('close', () => this.destroy());
+    client.on('error', () => this.clientClosed()).on('close', () => this.clientClosed());
+    upstream.on('error', () => this.destroy()).on('close', () => this.destroy());
   }
 
   flush(): void {
-    for (const [to, chunk] of this.held.splice(0)) to.write(chunk);
+    for (const [to, chunk] of this.held.splice(0)) if (!to.destroyed) to.write(chunk);
+    if (this.clientGone) this.destroy(true);
   }
 
-  destroy(): void {
+  destroy(gracefully = false): void {
+    if (this.closed) return;
+    this.closed = true;
     this.client.destroy();
-    this.upstream.destroy();
+    if (gracefully) this.upstream.end();
+    else this.upstream.destroy();
     this.onClose();
+  }
+
+  private clientClosed(): void {
+    if (this.cut() && this.held.some(([to]) => to === this.upstream)) this.clientGone = true;
+    else this.destroy(true);
   }
 
   private forward(to: Socket, chunk: Buffer): void {
     if (this.cut()) this.held.push([to, chunk]);
-    else to.write(chunk);
+    else if (!to.destroyed) to.write(chunk);
   }
 }
