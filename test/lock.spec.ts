@@ -96,6 +96,22 @@ describe('LockService: acquire and release', () => {
     expect(second.signal.reason).toBeInstanceOf(LockReleasedError);
   });
 
+  it('names of any UTF-8 exclude each other as ASCII ones do (keys are compared in bytes)', async () => {
+    const a = await locksOf({ identity: 'a' });
+    const b = await locksOf({ identity: 'b' });
+    for (const name of ['commandes-été', 'заказы', '注文', '🔒']) {
+      const held = await a.acquire(name);
+      expect(await b.tryAcquire(name)).toBeNull();
+      const waiting = b.acquire(name);
+      await etcd.waitForKeys(`lock/${name}/`, 2);
+      expect((await a.holder(name))?.value).toBe('a');
+      await held.release();
+      const next = await waiting;
+      expect(next.fencingToken).toBeGreaterThan(held.fencingToken);
+      await next.release();
+    }
+  });
+
   it('supports `await using`', async () => {
     const locks = await locksOf();
     let seen: bigint | undefined;

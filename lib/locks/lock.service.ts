@@ -10,9 +10,9 @@ import type { LockLostError } from '../errors.js';
 import { EtcdLockEvents } from '../events/etcd-lock.events.js';
 import { HeldLock } from './held-lock.js';
 import { lossReporter } from './loss-report.js';
-import { isTaken, readHolder, watchHolder } from '../queue/holder-watch.js';
+import { isTaken, queueKeyFilter, readHolder, watchHolder } from '../queue/holder-watch.js';
 import type { Lock, LockHolder } from './lock.interface.js';
-import { isQueueKey, namePrefix } from '../etcd/keys.js';
+import { namePrefix } from '../etcd/keys.js';
 import { OwnKeys } from '../queue/own-keys.js';
 import type { IKeyValue } from 'etcd3';
 import { LocalQueue } from '../queue/local-queue.js';
@@ -117,7 +117,8 @@ export class LockService {
       const session = this.sessions.current();
       const prefix = this.prefixOf(name);
       const own = OwnKeys.of(session);
-      const counts = (kv: IKeyValue) => isQueueKey('lock', kv.key.subarray(prefix.length).toString()) && !own.isStale(kv);
+      const isQueued = queueKeyFilter('lock', prefix);
+      const counts = (kv: IKeyValue) => isQueued(kv) && !own.isStale(kv);
       if (await isTaken(this.connection.port, prefix, counts)) {
         exit();
         return busy();

@@ -154,7 +154,8 @@ export class Contender implements DeleteSubscriber, FenceHolder {
    * that others, too, stop counting them by the time we act.
    */
   private queueKeys(kvs: IKeyValue[]): { keys: IKeyValue[]; removed: Promise<unknown> | undefined } {
-    const start = this.ctx.namePrefix.length;
+    // In bytes: a name may be any UTF-8.
+    const start = Buffer.byteLength(this.ctx.namePrefix);
     const stale: Array<Promise<void>> = [];
     const keys = kvs.filter((kv) => {
       if (kv.key.equals(this.keyBuf)) return true;
