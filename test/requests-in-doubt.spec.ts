@@ -68,6 +68,22 @@ describe('a join whose answer is lost, applied after its caller gave up, strands
     await own?.release();
   });
 
+  it('lock: when etcd does not answer the delete of the late key, it is sent again until it does', async () => {
+    const a = await etcd.app({ identity: 'a' });
+    const port = a.get(EtcdConnection).port;
+    const txn = port.txn.bind(port);
+    let refused = 0;
+    port.txn = async (req, what, timeoutMs) => {
+      if (what.startsWith('remove a stale key') && refused++ < 2) throw new EtcdUnavailableError('no answer (test)', [etcd.endpoint]);
+      return txn(req, what, timeoutMs);
+    };
+    const joins = withholdJoins(a);
+    await expect(a.get(LockService).tryAcquire('x')).rejects.toThrow(EtcdUnavailableError);
+    await joins.deliver();
+    await etcd.waitForNoKeys('lock/x/');
+    expect(refused).toBe(3);
+  });
+
   it('lock, acquire with a timeout: every join it tried is removed when applied late', async () => {
     const a = await etcd.app({ identity: 'a' });
     const b = await etcd.app({ identity: 'b' });

@@ -1,7 +1,12 @@
 import type { IKeyValue } from 'etcd3';
 import type { EtcdPort, PortWatcher } from '../etcd/etcd-port.js';
 import type { LeaseSession } from '../session/lease-session.js';
+import { Backoff } from '../util/backoff.js';
+import { pause } from '../util/wait-signal.js';
 import { releaseRequest } from './queue-requests.js';
+
+const RETRY_MIN_MS = 200;
+const RETRY_MAX_MS = 2000;
 
 /**
  * The queue keys one session's lease may hold, and the ones it may hold without knowing.
@@ -62,12 +67,22 @@ export class OwnKeys {
     return kv.lease === this.session.id && !this.live.has(kv.key.toString());
   }
 
-  /** Deletes a stale key of ours, only if it is still the one created at `createRevision`. Never rejects. */
-  remove(rpc: EtcdPort, key: Buffer, createRevision: string): Promise<void> {
-    return rpc.txn(releaseRequest(key, BigInt(createRevision)), `remove a stale key of ours ('${key}')`).then(
-      () => undefined,
-      () => undefined, // etcd unreachable: the watch in doubt, or the next join that meets the key, removes it
-    );
+  /**
+   * Deletes a stale key of ours, only if it is still the one created at `createRevision`. Never rejects: with
+   * `untilAnswered`, it tries again (backing off) while the session lives; else once (a join that meets the key
+   * again removes it then).
+   */
+  async remove(rpc: EtcdPort, key: Buffer, createRevision: string, untilAnswered = false): Promise<void> {
+    const backoff = new Backoff(RETRY_MIN_MS, RETRY_MAX_MS);
+    for (;;) {
+      try {
+        await rpc.txn(releaseRequest(key, BigInt(createRevision)), `remove a stale key of ours ('${key}')`);
+        return;
+      } catch {
+        if (!untilAnswered || !this.session.alive) return;
+        await pause(backoff.next());
+      }
+    }
   }
 
   /**
@@ -79,7 +94,8 @@ export class OwnKeys {
     const watcher = rpc.watch({ prefix: key, exact: true, startRevision: fromRevision });
     this.doubtful.set(key, watcher);
     watcher.on('put', (kv) => {
-      if (this.isStale(kv)) void this.remove(rpc, kv.key, kv.create_revision);
+      // The watch tells of this put once: keep trying until etcd answers.
+      if (this.isStale(kv)) void this.remove(rpc, kv.key, kv.create_revision, true);
     });
     watcher.on('error', () => {
       // History compacted past `fromRevision`: read the key now, and watch again from there.
@@ -95,13 +111,17 @@ export class OwnKeys {
   }
 
   private async recheck(rpc: EtcdPort, key: string): Promise<void> {
-    try {
-      const res = await rpc.range({ key: Buffer.from(key) }, `find '${key}'`);
-      const kv = res.kvs[0];
-      if (kv && this.isStale(kv)) await this.remove(rpc, kv.key, kv.create_revision);
-      this.watchInDoubt(rpc, key, BigInt(res.header.revision) + 1n);
-    } catch {
-      // etcd unreachable: a join that meets the key removes it; the session's end takes it with the lease.
+    const backoff = new Backoff(RETRY_MIN_MS, RETRY_MAX_MS);
+    while (this.session.alive) {
+      try {
+        const res = await rpc.range({ key: Buffer.from(key) }, `find '${key}'`);
+        const kv = res.kvs[0];
+        if (kv && this.isStale(kv)) await this.remove(rpc, kv.key, kv.create_revision, true);
+        this.watchInDoubt(rpc, key, BigInt(res.header.revision) + 1n);
+        return;
+      } catch {
+        await pause(backoff.next()); // etcd unreachable: read again once it may answer
+      }
     }
   }
 
