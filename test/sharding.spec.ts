@@ -2,6 +2,7 @@ import { type INestApplicationContext, Injectable } from '@nestjs/common';
 import { filter, firstValueFrom, take, toArray } from 'rxjs';
 import {
   EtcdLockError,
+  EtcdUnavailableError,
   InvalidArgumentError,
   type Shard,
   ShardCountMismatchError,
@@ -12,6 +13,7 @@ import {
 } from '../lib/index.js';
 import { EtcdLockEventName, EtcdLockEvents, EtcdSessionService } from '../lib/index.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
+import { EtcdConnection } from '../lib/module/etcd-connection.js';
 import type { OwnedShards } from '../lib/sharding/shard-set.js';
 import { useEtcd } from './harness/fixtures.js';
 
@@ -221,6 +223,31 @@ describe('Sharding', () => {
     const keys = await etcd.client.getAll().prefix('shard/exports/').keys();
     expect(keys).toHaveLength(4);
     await service.leave('exports');
+  });
+
+  it('leave(): a member key whose delete goes unanswered is deleted again until etcd answers; a member put in doubt is removed when it lands late', async () => {
+    const app = await etcd.app({ identity: 'x' });
+    const service = sharding(app);
+    const port = app.get(EtcdConnection).port;
+    const [txn, deleteRange] = [port.txn.bind(port), port.deleteRange.bind(port)];
+    let withheld: Parameters<typeof txn>[0] | undefined;
+    port.txn = async (req, what, timeoutMs) => {
+      if (withheld || !what.startsWith('join sharding group')) return txn(req, what, timeoutMs);
+      withheld = req; // the first member put: no answer (etcd applies it later)
+      throw new EtcdUnavailableError('no answer (test)', [etcd.endpoint]);
+    };
+    let refused = 0;
+    port.deleteRange = async (req, what) => {
+      if (what.startsWith('leave sharding group') && refused++ < 2) throw new EtcdUnavailableError('no answer (test)', [etcd.endpoint]);
+      return deleteRange(req, what);
+    };
+    await service.join('members', { shards: 2 });
+    await ownedWhen(app, (s) => s.length === 2, 'members');
+    await service.leave('members');
+    expect(refused).toBe(3);
+    expect(await etcd.client.getAll().prefix('member/members/').keys()).toEqual([]);
+    await txn(withheld as Parameters<typeof txn>[0], 'apply the late member put');
+    await etcd.waitForNoKeys('member/members/');
   });
 
   it('a member declaring another shard count is refused while the group has members with the count in force', async () => {

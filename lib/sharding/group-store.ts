@@ -3,6 +3,13 @@ import type { EtcdPort } from '../etcd/etcd-port.js';
 import { assignmentKey, memberPrefix, prefixRangeEnd } from '../etcd/keys.js';
 import type { LeaseSession } from '../session/lease-session.js';
 import { type Assignment, parseAssignment } from './assignment.js';
+import { EtcdUnavailableError } from '../errors.js';
+import { OwnKeys } from '../queue/own-keys.js';
+import { Backoff } from '../util/backoff.js';
+import { pause } from '../util/wait-signal.js';
+
+const LEAVE_RETRY_MIN_MS = 200;
+const LEAVE_RETRY_MAX_MS = 2000;
 
 /** A group as etcd has it at one revision: its members and the assignment record in force. */
 export interface GroupSnapshot {
@@ -20,6 +27,8 @@ export interface GroupSnapshot {
 export class GroupStore {
   readonly membersPrefix: string;
   readonly recordKey: string;
+  /** Sessions on which a member put went unanswered. */
+  private readonly joinsInDoubt = new WeakSet<LeaseSession>();
 
   constructor(
     private readonly rpc: EtcdPort,
@@ -30,11 +39,21 @@ export class GroupStore {
     this.recordKey = assignmentKey(prefix, group);
   }
 
-  /** Puts our member key on the session's lease; returns the revision it was written at. */
+  /**
+   * Puts our member key on the session's lease; returns the revision it was written at. A put that goes unanswered
+   * may land later, even after we left: `leave` then watches the key (see `OwnKeys`).
+   */
   async join(session: LeaseSession, identity: string): Promise<bigint> {
-    const put = { key: Buffer.from(this.memberKey(session)), value: Buffer.from(identity), lease: session.id };
-    const res = await this.rpc.txn({ compare: [], success: [{ request_put: put }] }, `join sharding group '${this.group}'`);
-    return BigInt(res.header.revision);
+    const key = this.memberKey(session);
+    OwnKeys.of(session).claim(key);
+    const put = { key: Buffer.from(key), value: Buffer.from(identity), lease: session.id };
+    try {
+      const res = await this.rpc.txn({ compare: [], success: [{ request_put: put }] }, `join sharding group '${this.group}'`);
+      return BigInt(res.header.revision);
+    } catch (err) {
+      if (err instanceof EtcdUnavailableError) this.joinsInDoubt.add(session);
+      throw err;
+    }
   }
 
   /** Members and record at one revision. */
@@ -72,9 +91,27 @@ export class GroupStore {
     return res.succeeded;
   }
 
-  /** Deletes our member key, then the record too if no member is left (so a group leaves nothing behind). */
+  /**
+   * Deletes our member key, then the record too if no member is left (so a group leaves nothing behind). The delete
+   * is sent until etcd answers (while the session lives): a member key left behind would keep shards assigned to a
+   * member that is gone, until its session ends.
+   */
   async leave(session: LeaseSession): Promise<void> {
-    await this.rpc.deleteRange({ key: Buffer.from(this.memberKey(session)) }, `leave sharding group '${this.group}'`);
+    const key = this.memberKey(session);
+    const backoff = new Backoff(LEAVE_RETRY_MIN_MS, LEAVE_RETRY_MAX_MS);
+    let deletedAt: bigint | undefined;
+    while (deletedAt === undefined) {
+      try {
+        const res = await this.rpc.deleteRange({ key: Buffer.from(key) }, `leave sharding group '${this.group}'`);
+        deletedAt = BigInt(res.header.revision);
+      } catch (err) {
+        if (!session.alive) throw err;
+        await pause(backoff.next());
+      }
+    }
+    const own = OwnKeys.of(session);
+    own.disown(key);
+    if (this.joinsInDoubt.delete(session)) own.watchInDoubt(this.rpc, key, deletedAt + 1n);
     const members = Buffer.from(this.membersPrefix);
     await this.rpc.txn(
       {
