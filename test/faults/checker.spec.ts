@@ -216,7 +216,14 @@ async function underNemesis({ worker, env, holders, counters, shards, alsoStrand
     // Liveness: another process (straight to etcd) takes every name at once.
     checkApp = await checkerApp(cluster.endpoints);
     const livenessStarted = performance.now();
-    await liveness(checkApp);
+    await liveness(checkApp).catch(async (err: unknown) => {
+      // What held the name: every key of the workload, with its lease (and the live workers' leases).
+      const left = [];
+      for (const prefix of [`${root}/`, ...alsoStranded, 'assignment/']) left.push(...(await client.getAll().prefix(prefix).exec()).kvs);
+      const shown = left.map((kv) => `${kv.key} (lease ${BigInt(kv.lease).toString(16)}): ${kv.value.toString().slice(0, 200)}`);
+      console.log(`liveness failed; live leases ${[...liveLeases].join(', ')}; keys: ${shown.join(' | ')}; faults: ${faults.join(', ')}`);
+      throw err;
+    });
     const livenessMs = performance.now() - livenessStarted;
 
     for (const w of alive) w.send('stop');
