@@ -79,11 +79,6 @@ export class ElectionCampaign {
     this.current.value?.end(reason);
   }
 
-  /** Whether the campaign was resigned and not explicitly started since. */
-  get isResigned(): boolean {
-    return this.resigned;
-  }
-
   /**
    * Starts campaigning (no-op if already). After `stop('resigned')`, only an `explicit` start campaigns again
    * (`campaign()`, not a read of leadership). A loop still stopping finishes first (its key deleted): one loop,

@@ -1,12 +1,8 @@
 import type { IKeyValue } from 'etcd3';
 import type { EtcdPort, PortWatcher } from '../etcd/etcd-port.js';
 import type { LeaseSession } from '../session/lease-session.js';
-import { Backoff } from '../util/backoff.js';
-import { pause } from '../util/wait-signal.js';
+import { untilAnswered } from '../session/until-answered.js';
 import { releaseRequest } from './queue-requests.js';
-
-const RETRY_MIN_MS = 200;
-const RETRY_MAX_MS = 2000;
 
 /**
  * The queue keys one session's lease may hold, and the ones it may hold without knowing.
@@ -72,17 +68,10 @@ export class OwnKeys {
    * `untilAnswered`, it tries again (backing off) while the session lives; else once (a join that meets the key
    * again removes it then).
    */
-  async remove(rpc: EtcdPort, key: Buffer, createRevision: string, untilAnswered = false): Promise<void> {
-    const backoff = new Backoff(RETRY_MIN_MS, RETRY_MAX_MS);
-    for (;;) {
-      try {
-        await rpc.txn(releaseRequest(key, BigInt(createRevision)), `remove a stale key of ours ('${key}')`);
-        return;
-      } catch {
-        if (!untilAnswered || !this.session.alive) return;
-        await pause(backoff.next());
-      }
-    }
+  async remove(rpc: EtcdPort, key: Buffer, createRevision: string, retry = false): Promise<void> {
+    const request = () => rpc.txn(releaseRequest(key, BigInt(createRevision)), `remove a stale key of ours ('${key}')`);
+    if (retry) await untilAnswered(this.session, request);
+    else await request().catch(() => undefined);
   }
 
   /**
@@ -105,24 +94,12 @@ export class OwnKeys {
     });
   }
 
-  /** How many keys are watched in doubt now (for tests and status). */
-  get inDoubt(): number {
-    return this.doubtful.size;
-  }
-
   private async recheck(rpc: EtcdPort, key: string): Promise<void> {
-    const backoff = new Backoff(RETRY_MIN_MS, RETRY_MAX_MS);
-    while (this.session.alive) {
-      try {
-        const res = await rpc.range({ key: Buffer.from(key) }, `find '${key}'`);
-        const kv = res.kvs[0];
-        if (kv && this.isStale(kv)) await this.remove(rpc, kv.key, kv.create_revision, true);
-        this.watchInDoubt(rpc, key, BigInt(res.header.revision) + 1n);
-        return;
-      } catch {
-        await pause(backoff.next()); // etcd unreachable: read again once it may answer
-      }
-    }
+    const res = await untilAnswered(this.session, () => rpc.range({ key: Buffer.from(key) }, `find '${key}'`));
+    if (!res) return;
+    const kv = res.kvs[0];
+    if (kv && this.isStale(kv)) await this.remove(rpc, kv.key, kv.create_revision, true);
+    this.watchInDoubt(rpc, key, BigInt(res.header.revision) + 1n);
   }
 
   private close(): void {

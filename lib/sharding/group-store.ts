@@ -5,11 +5,7 @@ import type { LeaseSession } from '../session/lease-session.js';
 import { type Assignment, parseAssignment } from './assignment.js';
 import { EtcdUnavailableError } from '../errors.js';
 import { OwnKeys } from '../queue/own-keys.js';
-import { Backoff } from '../util/backoff.js';
-import { pause } from '../util/wait-signal.js';
-
-const LEAVE_RETRY_MIN_MS = 200;
-const LEAVE_RETRY_MAX_MS = 2000;
+import { untilAnswered } from '../session/until-answered.js';
 
 /** A group as etcd has it at one revision: its members and the assignment record in force. */
 export interface GroupSnapshot {
@@ -98,20 +94,11 @@ export class GroupStore {
    */
   async leave(session: LeaseSession): Promise<void> {
     const key = this.memberKey(session);
-    const backoff = new Backoff(LEAVE_RETRY_MIN_MS, LEAVE_RETRY_MAX_MS);
-    let deletedAt: bigint | undefined;
-    while (deletedAt === undefined) {
-      try {
-        const res = await this.rpc.deleteRange({ key: Buffer.from(key) }, `leave sharding group '${this.group}'`);
-        deletedAt = BigInt(res.header.revision);
-      } catch (err) {
-        if (!session.alive) throw err;
-        await pause(backoff.next());
-      }
-    }
+    const res = await untilAnswered(session, () => this.rpc.deleteRange({ key: Buffer.from(key) }, `leave sharding group '${this.group}'`));
+    if (!res) return; // the session ended: the key went with its lease
     const own = OwnKeys.of(session);
     own.disown(key);
-    if (this.joinsInDoubt.delete(session)) own.watchInDoubt(this.rpc, key, deletedAt + 1n);
+    if (this.joinsInDoubt.delete(session)) own.watchInDoubt(this.rpc, key, BigInt(res.header.revision) + 1n);
     const members = Buffer.from(this.membersPrefix);
     await this.rpc.txn(
       {
