@@ -6,6 +6,7 @@ import { type Assignment, parseAssignment } from './assignment.js';
 import { EtcdUnavailableError } from '../errors.js';
 import { OwnKeys } from '../queue/own-keys.js';
 import { untilAnswered } from '../session/until-answered.js';
+import { releaseRequest } from '../queue/queue-requests.js';
 
 /** A group as etcd has it at one revision: its members and the assignment record in force. */
 export interface GroupSnapshot {
@@ -25,6 +26,8 @@ export class GroupStore {
   readonly recordKey: string;
   /** Sessions on which a member put went unanswered. */
   private readonly joinsInDoubt = new WeakSet<LeaseSession>();
+  /** Our member key's create revision per session, as the last answered join read it. */
+  private readonly memberCreated = new WeakMap<LeaseSession, bigint>();
 
   constructor(
     private readonly rpc: EtcdPort,
@@ -44,7 +47,14 @@ export class GroupStore {
     OwnKeys.of(session).claim(key);
     const put = { key: Buffer.from(key), value: Buffer.from(identity), lease: session.id };
     try {
-      const res = await this.rpc.txn({ compare: [], success: [{ request_put: put }] }, `join sharding group '${this.group}'`);
+      // The key's create revision comes back too: `leave` deletes only that key, so a delete of it that lands late
+      // cannot take the member key of a later join on the same session.
+      const res = await this.rpc.txn(
+        { compare: [], success: [{ request_put: put }, { request_range: { key: put.key, keys_only: true } }] },
+        `join sharding group '${this.group}'`,
+      );
+      const created = res.responses[1].response_range.kvs[0]?.create_revision;
+      if (created) this.memberCreated.set(session, BigInt(created));
       return BigInt(res.header.revision);
     } catch (err) {
       if (err instanceof EtcdUnavailableError) this.joinsInDoubt.add(session);
@@ -94,7 +104,12 @@ export class GroupStore {
    */
   async leave(session: LeaseSession): Promise<void> {
     const key = this.memberKey(session);
-    const res = await untilAnswered(session, () => this.rpc.deleteRange({ key: Buffer.from(key) }, `leave sharding group '${this.group}'`));
+    const created = this.memberCreated.get(session);
+    this.memberCreated.delete(session);
+    const what = `leave sharding group '${this.group}'`;
+    const res = await untilAnswered<{ readonly header: { readonly revision: string } }>(session, () =>
+      created === undefined ? this.rpc.deleteRange({ key: Buffer.from(key) }, what) : this.rpc.txn(releaseRequest(Buffer.from(key), created), what),
+    );
     if (!res) return; // the session ended: the key went with its lease
     const own = OwnKeys.of(session);
     own.disown(key);
