@@ -4,10 +4,12 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { type INestApplicationContext, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { noop } from 'cockatiel';
 import { Etcd3 } from 'etcd3';
 import { filter, firstValueFrom, timeout } from 'rxjs';
 import { EtcdLockModule, LeaderElectionService, LockService, SemaphoreService, ShardingService } from '../../lib/index.js';
 import { EtcdCluster } from '../harness/cluster.js';
+import { EtcdServer } from '../harness/etcd.js';
 import { TcpProxy } from '../harness/proxy.js';
 import { checkHistory, type Operation, overlaps } from '../harness/history.js';
 import { NodeProcess, killAll } from '../harness/processes.js';
@@ -47,14 +49,43 @@ describe('mutual-exclusion checker (Jepsen-style), with requests in doubt', () =
     expect(overlaps(term)).toBe(0);
   });
 
+  it('the stall leaves a request in doubt (the nemesis is not blind): a put past its deadline is applied after its caller gave up', async () => {
+    const etcd = await EtcdServer.start();
+    const proxy = await TcpProxy.start(etcd.endpoint);
+    // As the library's client: no blind retries, a deadline per request.
+    const stalled = new Etcd3({ hosts: proxy.endpoint, faultHandling: { global: noop }, defaultCallOptions: () => ({ deadline: Date.now() + 300 }) });
+    const direct = new Etcd3({ hosts: etcd.endpoint });
+    try {
+      await stalled.put('warm').value('up');
+      const stall = proxy.stall(1000);
+      await expect(stalled.put('in-doubt').value('late')).rejects.toThrow(/DEADLINE_EXCEEDED/);
+      expect(await direct.get('in-doubt').string()).toBeNull(); // the caller gave up; a read elsewhere sees nothing
+      await stall;
+      const watcher = await direct.watch().key('in-doubt').create();
+      const applied = new Promise<string>((resolve) => watcher.on('put', (kv) => resolve(kv.value.toString())));
+      // Applied after the stall (the watch replays it if it landed before the watch began).
+      expect((await direct.get('in-doubt').string()) ?? (await applied)).toBe('late');
+      await watcher.cancel();
+      await direct.delete().all();
+    } finally {
+      stalled.close();
+      direct.close();
+      await proxy.close();
+      await etcd.destroy();
+    }
+  });
+
   it('locks: 4 client processes under the nemesis: no fenced violation, no stranded key, every name free again at once', async () => {
     const result = await underNemesis({
       worker: 'test/workers/checker-worker.mjs',
       holders: 'lock/jepsen/',
       counters: ['checker/fenced', 'checker/unfenced'],
-      liveness: async (app) => (await app.get(LockService).acquire('jepsen', { timeout: LIVENESS_MS })).release(),
+      liveness: async (app) => {
+        for (const name of ['jepsen', 'jepsen-quick']) await (await app.get(LockService).acquire(name, { timeout: LIVENESS_MS })).release();
+      },
     });
     expectSafeAndLive(result, 20);
+    expect(result.unanswered).toBeGreaterThan(0); // the stalls left takes in doubt, or the run proved nothing
   }, 150_000);
 
   it('semaphore permits (limit 1) under the same nemesis: no fenced violation, no permit stranded or lost', async () => {
@@ -63,10 +94,16 @@ describe('mutual-exclusion checker (Jepsen-style), with requests in doubt', () =
       env: { WORKLOAD: 'semaphore' },
       holders: 'semaphore/jepsen-permits/',
       counters: ['checker/permit-fenced', 'checker/permit-unfenced'],
-      liveness: async (app) =>
-        (await app.get(SemaphoreService).acquire('jepsen-permits', { limit: 1, timeout: LIVENESS_MS })).release(),
+      liveness: async (app) => {
+        const semaphores = app.get(SemaphoreService);
+        await (await semaphores.acquire('jepsen-permits', { limit: 1, timeout: LIVENESS_MS })).release();
+        // Both permits of the quick name are free: none stranded.
+        const permits = [0, 1].map(() => semaphores.acquire('jepsen-quick-permits', { limit: 2, timeout: LIVENESS_MS }));
+        for (const permit of await Promise.all(permits)) await permit.release();
+      },
     });
     expectSafeAndLive(result, 20);
+    expect(result.unanswered).toBeGreaterThan(0);
   }, 150_000);
 
   it('leaders writing through term.fencedTxn() under the same nemesis: no fenced violation (the unfenced control is reported)', async () => {
@@ -135,6 +172,7 @@ function expectSafeAndLive(result: Awaited<ReturnType<typeof underNemesis>>, ack
   expect(result.report.fencedViolations).toEqual([]);
   expect(result.report.acknowledged).toBeGreaterThan(acknowledged);
   expect(result.stranded).toEqual([]);
+  expect(result.livenessError).toBeUndefined();
   expect(result.livenessMs).toBeLessThan(LIVENESS_MS);
   expect(result.faults.filter((f) => f.startsWith('stalled')).length).toBe(ROUNDS / 2);
   expect(result.faults.length).toBeGreaterThanOrEqual(ROUNDS - 2); // a pause finds no holder when the lock changes hands
@@ -208,7 +246,7 @@ async function underNemesis({ worker, env, holders, counters, shards, alsoStrand
     expect(quiesced).toBeDefined();
     const liveLeases = new Set((quiesced ?? []).map((q) => q.lease).filter((lease): lease is string => lease !== null));
     await new Promise((resolve) => setTimeout(resolve, LIVENESS_MS));
-    const root = holders.split('/').slice(0, 2).join('/');
+    const root = holders.split('/')[0]; // every name of the workload's kind
     const kvs = [];
     for (const prefix of [`${root}/`, ...alsoStranded]) kvs.push(...(await client.getAll().prefix(prefix).exec()).kvs);
     const stranded = kvs.filter((kv) => liveLeases.has(BigInt(kv.lease).toString(16))).map((kv) => kv.key.toString());
@@ -216,15 +254,18 @@ async function underNemesis({ worker, env, holders, counters, shards, alsoStrand
     // Liveness: another process (straight to etcd) takes every name at once.
     checkApp = await checkerApp(cluster.endpoints);
     const livenessStarted = performance.now();
-    await liveness(checkApp).catch(async (err: unknown) => {
-      // What held the name: every key of the workload, with its lease (and the live workers' leases).
-      const left = [];
-      for (const prefix of [`${root}/`, ...alsoStranded, 'assignment/']) left.push(...(await client.getAll().prefix(prefix).exec()).kvs);
-      const shown = left.map((kv) => `${kv.key} (lease ${BigInt(kv.lease).toString(16)}): ${kv.value.toString().slice(0, 200)}`);
-      console.log(`liveness failed; live leases ${[...liveLeases].join(', ')}; keys: ${shown.join(' | ')}; faults: ${faults.join(', ')}`);
-      throw err;
-    });
-    const livenessMs = performance.now() - livenessStarted;
+    const livenessError = await liveness(checkApp).then(
+      () => undefined,
+      async (err: unknown) => {
+        // What held the name: every key of the workload, with its lease (and the live workers' leases).
+        const left = [];
+        for (const prefix of [`${root}/`, ...alsoStranded, 'assignment/']) left.push(...(await client.getAll().prefix(prefix).exec()).kvs);
+        const shown = left.map((kv) => `${kv.key} (lease ${BigInt(kv.lease).toString(16)}): ${kv.value.toString().slice(0, 200)}`);
+        console.log(`liveness failed (${String(err)}); live leases ${[...liveLeases].join(', ')}; keys: ${shown.join(' | ')}`);
+        return err;
+      },
+    );
+    const livenessMs = livenessError === undefined ? performance.now() - livenessStarted : Number.POSITIVE_INFINITY;
 
     for (const w of alive) w.send('stop');
     const stopped = await bounded(Promise.all(alive.map((w) => w.exited)), 30_000);
@@ -237,6 +278,10 @@ async function underNemesis({ worker, env, holders, counters, shards, alsoStrand
       w.lines.filter((l) => l.startsWith('{"identity"')).map((l) => JSON.parse(l) as Operation & { unfenced: boolean; shard?: number }),
     );
     const killed = faults.filter((f) => f.startsWith('killed client')).length;
+    // Takes that gave up with no answer from etcd (the workers that count them): each may have left a join in doubt.
+    const unanswered = workers
+      .flatMap((w) => w.lines.filter((l) => l.startsWith('{"unanswered"')))
+      .reduce((n, l) => n + (JSON.parse(l) as { unanswered: number }).unanswered, 0);
     const unknown = ops.filter((o) => o.outcome === 'unknown').length;
     const reports = [];
     let overlapping = 0;
@@ -258,18 +303,18 @@ async function underNemesis({ worker, env, holders, counters, shards, alsoStrand
     };
     console.log(
       `checker (${worker}${env?.WORKLOAD ? ` ${env.WORKLOAD}` : ''}): ${report.operations} operations, ${report.acknowledged} acknowledged; ` +
-        `faults: ${faults.join(', ')}; ${unknown} indeterminate; fenced violations: ${report.fencedViolations.length} ` +
+        `faults: ${faults.join(', ')}; ${unknown} indeterminate; ${unanswered} takes gave up unanswered; fenced violations: ${report.fencedViolations.length} ` +
         `${report.fencedViolations.slice(0, 3).join('; ')}; stranded keys: ${stranded.length} (of ${kvs.length} under ${root}/ ` +
-        `after quiesce); liveness: every name taken by another process in ${livenessMs.toFixed(0)} ms; ` +
+        `after quiesce); liveness: ${livenessError === undefined ? `every name taken by another process in ${livenessMs.toFixed(0)} ms` : 'FAILED'}; ` +
         `unfenced control: ${overlapping} overlapping operations of different holders, ${report.unfencedLost} lost updates`,
     );
-    if (report.fencedViolations.length > 0 || stranded.length > 0) {
+    if (report.fencedViolations.length > 0 || stranded.length > 0 || livenessError !== undefined) {
       // The whole history, for whoever debugs it.
       const file = join(tmpdir(), `checker-${basename(worker, '.mjs')}-${Date.now()}.json`);
       writeFileSync(file, JSON.stringify({ faults, stranded, ops }, null, 1));
       console.log(`history written to ${file}`);
     }
-    return { report, ops, faults, stranded, livenessMs };
+    return { report, ops, faults, stranded, livenessMs, livenessError, unanswered };
   } finally {
     await checkApp?.close();
     await killAll();

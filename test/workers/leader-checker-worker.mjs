@@ -36,10 +36,12 @@ Module({
 })(WorkerModule);
 const app = await NestFactory.createApplicationContext(WorkerModule, { logger: false });
 onCommands(app, {
-  // Resigning ends the term: its work stops, and the election key is deleted.
+  // Resigning ends the term: its work stops, and the election key is deleted. The default election too (every
+  // instance campaigns in it): nothing is left on the lease.
   letGo: async () => {
     stopping = true;
-    await app.get(LeaderElectionService).resign('jepsen-leader');
+    const elections = app.get(LeaderElectionService);
+    await Promise.all([elections.resign('jepsen-leader'), elections.resign()]);
   },
   close: async () => {
     await app.close();
