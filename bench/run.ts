@@ -109,8 +109,19 @@ const judged = results.filter((r) => r.met !== null);
 console.log(`\n${judged.filter((r) => r.met).length} of ${judged.length} targets met; etcd left with ${leftovers.keys} keys, ${leftovers.leases} leases.`);
 
 mkdirSync(outDir, { recursive: true });
+function gitDescribe(): string {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8' }).trim() !== '';
+    return dirty ? `${commit}+dirty` : commit;
+  } catch {
+    return 'unknown (not a git checkout)';
+  }
+}
 const meta = {
   date: new Date().toISOString(),
+  /** The commit measured (with `+dirty` when the tree had changes), so that a result can be dated by commit. */
+  commit: gitDescribe(),
   node: process.version,
   etcd: etcdVersion,
   mode: clusterMode ? 'cluster-3' : 'single',

@@ -19,11 +19,11 @@ import { EtcdLockTestingModule } from '../lib/testing/index.js';
 import { ROOT } from './harness/processes.js';
 
 /*
- * The README's table of what each option and argument accepts: every row is tried with bad values here, and must
+ * The table of what each option and argument accepts (docs/errors.md): every row is tried with bad values here, and must
  * raise the error the row names, naming the option or argument. A row without probes, or probes without a row,
  * fails: the table and the code cannot drift apart. Runs on the in-memory etcd: validation sends nothing.
  */
-const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+const readme = readFileSync(join(ROOT, 'docs/errors.md'), 'utf8');
 const table = readme.slice(readme.indexOf('<!-- input-table:start -->'), readme.indexOf('<!-- input-table:end -->'));
 const rows = [...table.matchAll(/^\| (`[^`]+`|any other option) \| [^|]+ \| .+ \| `(\w+)` \|$/gm)].map((m) => ({
   id: m[1].replaceAll('`', ''),
@@ -119,7 +119,7 @@ beforeAll(async () => {
 });
 afterAll(() => app.close());
 
-describe("the README's table of what each option and argument accepts", () => {
+describe('the table of what each option and argument accepts (docs/errors.md)', () => {
   it('has a row for every probed option and argument, and probes for every row', () => {
     expect(rows.map((row) => row.id).sort()).toEqual(Object.keys(probes).sort());
   });

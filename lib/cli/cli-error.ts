@@ -1,6 +1,6 @@
 import { EtcdAccessDeniedError, EtcdUnavailableError } from '../errors.js';
 
-/** The CLI's exit codes, documented in its help and the README. */
+/** The CLI's exit codes, documented in its help and in docs/cli.md. */
 export enum ExitCode {
   Ok = 0,
   /** Anything not listed below. */

@@ -132,7 +132,7 @@ export function translateError(err: unknown, what: string, endpoints: readonly s
     return new EtcdAccessDeniedError(
       'permission-denied',
       `etcd denied the user permission to ${what}: its role needs readwrite on the keys under the library's ` +
-        `prefix (see "Secure etcd" in the README): ${detail}`,
+        `prefix (see docs/security.md): ${detail}`,
       { cause: err },
     );
   }
