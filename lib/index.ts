@@ -1,37 +1,49 @@
+// The module and its options.
 export { EtcdLockModule } from './module/etcd-lock.module.js';
 export { EtcdLockOptions } from './module/etcd-lock-options.interface.js';
-export type { Lock, LockHolder } from './locks/lock.interface.js';
+
+// Locks: acquire, try, with, who holds, watch; every hold's fenced transaction.
 export { LockService, type AcquireOptions, type TryAcquireOptions } from './locks/lock.service.js';
-export { EtcdSessionService, type SessionStatus } from './session/session.service.js';
-export {
-  type EtcdLockEvent,
-  EtcdLockEventName,
-  EtcdLockEvents,
-  diagnosticsChannelOf,
-  type LeadershipChangedEvent,
-  type LockLostEvent,
-  type SessionGrantedEvent,
-  type SessionLostEvent,
-  type ShardsChangedEvent,
-} from './events/etcd-lock.events.js';
+export type { Lock, LockHolder } from './locks/lock.interface.js';
+export type { FencedTxn, TxnColumn, TxnComparison, TxnOperation } from './locks/fenced-txn.js';
+
+// Semaphores and read/write locks: the same holds with N owners, or readers that share.
+export { type AcquirePermitOptions, type Permit, type PermitOptions, SemaphoreService } from './semaphores/semaphore.service.js';
+export { ReadWriteLockService } from './rwlocks/read-write-lock.service.js';
+
+// Leader election and its terms.
 export { type ElectionStatus, LeaderElectionService } from './election/leader-election.service.js';
+export type { Leadership } from './election/leadership.interface.js';
+
+// Sharding: a group's shards spread over the replicas.
+export { ShardingService, type ShardGroupOptions } from './sharding/sharding.service.js';
+export type { Shard, ShardSet } from './sharding/shard.interface.js';
+
+// Decorators for methods that run once across replicas.
 export { LeaderOnly } from './decorators/leader-only.decorator.js';
 export { Singleton } from './decorators/singleton.decorator.js';
+export type { SingletonKey, SingletonOptions } from './decorators/singleton-options.interface.js';
 export { MaxConcurrent } from './decorators/max-concurrent.decorator.js';
 export { OnLeadership } from './decorators/on-leadership.decorator.js';
 export { Sharded, type ShardedOptions } from './decorators/sharded.decorator.js';
-export { ShardingService, type ShardGroupOptions } from './sharding/sharding.service.js';
-export type { Shard, ShardSet } from './sharding/shard.interface.js';
+
+// The instance's session (one lease), and what happens to it and its holds, as events.
+export { EtcdSessionService, type SessionStatus } from './session/session.service.js';
 export {
-  type AcquirePermitOptions,
-  type Permit,
-  type PermitOptions,
-  SemaphoreService,
-} from './semaphores/semaphore.service.js';
-export { ReadWriteLockService } from './rwlocks/read-write-lock.service.js';
-export type { Leadership } from './election/leadership.interface.js';
-export type { SingletonKey, SingletonOptions } from './decorators/singleton-options.interface.js';
-export { FencedTxn, type TxnColumn, type TxnComparison, type TxnOperation } from './locks/fenced-txn.js';
+  diagnosticsChannelOf,
+  type EtcdLockEvent,
+  EtcdLockEventName,
+  EtcdLockEvents,
+  type HoldKind,
+  type LeadershipChangedEvent,
+  type LockLostEvent,
+  type SessionGrantedEvent,
+  type SessionLossReason,
+  type SessionLostEvent,
+  type ShardsChangedEvent,
+} from './events/etcd-lock.events.js';
+
+// Errors: all extend EtcdLockError.
 export {
   type AccessDeniedReason,
   EtcdAccessDeniedError,
@@ -40,14 +52,14 @@ export {
   EtcdUnavailableError,
   InvalidArgumentError,
   InvalidOptionsError,
+  LeadershipLostError,
+  type LeadershipLossReason,
   LockBusyError,
   LockLostError,
+  type LockLossReason,
   LockReleasedError,
   LockTimeoutError,
-  type LockLossReason,
-  LeadershipLostError,
   ShardCountMismatchError,
   ShardLostError,
   type ShardLossReason,
-  type LeadershipLossReason,
 } from './errors.js';

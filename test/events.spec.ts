@@ -11,6 +11,8 @@ import {
   LeaderElectionService,
   diagnosticsChannelOf,
   LockService,
+  ReadWriteLockService,
+  SemaphoreService,
 } from '../lib/index.js';
 import { useEtcd } from './harness/fixtures.js';
 
@@ -69,7 +71,7 @@ describe('events', () => {
         'nestjs-etcd-lock:lock.lost',
         'nestjs-etcd-lock:session.granted',
       ]);
-      expect(published.find(([name]) => name.endsWith('lock.lost'))?.[1]).toEqual({ type: EtcdLockEventName.LockLost, name: 'diag', reason: 'key-deleted', fencingToken: lock.fencingToken });
+      expect(published.find(([name]) => name.endsWith('lock.lost'))?.[1]).toEqual({ type: EtcdLockEventName.LockLost, kind: 'lock', name: 'diag', reason: 'key-deleted', fencingToken: lock.fencingToken });
       await lock.release();
     } finally {
       for (const off of listeners) off();
@@ -101,6 +103,7 @@ describe('events', () => {
     await etcd.client.delete().key(lock.key);
     expect(await lost).toEqual({
       type: EtcdLockEventName.LockLost,
+      kind: 'lock',
       name: 'evented',
       reason: 'key-deleted',
       fencingToken: lock.fencingToken,
@@ -124,6 +127,22 @@ describe('events', () => {
       EtcdLockEventName.SessionLost,
       EtcdLockEventName.SessionRenewed,
     ]);
+  });
+
+  it('a lost permit and a lost read/write lock say their kind: the same name is another hold in each', async () => {
+    const app = await etcd.app();
+    const events = app.get(EtcdLockEvents);
+    const permit = await app.get(SemaphoreService).acquire('same', { limit: 2 });
+    const writer = await app.get(ReadWriteLockService).acquireWrite('same');
+    for (const [hold, kind] of [
+      [permit, 'semaphore'],
+      [writer, 'rwlock'],
+    ] as const) {
+      const lost = next(events, EtcdLockEventName.LockLost);
+      await etcd.client.delete().key(hold.key);
+      expect(await lost).toEqual({ type: EtcdLockEventName.LockLost, kind, name: 'same', reason: 'key-deleted', fencingToken: hold.fencingToken });
+      await hold.release();
+    }
   });
 
   it('works without @nestjs/event-emitter registered: events$ only', async () => {

@@ -1,5 +1,6 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
+import { diagnosticsChannelOf, EtcdLockEventName } from '../lib/index.js';
 import { ROOT } from './harness/processes.js';
 
 /**
@@ -51,5 +52,10 @@ describe('the docs', () => {
     const file = path === '' ? doc : relative(ROOT, join(ROOT, dirname(doc), path));
     expect(existsSync(join(ROOT, file))).toBe(true);
     if (anchor !== undefined && file.endsWith('.md')) expect([...anchors(file)]).toContain(anchor);
+  });
+
+  it("list every event's diagnostics channel by the name it is published on", () => {
+    const listed = [...text('docs/observability.md').matchAll(/^\| `(nestjs-etcd-lock:[^`]+)` \|/gm)].map((m) => m[1]);
+    expect(listed.sort()).toEqual(Object.values(EtcdLockEventName).map(diagnosticsChannelOf).sort());
   });
 });

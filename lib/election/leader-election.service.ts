@@ -151,19 +151,19 @@ export class LeaderElectionService implements OnApplicationBootstrap {
     });
   }
 
-  /** The election used when no name is given (the module's `election` option). */
+  /** @internal The election used when no name is given (the module's `election` option). */
   get defaultElection(): string {
     return this.options.election;
   }
 
-  /** Names an election to campaign in from bootstrap on (used by the decorator explorer). */
+  /** @internal Names an election to campaign in from bootstrap on (used by the decorator explorer). */
   declare(name: string): void {
     assertName(name, 'election');
     this.declared.add(name);
   }
 
   /**
-   * At shutdown: ends every term now (signals abort with reason `shutdown`), then resigns from each election once
+   * @internal At shutdown: ends every term now (signals abort with reason `shutdown`), then resigns from each election once
    * `drained(election)` resolves (the work its term guarded has ended), so no two instances' work overlaps.
    */
   async resignAll(drained: (election: string) => Promise<unknown> = async () => {}): Promise<void> {

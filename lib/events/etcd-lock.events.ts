@@ -36,9 +36,18 @@ export interface SessionLostEvent {
   readonly type: typeof EtcdLockEventName.SessionLost;
   /** The lost lease's id in hex. */
   readonly leaseId: string;
-  /** `deadline-passed` or `lease-expired`. */
-  readonly reason: string;
+  /** How it ended. */
+  readonly reason: SessionLossReason;
 }
+
+/**
+ * How a session ended without our asking: our local deadline passed with no renewal (etcd unreachable, a pause),
+ * or etcd said the lease was gone (expired, or revoked from outside).
+ */
+export type SessionLossReason = 'deadline-passed' | 'lease-expired';
+
+/** The kinds of hold a `LockLost` event can be about (terms and shards have events of their own). */
+export type HoldKind = 'lock' | 'semaphore' | 'rwlock';
 
 /** This instance's leadership in one election changed. */
 export interface LeadershipChangedEvent {
@@ -52,11 +61,16 @@ export interface LeadershipChangedEvent {
   readonly fencingToken: bigint | undefined;
 }
 
-/** A lock held through `LockService` (or by a `@Singleton` call) was lost before its release. */
+/**
+ * A hold was lost before its release: a lock (through `LockService` or a `@Singleton` call), a semaphore permit
+ * (`SemaphoreService`, `@MaxConcurrent`), or a read or write lock.
+ */
 export interface LockLostEvent {
   /** `LockLost`. */
   readonly type: typeof EtcdLockEventName.LockLost;
-  /** The lock's name. */
+  /** What was held: lock `x`, semaphore `x` and read/write lock `x` are different names. */
+  readonly kind: HoldKind;
+  /** The lock's (or semaphore's) name. */
   readonly name: string;
   /** How it was lost. */
   readonly reason: LockLossReason;

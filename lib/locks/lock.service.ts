@@ -182,7 +182,7 @@ export class LockService {
   }
 
   /** One line and one event per hold lost while held (see `lossReporter`). */
-  private readonly onLost = (lock: HeldLock, err: LockLostError) => lossReporter(this.logger, this.events, (name) => `Lock '${name}'`)(lock, err);
+  private readonly onLost = (lock: HeldLock, err: LockLostError) => lossReporter(this.logger, this.events, 'lock', (name) => `Lock '${name}'`)(lock, err);
 
   private valueOf(options: { value?: unknown } | undefined): string {
     if (options?.value === undefined) return this.options.identity;

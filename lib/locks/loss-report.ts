@@ -1,6 +1,6 @@
 import type { Logger } from '@nestjs/common';
 import type { LockLostError } from '../errors.js';
-import { EtcdLockEventName, type EtcdLockEvents } from '../events/etcd-lock.events.js';
+import { EtcdLockEventName, type EtcdLockEvents, type HoldKind } from '../events/etcd-lock.events.js';
 import type { HeldLock } from './held-lock.js';
 
 /**
@@ -8,11 +8,11 @@ import type { HeldLock } from './held-lock.js';
  * one per acquire). At a clean shutdown every hold ends with the session's revoke: expected, so a LOG line, not a
  * warning. `label` names the hold in the line (`Lock 'x'`, `Permit of semaphore 'x'`).
  */
-export function lossReporter(logger: Logger, events: EtcdLockEvents, label: (name: string) => string) {
+export function lossReporter(logger: Logger, events: EtcdLockEvents, kind: HoldKind, label: (name: string) => string) {
   return (lock: HeldLock, err: LockLostError): void => {
     const line = `${label(lock.name)} lost (${err.reason}), fencing token ${lock.fencingToken}`;
     if (err.reason === 'shutdown') logger.log(line);
     else logger.warn(line);
-    events.emit({ type: EtcdLockEventName.LockLost, name: lock.name, reason: err.reason, fencingToken: lock.fencingToken });
+    events.emit({ type: EtcdLockEventName.LockLost, kind, name: lock.name, reason: err.reason, fencingToken: lock.fencingToken });
   };
 }

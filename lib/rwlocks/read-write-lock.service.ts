@@ -146,5 +146,5 @@ export class ReadWriteLockService {
   }
 
   /** One line and one event per hold lost while held (see `lossReporter`). */
-  private readonly onLost = (lock: HeldLock, err: LockLostError) => lossReporter(this.logger, this.events, (name) => `Read/write lock '${name}'`)(lock, err);
+  private readonly onLost = (lock: HeldLock, err: LockLostError) => lossReporter(this.logger, this.events, 'rwlock', (name) => `Read/write lock '${name}'`)(lock, err);
 }

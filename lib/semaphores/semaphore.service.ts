@@ -185,5 +185,5 @@ export class SemaphoreService {
   }
 
   /** One line and one event per hold lost while held (see `lossReporter`). */
-  private readonly onLost = (lock: HeldLock, err: LockLostError) => lossReporter(this.logger, this.events, (name) => `Permit of semaphore '${name}'`)(lock, err);
+  private readonly onLost = (lock: HeldLock, err: LockLostError) => lossReporter(this.logger, this.events, 'semaphore', (name) => `Permit of semaphore '${name}'`)(lock, err);
 }
