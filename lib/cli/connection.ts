@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { Etcd3, type IOptions } from 'etcd3';
+import type { IOptions } from 'etcd3';
+import { createEtcdClient } from '../etcd/client.js';
+import type { EtcdPort } from '../etcd/etcd-port.js';
 import { EtcdRpc } from '../etcd/etcd-rpc.js';
 import { CliError, ExitCode } from './cli-error.js';
 
@@ -16,13 +18,13 @@ export interface ConnectionFlags {
 }
 
 export interface Connection {
-  readonly rpc: EtcdRpc;
+  readonly rpc: EtcdPort;
   readonly endpoints: readonly string[];
   readonly prefix: string;
   close(): void;
 }
 
-/** An etcd3 client from the flags; nothing is sent until the first request. */
+/** A connection from the flags, with the library's client settings; nothing is sent until the first request. */
 export function connect(flags: ConnectionFlags): Connection {
   const endpoints = flags.endpoints
     .split(',')
@@ -33,9 +35,8 @@ export function connect(flags: ConnectionFlags): Connection {
   if (!Number.isFinite(timeout) || timeout <= 0) {
     throw new CliError(ExitCode.Usage, `--command-timeout must be a positive number of milliseconds, got '${flags.commandTimeout}'`);
   }
-  const options: IOptions = { hosts: endpoints, auth: auth(flags), credentials: credentials(flags), dialTimeout: timeout };
-  const client = new Etcd3(options);
-  return { rpc: new EtcdRpc(client, endpoints, timeout), endpoints, prefix: flags.prefix, close: () => client.close() };
+  const rpc = new EtcdRpc(createEtcdClient(endpoints, { auth: auth(flags), credentials: credentials(flags), dialTimeout: timeout }), endpoints, timeout);
+  return { rpc, endpoints, prefix: flags.prefix, close: () => rpc.close() };
 }
 
 function auth(flags: ConnectionFlags): IOptions['auth'] {

@@ -1,11 +1,11 @@
 import { createInterface } from 'node:readline';
-import { CompareResult, CompareTarget, SortOrder, SortTarget } from 'etcd3';
-import { namePrefix, prefixRangeEnd } from '../etcd/keys.js';
+import { namePrefix } from '../etcd/keys.js';
 import { queueKeyFilter } from '../queue/holder-watch.js';
 import { nameProblem } from '../util/validation.js';
 import { printable } from '../util/printable.js';
 import { CliError, ExitCode } from './cli-error.js';
 import type { Connection } from './connection.js';
+import { createdAt, oldestFirst } from '../etcd/requests.js';
 
 export interface ForceReleaseRequest {
   readonly kind: 'lock' | 'election';
@@ -28,7 +28,7 @@ export async function forceRelease(conn: Connection, req: ForceReleaseRequest): 
   const what = req.kind === 'lock' ? `lock '${req.name}'` : `election '${req.name}'`;
   const prefix = Buffer.from(namePrefix(conn.prefix, req.kind, req.name));
   const res = await conn.rpc.range(
-    { key: prefix, range_end: prefixRangeEnd(prefix), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create },
+    oldestFirst(prefix),
     `read the holder of ${what}`,
   );
   // Keys deeper under the name are other locks' (`etcdctl lock lock/a/b` under lock 'a'): never its holder.
@@ -50,7 +50,7 @@ export async function forceRelease(conn: Connection, req: ForceReleaseRequest): 
   }
   const txn = await conn.rpc.txn(
     {
-      compare: [{ key: holder.key, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: token }],
+      compare: [createdAt(holder.key, token)],
       success: [{ request_delete_range: { key: holder.key } }],
     },
     `delete the ${role} key of ${what}`,

@@ -1,8 +1,9 @@
-import { type IKeyValue, SortOrder, SortTarget } from 'etcd3';
-import type { EtcdRpc } from '../etcd/etcd-rpc.js';
-import { KEY_ROOTS, type KeyKind, type KeyRoot, assignmentsRoot, leaseHex, membersRoot, prefixRangeEnd, rootPrefix } from '../etcd/keys.js';
+import type { IKeyValue } from 'etcd3';
+import type { EtcdPort } from '../etcd/etcd-port.js';
+import { KEY_ROOTS, type KeyKind, type KeyRoot, assignmentsRoot, leaseHex, membersRoot, rootPrefix } from '../etcd/keys.js';
 import { limitOfKey } from '../semaphores/permit-key.js';
 import { parseAssignment } from '../sharding/assignment.js';
+import { oldestFirst } from '../etcd/requests.js';
 
 /** One key in a queue: a contender for a lock, an election or a shard. */
 export interface Contender {
@@ -76,13 +77,13 @@ export interface Inventory {
  * elections, shard locks, semaphores, read/write locks, sharding members, assignment records) at one revision,
  * then one TTL lookup per lease seen. Keys of other layouts under the prefix are not read.
  */
-export async function readInventory(rpc: EtcdRpc, prefix: string): Promise<Inventory> {
+export async function readInventory(rpc: EtcdPort, prefix: string): Promise<Inventory> {
   const res = await rpc.txn(
     {
       compare: [],
       success: KEY_ROOTS.map((root) => {
         const key = Buffer.from(rootPrefix(prefix, root));
-        return { request_range: { key, range_end: prefixRangeEnd(key), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create } };
+        return { request_range: oldestFirst(key) };
       }),
     },
     `read the keys under the prefix '${prefix}'`,
@@ -101,8 +102,8 @@ export async function readInventory(rpc: EtcdRpc, prefix: string): Promise<Inven
   const ttls = new Map(
     await Promise.all(
       [...leases].map(async (id) => {
-        const ttl = await rpc.call('read a lease', () => rpc.client.leaseClient.leaseTimeToLive({ ID: id }, rpc.options()));
-        return [leaseHex(id), { ttl: Number(ttl.TTL), granted: Number(ttl.grantedTTL) }] as const;
+        const ttl = await rpc.leaseTimeToLive(id);
+        return [leaseHex(id), { ttl: ttl?.ttl ?? -1, granted: ttl?.grantedTtl ?? 0 }] as const;
       }),
     ),
   );

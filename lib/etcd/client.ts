@@ -1,6 +1,5 @@
 import { ConsecutiveBreaker, circuitBreaker, handleWhen, noop } from 'cockatiel';
-import { Etcd3, isRecoverableError } from 'etcd3';
-import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
+import { Etcd3, type IOptions, isRecoverableError } from 'etcd3';
 
 /**
  * etcd3's defaults suit a cache, not a lock: its per-host circuit breaker refuses every call for 5 s after 3
@@ -28,14 +27,15 @@ const GENTLE_FAULT_HANDLING = {
  */
 const RECONNECT_BACKOFF = { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 1000 };
 
-/** The etcd3 client the module uses: the app's own (`client`), or one we create and own. */
-export function etcdClientFor(options: ResolvedEtcdLockOptions): { client: Etcd3; owned: boolean } {
-  if (options.client) return { client: options.client, owned: false };
-  const client = new Etcd3({
+/**
+ * An etcd3 client made the library's way (the module's, and the CLI's): no blind retries, a gentle per-host
+ * breaker, fast reconnects. `options` (the module's `etcd` option, the CLI's auth and TLS) win over these.
+ */
+export function createEtcdClient(hosts: readonly string[], options: Omit<IOptions, 'hosts'> = {}): Etcd3 {
+  return new Etcd3({
     faultHandling: GENTLE_FAULT_HANDLING,
-    ...options.etcd,
-    grpcOptions: { ...RECONNECT_BACKOFF, ...options.etcd.grpcOptions },
-    hosts: [...options.hosts],
+    ...options,
+    grpcOptions: { ...RECONNECT_BACKOFF, ...options.grpcOptions },
+    hosts: [...hosts],
   });
-  return { client, owned: true };
 }

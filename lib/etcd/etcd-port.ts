@@ -47,6 +47,12 @@ export interface KeepAliveStream {
  * calls have deadlines and throw our typed errors. Implemented over etcd3 (`EtcdRpc`) and in memory
  * (`InMemoryEtcd`, for tests); no `@nestjs` import on either side.
  */
+/** What etcd says of a lease: seconds left, and the TTL it was granted with. */
+export interface LeaseTimeToLive {
+  readonly ttl: number;
+  readonly grantedTtl: number;
+}
+
 export interface EtcdPort {
   /** The endpoints, as errors name them. */
   readonly endpoints: readonly string[];
@@ -58,6 +64,8 @@ export interface EtcdPort {
   leaseGrant(id: string, ttl: number, timeoutMs: number): Promise<ILeaseGrantResponse>;
   /** Revokes a lease; a lease that is already gone counts as revoked. */
   leaseRevoke(id: string): Promise<void>;
+  /** A lease's remaining and granted TTL in seconds; `undefined` when it is gone. */
+  leaseTimeToLive(id: string): Promise<LeaseTimeToLive | undefined>;
   keepAlive(): Promise<KeepAliveStream>;
   watch(req: WatchRequest): PortWatcher;
   /** Closes the client (only the one the library created). */

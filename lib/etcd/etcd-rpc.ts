@@ -18,7 +18,7 @@ import {
 } from 'etcd3';
 import { isBrokenCircuitError } from 'cockatiel';
 import { EtcdAccessDeniedError, EtcdLockError, EtcdRequestError, EtcdUnavailableError } from '../errors.js';
-import type { EtcdPort, KeepAliveStream, PortWatcher, WatchRequest } from './etcd-port.js';
+import type { EtcdPort, KeepAliveStream, LeaseTimeToLive, PortWatcher, WatchRequest } from './etcd-port.js';
 import { WatchStream } from './watch-stream.js';
 
 type CallOptions = NonNullable<Parameters<Etcd3['kv']['range']>[1]>;
@@ -35,7 +35,7 @@ export class EtcdRpc implements EtcdPort {
   private readonly watches: WatchStream;
 
   constructor(
-    readonly client: Etcd3,
+    private readonly client: Etcd3,
     readonly endpoints: readonly string[],
     private readonly timeoutMs: number,
   ) {
@@ -84,6 +84,12 @@ export class EtcdRpc implements EtcdPort {
     } catch (err) {
       if (!isLeaseGone(err)) throw err;
     }
+  }
+
+  async leaseTimeToLive(id: string): Promise<LeaseTimeToLive | undefined> {
+    const res = await this.call('read a lease', () => this.client.leaseClient.leaseTimeToLive({ ID: id }, this.options()));
+    // etcd answers TTL -1 for a lease that does not exist (expired or revoked).
+    return Number(res.TTL) < 0 ? undefined : { ttl: Number(res.TTL), grantedTtl: Number(res.grantedTTL) };
   }
 
   keepAlive(): Promise<KeepAliveStream> {

@@ -1,6 +1,7 @@
-import { CompareResult, CompareTarget, type ICompare, type IOperation, type IRequestOp, type ITxnResponse } from 'etcd3';
+import type { ICompare, IOperation, IRequestOp, ITxnResponse } from 'etcd3';
 import type { Contender } from '../queue/contender.js';
 import { InvalidArgumentError, LockLostError } from '../errors.js';
+import { CompareResult, CompareTarget } from '../etcd/requests.js';
 
 /** What a comparison looks at, as in etcd3's `client.if(key, column, cmp, value)`. */
 export type TxnColumn = 'Value' | 'Version' | 'Create' | 'Mod' | 'Lease';

@@ -1,5 +1,5 @@
 import { Inject, Injectable, Optional } from '@nestjs/common';
-import { etcdClientFor } from '../etcd/client.js';
+import { createEtcdClient } from '../etcd/client.js';
 import type { EtcdPort } from '../etcd/etcd-port.js';
 import { EtcdRpc } from '../etcd/etcd-rpc.js';
 import { ETCD_PORT, RESOLVED_OPTIONS } from './etcd-lock.constants.js';
@@ -25,9 +25,10 @@ export class EtcdConnection {
     let port = given;
     this.owned = false;
     if (!port) {
-      const { client, owned } = etcdClientFor(options);
+      // The app's own client (`client`), or one we create and own.
+      const client = options.client ?? createEtcdClient(options.hosts, options.etcd);
       port = new EtcdRpc(client, options.hosts, options.requestTimeout);
-      this.owned = owned;
+      this.owned = options.client === undefined;
     }
     this.port = telemetry.metered ? instrumentedPort(port, telemetry) : port;
   }

@@ -1,4 +1,4 @@
-import { EtcdLeaseInvalidError, type ICompare, type IKeyValue, type IRequestOp, type ITxnRequest, type ITxnResponse } from 'etcd3';
+import type { ICompare, IKeyValue, IRequestOp, ITxnRequest, ITxnResponse } from 'etcd3';
 import { type FencedOutcome, type FenceHolder, FencedWrites } from './fenced-writes.js';
 import type { DeleteSubscriber } from './delete-watch.js';
 import type { QueueContext } from './queue-context.js';
@@ -9,6 +9,7 @@ import type { LeaseSession, SessionEndReason } from '../session/lease-session.js
 import { joinRequest, readJoin, releaseRequest, resyncRequest } from './queue-requests.js';
 import { OwnKeys } from './own-keys.js';
 import { Backoff } from '../util/backoff.js';
+import { isLeaseGone } from '../etcd/etcd-rpc.js';
 
 type State = 'new' | 'waiting' | 'owner' | 'left' | 'lost';
 
@@ -176,7 +177,7 @@ export class Contender implements DeleteSubscriber, FenceHolder {
       return await this.ctx.rpc.txn(req, what);
     } catch (err) {
       if (isJoin && err instanceof EtcdUnavailableError) this.joinInDoubt = true;
-      if (err instanceof EtcdLockError && err.cause instanceof EtcdLeaseInvalidError) {
+      if (isLeaseGone(err)) {
         this.session.close('lease-expired');
         throw new LockLostError(this.ctx.name, 'session-lost', { cause: err });
       }

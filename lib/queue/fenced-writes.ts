@@ -1,5 +1,6 @@
-import { CompareResult, CompareTarget, type ICompare, type IRequestOp, type ITxnRequest, type ITxnResponse } from 'etcd3';
+import type { ICompare, IRequestOp, ITxnRequest, ITxnResponse } from 'etcd3';
 import { fenceCompare } from './queue-requests.js';
+import { modifiedAt } from '../etcd/requests.js';
 
 /** What fenced writes need of the holder whose key fences them. */
 export interface FenceHolder {
@@ -80,5 +81,5 @@ export class FencedWrites {
 }
 
 function modCompare(key: Buffer, modRevision: bigint): ICompare {
-  return { key, target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: modRevision.toString() };
+  return modifiedAt(key, modRevision);
 }

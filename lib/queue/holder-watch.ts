@@ -1,10 +1,11 @@
-import { SortOrder, SortTarget, type IKeyValue } from 'etcd3';
+import type { IKeyValue } from 'etcd3';
 import type { PortWatcher } from '../etcd/etcd-port.js';
 import { Observable, map } from 'rxjs';
 import type { EtcdPort } from '../etcd/etcd-port.js';
 import type { LockHolder } from '../locks/lock.interface.js';
 import { isQueueKey, type KeyKind, prefixRangeEnd } from '../etcd/keys.js';
 import { Backoff } from '../util/backoff.js';
+import { oldestFirst } from '../etcd/requests.js';
 
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 5000;
@@ -24,7 +25,7 @@ export async function readHolder(rpc: EtcdPort, kind: KeyKind, namePrefix: strin
   const isQueued = queueKeyFilter(kind, namePrefix);
   const read = (limit?: number) =>
     rpc.range(
-      { key: prefix, range_end: prefixRangeEnd(prefix), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create, limit },
+      oldestFirst(prefix, { limit }),
       `read the holder of '${namePrefix}'`,
     );
   const oldest = (await read(1)).kvs[0];

@@ -1,15 +1,5 @@
-import {
-  CompareResult,
-  CompareTarget,
-  type ICompare,
-  type IKeyValue,
-  type IRequestOp,
-  type ITxnRequest,
-  type ITxnResponse,
-  SortOrder,
-  SortTarget,
-} from 'etcd3';
-import { prefixRangeEnd } from '../etcd/keys.js';
+import type { ICompare, IKeyValue, IRequestOp, ITxnRequest, ITxnResponse } from 'etcd3';
+import { createdAt, nothingUnder, oldestFirst } from '../etcd/requests.js';
 
 /**
  * The transactions of etcd's queue recipe, one request each. A contender's key is `<name prefix><lease hex>`;
@@ -31,17 +21,14 @@ export function joinRequest(
   onlyIfFree: boolean,
   ownKeyOutside = false,
 ): ITxnRequest {
-  const rangeEnd = prefixRangeEnd(waitPrefix);
   const put: IRequestOp = { request_put: { key, value: Buffer.from(value), lease } };
   const own: IRequestOp[] = ownKeyOutside ? [{ request_range: { key, keys_only: true } }] : [];
-  const byCreate = { key: waitPrefix, range_end: rangeEnd, sort_order: SortOrder.Ascend, sort_target: SortTarget.Create };
   return {
-    // An empty range compares as create revision 0: "no key exists there".
-    compare: [{ key: waitPrefix, range_end: rangeEnd, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: '0' }],
+    compare: [nothingUnder(waitPrefix)],
     success: [put, ...own],
     failure: onlyIfFree
-      ? [...own, { request_range: { ...byCreate, limit: 1, keys_only: true } }]
-      : [put, ...own, { request_range: { ...byCreate, keys_only: true } }],
+      ? [...own, { request_range: oldestFirst(waitPrefix, { limit: 1, keys_only: true }) }]
+      : [put, ...own, { request_range: oldestFirst(waitPrefix, { keys_only: true }) }],
   };
 }
 
@@ -57,7 +44,7 @@ export function readJoin(res: ITxnResponse, onlyIfFree: boolean, ownKeyOutside: 
 
 /** The compare that holds only while `key` exists with `createRevision`: the fence of every guarded write. */
 export function fenceCompare(key: Buffer, createRevision: bigint): ICompare {
-  return { key, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: createRevision.toString() };
+  return createdAt(key, createRevision);
 }
 
 /** Leave: delete our key only if it is still the one we created. */
@@ -71,16 +58,7 @@ export function resyncRequest(waitPrefix: Buffer, key: Buffer, createRevision: b
     compare: [],
     success: [
       { request_range: { key } },
-      {
-        request_range: {
-          key: waitPrefix,
-          range_end: prefixRangeEnd(waitPrefix),
-          max_create_revision: (createRevision - 1n).toString(),
-          sort_order: SortOrder.Ascend,
-          sort_target: SortTarget.Create,
-          keys_only: true,
-        },
-      },
+      { request_range: oldestFirst(waitPrefix, { max_create_revision: (createRevision - 1n).toString(), keys_only: true }) },
     ],
   };
 }

@@ -1,8 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { SortOrder, SortTarget } from 'etcd3';
 import type { Observable } from 'rxjs';
 import type { LockLostError } from '../errors.js';
-import { namePrefix, prefixRangeEnd } from '../etcd/keys.js';
+import { namePrefix } from '../etcd/keys.js';
 import { EtcdLockEvents } from '../events/etcd-lock.events.js';
 import { lossReporter } from '../locks/loss-report.js';
 import { HeldLock } from '../locks/held-lock.js';
@@ -28,6 +27,7 @@ import {
 import { WaitSignal } from '../util/wait-signal.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 import { limitOfKey, permitKeyName } from './permit-key.js';
+import { oldestFirst } from '../etcd/requests.js';
 
 /**
  * A held permit of a semaphore: the surface of a `Lock` (its fencing token is its key's create revision, unique
@@ -128,7 +128,7 @@ export class SemaphoreService {
     assertName(name);
     const prefix = Buffer.from(this.prefixOf(name));
     const res = await this.connection.port.range(
-      { key: prefix, range_end: prefixRangeEnd(prefix), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create },
+      oldestFirst(prefix),
       `read the permits of '${name}'`,
     );
     const permits = res.kvs.filter(queueKeyFilter('semaphore', this.prefixOf(name)));

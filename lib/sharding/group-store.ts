@@ -1,12 +1,13 @@
-import { CompareResult, CompareTarget, type IKeyValue, SortOrder, SortTarget } from 'etcd3';
+import type { IKeyValue } from 'etcd3';
 import type { EtcdPort } from '../etcd/etcd-port.js';
-import { assignmentKey, memberPrefix, prefixRangeEnd } from '../etcd/keys.js';
+import { assignmentKey, memberPrefix } from '../etcd/keys.js';
 import type { LeaseSession } from '../session/lease-session.js';
 import { type Assignment, parseAssignment } from './assignment.js';
 import { EtcdUnavailableError } from '../errors.js';
 import { OwnKeys } from '../queue/own-keys.js';
 import { untilAnswered } from '../session/until-answered.js';
 import { releaseRequest } from '../queue/queue-requests.js';
+import { modifiedAt, nothingUnder, oldestFirst } from '../etcd/requests.js';
 
 /** A group as etcd has it at one revision: its members and the assignment record in force. */
 export interface GroupSnapshot {
@@ -69,7 +70,7 @@ export class GroupStore {
       {
         compare: [],
         success: [
-          { request_range: { key: members, range_end: prefixRangeEnd(members), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create } },
+          { request_range: oldestFirst(members) },
           { request_range: { key: Buffer.from(this.recordKey) } },
         ],
       },
@@ -88,7 +89,7 @@ export class GroupStore {
     const key = Buffer.from(this.recordKey);
     const res = await this.rpc.txn(
       {
-        compare: [{ key, target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: recordRevision }],
+        compare: [modifiedAt(key, recordRevision)],
         success: [{ request_put: { key, value: Buffer.from(JSON.stringify(next)) } }],
         failure: [],
       },
@@ -118,7 +119,7 @@ export class GroupStore {
     await this.rpc.txn(
       {
         // An empty range compares as create revision 0: no member left.
-        compare: [{ key: members, range_end: prefixRangeEnd(members), target: CompareTarget.Create, result: CompareResult.Equal, create_revision: '0' }],
+        compare: [nothingUnder(members)],
         success: [{ request_delete_range: { key: Buffer.from(this.recordKey) } }],
         failure: [],
       },

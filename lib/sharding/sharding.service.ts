@@ -1,8 +1,7 @@
 import { Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
-import { SortOrder, SortTarget } from 'etcd3';
 import { type Observable, of } from 'rxjs';
 import { InvalidArgumentError } from '../errors.js';
-import { kindPrefix, prefixRangeEnd } from '../etcd/keys.js';
+import { kindPrefix } from '../etcd/keys.js';
 import { DeletionWatches } from '../module/deletion-watches.js';
 import { EtcdLockEvents } from '../events/etcd-lock.events.js';
 import { EtcdConnection } from '../module/etcd-connection.js';
@@ -14,6 +13,7 @@ import { ShardGroup } from './shard-group.js';
 import { shardOf } from './shard-hash.js';
 import { OwnedShards, shardContext } from './shard-set.js';
 import type { ShardSet } from './shard.interface.js';
+import { oldestFirst } from '../etcd/requests.js';
 
 /** Options of `join` and `@Sharded`. */
 export interface ShardGroupOptions {
@@ -138,7 +138,7 @@ export class ShardingService implements OnApplicationBootstrap {
     assertName(group, 'group');
     const prefix = Buffer.from(`${kindPrefix(this.options.prefix, 'shard')}${group}/`);
     const res = await this.connection.port.range(
-      { key: prefix, range_end: prefixRangeEnd(prefix), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create },
+      oldestFirst(prefix),
       `read the owners of sharding group '${group}'`,
     );
     const seen = new Set<number>();

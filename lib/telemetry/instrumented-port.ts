@@ -29,6 +29,7 @@ export function instrumentedPort(port: EtcdPort, telemetry: Telemetry): EtcdPort
     deleteRange: (req, what) => timed('delete_range', () => port.deleteRange(req, what)),
     leaseGrant: (id, ttl, timeoutMs) => timed('lease_grant', () => port.leaseGrant(id, ttl, timeoutMs)),
     leaseRevoke: (id) => timed('lease_revoke', () => port.leaseRevoke(id)),
+    leaseTimeToLive: (id) => timed('lease_time_to_live', () => port.leaseTimeToLive(id)),
     keepAlive: () => port.keepAlive(),
     watch: (req) => port.watch(req),
     close: () => port.close(),

@@ -1,12 +1,5 @@
-import {
-  CompareResult,
-  CompareTarget,
-  castGrpcError,
-  type IKeyValue,
-  type IRequestOp,
-  type ITxnRequest,
-  SortTarget,
-} from 'etcd3';
+import type { IKeyValue, IRequestOp, ITxnRequest } from 'etcd3';
+import { CompareResult, CompareTarget, castGrpcError, SortTarget } from '../etcd/requests.js';
 
 /*
  * etcd's rules for the in-memory etcd, as pure functions: key ranges, compares, sorting, the duplicate-key check

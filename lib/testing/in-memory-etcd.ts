@@ -15,7 +15,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { etcdError, later } from './etcd-rules.js';
 import { MemoryStore } from './memory-store.js';
 import { MemoryWatcher } from './memory-watch.js';
-import type { WatchRequest } from '../etcd/etcd-port.js';
+import type { LeaseTimeToLive, WatchRequest } from '../etcd/etcd-port.js';
 import { isLeaseGone, translateError } from '../etcd/etcd-rpc.js';
 import { prefixRangeEnd } from '../etcd/keys.js';
 
@@ -97,6 +97,11 @@ export class InMemoryEtcd {
     } catch (err) {
       if (!isLeaseGone(err)) throw err;
     }
+  }
+
+  /** @internal The port: a lease's remaining and granted TTL, or undefined when it is gone. */
+  async leaseTimeToLive(id: string): Promise<LeaseTimeToLive | undefined> {
+    return this.call('read a lease', () => this.store.timeToLive(BigInt(id)));
   }
 
   /** @internal The port: the keepalive stream. */

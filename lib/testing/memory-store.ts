@@ -1,19 +1,16 @@
-import {
-  CompareResult,
-  CompareTarget,
-  type IDeleteRangeRequest,
-  type IDeleteRangeResponse,
-  type IKeyValue,
-  type IPutRequest,
-  type IPutResponse,
-  type IRangeRequest,
-  type IRangeResponse,
-  type IResponseHeader,
-  type ITxnRequest,
-  type ITxnResponse,
-  SortOrder,
-  SortTarget,
+import type {
+  IDeleteRangeRequest,
+  IDeleteRangeResponse,
+  IKeyValue,
+  IPutRequest,
+  IPutResponse,
+  IRangeRequest,
+  IRangeResponse,
+  IResponseHeader,
+  ITxnRequest,
+  ITxnResponse,
 } from 'etcd3';
+import { CompareResult, CompareTarget, SortOrder, SortTarget } from '../etcd/requests.js';
 import {
   type Compare,
   checkDuplicates,
@@ -36,6 +33,8 @@ interface StoredLease {
   readonly ttl: number;
   readonly keys: Set<string>;
   timer: NodeJS.Timeout | undefined;
+  /** When it expires (`performance.now()`), unless renewed. */
+  expiresAt: number;
 }
 
 /** One change, as a watch reports it. */
@@ -130,7 +129,7 @@ export class MemoryStore {
   grant(id: bigint, ttl: number): bigint {
     if (id === 0n) id = randomId(this.leases);
     if (this.leases.has(id)) throw etcdError(9, 'FAILED_PRECONDITION', 'etcdserver: lease already exists');
-    const lease: StoredLease = { ttl, keys: new Set(), timer: undefined };
+    const lease: StoredLease = { ttl, keys: new Set(), timer: undefined, expiresAt: Number.POSITIVE_INFINITY };
     this.leases.set(id, lease);
     this.arm(id, lease);
     return id;
@@ -156,6 +155,14 @@ export class MemoryStore {
     this.write(() => {
       for (const key of keys) this.remove(key, this.rev + 1n);
     });
+  }
+
+  /** A lease's remaining and granted TTL in whole seconds (as etcd rounds them), or undefined when it is gone. */
+  timeToLive(id: bigint): { ttl: number; grantedTtl: number } | undefined {
+    const lease = this.leases.get(id);
+    if (!lease) return undefined;
+    const left = Math.max(0, Math.ceil((lease.expiresAt - performance.now()) / 1000));
+    return { ttl: Number.isFinite(left) ? left : lease.ttl, grantedTtl: lease.ttl };
   }
 
   hasLease(id: bigint): boolean {
@@ -193,6 +200,7 @@ export class MemoryStore {
   private arm(id: bigint, lease: StoredLease): void {
     clearTimeout(lease.timer);
     const ms = lease.ttl * 1000;
+    lease.expiresAt = performance.now() + ms;
     if (ms > MAX_TIMER_MS) return;
     lease.timer = setTimeout(() => this.leases.has(id) && this.revoke(id), ms);
     lease.timer.unref();
