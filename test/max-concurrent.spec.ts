@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Cron, ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
-import { InvalidArgumentError, LockBusyError, LockService, MaxConcurrent, SemaphoreService } from '../lib/index.js';
+import { InvalidArgumentError, LockBusyError, MaxConcurrent, SemaphoreService } from '../lib/index.js';
 import { useEtcd } from './harness/fixtures.js';
 
 const etcd = useEtcd();
@@ -49,7 +49,7 @@ class Exports {
   }
 
   private async inside(): Promise<string> {
-    this.tokens.push(LockService.current()?.fencingToken ?? -1n);
+    this.tokens.push(SemaphoreService.current()?.fencingToken ?? -1n);
     for (const arrived of this.arrivals.splice(0)) arrived();
     await new Promise<void>((resolve) => this.gates.push(resolve));
     return 'done';

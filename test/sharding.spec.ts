@@ -159,14 +159,19 @@ describe('Sharding', () => {
     expect(again.fencingToken).toBeGreaterThan(keys.get(3)?.createRevision ?? 0n);
   });
 
-  it('a lease revoked from outside: every shard’s signal aborts at its key’s deletion (`key-deleted`); on the new session it owns them again', async () => {
+  it('a lease revoked from outside: every shard’s signal aborts at the first evidence, its key’s deletion or the session’s end; on the new session it owns them again', async () => {
     const app = await replica('a');
     await ownedWhen(app, (shards) => shards.length === SHARDS);
     const before = (sharding(app).snapshot('tenants') as ShardSet).shards;
     const lease = app.get(EtcdSessionService).status().leaseId as string;
     await etcd.client.leaseClient.leaseRevoke({ ID: BigInt(`0x${lease}`).toString() });
     const reasons = await Promise.all(before.map((shard) => whenAborted(shard.signal)));
-    expect(reasons.every((r) => r instanceof ShardLostError && r.reason === 'key-deleted')).toBe(true);
+    // The revoke deletes every key in one revision, but each shard hears of its own key on its own watch: the first
+    // to hear takes its shard again, etcd answers that the lease is gone, and the session ends at once; shards whose
+    // delete event had not arrived yet end with it (`session-lost`). Either is the first evidence; nothing waits for
+    // a keepalive, and no shard ends for another reason.
+    const seen = reasons.map((r) => (r instanceof ShardLostError ? r.reason : String(r)));
+    expect(seen.filter((reason) => reason !== 'key-deleted' && reason !== 'session-lost')).toEqual([]);
     expect(app.get(TenantSync).sync()).toBeUndefined(); // owns nothing now: skipped, no request
     await ownedWhen(app, (shards) => shards.length === SHARDS);
     expect(app.get(EtcdSessionService).status().leaseId).not.toBe(lease);

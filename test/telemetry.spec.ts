@@ -120,8 +120,12 @@ describe('OpenTelemetry', () => {
     await etcd.client.delete().key(lock.key);
     await new Promise((resolve) => lock.signal.addEventListener('abort', resolve));
     // lockNames: true puts the name on lock metrics.
-    expect(find(await points('etcd_lock.lock.lost'), { 'etcd_lock.reason': 'key-deleted', 'etcd_lock.lock.name': 'otel-lost' })?.value).toBe(1);
+    expect(find(await points('etcd_lock.lock.lost'), { 'etcd_lock.kind': 'lock', 'etcd_lock.reason': 'key-deleted', 'etcd_lock.lock.name': 'otel-lost' })?.value).toBe(1);
     await lock.release();
+    // Every kind of hold takes the same path: a permit's wait has its span, with its kind.
+    await (await app.get(SemaphoreService).acquire('otel-permit', { limit: 2 })).release();
+    const permitSpan = spans.getFinishedSpans().find((s) => s.name === 'etcd_lock acquire' && s.attributes['etcd_lock.lock.name'] === 'otel-permit');
+    expect(permitSpan?.attributes).toMatchObject({ 'etcd_lock.kind': 'semaphore', 'etcd_lock.outcome': 'acquired' });
 
     const finished = spans.getFinishedSpans();
     const leader = finished.find((s) => s.name === 'etcd_lock leader_only');
@@ -158,5 +162,13 @@ describe('OpenTelemetry', () => {
     const [spansBefore, waitsBefore] = [spans.getFinishedSpans().length, await waits()];
     await (await app.get(LockService).acquire('otel-quiet')).release();
     expect([spans.getFinishedSpans().length, await waits()]).toEqual([spansBefore, waitsBefore]);
+  });
+
+  it('a hold that a clean shutdown ends is not counted as lost', async () => {
+    const app = await etcd.app({ identity: 'otel-3', telemetry: { lockNames: true } });
+    const lock = await app.get(LockService).acquire('otel-at-shutdown');
+    await app.close();
+    expect(lock.signal.reason).toMatchObject({ reason: 'shutdown' });
+    expect(find(await points('etcd_lock.lock.lost'), { 'etcd_lock.lock.name': 'otel-at-shutdown' })).toBeUndefined();
   });
 });

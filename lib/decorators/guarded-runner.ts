@@ -6,7 +6,8 @@ import type { Lock } from '../locks/lock.interface.js';
 import type { SingletonOptions } from './singleton-options.interface.js';
 import { LeaderElectionService } from '../election/leader-election.service.js';
 import { leadershipContext } from '../election/leadership-term.js';
-import { lockContext } from '../locks/lock-context.js';
+import type { HoldKind } from '../events/etcd-lock.events.js';
+import { holdContext } from '../locks/hold-context.js';
 import { LockService } from '../locks/lock.service.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import { shardContext } from '../sharding/shard-set.js';
@@ -91,6 +92,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
   runSingleton<T>(key: string, options: SingletonOptions, label: string, fn: () => T | Promise<T>): Promise<T | undefined> {
     return this.runHeld(key, options, label, fn, {
       span: 'etcd_lock singleton',
+      kind: 'lock',
       acquire: (timeout) => this.locks.acquire(key, timeout === undefined ? undefined : { timeout }),
       tryAcquire: () => this.locks.tryAcquire(key),
     });
@@ -100,6 +102,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
   runWithPermit<T>(key: string, limit: number, options: SingletonOptions, label: string, fn: () => T | Promise<T>): Promise<T | undefined> {
     return this.runHeld(key, options, label, fn, {
       span: 'etcd_lock max_concurrent',
+      kind: 'semaphore',
       acquire: (timeout) => this.semaphores.acquire(key, timeout === undefined ? { limit } : { limit, timeout }),
       tryAcquire: () => this.semaphores.tryAcquire(key, { limit }),
     });
@@ -126,7 +129,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
     const takenAt = performance.now();
     const run = (async () => {
       try {
-        const inContext = () => lockContext.run(held, fn);
+        const inContext = () => holdContext(source.kind).run(held, fn);
         if (!this.telemetry.enabled) return await inContext();
         const attributes = { 'etcd_lock.lock.name': key, 'etcd_lock.fencing_token': held.fencingToken.toString(), 'code.function': label };
         return await this.telemetry.run(source.span, attributes, (span) => traced(span, inContext));
@@ -211,6 +214,8 @@ export class GuardedRunner implements BeforeApplicationShutdown {
 /** How a guarded run takes what it holds: a lock (`@Singleton`) or a permit (`@MaxConcurrent`). */
 interface HeldSource {
   readonly span: string;
+  /** Whose `current()` the run sees its hold through. */
+  readonly kind: HoldKind;
   acquire(timeout: number | undefined): Promise<Lock>;
   tryAcquire(): Promise<Lock | null>;
 }

@@ -6,21 +6,15 @@ import { EtcdConnection } from '../module/etcd-connection.js';
 import type { Observable } from 'rxjs';
 import { Contender } from '../queue/contender.js';
 import type { QueueContext } from '../queue/queue-context.js';
-import type { LockLostError } from '../errors.js';
 import { EtcdLockEvents } from '../events/etcd-lock.events.js';
-import { HeldLock } from './held-lock.js';
-import { lossReporter } from './loss-report.js';
-import { isTaken, queueKeyFilter, readHolder, watchHolder } from '../queue/holder-watch.js';
+import { readHolder, watchHolder } from '../queue/holder-watch.js';
 import type { Lock, LockHolder } from './lock.interface.js';
 import { namePrefix } from '../etcd/keys.js';
-import { OwnKeys } from '../queue/own-keys.js';
-import type { IKeyValue } from 'etcd3';
 import { LocalQueue } from '../queue/local-queue.js';
-import { lockContext } from './lock-context.js';
+import { holdContext } from './hold-context.js';
+import { HoldPath } from './hold-path.js';
 import { EtcdSessionService } from '../session/session.service.js';
-import { assertDuration, assertFunction, assertName, assertOptions, assertSignal, assertValue } from '../util/validation.js';
-import { WaitSignal } from '../util/wait-signal.js';
-import { takeTurn } from '../queue/turn.js';
+import { assertName, assertOptions, assertValue } from '../util/validation.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 
 /** Options of `acquire` and `withLock`. */
@@ -50,16 +44,19 @@ export class LockService {
   private readonly local = new LocalQueue();
 
   private readonly logger = new Logger('EtcdLock');
+  private readonly path: HoldPath;
 
   /** @internal Nest constructs it. */
   constructor(
     private readonly sessions: EtcdSessionService,
-    private readonly events: EtcdLockEvents,
+    events: EtcdLockEvents,
     @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
     private readonly connection: EtcdConnection,
     private readonly watches: DeletionWatches,
-    private readonly telemetry: Telemetry,
-  ) {}
+    telemetry: Telemetry,
+  ) {
+    this.path = new HoldPath('lock', (name) => `Lock '${name}'`, this.logger, events, telemetry);
+  }
 
   /**
    * Waits until the lock is held. Waiters are served in arrival order (etcd create revision); waiting watches
@@ -69,31 +66,13 @@ export class LockService {
   async acquire(name: string, options?: AcquireOptions): Promise<Lock> {
     assertName(name);
     assertOptions(options, 'options', ACQUIRE_OPTIONS);
-    if (options?.timeout !== undefined) assertDuration(options.timeout, 'options.timeout');
-    if (options?.signal !== undefined) assertSignal(options.signal, 'options.signal');
+    this.path.checkWait(options);
     const value = this.valueOf(options);
-    const start = performance.now();
-    const span = this.telemetry.acquireSpan(name);
-    const wait = new WaitSignal(name, options?.timeout, options?.signal);
-    try {
-      const exit = await this.local.enter(name, wait.signal);
-      try {
-        const contender = new Contender(this.context(name), this.sessions.current(), value);
-        await takeTurn(contender, wait.signal);
-        span?.('acquired', contender.createRevision);
-        return new HeldLock(name, contender, exit, this.onLost, this.telemetry.acquired(name, 'acquire', 'acquired', start));
-      } catch (err) {
-        exit();
-        throw err;
-      }
-    } catch (err) {
-      const outcome = this.telemetry.acquireOutcome(err, wait.signal);
-      this.telemetry.acquired(name, 'acquire', outcome, start);
-      span?.(outcome);
-      throw err;
-    } finally {
-      wait.dispose();
-    }
+    return this.path.acquire(name, 'acquire', options, async (signal) => {
+      // One key per lease and name: callers in this process take turns locally first.
+      const exit = await this.local.enter(name, signal);
+      return { contender: new Contender(this.context(name), this.sessions.current(), value), exit };
+    });
   }
 
   /**
@@ -106,54 +85,24 @@ export class LockService {
     assertName(name);
     assertOptions(options, 'options', ['value']);
     const value = this.valueOf(options);
-    const start = performance.now();
-    const busy = () => {
-      this.telemetry.acquired(name, 'try_acquire', 'busy', start);
-      return null;
-    };
-    const exit = this.local.tryEnter(name);
-    if (!exit) return busy();
-    try {
-      const session = this.sessions.current();
-      const prefix = this.prefixOf(name);
-      const own = OwnKeys.of(session);
-      const isQueued = queueKeyFilter('lock', prefix);
-      const counts = (kv: IKeyValue) => isQueued(kv) && !own.isStale(kv);
-      if (await isTaken(this.connection.port, prefix, counts)) {
-        exit();
-        return busy();
-      }
-      const contender = new Contender(this.context(name), session, value);
+    return this.path.tryAcquire(name, 'try_acquire', () => {
+      const exit = this.local.tryEnter(name);
+      if (!exit) return undefined;
       try {
-        if (await contender.join(true)) {
-          exit();
-          return busy();
-        }
-        await contender.waitForTurn();
+        return { contender: new Contender(this.context(name), this.sessions.current(), value), exit };
       } catch (err) {
-        await contender.leave();
+        exit();
         throw err;
       }
-      return new HeldLock(name, contender, exit, this.onLost, this.telemetry.acquired(name, 'try_acquire', 'acquired', start));
-    } catch (err) {
-      exit();
-      this.telemetry.acquired(name, 'try_acquire', this.telemetry.acquireOutcome(err, undefined), start);
-      throw err;
-    }
+    });
   }
 
   /**
    * Acquires, runs `fn(lock)`, and releases in every case (also when `fn` throws). `fn` should stop early
    * when `lock.signal` aborts. Inside `fn`, `LockService.current()` returns the lock too.
    */
-  async withLock<T>(name: string, fn: (lock: Lock) => T | Promise<T>, options?: AcquireOptions): Promise<T> {
-    assertFunction(fn, 'fn');
-    const lock = await this.acquire(name, options);
-    try {
-      return await lockContext.run(lock, () => fn(lock));
-    } finally {
-      await lock.release();
-    }
+  withLock<T>(name: string, fn: (lock: Lock) => T | Promise<T>, options?: AcquireOptions): Promise<T> {
+    return this.path.with(fn, () => this.acquire(name, options));
   }
 
   /** Who holds the lock now, or `null` when it is free. */
@@ -173,16 +122,13 @@ export class LockService {
 
   /** The lock held by the `withLock` callback or `@Singleton` method running now, if any. */
   static current(): Lock | undefined {
-    return lockContext.getStore();
+    return holdContext('lock').getStore();
   }
 
   /** Same as the static `LockService.current()`. */
   current(): Lock | undefined {
-    return lockContext.getStore();
+    return holdContext('lock').getStore();
   }
-
-  /** One line and one event per hold lost while held (see `lossReporter`). */
-  private readonly onLost = (lock: HeldLock, err: LockLostError) => lossReporter(this.logger, this.events, 'lock', (name) => `Lock '${name}'`)(lock, err);
 
   private valueOf(options: { value?: unknown } | undefined): string {
     if (options?.value === undefined) return this.options.identity;

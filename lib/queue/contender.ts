@@ -10,6 +10,7 @@ import { joinRequest, readJoin, releaseRequest, resyncRequest } from './queue-re
 import { OwnKeys } from './own-keys.js';
 import { Backoff } from '../util/backoff.js';
 import { isLeaseGone } from '../etcd/etcd-rpc.js';
+import { oldestFirst } from '../etcd/requests.js';
 
 type State = 'new' | 'waiting' | 'owner' | 'left' | 'lost';
 
@@ -139,6 +140,31 @@ export class Contender implements DeleteSubscriber, FenceHolder {
     this.revision = mine ? BigInt(mine.create_revision) : revision;
     this.becomeOwnerOrWait(keysOf(kvs.filter((kv) => BigInt(kv.create_revision) < this.revision)));
     return false;
+  }
+
+  /**
+   * Whether every slot of the name is held or waited for now, by one read (served without a raft round) of the
+   * oldest `slots` keys we would wait for. When a key read does not count (deeper under the name, a stale one of
+   * ours) or the limit in force is not ours, it cannot tell and says false: the join that follows decides.
+   */
+  async isBusy(): Promise<boolean> {
+    const res = await this.ctx.rpc.range(
+      oldestFirst(this.waitPrefix(), { limit: this.slots, keys_only: true }),
+      `check whether '${this.ctx.name}' is held`,
+    );
+    const start = Buffer.byteLength(this.ctx.namePrefix);
+    const counted = res.kvs.filter((kv) => isQueueKey(this.ctx.kind, kv.key.subarray(start).toString()) && !this.own.isStale(kv));
+    if (counted.length < res.kvs.length || counted.length === 0) return false;
+    const inForce = this.ctx.slotsOf ? this.ctx.slotsOf(counted[0].key.toString()) : this.slots;
+    return inForce <= this.slots && counted.length >= inForce;
+  }
+
+  /**
+   * Whether `join(true)` can tell at once: with one slot a name is free when no key we would wait for exists (not
+   * for a semaphore, whose limit in force may be another caller's).
+   */
+  get joinsOnlyIfFree(): boolean {
+    return this.slots === 1 && this.ctx.slotsOf === undefined;
   }
 
   /** Queues, and leaves again unless our turn is now: `join(true)` when its one read could not tell. */

@@ -36,20 +36,6 @@ export async function readHolder(rpc: EtcdPort, kind: KeyKind, namePrefix: strin
 }
 
 /**
- * Whether a key that `counts` exists under the name: one read with no sort and no values, the cheapest etcd can
- * answer. Its one key may not count (a key deeper under the name, or a stale one of ours): then it cannot tell,
- * and says false, so that the join that follows decides.
- */
-export async function isTaken(rpc: EtcdPort, namePrefix: string, counts: (kv: IKeyValue) => boolean): Promise<boolean> {
-  const prefix = Buffer.from(namePrefix);
-  const res = await rpc.range(
-    { key: prefix, range_end: prefixRangeEnd(prefix), limit: 1, keys_only: true },
-    `check whether '${namePrefix}' is held`,
-  );
-  return res.kvs.length > 0 && counts(res.kvs[0]);
-}
-
-/**
  * Every change of a name's holder, or of the holder's value, `null` while free. One range, then one watch from
  * the next revision (no gap, no polling); if etcd cancels the watch (compaction), it reads again and goes on.
  * Errors reaching etcd are retried; the observable only completes when unsubscribed.

@@ -39,10 +39,23 @@ export async function takeTurn(contender: Contender, signal: AbortSignal | undef
   }
 }
 
-/** Joins and holds only if our turn is now (one request); otherwise leaves and returns false. */
+/**
+ * Holds only if our turn is now, for every kind of hold: one read when the name is busy (a `@Singleton` firing on
+ * every replica costs the others that read). Otherwise one join: with one slot, a join that puts our key only if
+ * the name is still free (`join(true)`); with more (a semaphore), a join that queues, and a leave if our turn did
+ * not come. Either way nothing is left in etcd when it returns false.
+ */
 export async function tryTakeTurn(contender: Contender): Promise<boolean> {
   try {
-    await contender.join();
+    if (await contender.isBusy()) {
+      await contender.leave(); // nothing was sent: this only stops listening
+      return false;
+    }
+    if (contender.joinsOnlyIfFree) {
+      if (await contender.join(true)) return false;
+    } else {
+      await contender.join();
+    }
     if (!contender.isOwner) {
       await contender.leave();
       return false;

@@ -1,9 +1,8 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import type { LockLostError } from '../errors.js';
 import { namePrefix } from '../etcd/keys.js';
 import { EtcdLockEvents } from '../events/etcd-lock.events.js';
-import { lossReporter } from '../locks/loss-report.js';
-import { HeldLock } from '../locks/held-lock.js';
+import { holdContext } from '../locks/hold-context.js';
+import { HoldPath } from '../locks/hold-path.js';
 import type { Lock } from '../locks/lock.interface.js';
 import type { AcquireOptions, TryAcquireOptions } from '../locks/lock.service.js';
 import { DeletionWatches } from '../module/deletion-watches.js';
@@ -11,10 +10,8 @@ import { EtcdConnection } from '../module/etcd-connection.js';
 import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
 import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
 import { Contender } from '../queue/contender.js';
-import { takeTurn, tryTakeTurn } from '../queue/turn.js';
 import { EtcdSessionService } from '../session/session.service.js';
-import { assertDuration, assertFunction, assertName, assertOptions, assertSignal, assertValue } from '../util/validation.js';
-import { WaitSignal } from '../util/wait-signal.js';
+import { assertName, assertOptions, assertValue } from '../util/validation.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 
 type Mode = 'read' | 'write';
@@ -35,16 +32,19 @@ type Mode = 'read' | 'write';
 export class ReadWriteLockService {
   private readonly logger = new Logger('EtcdLock');
   private sequence = 0;
+  private readonly path: HoldPath;
 
   /** @internal Nest constructs it. */
   constructor(
     private readonly sessions: EtcdSessionService,
-    private readonly events: EtcdLockEvents,
+    events: EtcdLockEvents,
     @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
     private readonly connection: EtcdConnection,
     private readonly watches: DeletionWatches,
-    private readonly telemetry: Telemetry,
-  ) {}
+    telemetry: Telemetry,
+  ) {
+    this.path = new HoldPath('rwlock', (name) => `Read/write lock '${name}'`, this.logger, events, telemetry);
+  }
 
   /** Waits until this caller reads: no writer before it holds or waits. Timeout and abort leave no key. */
   acquireRead(name: string, options?: AcquireOptions): Promise<Lock> {
@@ -66,7 +66,7 @@ export class ReadWriteLockService {
     return this.tryAcquire('write', name, options);
   }
 
-  /** Holds a read lock while `fn(lock)` runs, and releases it in every case. */
+  /** Holds a read lock while `fn(lock)` runs (`current()` returns it there), and releases it in every case. */
   withRead<T>(name: string, fn: (lock: Lock) => T | Promise<T>, options?: AcquireOptions): Promise<T> {
     return this.with('read', name, fn, options);
   }
@@ -76,46 +76,31 @@ export class ReadWriteLockService {
     return this.with('write', name, fn, options);
   }
 
+  /** The read or write lock held by the `withRead` or `withWrite` callback running now, if any. */
+  static current(): Lock | undefined {
+    return holdContext('rwlock').getStore();
+  }
+
+  /** Same as the static `ReadWriteLockService.current()`. */
+  current(): Lock | undefined {
+    return holdContext('rwlock').getStore();
+  }
+
   private async acquire(mode: Mode, name: string, options: AcquireOptions | undefined): Promise<Lock> {
     const value = this.check(name, options, ['timeout', 'signal', 'value']);
-    if (options?.timeout !== undefined) assertDuration(options.timeout, 'options.timeout');
-    if (options?.signal !== undefined) assertSignal(options.signal, 'options.signal');
-    const wait = new WaitSignal(name, options?.timeout, options?.signal);
-    const start = performance.now();
+    this.path.checkWait(options);
     const operation = mode === 'read' ? 'acquire_read' : 'acquire_write';
-    try {
-      const contender = this.contender(mode, name, value);
-      await takeTurn(contender, wait.signal);
-      return new HeldLock(name, contender, () => undefined, this.onLost, this.telemetry.acquired(name, operation, 'acquired', start));
-    } catch (err) {
-      this.telemetry.acquired(name, operation, this.telemetry.acquireOutcome(err, wait.signal), start);
-      throw err;
-    } finally {
-      wait.dispose();
-    }
+    return this.path.acquire(name, operation, options, () => HoldPath.alone(this.contender(mode, name, value)));
   }
 
   private async tryAcquire(mode: Mode, name: string, options: TryAcquireOptions | undefined): Promise<Lock | null> {
     const value = this.check(name, options, ['value']);
-    const contender = this.contender(mode, name, value);
-    const start = performance.now();
     const operation = mode === 'read' ? 'try_acquire_read' : 'try_acquire_write';
-    const taken = await tryTakeTurn(contender).catch((err: unknown) => {
-      this.telemetry.acquired(name, operation, this.telemetry.acquireOutcome(err, undefined), start);
-      throw err;
-    });
-    const letGo = this.telemetry.acquired(name, operation, taken ? 'acquired' : 'busy', start);
-    return taken ? new HeldLock(name, contender, () => undefined, this.onLost, letGo) : null;
+    return this.path.tryAcquire(name, operation, () => HoldPath.alone(this.contender(mode, name, value)));
   }
 
-  private async with<T>(mode: Mode, name: string, fn: (lock: Lock) => T | Promise<T>, options: AcquireOptions | undefined): Promise<T> {
-    assertFunction(fn, 'fn');
-    const lock = await this.acquire(mode, name, options);
-    try {
-      return await fn(lock);
-    } finally {
-      await lock.release();
-    }
+  private with<T>(mode: Mode, name: string, fn: (lock: Lock) => T | Promise<T>, options: AcquireOptions | undefined): Promise<T> {
+    return this.path.with(fn, () => this.acquire(mode, name, options));
   }
 
   private check(name: string, options: { value?: unknown } | undefined, known: string[]): string {
@@ -144,7 +129,4 @@ export class ReadWriteLockService {
       value,
     );
   }
-
-  /** One line and one event per hold lost while held (see `lossReporter`). */
-  private readonly onLost = (lock: HeldLock, err: LockLostError) => lossReporter(this.logger, this.events, 'rwlock', (name) => `Read/write lock '${name}'`)(lock, err);
 }

@@ -1,10 +1,9 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { Observable } from 'rxjs';
-import type { LockLostError } from '../errors.js';
 import { namePrefix } from '../etcd/keys.js';
 import { EtcdLockEvents } from '../events/etcd-lock.events.js';
-import { lossReporter } from '../locks/loss-report.js';
-import { HeldLock } from '../locks/held-lock.js';
+import { holdContext } from '../locks/hold-context.js';
+import { HoldPath } from '../locks/hold-path.js';
 import type { Lock, LockHolder } from '../locks/lock.interface.js';
 import { DeletionWatches } from '../module/deletion-watches.js';
 import { EtcdConnection } from '../module/etcd-connection.js';
@@ -13,18 +12,8 @@ import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
 import { Contender } from '../queue/contender.js';
 import type { QueueContext } from '../queue/queue-context.js';
 import { queueKeyFilter, toHolder, watchQueue } from '../queue/holder-watch.js';
-import { takeTurn, tryTakeTurn } from '../queue/turn.js';
 import { EtcdSessionService } from '../session/session.service.js';
-import {
-  assertDuration,
-  assertFunction,
-  assertLimit,
-  assertName,
-  assertOptions,
-  assertSignal,
-  assertValue,
-} from '../util/validation.js';
-import { WaitSignal } from '../util/wait-signal.js';
+import { assertLimit, assertName, assertOptions, assertValue } from '../util/validation.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 import { limitOfKey, permitKeyName } from './permit-key.js';
 import { oldestFirst } from '../etcd/requests.js';
@@ -66,16 +55,19 @@ export class SemaphoreService {
   private sequence = 0;
   /** `<name> <asked> <in force>` already warned about. */
   private readonly warned = new Set<string>();
+  private readonly path: HoldPath;
 
   /** @internal Nest constructs it. */
   constructor(
     private readonly sessions: EtcdSessionService,
-    private readonly events: EtcdLockEvents,
+    events: EtcdLockEvents,
     @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
     private readonly connection: EtcdConnection,
     private readonly watches: DeletionWatches,
-    private readonly telemetry: Telemetry,
-  ) {}
+    telemetry: Telemetry,
+  ) {
+    this.path = new HoldPath('semaphore', (name) => `Permit of semaphore '${name}'`, this.logger, events, telemetry);
+  }
 
   /**
    * Waits until a permit is held (in arrival order). On timeout rejects with `LockTimeoutError`, on abort with
@@ -83,44 +75,32 @@ export class SemaphoreService {
    */
   async acquire(name: string, options: AcquirePermitOptions): Promise<Permit> {
     const { limit, value } = this.check(name, options, ACQUIRE_OPTIONS);
-    if (options.timeout !== undefined) assertDuration(options.timeout, 'options.timeout');
-    if (options.signal !== undefined) assertSignal(options.signal, 'options.signal');
-    const wait = new WaitSignal(name, options.timeout, options.signal);
-    const start = performance.now();
-    try {
-      const contender = this.contender(name, limit, value);
-      await takeTurn(contender, wait.signal);
-      return new HeldLock(name, contender, () => undefined, this.onLost, this.telemetry.acquired(name, 'acquire_permit', 'acquired', start));
-    } catch (err) {
-      this.telemetry.acquired(name, 'acquire_permit', this.telemetry.acquireOutcome(err, wait.signal), start);
-      throw err;
-    } finally {
-      wait.dispose();
-    }
+    this.path.checkWait(options);
+    return this.path.acquire(name, 'acquire_permit', options, () => HoldPath.alone(this.contender(name, limit, value)));
   }
 
-  /** Takes a permit if one is free now; `null` when all `limit` are held (one request, and one more to leave). */
+  /** Takes a permit if one is free now; `null` when all `limit` are held (one read). */
   async tryAcquire(name: string, options: PermitOptions): Promise<Permit | null> {
     const { limit, value } = this.check(name, options, ['limit', 'value']);
-    const contender = this.contender(name, limit, value);
-    const start = performance.now();
-    const taken = await tryTakeTurn(contender).catch((err: unknown) => {
-      this.telemetry.acquired(name, 'try_acquire_permit', this.telemetry.acquireOutcome(err, undefined), start);
-      throw err;
-    });
-    const letGo = this.telemetry.acquired(name, 'try_acquire_permit', taken ? 'acquired' : 'busy', start);
-    return taken ? new HeldLock(name, contender, () => undefined, this.onLost, letGo) : null;
+    return this.path.tryAcquire(name, 'try_acquire_permit', () => HoldPath.alone(this.contender(name, limit, value)));
   }
 
-  /** Acquires a permit, runs `fn(permit)`, and releases it in every case. `fn` should stop when its signal aborts. */
-  async withPermit<T>(name: string, fn: (permit: Permit) => T | Promise<T>, options: AcquirePermitOptions): Promise<T> {
-    assertFunction(fn, 'fn');
-    const permit = await this.acquire(name, options);
-    try {
-      return await fn(permit);
-    } finally {
-      await permit.release();
-    }
+  /**
+   * Acquires a permit, runs `fn(permit)`, and releases it in every case. `fn` should stop when its signal aborts.
+   * Inside `fn`, `SemaphoreService.current()` returns the permit too.
+   */
+  withPermit<T>(name: string, fn: (permit: Permit) => T | Promise<T>, options: AcquirePermitOptions): Promise<T> {
+    return this.path.with(fn, () => this.acquire(name, options));
+  }
+
+  /** The permit held by the `withPermit` callback or `@MaxConcurrent` method running now, if any. */
+  static current(): Permit | undefined {
+    return holdContext('semaphore').getStore();
+  }
+
+  /** Same as the static `SemaphoreService.current()`. */
+  current(): Permit | undefined {
+    return holdContext('semaphore').getStore();
   }
 
   /** The permits held now, oldest first (one read). */
@@ -183,7 +163,4 @@ export class SemaphoreService {
         `under ${inForce} until every older permit is gone (a rolling deploy that changes the limit)`,
     );
   }
-
-  /** One line and one event per hold lost while held (see `lossReporter`). */
-  private readonly onLost = (lock: HeldLock, err: LockLostError) => lossReporter(this.logger, this.events, 'semaphore', (name) => `Permit of semaphore '${name}'`)(lock, err);
 }

@@ -2,7 +2,7 @@ import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import type { Attributes, Counter, Histogram, Span, Tracer, UpDownCounter } from '@opentelemetry/api';
 import type { Subscription } from 'rxjs';
 import { EtcdRequestError, EtcdUnavailableError, LockTimeoutError } from '../errors.js';
-import { EtcdLockEventName, EtcdLockEvents, type EtcdLockEvent } from '../events/etcd-lock.events.js';
+import { EtcdLockEventName, EtcdLockEvents, type EtcdLockEvent, type HoldKind } from '../events/etcd-lock.events.js';
 import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
 import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
 import { type Otel, otel } from './otel.js';
@@ -163,10 +163,10 @@ export class Telemetry implements OnApplicationShutdown {
   }
 
   /** @internal A span for an acquire (the wait), ended with the outcome and the fencing token. */
-  acquireSpan(name: string): ((outcome: AcquireOutcome, token?: bigint) => void) | undefined {
+  acquireSpan(name: string, kind: HoldKind): ((outcome: AcquireOutcome, token?: bigint) => void) | undefined {
     const tracer = this.tracer;
     if (!tracer) return undefined;
-    const span = tracer.startSpan('etcd_lock acquire', { attributes: { 'etcd_lock.lock.name': name } });
+    const span = tracer.startSpan('etcd_lock acquire', { attributes: { 'etcd_lock.lock.name': name, 'etcd_lock.kind': kind } });
     return (outcome, token) => {
       span.setAttribute('etcd_lock.outcome', outcome);
       if (token !== undefined) span.setAttribute('etcd_lock.fencing_token', token.toString());
@@ -195,7 +195,9 @@ export class Telemetry implements OnApplicationShutdown {
     if (!instruments) return;
     switch (event.type) {
       case EtcdLockEventName.LockLost:
-        instruments.lost.add(1, { 'etcd_lock.reason': event.reason, ...this.lockName(event.name) });
+        // A clean shutdown's revoke ends every hold: not a loss to count.
+        if (event.reason === 'shutdown') break;
+        instruments.lost.add(1, { 'etcd_lock.kind': event.kind, 'etcd_lock.reason': event.reason, ...this.lockName(event.name) });
         break;
       case EtcdLockEventName.LeadershipChanged:
         this.leaders.set(event.election, event.leader ? 1 : 0);

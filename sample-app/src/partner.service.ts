@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { Interval } from '@nestjs/schedule';
 import { Etcd3 } from 'etcd3';
-import { LockService, MaxConcurrent, ReadWriteLockService } from 'nestjs-etcd-lock';
+import { MaxConcurrent, ReadWriteLockService, SemaphoreService } from 'nestjs-etcd-lock';
 import { SAMPLE_CONFIG, type SampleConfig } from './config.js';
 
 /**
@@ -23,7 +23,7 @@ export class PartnerService {
   @Interval(1500)
   @MaxConcurrent('partner-api', 2)
   async callPartner(): Promise<void> {
-    const permit = LockService.current();
+    const permit = SemaphoreService.current();
     this.counts.calls++;
     // Stands for the partner call; a long one should stop when permit.signal aborts (the permit was lost).
     await new Promise((resolve) => setTimeout(resolve, 300));

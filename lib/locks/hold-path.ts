@@ -1,0 +1,134 @@
+import type { Logger } from '@nestjs/common';
+import type { LockLostError } from '../errors.js';
+import type { EtcdLockEvents, HoldKind } from '../events/etcd-lock.events.js';
+import type { Contender } from '../queue/contender.js';
+import { takeTurn, tryTakeTurn } from '../queue/turn.js';
+import type { AcquireOperation, Telemetry } from '../telemetry/telemetry.js';
+import { assertDuration, assertFunction, assertSignal } from '../util/validation.js';
+import { WaitSignal } from '../util/wait-signal.js';
+import { HeldLock } from './held-lock.js';
+import { holdContext } from './hold-context.js';
+import type { Lock } from './lock.interface.js';
+import { lossReporter } from './loss-report.js';
+
+/** How long to wait and when to give up, as every `acquire` takes them. */
+export interface WaitOptions {
+  readonly timeout?: number;
+  readonly signal?: AbortSignal;
+}
+
+/** A contender of one hold, and what to call when it is let go (a slot in an in-process queue, if any). */
+export interface Joined {
+  readonly contender: Contender;
+  readonly exit: () => void;
+}
+
+const nothing = () => undefined;
+
+/**
+ * The one path every lock-like hold takes (a lock, a semaphore permit, a read or a write lock): validate the wait,
+ * open its span, take a turn in etcd's queue, hand out a `HeldLock` with its metrics, report its loss with its
+ * kind, and run `with*` callbacks inside the hold's context (`current()`). The services differ only in how they
+ * make a contender.
+ */
+export class HoldPath {
+  private readonly onLost: (lock: HeldLock, err: LockLostError) => void;
+
+  constructor(
+    private readonly kind: HoldKind,
+    label: (name: string) => string,
+    logger: Logger,
+    events: EtcdLockEvents,
+    private readonly telemetry: Telemetry,
+  ) {
+    this.onLost = lossReporter(logger, events, kind, label);
+  }
+
+  /** Checks the wait options of an `acquire` (`timeout`, `signal`); the rest is the caller's to check. */
+  checkWait(options: WaitOptions | undefined): void {
+    if (options?.timeout !== undefined) assertDuration(options.timeout, 'options.timeout');
+    if (options?.signal !== undefined) assertSignal(options.signal, 'options.signal');
+  }
+
+  /**
+   * Waits for a turn: `join(signal)` makes the contender (after whatever local wait it needs) and must clean up
+   * its own side if it throws. On timeout rejects with `LockTimeoutError`, on abort with the signal's reason;
+   * either way nothing is left in etcd.
+   */
+  async acquire(name: string, operation: AcquireOperation, options: WaitOptions | undefined, join: (signal: AbortSignal | undefined) => Promise<Joined> | Joined): Promise<HeldLock> {
+    const start = performance.now();
+    const span = this.telemetry.acquireSpan(name, this.kind);
+    const wait = new WaitSignal(name, options?.timeout, options?.signal);
+    try {
+      const joined = await join(wait.signal);
+      try {
+        await takeTurn(joined.contender, wait.signal);
+      } catch (err) {
+        joined.exit();
+        throw err;
+      }
+      span?.('acquired', joined.contender.createRevision);
+      return this.held(name, joined, this.telemetry.acquired(name, operation, 'acquired', start));
+    } catch (err) {
+      const outcome = this.telemetry.acquireOutcome(err, wait.signal);
+      this.telemetry.acquired(name, operation, outcome, start);
+      span?.(outcome);
+      throw err;
+    } finally {
+      wait.dispose();
+    }
+  }
+
+  /**
+   * Takes a turn only if it is ours now, else `null` (see `tryTakeTurn`: one read when the name is busy). `join()`
+   * returns undefined when the hold is busy before any request (an in-process holder).
+   */
+  async tryAcquire(name: string, operation: AcquireOperation, join: () => Joined | undefined): Promise<HeldLock | null> {
+    const start = performance.now();
+    const joined = join();
+    let taken = false;
+    try {
+      taken = joined !== undefined && (await tryTakeTurn(joined.contender));
+    } catch (err) {
+      joined?.exit();
+      this.telemetry.acquired(name, operation, this.telemetry.acquireOutcome(err, undefined), start);
+      throw err;
+    }
+    if (!joined || !taken) {
+      joined?.exit();
+      this.telemetry.acquired(name, operation, 'busy', start);
+      return null;
+    }
+    return this.held(name, joined, this.telemetry.acquired(name, operation, 'acquired', start));
+  }
+
+  /** Acquires with `acquire()`, runs `fn(hold)` inside the hold's context, and releases in every case. */
+  async with<T>(fn: (lock: Lock) => T | Promise<T>, acquire: () => Promise<Lock>): Promise<T> {
+    assertFunction(fn, 'fn');
+    const lock = await acquire();
+    try {
+      return await this.run(lock, () => fn(lock));
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** Runs `fn` with `lock` as this kind's `current()` hold (a `with*` callback, a guarded method). */
+  run<T>(lock: Lock, fn: () => T): T {
+    return holdContext(this.kind).run(lock, fn);
+  }
+
+  /** The hold of this kind whose `with*` callback or guarded method is running now, if any. */
+  current(): Lock | undefined {
+    return holdContext(this.kind).getStore();
+  }
+
+  /** A contender that needs nothing let go beside its key. */
+  static alone(contender: Contender): Joined {
+    return { contender, exit: nothing };
+  }
+
+  private held(name: string, joined: Joined, letGo: (() => void) | undefined): HeldLock {
+    return new HeldLock(name, joined.contender, joined.exit, this.onLost, letGo);
+  }
+}
