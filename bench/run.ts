@@ -28,7 +28,10 @@ import { latencyChart } from './svg.js';
 const args = process.argv.slice(2);
 const clusterMode = args.includes('--cluster');
 const quick = args.includes('--quick');
-const only = args.find((a) => a.startsWith('--only='))?.slice('--only='.length).split(',');
+const only = args
+  .find((a) => a.startsWith('--only='))
+  ?.slice('--only='.length)
+  .split(',');
 const outDir = args.find((a) => a.startsWith('--out='))?.slice('--out='.length) ?? join(ROOT, 'bench', 'results');
 const CRASH_TTL = 2;
 
@@ -106,7 +109,9 @@ const mark = (met: boolean | null) => (met === null ? '–' : met ? 'yes' : 'NO'
 console.log('\n| case | result | target | met |\n| --- | --- | --- | --- |');
 for (const r of results) console.log(`| ${r.title} | ${r.result} | ${r.target} | ${mark(r.met)} |`);
 const judged = results.filter((r) => r.met !== null);
-console.log(`\n${judged.filter((r) => r.met).length} of ${judged.length} targets met; etcd left with ${leftovers.keys} keys, ${leftovers.leases} leases.`);
+console.log(
+  `\n${judged.filter((r) => r.met).length} of ${judged.length} targets met; etcd left with ${leftovers.keys} keys, ${leftovers.leases} leases.`,
+);
 
 mkdirSync(outDir, { recursive: true });
 function gitDescribe(): string {

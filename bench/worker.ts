@@ -16,8 +16,7 @@ import { now, startApp } from './app.js';
 const [role, endpoints, identity, ...rest] = process.argv.slice(2);
 const print = (line: object) => process.stdout.write(`${JSON.stringify({ identity, ...line })}\n`);
 const commands = createInterface({ input: process.stdin });
-const command = (name: string) =>
-  new Promise<void>((resolve) => commands.on('line', (line) => line.trim() === name && resolve()));
+const command = (name: string) => new Promise<void>((resolve) => commands.on('line', (line) => line.trim() === name && resolve()));
 
 const ttl = role === 'leader' || role === 'shard' ? Number(rest[0]) : 10;
 const app = await startApp(endpoints.split(','), { identity, ttl });

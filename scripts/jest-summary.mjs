@@ -30,7 +30,14 @@ if (results) {
     // A suite that failed outside any test (a hook, an import, open handles reported as failure).
     if (suite.status === 'failed' && !suite.assertionResults.some((t) => t.status === 'failed')) {
       failed++;
-      lines.push(`FAILED  ${rel(suite.name)} (suite: ${suite.message.split('\n').find((l) => l.trim())?.trim() ?? 'failed'})`);
+      lines.push(
+        `FAILED  ${rel(suite.name)} (suite: ${
+          suite.message
+            .split('\n')
+            .find((l) => l.trim())
+            ?.trim() ?? 'failed'
+        })`,
+      );
     }
   }
 } else if (existsSync(logFile)) {

@@ -59,7 +59,7 @@ describe('.ci/run: etcd processes left running', () => {
   const runEtcds = (scratch: string) =>
     execFileSync('bash', ['scripts/etcd-of-run.sh', scratch], { cwd: ROOT, encoding: 'utf8' }).split('\n').filter(Boolean);
 
-  it("counts only the etcd processes of this run (under its scratch directory), not one the machine runs", async () => {
+  it('counts only the etcd processes of this run (under its scratch directory), not one the machine runs', async () => {
     const scratch = mkdtempSync(join(tmpdir(), 'ci-scratch-'));
     const before = process.env.NESTJS_ETCD_LOCK_SCRATCH;
     process.env.NESTJS_ETCD_LOCK_SCRATCH = scratch;

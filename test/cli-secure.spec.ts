@@ -24,7 +24,17 @@ describe('The admin CLI against etcd with TLS and auth', () => {
     const app = await etcd.app({ prefix: 'orders/', etcd: { auth: { username: 'root', password: rootPassword } } });
     const lock = await app.get(LockService).acquire('invoice:7');
 
-    const byFlags = await runCli(['--endpoints', etcd.endpoint, ...tlsFlags(), '--user', `root:${rootPassword}`, '--prefix', 'orders/', 'status', '--json']);
+    const byFlags = await runCli([
+      '--endpoints',
+      etcd.endpoint,
+      ...tlsFlags(),
+      '--user',
+      `root:${rootPassword}`,
+      '--prefix',
+      'orders/',
+      'status',
+      '--json',
+    ]);
     expect(byFlags.code).toBe(0);
     expect(JSON.parse(byFlags.stdout).locks).toMatchObject([{ name: 'invoice:7', fencingToken: lock.fencingToken.toString() }]);
 

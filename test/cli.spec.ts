@@ -25,7 +25,13 @@ interface StatusJson {
   revision: string;
   locks: Array<{ name: string; fencingToken: string; holder: { value: string; lease: string }; waiters: Array<{ value: string }> }>;
   elections: Array<{ name: string; fencingToken: string; holder: { value: string }; waiters: Array<{ value: string }> }>;
-  shardGroups: Array<{ group: string; shards: number; members: Array<{ identity: string }>; assigned: Record<string, number[]>; held: Record<string, { value: string; fencingToken: string }> }>;
+  shardGroups: Array<{
+    group: string;
+    shards: number;
+    members: Array<{ identity: string }>;
+    assigned: Record<string, number[]>;
+    held: Record<string, { value: string; fencingToken: string }>;
+  }>;
   sessions: Array<{ lease: string; ttl: number; grantedTtl: number; identities: string[]; holds: string[] }>;
 }
 
@@ -92,7 +98,11 @@ describe('The admin CLI (nestjs-etcd-lock) against apps holding locks, elections
       }),
     ]);
     const term = a.get(LeaderElectionService).term('reports');
-    expect(reports(status)).toMatchObject({ fencingToken: term?.fencingToken.toString(), holder: { value: 'replica-a' }, waiters: [{ value: 'replica-b' }] });
+    expect(reports(status)).toMatchObject({
+      fencingToken: term?.fencingToken.toString(),
+      holder: { value: 'replica-a' },
+      waiters: [{ value: 'replica-b' }],
+    });
     const [group] = status.shardGroups;
     expect(group).toMatchObject({ group: 'tenants', shards: 4 });
     expect(group.members.map((m) => m.identity).sort()).toEqual(['replica-a', 'replica-b']);
@@ -184,7 +194,9 @@ describe('The admin CLI (nestjs-etcd-lock) against apps holding locks, elections
     const waiting = semaphores.acquire('partner-api', { limit: 2, value: 'third' });
     const reader = await rw.acquireRead('prices', { value: 'reader' });
     const writer = rw.acquireWrite('prices', { value: 'writer' });
-    const status = (await watchUntilRaw((s) => s.semaphores?.[0]?.waiters.length === 1 && s.rwlocks?.[0]?.waiters.length === 1)) as unknown as {
+    const status = (await watchUntilRaw(
+      (s) => s.semaphores?.[0]?.waiters.length === 1 && s.rwlocks?.[0]?.waiters.length === 1,
+    )) as unknown as {
       semaphores: Array<{ name: string; limit: number; holders: Array<{ createRevision: string }>; waiters: Array<{ value: string }> }>;
       rwlocks: Array<{ name: string; holders: Array<{ mode: string; value: string }>; waiters: Array<{ mode: string; value: string }> }>;
     };
@@ -210,7 +222,14 @@ describe('The admin CLI (nestjs-etcd-lock) against apps holding locks, elections
   it('status on an empty prefix says so in each section', async () => {
     const empty = await cli(['status']);
     expect(empty.code).toBe(0);
-    for (const line of ['no lock is held', 'no election has a candidate', 'no semaphore permit is held', 'no read/write lock is held', 'no sharding group', 'no session holds a key']) {
+    for (const line of [
+      'no lock is held',
+      'no election has a candidate',
+      'no semaphore permit is held',
+      'no read/write lock is held',
+      'no sharding group',
+      'no session holds a key',
+    ]) {
       expect(empty.stdout).toContain(line);
     }
   });

@@ -3,13 +3,7 @@ import { ConsoleLogger, Injectable, Module, Scope, SetMetadata } from '@nestjs/c
 import { NestFactory } from '@nestjs/core';
 import { Cron, Interval, ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
 import { filter, firstValueFrom } from 'rxjs';
-import {
-  LeaderElectionService,
-  LeaderOnly,
-  LockBusyError,
-  LockService,
-  Singleton,
-} from '../lib/index.js';
+import { LeaderElectionService, LeaderOnly, LockBusyError, LockService, Singleton } from '../lib/index.js';
 import { useEtcd } from './harness/fixtures.js';
 
 const etcd = useEtcd();
@@ -116,9 +110,7 @@ afterEach(() => runs.clear());
 
 describe('@LeaderOnly with @Cron', () => {
   it('runs a per-second cron 5 ± 1 times in 5 s across three apps, only on the leader, in both decorator orders', async () => {
-    const apps = await Promise.all(
-      ['a', 'b', 'c'].map((identity) => appWith([CronAboveLeaderOnly, LeaderOnlyAboveCron], { identity })),
-    );
+    const apps = await Promise.all(['a', 'b', 'c'].map((identity) => appWith([CronAboveLeaderOnly, LeaderOnlyAboveCron], { identity })));
     await Promise.race(apps.map((app) => firstValueFrom(app.get(LeaderElectionService).changes().pipe(filter(Boolean)))));
     runs.clear();
     // The observation window is the behaviour under test, not a wait for an event.
@@ -142,7 +134,10 @@ describe('@LeaderOnly with @Cron', () => {
   });
 
   it('returns undefined on a follower without calling the method', async () => {
-    const [a, b] = await Promise.all([appWith([CronAboveLeaderOnly], { identity: 'a' }), appWith([CronAboveLeaderOnly], { identity: 'b' })]);
+    const [a, b] = await Promise.all([
+      appWith([CronAboveLeaderOnly], { identity: 'a' }),
+      appWith([CronAboveLeaderOnly], { identity: 'b' }),
+    ]);
     const leader = await Promise.race(
       [a, b].map((app) => firstValueFrom(app.get(LeaderElectionService).changes().pipe(filter(Boolean))).then(() => app)),
     );

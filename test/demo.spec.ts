@@ -48,7 +48,9 @@ describe('set-up without etcd', () => {
     expect(output).toMatch(/tenant shards after the crash: replica-\d 16/);
     expect(output).toMatch(/\| tenant shards \(16\) \| at start +\| after the graceful stop \| after the crash/);
     // The lines of each replica carry its own label: a leadership line names the replica that prints it.
-    const gained = [...output.matchAll(/\[(replica-\d)\]\S* LOG \[EtcdLock\] Leadership gained in election 'leader' \((replica-\d), term \d+\)/g)];
+    const gained = [
+      ...output.matchAll(/\[(replica-\d)\]\S* LOG \[EtcdLock\] Leadership gained in election 'leader' \((replica-\d), term \d+\)/g),
+    ];
     expect(gained.length).toBeGreaterThanOrEqual(3); // the first leader and the two failovers
     for (const [, printer, leader] of gained) expect(printer).toBe(leader);
   }, 60_000);

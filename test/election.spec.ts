@@ -30,8 +30,8 @@ describe('LeaderElectionService', () => {
   it('elects exactly one leader among three instances; leader() and observe() name it', async () => {
     const apps = await threeApps();
     const leader = await someoneLeads(apps);
-    const identity = (leader.get(LeaderElectionService) as unknown as { sessions: { options: { identity: string } } })
-      .sessions.options.identity;
+    const identity = (leader.get(LeaderElectionService) as unknown as { sessions: { options: { identity: string } } }).sessions.options
+      .identity;
     expect(apps.filter((app) => electionOf(app).isLeader())).toEqual([leader]);
     expect(await electionOf(apps[0]).leader()).toBe(identity);
     expect(await firstValueFrom(electionOf(apps[1]).observe())).toBe(identity);
@@ -81,7 +81,11 @@ describe('LeaderElectionService', () => {
   it('ends leadership locally when the session deadline passes while etcd answers nothing', async () => {
     const app = await etcd.app({ ttl: 2, requestTimeout: 500 });
     await leads(app);
-    const ended = firstValueFrom(electionOf(app).changes().pipe(filter((leader) => !leader)));
+    const ended = firstValueFrom(
+      electionOf(app)
+        .changes()
+        .pipe(filter((leader) => !leader)),
+    );
     etcd.server.pause();
     try {
       const started = performance.now();
@@ -105,7 +109,9 @@ describe('LeaderElectionService', () => {
 
     const etcdctl = spawnEtcdctl(['elect', 'election/leader', 'etcdctl-proposal']);
     await firstLine(etcdctl);
-    await electionOf(app).campaign('leader', { signal: AbortSignal.timeout(300) }).catch(() => undefined);
+    await electionOf(app)
+      .campaign('leader', { signal: AbortSignal.timeout(300) })
+      .catch(() => undefined);
     expect(electionOf(app).isLeader()).toBe(false);
     expect(await electionOf(app).leader()).toBe('etcdctl-proposal');
     const nestLeads = leads(app);
@@ -166,7 +172,9 @@ describe('LeaderElectionService: no call order crashes, doubles a campaign or ha
     const a = await etcd.app({ identity: 'a' });
     const b = await etcd.app({ identity: 'b' });
     await leads(a);
-    const pending = electionOf(b).campaign().catch((err: unknown) => err);
+    const pending = electionOf(b)
+      .campaign()
+      .catch((err: unknown) => err);
     await b.close();
     expect(await pending).toBeInstanceOf(EtcdUnavailableError);
     await expect(electionOf(b).campaign()).rejects.toThrow('the application is shutting down');

@@ -61,7 +61,10 @@ describe('interoperability with etcdctl lock', () => {
     const lock = await locks.acquire('orders');
     const etcdctl = new EtcdctlLock('lock/orders');
     let etcdctlHeld = false;
-    void etcdctl.key.then(() => (etcdctlHeld = true), () => undefined);
+    void etcdctl.key.then(
+      () => (etcdctlHeld = true),
+      () => undefined,
+    );
     // etcdctl has queued behind us (its key exists) but does not hold the lock.
     const queued = await etcd.client.watch().prefix('lock/orders/').create();
     while ((await etcd.client.getAll().prefix('lock/orders/').keys()).length < 2) await once(queued, 'put');

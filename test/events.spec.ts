@@ -71,7 +71,13 @@ describe('events', () => {
         'nestjs-etcd-lock:lock.lost',
         'nestjs-etcd-lock:session.granted',
       ]);
-      expect(published.find(([name]) => name.endsWith('lock.lost'))?.[1]).toEqual({ type: EtcdLockEventName.LockLost, kind: 'lock', name: 'diag', reason: 'key-deleted', fencingToken: lock.fencingToken });
+      expect(published.find(([name]) => name.endsWith('lock.lost'))?.[1]).toEqual({
+        type: EtcdLockEventName.LockLost,
+        kind: 'lock',
+        name: 'diag',
+        reason: 'key-deleted',
+        fencingToken: lock.fencingToken,
+      });
       await lock.release();
     } finally {
       for (const off of listeners) off();
@@ -140,7 +146,13 @@ describe('events', () => {
     ] as const) {
       const lost = next(events, EtcdLockEventName.LockLost);
       await etcd.client.delete().key(hold.key);
-      expect(await lost).toEqual({ type: EtcdLockEventName.LockLost, kind, name: 'same', reason: 'key-deleted', fencingToken: hold.fencingToken });
+      expect(await lost).toEqual({
+        type: EtcdLockEventName.LockLost,
+        kind,
+        name: 'same',
+        reason: 'key-deleted',
+        fencingToken: hold.fencingToken,
+      });
       await hold.release();
     }
   });

@@ -24,7 +24,12 @@ describe('EtcdLockHealthIndicator (@nestjs/terminus)', () => {
       leaseId,
       ttl: 2,
       elections: [
-        { election: 'leader', leader: true, campaigning: true, fencingToken: app.get(LeaderElectionService).term()?.fencingToken.toString() },
+        {
+          election: 'leader',
+          leader: true,
+          campaigning: true,
+          fencingToken: app.get(LeaderElectionService).term()?.fencingToken.toString(),
+        },
       ],
     });
     expect(up.info?.etcd?.remainingMs).toBeGreaterThan(0);

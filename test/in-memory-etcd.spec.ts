@@ -14,7 +14,6 @@ import { useEtcd } from './harness/fixtures.js';
  */
 const etcd = useEtcd();
 
-
 const b = (s: string) => Buffer.from(s);
 const end = (prefix: string) => b(prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1));
 
@@ -36,7 +35,9 @@ async function script(port: EtcdPort): Promise<unknown[]> {
   const deletes: unknown[] = [];
   const all: unknown[] = [];
   const watchFrom = base + 1n;
-  const deleteWatcher = port.watch({ prefix: 't/', startRevision: watchFrom, onlyDeletes: true }) as unknown as EventEmitter & { cancel(): Promise<void> };
+  const deleteWatcher = port.watch({ prefix: 't/', startRevision: watchFrom, onlyDeletes: true }) as unknown as EventEmitter & {
+    cancel(): Promise<void>;
+  };
   const allWatcher = port.watch({ prefix: 't/', startRevision: watchFrom }) as unknown as EventEmitter & { cancel(): Promise<void> };
   // The newest revision each watcher reported, and a wait for it to reach one (told by the watcher's events).
   const seen = new Map<object, bigint>();
@@ -60,11 +61,18 @@ async function script(port: EtcdPort): Promise<unknown[]> {
   const join = (lease: string, onlyIfFree: boolean) => {
     const put: IRequestOp = { request_put: { key: b(queue + lease), value: b('held'), lease } };
     const byCreate = { key: b(queue), range_end: end(queue), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create };
-    return port.txn({
-      compare: [{ key: b(queue), range_end: end(queue), target: CompareTarget.Create, result: CompareResult.Equal, create_revision: '0' }],
-      success: [put],
-      failure: onlyIfFree ? [{ request_range: { ...byCreate, limit: 1, keys_only: true } }] : [put, { request_range: { ...byCreate, keys_only: true } }],
-    }, 'join');
+    return port.txn(
+      {
+        compare: [
+          { key: b(queue), range_end: end(queue), target: CompareTarget.Create, result: CompareResult.Equal, create_revision: '0' },
+        ],
+        success: [put],
+        failure: onlyIfFree
+          ? [{ request_range: { ...byCreate, limit: 1, keys_only: true } }]
+          : [put, { request_range: { ...byCreate, keys_only: true } }],
+      },
+      'join',
+    );
   };
   await step('join free', () => join(a.ID, false));
   await step('join taken', () => join(c.ID, false));
@@ -112,7 +120,9 @@ async function script(port: EtcdPort): Promise<unknown[]> {
   await step('version >', () => compare(CompareTarget.Version, CompareResult.Greater, 'version', '1'));
   await step('mod <', () => compare(CompareTarget.Mod, CompareResult.Less, 'mod_revision', (base + 5n).toString()));
   await step('lease == over a range', () => compare(CompareTarget.Lease, CompareResult.Equal, 'lease', a.ID, queue, end(queue)));
-  await step('create != over a range', () => compare(CompareTarget.Create, CompareResult.NotEqual, 'create_revision', '0', queue, end(queue)));
+  await step('create != over a range', () =>
+    compare(CompareTarget.Create, CompareResult.NotEqual, 'create_revision', '0', queue, end(queue)),
+  );
   await step('create of missing key', () => compare(CompareTarget.Create, CompareResult.Equal, 'create_revision', '0', 't/none'));
   // Sharding: the record's compare-and-swap (absent: mod revision 0), "no member left", and its read of both.
   await step('mod of missing key', () => compare(CompareTarget.Mod, CompareResult.Equal, 'mod_revision', '0', 't/none'));
@@ -120,32 +130,44 @@ async function script(port: EtcdPort): Promise<unknown[]> {
     compare(CompareTarget.Create, CompareResult.Equal, 'create_revision', '0', 't/empty/', end('t/empty/')),
   );
   await step('two ranges in one txn', () =>
-    port.txn({
-      compare: [],
-      success: [
-        { request_range: { key: b(queue), range_end: end(queue), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create } },
-        { request_range: { key: b('t/x') } },
-      ],
-      failure: [],
-    }, 'txn'),
+    port.txn(
+      {
+        compare: [],
+        success: [
+          { request_range: { key: b(queue), range_end: end(queue), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create } },
+          { request_range: { key: b('t/x') } },
+        ],
+        failure: [],
+      },
+      'txn',
+    ),
   );
   await step('access probe', () =>
-    port.txn({
-      compare: [{ key: b('t/'), range_end: end('t/'), target: CompareTarget.Create, result: CompareResult.Less, create_revision: '0' }],
-      success: [{ request_range: { key: b('t/'), range_end: end('t/'), keys_only: true } }, { request_delete_range: { key: b('t/'), range_end: end('t/') } }],
-      failure: [],
-    }, 'txn'),
+    port.txn(
+      {
+        compare: [{ key: b('t/'), range_end: end('t/'), target: CompareTarget.Create, result: CompareResult.Less, create_revision: '0' }],
+        success: [
+          { request_range: { key: b('t/'), range_end: end('t/'), keys_only: true } },
+          { request_delete_range: { key: b('t/'), range_end: end('t/') } },
+        ],
+        failure: [],
+      },
+      'txn',
+    ),
   );
   await step('read-only txn', () => port.txn({ compare: [], success: [{ request_range: { key: b('t/x') } }], failure: [] }, 'txn'));
   await step('duplicate put in txn', () =>
     port.txn({ compare: [], success: [{ request_put: { key: b('t/d') } }, { request_put: { key: b('t/d') } }], failure: [] }, 'txn'),
   );
   await step('put inside deleted range', () =>
-    port.txn({
-      compare: [],
-      success: [{ request_delete_range: { key: b('t/'), range_end: end('t/') } }, { request_put: { key: b('t/d') } }],
-      failure: [],
-    }, 'txn'),
+    port.txn(
+      {
+        compare: [],
+        success: [{ request_delete_range: { key: b('t/'), range_end: end('t/') } }, { request_put: { key: b('t/d') } }],
+        failure: [],
+      },
+      'txn',
+    ),
   );
   await step('put on unknown lease', () => put('t/y', '', { lease: '12345' }));
   await step('txn put on unknown lease', () =>
@@ -155,11 +177,14 @@ async function script(port: EtcdPort): Promise<unknown[]> {
   await step('revoke unknown lease', () => port.leaseRevoke('12345'));
   // release(): delete our key only if it is still the one we created.
   const release = (createRevision: string) =>
-    port.txn({
-      compare: [{ key: b('t/x'), target: CompareTarget.Create, result: CompareResult.Equal, create_revision: createRevision }],
-      success: [{ request_delete_range: { key: b('t/x') } }],
-      failure: [],
-    }, 'txn');
+    port.txn(
+      {
+        compare: [{ key: b('t/x'), target: CompareTarget.Create, result: CompareResult.Equal, create_revision: createRevision }],
+        success: [{ request_delete_range: { key: b('t/x') } }],
+        failure: [],
+      },
+      'txn',
+    );
   await step('guarded release, not ours', () => release((base + 1n).toString()));
   const created = (await port.range({ key: b('t/x') }, 'range')).kvs[0].create_revision;
   await step('guarded release, ours', () => release(created));

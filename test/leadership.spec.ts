@@ -19,11 +19,13 @@ import { useEtcd } from './harness/fixtures.js';
 const etcd = useEtcd();
 
 const electionOf = (app: INestApplicationContext) => app.get(LeaderElectionService);
-const leads = (app: INestApplicationContext, name?: string) =>
-  firstValueFrom(electionOf(app).changes(name).pipe(filter(Boolean)));
+const leads = (app: INestApplicationContext, name?: string) => firstValueFrom(electionOf(app).changes(name).pipe(filter(Boolean)));
 /** `identity`'s key in the election, read from etcd. */
 async function keyOf(identity: string, election = 'leader') {
-  const { kvs } = await etcd.client.kv.range({ key: Buffer.from(`election/${election}/`), range_end: Buffer.from(`election/${election}0`) });
+  const { kvs } = await etcd.client.kv.range({
+    key: Buffer.from(`election/${election}/`),
+    range_end: Buffer.from(`election/${election}0`),
+  });
   const mine = kvs.find((kv) => kv.value.toString() === identity);
   if (!mine) throw new Error(`no key of ${identity} in election ${election}`);
   return { key: mine.key.toString(), createRevision: BigInt(mine.create_revision) };
@@ -240,7 +242,12 @@ describe('@OnLeadership', () => {
     await until(() => BrokenOnce.calls.length === 2);
     expect(electionOf(a).term('broken')?.fencingToken).toBe(BrokenOnce.calls[1]);
     expect(BrokenOnce.calls[1]).toBeGreaterThan(BrokenOnce.calls[0]);
-    expect(errors.some((e) => e.includes('BrokenOnce.start failed') && e.includes('feed refused to connect') && e.includes("Resigning from election 'broken'"))).toBe(true);
+    expect(
+      errors.some(
+        (e) =>
+          e.includes('BrokenOnce.start failed') && e.includes('feed refused to connect') && e.includes("Resigning from election 'broken'"),
+      ),
+    ).toBe(true);
   });
 
   it('refuses bad input: a bad election name, a non-method, a request-scoped provider', async () => {

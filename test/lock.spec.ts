@@ -222,9 +222,7 @@ describe('LockService: tryAcquire', () => {
 
   it('lets exactly one of 10 concurrent callers in 3 instances win', async () => {
     const instances = await Promise.all([locksOf(), locksOf(), locksOf()]);
-    const results = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => instances[i % 3].tryAcquire('storm')),
-    );
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => instances[i % 3].tryAcquire('storm')));
     const winners = results.filter((r) => r !== null);
     expect(winners).toHaveLength(1);
     expect(await etcd.client.getAll().prefix('lock/storm/').keys()).toEqual([winners[0]?.key]);

@@ -2,13 +2,7 @@ import 'reflect-metadata';
 import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Etcd3 } from 'etcd3';
-import {
-  EtcdLockModule,
-  EtcdSessionService,
-  EtcdUnavailableError,
-  InvalidOptionsError,
-  LockService,
-} from '../lib/index.js';
+import { EtcdLockModule, EtcdSessionService, EtcdUnavailableError, InvalidOptionsError, LockService } from '../lib/index.js';
 import type { EtcdLockOptions } from '../lib/index.js';
 import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';

@@ -22,10 +22,7 @@ const consumers: Array<[string, { type?: 'module'; deps: (ours: Record<string, s
       }),
     },
   ],
-  [
-    'a Nest 11 app (CommonJS)',
-    { deps: () => ({ '@nestjs/common': '^11.0.0', '@nestjs/core': '^11.0.0', '@nestjs/schedule': '^6.0.0' }) },
-  ],
+  ['a Nest 11 app (CommonJS)', { deps: () => ({ '@nestjs/common': '^11.0.0', '@nestjs/core': '^11.0.0', '@nestjs/schedule': '^6.0.0' }) }],
 ];
 
 describe('the npm package', () => {
@@ -49,38 +46,42 @@ describe('the npm package', () => {
   }, 60_000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it.each(consumers)('installs from its tarball into %s outside the repository, type-checks, and runs with the decorators', async (_, consumer) => {
-    const app = mkdtempSync(join(dir, 'app-'));
-    cpSync(join(ROOT, 'test', 'fixtures', 'consumer-app'), app, { recursive: true });
-    const ours = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).devDependencies as Record<string, string>;
-    writeFileSync(
-      join(app, 'package.json'),
-      JSON.stringify({
-        name: 'consumer-app',
-        private: true,
-        ...(consumer.type ? { type: consumer.type } : {}),
-        dependencies: {
-          'nestjs-etcd-lock': `file:${tarball}`,
-          ...consumer.deps(ours),
-          etcd3: ours.etcd3,
-          'reflect-metadata': ours['reflect-metadata'],
-          rxjs: ours.rxjs,
-        },
-        devDependencies: { typescript: ours.typescript, '@types/node': ours['@types/node'] },
-      }),
-    );
-    run(app, 'npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error']);
-    // The published types compile in a strict consumer, library types included (skipLibCheck off).
-    run(app, join(app, 'node_modules', '.bin', 'tsc'), ['-p', '.']);
-    const replica = new NodeProcess(join(app, 'dist', 'main.js'), [etcd.endpoint]);
-    expect(await replica.exited).toBe(0);
-    const result = JSON.parse(replica.lines.find((l) => l.startsWith('{')) as string);
-    expect(result).toMatchObject({ leader: true, testing: { asFollower: 0, asLeader: 1 } });
-    expect(result.leaderRuns).toBeGreaterThanOrEqual(1);
-    expect(BigInt(result.token)).toBeGreaterThan(BigInt(result.singleton));
-    // The admin CLI is the package's bin: `npx nestjs-etcd-lock` runs it in the app.
-    const status = run(app, 'npx', ['--no-install', 'nestjs-etcd-lock', '--endpoints', etcd.endpoint, 'status']);
-    expect(status).toContain('LOCKS');
-    expect(status).toContain('no session holds a key');
-  }, 240_000);
+  it.each(consumers)(
+    'installs from its tarball into %s outside the repository, type-checks, and runs with the decorators',
+    async (_, consumer) => {
+      const app = mkdtempSync(join(dir, 'app-'));
+      cpSync(join(ROOT, 'test', 'fixtures', 'consumer-app'), app, { recursive: true });
+      const ours = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).devDependencies as Record<string, string>;
+      writeFileSync(
+        join(app, 'package.json'),
+        JSON.stringify({
+          name: 'consumer-app',
+          private: true,
+          ...(consumer.type ? { type: consumer.type } : {}),
+          dependencies: {
+            'nestjs-etcd-lock': `file:${tarball}`,
+            ...consumer.deps(ours),
+            etcd3: ours.etcd3,
+            'reflect-metadata': ours['reflect-metadata'],
+            rxjs: ours.rxjs,
+          },
+          devDependencies: { typescript: ours.typescript, '@types/node': ours['@types/node'] },
+        }),
+      );
+      run(app, 'npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error']);
+      // The published types compile in a strict consumer, library types included (skipLibCheck off).
+      run(app, join(app, 'node_modules', '.bin', 'tsc'), ['-p', '.']);
+      const replica = new NodeProcess(join(app, 'dist', 'main.js'), [etcd.endpoint]);
+      expect(await replica.exited).toBe(0);
+      const result = JSON.parse(replica.lines.find((l) => l.startsWith('{')) as string);
+      expect(result).toMatchObject({ leader: true, testing: { asFollower: 0, asLeader: 1 } });
+      expect(result.leaderRuns).toBeGreaterThanOrEqual(1);
+      expect(BigInt(result.token)).toBeGreaterThan(BigInt(result.singleton));
+      // The admin CLI is the package's bin: `npx nestjs-etcd-lock` runs it in the app.
+      const status = run(app, 'npx', ['--no-install', 'nestjs-etcd-lock', '--endpoints', etcd.endpoint, 'status']);
+      expect(status).toContain('LOCKS');
+      expect(status).toContain('no session holds a key');
+    },
+    240_000,
+  );
 });

@@ -1,4 +1,11 @@
-import { EtcdUnavailableError, InvalidArgumentError, type Lock, LockLostError, LockTimeoutError, ReadWriteLockService } from '../lib/index.js';
+import {
+  EtcdUnavailableError,
+  InvalidArgumentError,
+  type Lock,
+  LockLostError,
+  LockTimeoutError,
+  ReadWriteLockService,
+} from '../lib/index.js';
 import { EtcdConnection } from '../lib/module/etcd-connection.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
 import { useEtcd } from './harness/fixtures.js';
@@ -141,7 +148,9 @@ describe('ReadWriteLockService', () => {
     await Promise.all(workers.map((w) => w.line((l) => l === 'ready')));
     for (const w of workers) w.send('go');
     expect(await Promise.all(workers.map((w) => w.exited))).toEqual([0, 0, 0]);
-    const sections = workers.flatMap((w) => w.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { mode: string; readers: number; writers: number }));
+    const sections = workers.flatMap((w) =>
+      w.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { mode: string; readers: number; writers: number }),
+    );
     expect(sections).toHaveLength(180);
     const reads = sections.filter((s) => s.mode === 'read');
     const writes = sections.filter((s) => s.mode === 'write');

@@ -8,7 +8,15 @@ import { ROOT } from './harness/processes.js';
  * results): every code block marked `<!-- from: <file> -->` appears verbatim in that file, and every relative link
  * leads to a file that exists, and to a heading in it when it names one.
  */
-const DOCS = ['README.md', 'ARCHITECTURE.md', 'CONTRIBUTING.md', 'bench/RESULTS.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+const DOCS = [
+  'README.md',
+  'ARCHITECTURE.md',
+  'CONTRIBUTING.md',
+  'bench/RESULTS.md',
+  ...readdirSync(join(ROOT, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`),
+];
 const text = (file: string) => readFileSync(join(ROOT, file), 'utf8');
 
 /** GitHub's anchor for a heading: lower case, punctuation but hyphens dropped, spaces to hyphens. */
@@ -29,7 +37,11 @@ describe('the docs', () => {
     [...text(doc).matchAll(/<!-- from: (\S+) -->\n```ts\n([\s\S]*?)\n```/g)].map((m) => [doc, m[1], m[2]] as const),
   );
   const links = DOCS.flatMap((doc) =>
-    [...text(doc).replace(/```[\s\S]*?```/g, '').matchAll(/\]\(([^)\s]+)\)/g)]
+    [
+      ...text(doc)
+        .replace(/```[\s\S]*?```/g, '')
+        .matchAll(/\]\(([^)\s]+)\)/g),
+    ]
       .map((m) => m[1])
       .filter((target) => !/^(https?:|mailto:)/.test(target))
       .map((target) => [doc, target] as const),

@@ -156,7 +156,11 @@ describe("this instance never counts its own orphan key as someone else's", () =
     const b = await etcd.app({ identity: 'b' });
     const lease = BigInt(`0x${leaseOf(a)}`).toString();
     // As a join of ours applied after its caller gave up would leave it (under a name no caller here uses).
-    await etcd.client.put(`lock/y/${leaseOf(a)}.9`).value('a').lease(lease).exec();
+    await etcd.client
+      .put(`lock/y/${leaseOf(a)}.9`)
+      .value('a')
+      .lease(lease)
+      .exec();
     // Another instance cannot tell it from a holder…
     expect(await b.get(LockService).tryAcquire('y')).toBeNull();
     // …but this instance can: it removes it and holds.
@@ -165,7 +169,11 @@ describe("this instance never counts its own orphan key as someone else's", () =
     expect(await etcd.client.getAll().prefix('lock/y/').keys()).toEqual([own?.key]);
     await own?.release();
 
-    await etcd.client.put(`semaphore/z/${leaseOf(a)}.9-1-of-1`).value('a').lease(lease).exec();
+    await etcd.client
+      .put(`semaphore/z/${leaseOf(a)}.9-1-of-1`)
+      .value('a')
+      .lease(lease)
+      .exec();
     const permit = await a.get(SemaphoreService).acquire('z', { limit: 1, timeout: 3000 });
     expect(await etcd.client.getAll().prefix('semaphore/z/').keys()).toEqual([permit.key]);
     await permit.release();
@@ -178,30 +186,45 @@ interface Fenced {
 }
 
 const holders: Array<[string, (app: INestApplicationContext) => Promise<{ holder: Fenced; done: () => Promise<unknown> }>]> = [
-  ['lock', async (app) => {
-    const lock = await app.get(LockService).acquire('f');
-    return { holder: lock, done: () => lock.release() };
-  }],
-  ['semaphore permit', async (app) => {
-    const permit = await app.get(SemaphoreService).acquire('f', { limit: 2 });
-    return { holder: permit, done: () => permit.release() };
-  }],
-  ['write lock', async (app) => {
-    const lock = await app.get(ReadWriteLockService).acquireWrite('f');
-    return { holder: lock, done: () => lock.release() };
-  }],
-  ['leadership term', async (app) => {
-    const elections = app.get(LeaderElectionService);
-    await elections.campaign('f');
-    return { holder: elections.term('f') as Fenced, done: () => elections.resign('f') };
-  }],
-  ['shard', async (app) => {
-    const sharding = app.get(ShardingService);
-    await sharding.join('f', { shards: 1 });
-    await firstValueFrom(sharding.owned('f').pipe(filter((owned) => owned.length === 1)));
-    const shard = (sharding.snapshot('f') as OwnedShards).shards[0];
-    return { holder: shard, done: () => sharding.leave('f') };
-  }],
+  [
+    'lock',
+    async (app) => {
+      const lock = await app.get(LockService).acquire('f');
+      return { holder: lock, done: () => lock.release() };
+    },
+  ],
+  [
+    'semaphore permit',
+    async (app) => {
+      const permit = await app.get(SemaphoreService).acquire('f', { limit: 2 });
+      return { holder: permit, done: () => permit.release() };
+    },
+  ],
+  [
+    'write lock',
+    async (app) => {
+      const lock = await app.get(ReadWriteLockService).acquireWrite('f');
+      return { holder: lock, done: () => lock.release() };
+    },
+  ],
+  [
+    'leadership term',
+    async (app) => {
+      const elections = app.get(LeaderElectionService);
+      await elections.campaign('f');
+      return { holder: elections.term('f') as Fenced, done: () => elections.resign('f') };
+    },
+  ],
+  [
+    'shard',
+    async (app) => {
+      const sharding = app.get(ShardingService);
+      await sharding.join('f', { shards: 1 });
+      await firstValueFrom(sharding.owned('f').pipe(filter((owned) => owned.length === 1)));
+      const shard = (sharding.snapshot('f') as OwnedShards).shards[0];
+      return { holder: shard, done: () => sharding.leave('f') };
+    },
+  ],
 ];
 
 describe("a holder's own fenced write in doubt never lands after its later ones", () => {

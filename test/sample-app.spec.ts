@@ -129,7 +129,12 @@ describe('sample-app as three processes', () => {
       }).then((res) => res.json());
     expect(await post(server, 'degraded')).toEqual({ serving: true });
     const watcher = replicas.find((r) => r !== server) as SampleReplica;
-    expect(await eventuallyEquals(() => watcher.get<{ name: string; value: string }>('/services/reports'), { name: 'reports', value: `http://127.0.0.1:${server.port} degraded` })).toBe(true);
+    expect(
+      await eventuallyEquals(() => watcher.get<{ name: string; value: string }>('/services/reports'), {
+        name: 'reports',
+        value: `http://127.0.0.1:${server.port} degraded`,
+      }),
+    ).toBe(true);
 
     // Graceful stop of the leader: another leads within a second.
     const others = replicas.filter((r) => r !== leader);

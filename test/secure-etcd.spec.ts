@@ -1,13 +1,7 @@
 import 'reflect-metadata';
 import { ConsoleLogger, type INestApplicationContext } from '@nestjs/common';
 import { filter, firstValueFrom } from 'rxjs';
-import {
-  EtcdAccessDeniedError,
-  type EtcdLockOptions,
-  EtcdUnavailableError,
-  LeaderElectionService,
-  LockService,
-} from '../lib/index.js';
+import { EtcdAccessDeniedError, type EtcdLockOptions, EtcdUnavailableError, LeaderElectionService, LockService } from '../lib/index.js';
 import { type EtcdFixture, useEtcd } from './harness/fixtures.js';
 
 /** Collects every line the app logs, at any level. */

@@ -1,12 +1,5 @@
 import { filter, firstValueFrom } from 'rxjs';
-import {
-  EtcdSessionService,
-  InvalidArgumentError,
-  LockLostError,
-  LockTimeoutError,
-  type Permit,
-  SemaphoreService,
-} from '../lib/index.js';
+import { EtcdSessionService, InvalidArgumentError, LockLostError, LockTimeoutError, type Permit, SemaphoreService } from '../lib/index.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
 import { useEtcd } from './harness/fixtures.js';
 import { NodeProcess } from './harness/processes.js';
@@ -26,7 +19,11 @@ describe('SemaphoreService', () => {
     const order: string[] = [];
     const waiting: Array<Promise<Permit>> = [];
     const watcher = await etcd.client.watch().prefix('semaphore/exports/').create();
-    for (const [who, service] of [['a1', sa], ['b1', sb], ['a2', sa]] as const) {
+    for (const [who, service] of [
+      ['a1', sa],
+      ['b1', sb],
+      ['a2', sa],
+    ] as const) {
       // The next one queues only once this one's key is in etcd: arrival order is create order.
       const queued = new Promise((resolve) => watcher.once('put', resolve));
       waiting.push(
@@ -87,7 +84,9 @@ describe('SemaphoreService', () => {
     }
     await expect(semaphores.acquire('partner', undefined as never)).rejects.toThrow("'options.limit'");
     await expect(semaphores.acquire('a/b', { limit: 1 })).rejects.toThrow(InvalidArgumentError);
-    await expect(semaphores.tryAcquire('partner', { limit: 1, timeout: 5 } as never)).rejects.toThrow("Invalid argument 'options.timeout': is not a known option");
+    await expect(semaphores.tryAcquire('partner', { limit: 1, timeout: 5 } as never)).rejects.toThrow(
+      "Invalid argument 'options.timeout': is not a known option",
+    );
     expect(await semaphoreKeys()).toEqual([]);
   });
 
@@ -123,8 +122,14 @@ describe('SemaphoreService', () => {
     const semaphores = app.get(SemaphoreService);
     const watched = semaphores.watch('cache');
     const twoHeld = firstValueFrom(watched.pipe(filter((holders) => holders.length === 2)));
-    const [x, y] = [await semaphores.acquire('cache', { limit: 2, value: 'x' }), await semaphores.acquire('cache', { limit: 2, value: 'y' })];
-    expect((await twoHeld).map((h) => [h.value, h.fencingToken])).toEqual([['x', x.fencingToken], ['y', y.fencingToken]]);
+    const [x, y] = [
+      await semaphores.acquire('cache', { limit: 2, value: 'x' }),
+      await semaphores.acquire('cache', { limit: 2, value: 'y' }),
+    ];
+    expect((await twoHeld).map((h) => [h.value, h.fencingToken])).toEqual([
+      ['x', x.fencingToken],
+      ['y', y.fencingToken],
+    ]);
     // A third waits; once x leaves, the holders seen are y and z (z may join before or after x leaves).
     const third = semaphores.acquire('cache', { limit: 2, value: 'z' });
     const afterX = firstValueFrom(watched.pipe(filter((holders) => holders.map((h) => h.value).join() === 'y,z')));
@@ -141,7 +146,9 @@ describe('SemaphoreService', () => {
     for (const w of workers) w.send('go');
     const codes = await Promise.all(workers.map((w) => w.exited));
     expect(codes).toEqual([0, 0, 0]);
-    const sections = workers.flatMap((w) => w.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { inside: number; applied: boolean }));
+    const sections = workers.flatMap((w) =>
+      w.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { inside: number; applied: boolean }),
+    );
     expect(sections).toHaveLength(300);
     expect(Math.max(...sections.map((s) => s.inside))).toBe(2);
     expect(sections.every((s) => s.applied)).toBe(true);

@@ -17,7 +17,10 @@ const replica = (identity: string) =>
   new NodeProcess('test/workers/sharded-cron-worker.mjs', [etcd.endpoint, identity, String(TTL), String(SHARDS), '500']);
 const lines = (p: NodeProcess): Line[] => p.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line);
 /** The replica's shards as of its last `owned` line. */
-const ownedBy = (p: NodeProcess) => (lines(p).filter((l) => l.event === 'owned').pop()?.shards ?? []) as number[];
+const ownedBy = (p: NodeProcess) =>
+  (lines(p)
+    .filter((l) => l.event === 'owned')
+    .pop()?.shards ?? []) as number[];
 /** Waits until the replica prints, from line `from` on, an `owned` line whose shards satisfy `ok`. */
 const owns = (p: NodeProcess, ok: (shards: number[]) => boolean, from = 0) =>
   p.line((l) => l.includes('"event":"owned"') && ok((JSON.parse(l) as Line).shards as number[]), from);

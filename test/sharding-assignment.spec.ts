@@ -11,7 +11,9 @@ function random(seed: number): () => number {
 }
 
 function expectBalanced(a: Assignment, live: string[], reservedCount = 0): void {
-  const all = Object.values(a.owners).flat().sort((x, y) => x - y);
+  const all = Object.values(a.owners)
+    .flat()
+    .sort((x, y) => x - y);
   expect(all).toEqual([...Array(a.shards).keys()]); // every shard exactly once
   const available = a.shards - reservedCount;
   for (const id of live) {

@@ -57,7 +57,13 @@ async function settled(apps: INestApplicationContext[], shards = SHARDS): Promis
     if (balanced && all.length === shards && all.every((shard, i) => shard === i)) return owned;
     // Wait for any replica's next change (no polling: the observables emit on change).
     await Promise.race(
-      apps.map((app, i) => firstValueFrom(sharding(app).owned('tenants').pipe(filter((list) => list.join() !== owned[i].join())))),
+      apps.map((app, i) =>
+        firstValueFrom(
+          sharding(app)
+            .owned('tenants')
+            .pipe(filter((list) => list.join() !== owned[i].join())),
+        ),
+      ),
     );
   }
 }
@@ -99,7 +105,13 @@ describe('Sharding', () => {
     const owned = await settled(apps);
     expect(owned.map((list) => list.length).sort()).toEqual([4, 4, 4]);
     const assignment = await sharding(apps[0]).assignment('tenants');
-    expect(new Map([...assignment].sort())).toEqual(new Map([['a', owned[0]], ['b', owned[1]], ['c', owned[2]]]));
+    expect(new Map([...assignment].sort())).toEqual(
+      new Map([
+        ['a', owned[0]],
+        ['b', owned[1]],
+        ['c', owned[2]],
+      ]),
+    );
     // A run on each sees only its own shards.
     expect(apps.map((app) => app.get(TenantSync).sync())).toEqual(owned);
   });
@@ -145,7 +157,11 @@ describe('Sharding', () => {
     const shard = set.shards[3] as Shard;
     const keys = await shardKeys();
     const changes = firstValueFrom(
-      app.get(EtcdLockEvents).events$.pipe(filter((e) => e.type === EtcdLockEventName.ShardsChanged), take(2), toArray()),
+      app.get(EtcdLockEvents).events$.pipe(
+        filter((e) => e.type === EtcdLockEventName.ShardsChanged),
+        take(2),
+        toArray(),
+      ),
     );
     await etcd.client.delete().prefix('shard/tenants/3/');
     expect(await whenAborted(shard.signal)).toMatchObject({ reason: 'key-deleted', shard: 3 });
@@ -183,7 +199,11 @@ describe('Sharding', () => {
     for (const app of apps) await sharding(app).join('tenants', options);
     const owned = await settled(apps);
     const seen: number[][][] = [[], []];
-    const subscriptions = apps.slice(0, 2).map((app, i) => sharding(app).owned('tenants').subscribe((list) => seen[i].push(list)));
+    const subscriptions = apps.slice(0, 2).map((app, i) =>
+      sharding(app)
+        .owned('tenants')
+        .subscribe((list) => seen[i].push(list)),
+    );
     await apps[2].close();
     const back = await etcd.app({ identity: 'c' });
     await sharding(back).join('tenants', options);
@@ -295,7 +315,13 @@ describe('Sharding', () => {
     await etcd.client.put('assignment/exports/current').value(JSON.stringify(stale));
     const app = await etcd.app({ identity: 'x' });
     await sharding(app).join('exports', { shards: 8 });
-    expect(await firstValueFrom(sharding(app).owned('exports').pipe(filter((s) => s.length === 8)))).toHaveLength(8);
+    expect(
+      await firstValueFrom(
+        sharding(app)
+          .owned('exports')
+          .pipe(filter((s) => s.length === 8)),
+      ),
+    ).toHaveLength(8);
     await sharding(app).leave('exports');
   });
 

@@ -16,7 +16,10 @@ describe('shutdown', () => {
     const app = await etcd.app({ identity: 'a' }, [], [], logger);
     const held = await other.get(LockService).acquire('busy');
     const lock = await app.get(LockService).acquire('kept');
-    const pending = app.get(LockService).acquire('busy').catch((err: unknown) => err);
+    const pending = app
+      .get(LockService)
+      .acquire('busy')
+      .catch((err: unknown) => err);
     await etcd.waitForKeys('lock/busy/', 2);
     await app.close();
     expect(lock.signal.reason).toMatchObject({ name: LockLostError.name, reason: 'shutdown' });

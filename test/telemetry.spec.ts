@@ -105,7 +105,12 @@ describe('OpenTelemetry', () => {
   it('leadership, shards, losses and guarded runs: gauges by election and group, counters, and a span per run', async () => {
     const app = await etcd.app({ identity: 'otel-2', telemetry: { lockNames: true } }, [], [Jobs]);
     await firstValueFrom(app.get(LeaderElectionService).changes('otel-election').pipe(filter(Boolean)));
-    await firstValueFrom(app.get(ShardingService).owned('otel-group').pipe(filter((s) => s.length === 4)));
+    await firstValueFrom(
+      app
+        .get(ShardingService)
+        .owned('otel-group')
+        .pipe(filter((s) => s.length === 4)),
+    );
     const jobs = app.get(Jobs);
     expect(jobs.lead()).toBe('led');
     await expect(jobs.report()).rejects.toThrow('report failed');
@@ -120,22 +125,40 @@ describe('OpenTelemetry', () => {
     await etcd.client.delete().key(lock.key);
     await new Promise((resolve) => lock.signal.addEventListener('abort', resolve));
     // lockNames: true puts the name on lock metrics.
-    expect(find(await points('etcd_lock.lock.lost'), { 'etcd_lock.kind': 'lock', 'etcd_lock.reason': 'key-deleted', 'etcd_lock.lock.name': 'otel-lost' })?.value).toBe(1);
+    expect(
+      find(await points('etcd_lock.lock.lost'), {
+        'etcd_lock.kind': 'lock',
+        'etcd_lock.reason': 'key-deleted',
+        'etcd_lock.lock.name': 'otel-lost',
+      })?.value,
+    ).toBe(1);
     await lock.release();
     // Every kind of hold takes the same path: a permit's wait has its span, with its kind.
     await (await app.get(SemaphoreService).acquire('otel-permit', { limit: 2 })).release();
-    const permitSpan = spans.getFinishedSpans().find((s) => s.name === 'etcd_lock acquire' && s.attributes['etcd_lock.lock.name'] === 'otel-permit');
+    const permitSpan = spans
+      .getFinishedSpans()
+      .find((s) => s.name === 'etcd_lock acquire' && s.attributes['etcd_lock.lock.name'] === 'otel-permit');
     expect(permitSpan?.attributes).toMatchObject({ 'etcd_lock.kind': 'semaphore', 'etcd_lock.outcome': 'acquired' });
 
     const finished = spans.getFinishedSpans();
     const leader = finished.find((s) => s.name === 'etcd_lock leader_only');
-    expect(leader?.attributes).toMatchObject({ 'etcd_lock.election': 'otel-election', 'etcd_lock.outcome': 'ran', 'code.function': 'Jobs.lead' });
-    expect(leader?.attributes['etcd_lock.fencing_token']).toBe(app.get(LeaderElectionService).term('otel-election')?.fencingToken.toString());
+    expect(leader?.attributes).toMatchObject({
+      'etcd_lock.election': 'otel-election',
+      'etcd_lock.outcome': 'ran',
+      'code.function': 'Jobs.lead',
+    });
+    expect(leader?.attributes['etcd_lock.fencing_token']).toBe(
+      app.get(LeaderElectionService).term('otel-election')?.fencingToken.toString(),
+    );
     const singleton = finished.find((s) => s.name === 'etcd_lock singleton');
     expect(singleton?.attributes).toMatchObject({ 'etcd_lock.lock.name': 'otel-report', 'etcd_lock.outcome': 'error' });
     expect(singleton?.status.code).toBe(2);
     const sharded = finished.find((s) => s.name === 'etcd_lock sharded');
-    expect(sharded?.attributes).toMatchObject({ 'etcd_lock.shard_group': 'otel-group', 'etcd_lock.shards': [0, 1, 2, 3], 'etcd_lock.outcome': 'ran' });
+    expect(sharded?.attributes).toMatchObject({
+      'etcd_lock.shard_group': 'otel-group',
+      'etcd_lock.shards': [0, 1, 2, 3],
+      'etcd_lock.outcome': 'ran',
+    });
   });
 
   it('records semaphore and read/write lock waits under their own operations, and counts their holds', async () => {

@@ -115,7 +115,12 @@ describe('EtcdLockTestingModule', () => {
     const etcd = new InMemoryEtcd();
     const a = await start({ etcd, identity: 'a' }, true);
     const owned = (app: TestingModule, n: number) =>
-      firstValueFrom(app.get(ShardingService).owned('tenants').pipe(filter((list) => list.length === n)));
+      firstValueFrom(
+        app
+          .get(ShardingService)
+          .owned('tenants')
+          .pipe(filter((list) => list.length === n)),
+      );
     expect(await owned(a, 8)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
     const b = await start({ etcd, identity: 'b' }, true);
     const [mineA, mineB] = await Promise.all([owned(a, 4), owned(b, 4)]);
@@ -240,10 +245,13 @@ describe('EtcdLockTestingModule', () => {
     const app = await start();
     const testing = app.get(EtcdLockTesting);
     const lostEvent = firstValueFrom(app.get(EtcdLockEvents).events$.pipe(filter((e) => e.type === EtcdLockEventName.LockLost)));
-    const outcome = await app.get(LockService).withLock('export', async (lock) => {
-      await testing.loseLock('export');
-      return { aborted: lock.signal.aborted, reason: lock.signal.reason };
-    }).catch((err: unknown) => ({ thrown: err }));
+    const outcome = await app
+      .get(LockService)
+      .withLock('export', async (lock) => {
+        await testing.loseLock('export');
+        return { aborted: lock.signal.aborted, reason: lock.signal.reason };
+      })
+      .catch((err: unknown) => ({ thrown: err }));
     expect(outcome).toMatchObject({ aborted: true, reason: expect.any(LockLostError) });
     expect((outcome as { reason: LockLostError }).reason.reason).toBe('key-deleted');
     expect(await lostEvent).toMatchObject({ name: 'export', reason: 'key-deleted' });

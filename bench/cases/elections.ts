@@ -15,7 +15,10 @@ async function candidates(ctx: BenchContext, prefix: string, count: number): Pro
 const settle = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Graceful handover, resign() to the standby elected: ours (two instances) against etcd3's Election. */
-export async function gracefulLeaderHandover(ctx: BenchContext, apps: [INestApplicationContext, INestApplicationContext]): Promise<CaseResult> {
+export async function gracefulLeaderHandover(
+  ctx: BenchContext,
+  apps: [INestApplicationContext, INestApplicationContext],
+): Promise<CaseResult> {
   const rounds = scaled(ctx, 60, 6);
   const name = 'bench-graceful';
   let [leader, standby] = apps.map((a) => a.get(LeaderElectionService));

@@ -67,7 +67,10 @@ export async function fanOut(ctx: BenchContext, app: INestApplicationContext, et
   const samples = new Map<number, Round[]>([0, 4, 8].map((r) => [r, []]));
   for (let round = 0; round < 3; round++) {
     for (const replicas of samples.keys()) {
-      const idle = Array.from({ length: replicas }, (_, i) => new NodeProcess(WORKER, ['idle', ctx.endpoints.join(','), `idle-${replicas}-${round}-${i}`]));
+      const idle = Array.from(
+        { length: replicas },
+        (_, i) => new NodeProcess(WORKER, ['idle', ctx.endpoints.join(','), `idle-${replicas}-${round}-${i}`]),
+      );
       try {
         await Promise.all(idle.map((p) => p.line((l) => l.includes('"event":"ready"'))));
         samples.get(replicas)?.push(await run(idle, replicas));

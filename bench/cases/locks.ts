@@ -76,16 +76,21 @@ export async function localContention(ctx: BenchContext, app: INestApplicationCo
   const run = async (callers: number) => {
     const before = await requestsByMethod(ctx.endpoints);
     const started = performance.now();
-    await Promise.all(Array.from({ length: callers }, async () => {
-      for (let i = 0; i < cycles / callers; i++) await cycle();
-    }));
+    await Promise.all(
+      Array.from({ length: callers }, async () => {
+        for (let i = 0; i < cycles / callers; i++) await cycle();
+      }),
+    );
     const ms = performance.now() - started;
     return { ms, requests: total(received(before, await requestsByMethod(ctx.endpoints))) };
   };
   for (let i = 0; i < scaled(ctx, 100, 10); i++) await cycle();
   const acc = { one: { ms: 0, requests: 0 }, eight: { ms: 0, requests: 0 } };
   for (let round = 0; round < 5; round++) {
-    for (const [key, callers] of [['one', 1], ['eight', 8]] as const) {
+    for (const [key, callers] of [
+      ['one', 1],
+      ['eight', 8],
+    ] as const) {
       const r = await run(callers);
       acc[key].ms += r.ms;
       acc[key].requests += r.requests;

@@ -12,8 +12,7 @@ function worker(ctx: BenchContext, role: string, identity: string, ...args: Arra
   return new NodeProcess(WORKER, [role, ctx.endpoints.join(','), identity, ...args.map(String)]);
 }
 
-const parse = <T>(p: NodeProcess, event: string): T =>
-  JSON.parse(p.lines.find((l) => l.includes(`"event":"${event}"`)) as string) as T;
+const parse = <T>(p: NodeProcess, event: string): T => JSON.parse(p.lines.find((l) => l.includes(`"event":"${event}"`)) as string) as T;
 
 async function startAll(processes: NodeProcess[]): Promise<void> {
   await Promise.all(processes.map((p) => p.line((l) => l.includes('"event":"ready"'))));
@@ -33,7 +32,14 @@ export async function handover(ctx: BenchContext): Promise<CaseResult> {
   await startAll(pair);
   await stopAll(pair);
   const events = pair
-    .flatMap((p) => parse<{ identity: string; events: Array<[number, number, number]> }>(p, 'done').events.map(([token, acquiredAt, releasedAt]) => ({ who: p, token, acquiredAt, releasedAt })))
+    .flatMap((p) =>
+      parse<{ identity: string; events: Array<[number, number, number]> }>(p, 'done').events.map(([token, acquiredAt, releasedAt]) => ({
+        who: p,
+        token,
+        acquiredAt,
+        releasedAt,
+      })),
+    )
     .sort((a, b) => a.token - b.token);
   const samples: number[] = [];
   const warmup = Math.floor(events.length / 10);

@@ -68,7 +68,10 @@ export async function readerThroughput(ctx: BenchContext, app: INestApplicationC
     target: 'readers never wait for each other: ≥ 0.7x the floor at every concurrency',
     met: worst >= 0.7,
     result: rows
-      .map((r) => `${r.readers} reader(s) ${r.perSec.toFixed(0)}/s (${r.requestsPerCycle.toFixed(2)} req/cycle; floor ${r.floorPerSec.toFixed(0)}/s = ${(r.perSec / r.floorPerSec).toFixed(2)}x)`)
+      .map(
+        (r) =>
+          `${r.readers} reader(s) ${r.perSec.toFixed(0)}/s (${r.requestsPerCycle.toFixed(2)} req/cycle; floor ${r.floorPerSec.toFixed(0)}/s = ${(r.perSec / r.floorPerSec).toFixed(2)}x)`,
+      )
       .join(', '),
     metrics: { rows },
   };
@@ -86,7 +89,11 @@ export async function fencedWrite(ctx: BenchContext, app: INestApplicationContex
       ctx.endpoints,
       {
         ours: () => lock.fencedTxn().put('bench-fenced-data', 'x').commit(),
-        floor: () => ctx.client.if(lock.key, 'Create', '==', lock.fencingToken.toString()).then(ctx.client.put('bench-fenced-data').value('x')).commit(),
+        floor: () =>
+          ctx.client
+            .if(lock.key, 'Create', '==', lock.fencingToken.toString())
+            .then(ctx.client.put('bench-fenced-data').value('x'))
+            .commit(),
       },
       { rounds: 20, perRound: scaled(ctx, 75, 10), warmup: scaled(ctx, 100, 10) },
     );

@@ -18,7 +18,9 @@ function settled(apps: INestApplicationContext[], group = 'bench-shards'): Promi
     combineLatest(apps.map((app) => app.get(ShardingService).owned(group))).pipe(
       filter((owned) => {
         const all = new Set(owned.flat());
-        return all.size === SHARDS && owned.flat().length === SHARDS && owned.every((list) => list.length - floor <= 1 && list.length >= floor);
+        return (
+          all.size === SHARDS && owned.flat().length === SHARDS && owned.every((list) => list.length - floor <= 1 && list.length >= floor)
+        );
       }),
     ),
   );
@@ -66,15 +68,25 @@ export async function sharding(ctx: BenchContext): Promise<CaseResult> {
     const leaveRequests = sentByCalls(received(counts, await requestsByMethod(ctx.endpoints)));
 
     await Promise.all(apps.map((app) => app.close()));
-    rows.push({ replicas: r, joinMs, startupMs, moved, shuffled, joinRequestsPerReplica: joinRequests / (r + 1), leaveMs, leaveRequestsPerReplica: leaveRequests / r });
+    rows.push({
+      replicas: r,
+      joinMs,
+      startupMs,
+      moved,
+      shuffled,
+      joinRequestsPerReplica: joinRequests / (r + 1),
+      leaveMs,
+      leaveRequestsPerReplica: leaveRequests / r,
+    });
   }
   const crash = await crashHandover(ctx);
   const ownsNs = ownsCost(ctx, await startApp(ctx.endpoints, { identity: 'shard-owns' }, [ShardedJobs]));
   const line = rows
-    .map((x) =>
-      `R=${x.replicas}: join → balanced ${fmt(x.joinMs)} (${x.moved} shards moved to it, ${x.shuffled} between others, ` +
-      `${x.joinRequestsPerReplica.toFixed(1)} requests per replica); clean stop → all owned ${fmt(x.leaveMs)} ` +
-      `(${x.leaveRequestsPerReplica.toFixed(1)} requests per replica)`,
+    .map(
+      (x) =>
+        `R=${x.replicas}: join → balanced ${fmt(x.joinMs)} (${x.moved} shards moved to it, ${x.shuffled} between others, ` +
+        `${x.joinRequestsPerReplica.toFixed(1)} requests per replica); clean stop → all owned ${fmt(x.leaveMs)} ` +
+        `(${x.leaveRequestsPerReplica.toFixed(1)} requests per replica)`,
     )
     .join('; ')
     .concat(`; crash (SIGKILL of 1 of 3, TTL ${CRASH_TTL} s) → all owned by the other 2 in ${crash.map((ms) => fmt(ms)).join(', ')}`)
@@ -96,11 +108,22 @@ export async function sharding(ctx: BenchContext): Promise<CaseResult> {
 async function crashHandover(ctx: BenchContext): Promise<number[]> {
   const samples: number[] = [];
   for (let run = 0; run < (ctx.quick ? 1 : 3); run++) {
-    const apps = [await startApp(ctx.endpoints, { identity: `crash-a-${run}` }), await startApp(ctx.endpoints, { identity: `crash-b-${run}` })];
-    const victim = new NodeProcess('build/bench/worker.js', ['shard', ctx.endpoints.join(','), `crash-victim-${run}`, String(CRASH_TTL), String(SHARDS)]);
+    const apps = [
+      await startApp(ctx.endpoints, { identity: `crash-a-${run}` }),
+      await startApp(ctx.endpoints, { identity: `crash-b-${run}` }),
+    ];
+    const victim = new NodeProcess('build/bench/worker.js', [
+      'shard',
+      ctx.endpoints.join(','),
+      `crash-victim-${run}`,
+      String(CRASH_TTL),
+      String(SHARDS),
+    ]);
     for (const app of apps) await app.get(ShardingService).join('bench-crash-shards', { shards: SHARDS });
     // The victim holds its third before it dies.
-    await victim.line((l) => l.includes('"event":"shards"') && (JSON.parse(l) as { shards: number[] }).shards.length >= Math.floor(SHARDS / 3));
+    await victim.line(
+      (l) => l.includes('"event":"shards"') && (JSON.parse(l) as { shards: number[] }).shards.length >= Math.floor(SHARDS / 3),
+    );
     const killedAt = performance.now();
     victim.kill('SIGKILL');
     await settled(apps, 'bench-crash-shards');
@@ -114,7 +137,12 @@ async function crashHandover(ctx: BenchContext): Promise<number[]> {
 /** ns per `owns(key)` on a run's ShardSet (one replica owning every shard), over distinct keys. */
 async function ownsCost(ctx: BenchContext, app: INestApplicationContext): Promise<number> {
   try {
-    await firstValueFrom(app.get(ShardingService).owned('bench-owns').pipe(filter((s) => s.length === SHARDS)));
+    await firstValueFrom(
+      app
+        .get(ShardingService)
+        .owned('bench-owns')
+        .pipe(filter((s) => s.length === SHARDS)),
+    );
     const set = app.get(ShardedJobs).run() as ShardSet;
     const keys = Array.from({ length: 10_000 }, (_, i) => `tenant:${i}`);
     const n = scaled(ctx, 2_000_000, 100_000);

@@ -39,7 +39,10 @@ export async function telemetryOverhead(ctx: BenchContext): Promise<CaseResult> 
     const runs: Record<'on' | 'off', number[]> = { on: [], off: [] };
     // Every instance campaigns in 'bench-otel' (its @LeaderOnly); each one measured leads alone.
     for (const app of [offA, on, off]) await app.get(LeaderElectionService).resign('bench-otel');
-    for (const [label, app] of [['on', on], ['off', off]] as const) {
+    for (const [label, app] of [
+      ['on', on],
+      ['off', off],
+    ] as const) {
       await app.get(LeaderElectionService).campaign('bench-otel');
       await firstValueFrom(app.get(LeaderElectionService).changes('bench-otel').pipe(filter(Boolean)));
       const jobs = app.get(GuardedJobs);
@@ -60,7 +63,10 @@ export async function telemetryOverhead(ctx: BenchContext): Promise<CaseResult> 
         `acquire + release ${m.on.opsPerSec.toFixed(0)}/s on vs ${m.offA.opsPerSec.toFixed(0)} and ${m.off.opsPerSec.toFixed(0)}/s off = ${cycleRatio.toFixed(2)}x ` +
         `(p50 ${fmt(m.on.latency.median)} vs ${fmt(m.off.latency.median)}); a @LeaderOnly run on the leader ` +
         `${runOn.toFixed(0)} ns on vs ${runOff.toFixed(0)} ns off (with no SDK, no span is made)`,
-      metrics: { cycles: { on: m.on.opsPerSec, offA: m.offA.opsPerSec, offB: m.off.opsPerSec, ratio: cycleRatio }, leaderRunNs: { on: runOn, off: runOff } },
+      metrics: {
+        cycles: { on: m.on.opsPerSec, offA: m.offA.opsPerSec, offB: m.off.opsPerSec, ratio: cycleRatio },
+        leaderRunNs: { on: runOn, off: runOff },
+      },
       latencies: { 'acquire+release, telemetry on (no SDK)': m.on.samples, 'acquire+release, telemetry off': m.off.samples },
     };
   } finally {

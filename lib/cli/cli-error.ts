@@ -42,7 +42,10 @@ export function describeFailure(err: unknown, endpoints: readonly string[]): Cli
           ExitCode.AccessDenied,
           `etcd at ${endpoints.join(', ')} refused the credentials (--user/--password or ETCDCTL_USER/ETCDCTL_PASSWORD): ${detail}`,
         )
-      : new CliError(ExitCode.AccessDenied, `etcd denied the user permission (it needs read access to the prefix, readwrite to release): ${detail}`);
+      : new CliError(
+          ExitCode.AccessDenied,
+          `etcd denied the user permission (it needs read access to the prefix, readwrite to release): ${detail}`,
+        );
   }
   return new CliError(ExitCode.Failed, err instanceof Error ? err.message : String(err));
 }

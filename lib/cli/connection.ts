@@ -35,7 +35,11 @@ export function connect(flags: ConnectionFlags): Connection {
   if (!Number.isFinite(timeout) || timeout <= 0) {
     throw new CliError(ExitCode.Usage, `--command-timeout must be a positive number of milliseconds, got '${flags.commandTimeout}'`);
   }
-  const rpc = new EtcdRpc(createEtcdClient(endpoints, { auth: auth(flags), credentials: credentials(flags), dialTimeout: timeout }), endpoints, timeout);
+  const rpc = new EtcdRpc(
+    createEtcdClient(endpoints, { auth: auth(flags), credentials: credentials(flags), dialTimeout: timeout }),
+    endpoints,
+    timeout,
+  );
   return { rpc, endpoints, prefix: flags.prefix, close: () => rpc.close() };
 }
 
@@ -50,7 +54,10 @@ function auth(flags: ConnectionFlags): IOptions['auth'] {
   const password = colon >= 0 ? flags.user.slice(colon + 1) : flags.password;
   if (!username) throw new CliError(ExitCode.Usage, '--user names no user');
   if (password === undefined) {
-    throw new CliError(ExitCode.Usage, `--user '${username}' needs a password: --user ${username}:PASSWORD, --password, or ETCDCTL_PASSWORD`);
+    throw new CliError(
+      ExitCode.Usage,
+      `--user '${username}' needs a password: --user ${username}:PASSWORD, --password, or ETCDCTL_PASSWORD`,
+    );
   }
   return { username, password };
 }
@@ -60,7 +67,8 @@ function credentials(flags: ConnectionFlags): IOptions['credentials'] {
     throw new CliError(ExitCode.Usage, '--cert and --key go together (a client certificate and its private key)');
   }
   if (flags.cacert === undefined) {
-    if (flags.cert !== undefined) throw new CliError(ExitCode.Usage, '--cert and --key need --cacert (the CA that signed etcd’s certificate)');
+    if (flags.cert !== undefined)
+      throw new CliError(ExitCode.Usage, '--cert and --key need --cacert (the CA that signed etcd’s certificate)');
     return undefined;
   }
   return {

@@ -27,10 +27,7 @@ export async function forceRelease(conn: Connection, req: ForceReleaseRequest): 
   if (problem) throw new CliError(ExitCode.Usage, `the ${req.kind} name ${problem}`);
   const what = req.kind === 'lock' ? `lock '${req.name}'` : `election '${req.name}'`;
   const prefix = Buffer.from(namePrefix(conn.prefix, req.kind, req.name));
-  const res = await conn.rpc.range(
-    oldestFirst(prefix),
-    `read the holder of ${what}`,
-  );
+  const res = await conn.rpc.range(oldestFirst(prefix), `read the holder of ${what}`);
   // Keys deeper under the name are other locks' (`etcdctl lock lock/a/b` under lock 'a'): never its holder.
   const [holder, next] = res.kvs.filter(queueKeyFilter(req.kind, prefix.toString()));
   if (!holder) {

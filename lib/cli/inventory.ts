@@ -138,7 +138,12 @@ function queues(kvs: readonly IKeyValue[], skip: number): Queue[] {
     .sort((a, b) => a.name.localeCompare(b.name));
 }
 
-function groups(shardQueues: readonly Queue[], members: readonly IKeyValue[], records: readonly IKeyValue[], prefix: string): ShardGroupState[] {
+function groups(
+  shardQueues: readonly Queue[],
+  members: readonly IKeyValue[],
+  records: readonly IKeyValue[],
+  prefix: string,
+): ShardGroupState[] {
   const names = new Set<string>();
   const held = new Map<string, Map<number, Contender>>();
   for (const queue of shardQueues) {
@@ -267,5 +272,10 @@ export function ranges(indexes: readonly number[]): string {
 }
 
 function contender(kv: IKeyValue): Contender {
-  return { key: kv.key.toString(), value: kv.value.toString(), lease: kv.lease === '0' ? '0' : leaseHex(kv.lease), createRevision: BigInt(kv.create_revision) };
+  return {
+    key: kv.key.toString(),
+    value: kv.value.toString(),
+    lease: kv.lease === '0' ? '0' : leaseHex(kv.lease),
+    createRevision: BigInt(kv.create_revision),
+  };
 }

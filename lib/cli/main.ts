@@ -49,7 +49,8 @@ export function program(): Command {
       await withConnection(cmd, async (conn) => {
         const where = { endpoints: conn.endpoints, prefix: conn.prefix };
         const show = opts.json
-          ? (inv: Parameters<typeof renderInventory>[0]) => process.stdout.write(`${printableJson(JSON.stringify(inventoryJson(inv), null, opts.watch ? undefined : 2))}\n`)
+          ? (inv: Parameters<typeof renderInventory>[0]) =>
+              process.stdout.write(`${printableJson(JSON.stringify(inventoryJson(inv), null, opts.watch ? undefined : 2))}\n`)
           : (inv: Parameters<typeof renderInventory>[0]) => {
               // On a terminal, redraw in place; in a pipe, one report after another.
               if (opts.watch && process.stdout.isTTY) process.stdout.write('\x1b[2J\x1b[H');

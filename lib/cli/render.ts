@@ -41,7 +41,12 @@ export function renderInventory(inv: Inventory, where: { endpoints: readonly str
   const lines = [
     printable(`etcd ${where.endpoints.join(',')}  prefix '${where.prefix}'  revision ${inv.revision}`),
     ...section('LOCKS', ['NAME', 'HOLDER', 'TOKEN', 'LEASE', 'TTL', 'WAITERS (in order)'], queueRows(inv.locks), 'no lock is held'),
-    ...section('ELECTIONS', ['NAME', 'LEADER', 'TERM', 'LEASE', 'TTL', 'CANDIDATES (in order)'], queueRows(inv.elections), 'no election has a candidate'),
+    ...section(
+      'ELECTIONS',
+      ['NAME', 'LEADER', 'TERM', 'LEASE', 'TTL', 'CANDIDATES (in order)'],
+      queueRows(inv.elections),
+      'no election has a candidate',
+    ),
   ];
   const shardRows: string[][] = [];
   for (const g of inv.shardGroups) {
@@ -61,7 +66,8 @@ export function renderInventory(inv: Inventory, where: { endpoints: readonly str
     });
     if (g.shards !== undefined) {
       const free = [...Array(g.shards).keys()].filter((s) => !g.held.has(s));
-      if (free.length > 0) shardRows.push(identities.length === 0 ? [g.group, shards, '(nobody)', '-', '-'] : ['', '', '(unowned)', '-', ranges(free)]);
+      if (free.length > 0)
+        shardRows.push(identities.length === 0 ? [g.group, shards, '(nobody)', '-', '-'] : ['', '', '(unowned)', '-', ranges(free)]);
     }
   }
   const names = (list: ReadonlyArray<{ value: string; createRevision: bigint; mode?: string }>) =>
@@ -111,7 +117,12 @@ export function inventoryJson(inv: Inventory): unknown {
       assigned: g.assigned,
       held: Object.fromEntries([...g.held].map(([index, c]) => [index, { ...contender(c), fencingToken: c.createRevision.toString() }])),
     })),
-    semaphores: inv.semaphores.map((sem) => ({ name: sem.name, limit: sem.limit ?? null, holders: sem.holders.map(contender), waiters: sem.waiters.map(contender) })),
+    semaphores: inv.semaphores.map((sem) => ({
+      name: sem.name,
+      limit: sem.limit ?? null,
+      holders: sem.holders.map(contender),
+      waiters: sem.waiters.map(contender),
+    })),
     rwlocks: inv.rwlocks.map((rw) => ({
       name: rw.name,
       holders: rw.holders.map((c) => ({ mode: c.mode, ...contender(c) })),

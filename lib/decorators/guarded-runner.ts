@@ -81,7 +81,9 @@ export class GuardedRunner implements BeforeApplicationShutdown {
       'etcd_lock.fencing_tokens': shards.shards.map((shard) => shard.fencingToken.toString()),
       'code.function': label,
     };
-    const result = this.telemetry.enabled ? this.telemetry.run('etcd_lock sharded', attributes, (span) => traced(span, inContext)) : inContext();
+    const result = this.telemetry.enabled
+      ? this.telemetry.run('etcd_lock sharded', attributes, (span) => traced(span, inContext))
+      : inContext();
     const run = result instanceof Promise ? result : Promise.resolve(result);
     shards.use(run, minHoldMs);
     if (result instanceof Promise) this.track(result, null);
@@ -108,7 +110,13 @@ export class GuardedRunner implements BeforeApplicationShutdown {
     });
   }
 
-  private async runHeld<T>(key: string, options: SingletonOptions, label: string, fn: () => T | Promise<T>, source: HeldSource): Promise<T | undefined> {
+  private async runHeld<T>(
+    key: string,
+    options: SingletonOptions,
+    label: string,
+    fn: () => T | Promise<T>,
+    source: HeldSource,
+  ): Promise<T | undefined> {
     assertName(key, 'key');
     if (this.draining) return undefined;
     let lock: Lock | null;
@@ -209,7 +217,6 @@ export class GuardedRunner implements BeforeApplicationShutdown {
     this.outage.report(() => `${label} did not run: ${reason}. Guarded methods are skipped until etcd answers again.`);
   }
 }
-
 
 /** How a guarded run takes what it holds: a lock (`@Singleton`) or a permit (`@MaxConcurrent`). */
 interface HeldSource {

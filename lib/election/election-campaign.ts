@@ -160,9 +160,7 @@ export class ElectionCampaign {
     if (this.current.value === term) return;
     const leader = term !== undefined;
     const token = (term ?? ended)?.fencingToken;
-    this.logger.log(
-      `${leader ? 'Leadership gained' : 'Leadership ended'} in election '${this.name}' (${this.identity}, term ${token})`,
-    );
+    this.logger.log(`${leader ? 'Leadership gained' : 'Leadership ended'} in election '${this.name}' (${this.identity}, term ${token})`);
     this.current.next(term);
     this.events.emit({ type: EtcdLockEventName.LeadershipChanged, election: this.name, leader, fencingToken: token });
   }

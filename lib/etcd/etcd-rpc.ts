@@ -72,9 +72,7 @@ export class EtcdRpc implements EtcdPort {
   }
 
   leaseGrant(id: string, ttl: number, timeoutMs: number) {
-    return this.call('grant a session lease', () =>
-      this.client.leaseClient.leaseGrant({ TTL: ttl, ID: id }, this.options(timeoutMs)),
-    );
+    return this.call('grant a session lease', () => this.client.leaseClient.leaseGrant({ TTL: ttl, ID: id }, this.options(timeoutMs)));
   }
 
   /** Revokes a lease; a lease that is already gone counts as revoked. */

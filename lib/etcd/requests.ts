@@ -18,7 +18,13 @@ export function createdAt(key: Buffer, revision: bigint | string): ICompare {
 
 /** No key exists under `prefix` (an empty range compares as create revision 0). */
 export function nothingUnder(prefix: Buffer): ICompare {
-  return { key: prefix, range_end: prefixRangeEnd(prefix), target: CompareTarget.Create, result: CompareResult.Equal, create_revision: '0' };
+  return {
+    key: prefix,
+    range_end: prefixRangeEnd(prefix),
+    target: CompareTarget.Create,
+    result: CompareResult.Equal,
+    create_revision: '0',
+  };
 }
 
 /** `key` was last written at `revision`: nobody wrote it since we did (a compare-and-swap). */

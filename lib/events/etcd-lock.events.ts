@@ -103,9 +103,7 @@ export function diagnosticsChannelOf(type: EtcdLockEvent['type']): string {
   return `nestjs-etcd-lock:${type.slice('etcd-lock.'.length)}`;
 }
 
-const channels = new Map<string, Channel>(
-  Object.values(EtcdLockEventName).map((type) => [type, channel(diagnosticsChannelOf(type))]),
-);
+const channels = new Map<string, Channel>(Object.values(EtcdLockEventName).map((type) => [type, channel(diagnosticsChannelOf(type))]));
 
 interface EventEmitterLike {
   emit(event: string, payload: unknown): unknown;

@@ -55,7 +55,12 @@ export class HoldPath {
    * its own side if it throws. On timeout rejects with `LockTimeoutError`, on abort with the signal's reason;
    * either way nothing is left in etcd.
    */
-  async acquire(name: string, operation: AcquireOperation, options: WaitOptions | undefined, join: (signal: AbortSignal | undefined) => Promise<Joined> | Joined): Promise<HeldLock> {
+  async acquire(
+    name: string,
+    operation: AcquireOperation,
+    options: WaitOptions | undefined,
+    join: (signal: AbortSignal | undefined) => Promise<Joined> | Joined,
+  ): Promise<HeldLock> {
     const start = performance.now();
     const span = this.telemetry.acquireSpan(name, this.kind);
     const wait = new WaitSignal(name, options?.timeout, options?.signal);

@@ -43,7 +43,17 @@ import { Telemetry } from '../telemetry/telemetry.js';
     Telemetry,
   ],
   // RESOLVED_OPTIONS for the testing module's controls.
-  exports: [LockService, LeaderElectionService, ShardingService, SemaphoreService, ReadWriteLockService, EtcdSessionService, EtcdLockEvents, RUNNER_TOKEN, RESOLVED_OPTIONS],
+  exports: [
+    LockService,
+    LeaderElectionService,
+    ShardingService,
+    SemaphoreService,
+    ReadWriteLockService,
+    EtcdSessionService,
+    EtcdLockEvents,
+    RUNNER_TOKEN,
+    RESOLVED_OPTIONS,
+  ],
 })
 export class EtcdLockModule extends ConfigurableModuleClass {
   /** Registers the module (global by default) with options known now. */

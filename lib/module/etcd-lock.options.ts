@@ -116,7 +116,8 @@ function ttlOption(v: unknown): number {
   }
   // The session's timers wait up to a TTL: the same bound as every duration (etcd itself allows 9e9 s).
   const max = Math.floor(MAX_DURATION_MS / 1000);
-  if (v > max) throw new InvalidOptionsError('ttl', `must be at most ${max} seconds (about 24.8 days: Node's timers wait no longer), got ${v}`);
+  if (v > max)
+    throw new InvalidOptionsError('ttl', `must be at most ${max} seconds (about 24.8 days: Node's timers wait no longer), got ${v}`);
   return v;
 }
 
@@ -128,7 +129,8 @@ function prefixOption(v: unknown): string {
   if (v === undefined) return '';
   if (typeof v !== 'string') throw new InvalidOptionsError('prefix', `must be a string, got ${describe(v)}`);
   const unprintable = unprintableIn(v);
-  if (unprintable) throw new InvalidOptionsError('prefix', `must not contain control or bidirectional-override characters (found ${unprintable})`);
+  if (unprintable)
+    throw new InvalidOptionsError('prefix', `must not contain control or bidirectional-override characters (found ${unprintable})`);
   if (v.startsWith('/')) throw new InvalidOptionsError('prefix', `must not start with '/' (etcd keys have no root), got '${v}'`);
   if (v.includes('//')) throw new InvalidOptionsError('prefix', `must not contain an empty segment ('//'), got '${v}'`);
   if (Buffer.byteLength(v) > 1024) throw new InvalidOptionsError('prefix', 'must be at most 1024 bytes');

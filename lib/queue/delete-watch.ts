@@ -181,7 +181,17 @@ export class DeleteWatch {
   private entry(name: string): NameWatch {
     let entry = this.names.get(name);
     if (!entry) {
-      entry = { name, watcher: undefined, connected: false, onConnected: undefined, subscribers: [], linger: undefined, wanted: false, holderOnly: 0, deferred: undefined };
+      entry = {
+        name,
+        watcher: undefined,
+        connected: false,
+        onConnected: undefined,
+        subscribers: [],
+        linger: undefined,
+        wanted: false,
+        holderOnly: 0,
+        deferred: undefined,
+      };
       this.names.set(name, entry);
     }
     return entry;

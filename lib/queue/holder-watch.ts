@@ -23,11 +23,7 @@ export function queueKeyFilter(kind: KeyKind, namePrefix: string): (kv: IKeyValu
 export async function readHolder(rpc: EtcdPort, kind: KeyKind, namePrefix: string): Promise<LockHolder | null> {
   const prefix = Buffer.from(namePrefix);
   const isQueued = queueKeyFilter(kind, namePrefix);
-  const read = (limit?: number) =>
-    rpc.range(
-      oldestFirst(prefix, { limit }),
-      `read the holder of '${namePrefix}'`,
-    );
+  const read = (limit?: number) => rpc.range(oldestFirst(prefix, { limit }), `read the holder of '${namePrefix}'`);
   const oldest = (await read(1)).kvs[0];
   if (!oldest) return null;
   if (isQueued(oldest)) return toHolder(oldest);

@@ -36,7 +36,11 @@ export function joinRequest(
  * What a join answered, in `joinRequest`'s layout: our key read on its own (`ownKeyOutside` only) and the keys of
  * the range we wait for, oldest first (empty when the join succeeded).
  */
-export function readJoin(res: ITxnResponse, onlyIfFree: boolean, ownKeyOutside: boolean): { own: IKeyValue | undefined; queue: IKeyValue[] } {
+export function readJoin(
+  res: ITxnResponse,
+  onlyIfFree: boolean,
+  ownKeyOutside: boolean,
+): { own: IKeyValue | undefined; queue: IKeyValue[] } {
   const own = ownKeyOutside ? res.responses[res.succeeded || !onlyIfFree ? 1 : 0].response_range.kvs[0] : undefined;
   const queue = res.succeeded ? [] : res.responses[res.responses.length - 1].response_range.kvs;
   return { own, queue };

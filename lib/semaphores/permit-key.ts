@@ -12,4 +12,3 @@ export function limitOfKey(key: string): number | undefined {
   const match = /-\d+-of-(\d+)$/.exec(key);
   return match ? Number(match[1]) : undefined;
 }
-

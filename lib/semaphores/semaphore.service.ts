@@ -107,10 +107,7 @@ export class SemaphoreService {
   async holders(name: string): Promise<LockHolder[]> {
     assertName(name);
     const prefix = Buffer.from(this.prefixOf(name));
-    const res = await this.connection.port.range(
-      oldestFirst(prefix),
-      `read the permits of '${name}'`,
-    );
+    const res = await this.connection.port.range(oldestFirst(prefix), `read the permits of '${name}'`);
     const permits = res.kvs.filter(queueKeyFilter('semaphore', this.prefixOf(name)));
     const limit = permits[0] ? (limitOfKey(permits[0].key.toString()) ?? 1) : 0;
     return permits.slice(0, limit).map(toHolder);

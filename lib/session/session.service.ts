@@ -156,13 +156,18 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
     const handover = Promise.all([
       retryBriefly(() => session?.revoke()).then(
         () => session && this.logger.log(`Session lease ${session.hex} revoked`),
-        (err: unknown) => this.logger.warn(`Could not revoke lease ${session?.hex} at shutdown; it expires in ${session?.ttl}s: ${messageOf(err)}`),
+        (err: unknown) =>
+          this.logger.warn(`Could not revoke lease ${session?.hex} at shutdown; it expires in ${session?.ttl}s: ${messageOf(err)}`),
       ),
       // A grant under way brings a lease of its own, which it revokes itself once shutdown has begun.
       this.regranting,
       this.orphans.revokeNow(),
     ]);
-    const inTime = await withTimeout(handover.then(() => true), Math.max(REVOKE_AT_LEAST_MS, deadline - performance.now()), () => new Error()).catch(() => false);
+    const inTime = await withTimeout(
+      handover.then(() => true),
+      Math.max(REVOKE_AT_LEAST_MS, deadline - performance.now()),
+      () => new Error(),
+    ).catch(() => false);
     // Every hold on the session ends now, whether etcd answered or not.
     session?.close('revoked');
     if (!inTime && session) {

@@ -69,10 +69,7 @@ export class GroupStore {
     const res = await this.rpc.txn(
       {
         compare: [],
-        success: [
-          { request_range: oldestFirst(members) },
-          { request_range: { key: Buffer.from(this.recordKey) } },
-        ],
+        success: [{ request_range: oldestFirst(members) }, { request_range: { key: Buffer.from(this.recordKey) } }],
       },
       `read sharding group '${this.group}'`,
     );
@@ -109,7 +106,9 @@ export class GroupStore {
     this.memberCreated.delete(session);
     const what = `leave sharding group '${this.group}'`;
     const res = await untilAnswered<{ readonly header: { readonly revision: string } }>(session, () =>
-      created === undefined ? this.rpc.deleteRange({ key: Buffer.from(key) }, what) : this.rpc.txn(releaseRequest(Buffer.from(key), created), what),
+      created === undefined
+        ? this.rpc.deleteRange({ key: Buffer.from(key) }, what)
+        : this.rpc.txn(releaseRequest(Buffer.from(key), created), what),
     );
     if (!res) return; // the session ended: the key went with its lease
     const own = OwnKeys.of(session);

@@ -256,7 +256,8 @@ export class ShardGroup {
     await leaving;
     if (this.slots.get(index) === slot) this.slots.delete(index);
     this.publish();
-    if (slot.wasOwned && reason !== 'moved' && reason !== 'left' && reason !== 'shutdown') this.ctx.logger.warn(`Shard ${index} of group '${this.name}' lost (${reason})`);
+    if (slot.wasOwned && reason !== 'moved' && reason !== 'left' && reason !== 'shutdown')
+      this.ctx.logger.warn(`Shard ${index} of group '${this.name}' lost (${reason})`);
     this.schedule();
   }
 
@@ -280,7 +281,6 @@ export class ShardGroup {
     this.ctx.logger.log(`Shards of group '${this.name}': ${now.length} of ${this.count} owned here (${change})`);
     this.ctx.events.emit({ type: EtcdLockEventName.ShardsChanged, group: this.name, shards: now, gained, lost });
   }
-
 }
 
 /** Resolves when the session ends or `signal` aborts, leaving no listener behind. */

@@ -41,7 +41,8 @@ export class OwnedShards implements ShardSet {
   tokenFor(key: string): bigint {
     const index = this.shardOf(key);
     const shard = this.byIndex.get(index);
-    if (!shard) throw new InvalidArgumentError('key', `'${key}' is in shard ${index} of group '${this.group}', which this run does not own`);
+    if (!shard)
+      throw new InvalidArgumentError('key', `'${key}' is in shard ${index} of group '${this.group}', which this run does not own`);
     if (!shard.isOwned) throw shard.signal.reason;
     return shard.fencingToken;
   }

@@ -137,10 +137,7 @@ export class ShardingService implements OnApplicationBootstrap {
   async assignment(group: string): Promise<Map<string, number[]>> {
     assertName(group, 'group');
     const prefix = Buffer.from(`${kindPrefix(this.options.prefix, 'shard')}${group}/`);
-    const res = await this.connection.port.range(
-      oldestFirst(prefix),
-      `read the owners of sharding group '${group}'`,
-    );
+    const res = await this.connection.port.range(oldestFirst(prefix), `read the owners of sharding group '${group}'`);
     const seen = new Set<number>();
     const owners = new Map<string, number[]>();
     for (const kv of res.kvs) {

@@ -64,7 +64,10 @@ export class Telemetry implements OnApplicationShutdown {
   private readonly subscription: Subscription | undefined;
 
   /** @internal Nest constructs it. */
-  constructor(events: EtcdLockEvents, @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions) {
+  constructor(
+    events: EtcdLockEvents,
+    @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
+  ) {
     const api = options.telemetry.enabled ? otel() : undefined;
     if (!api) return;
     // With the API but no SDK registered (its no-op providers), record nothing and call nothing: no cost at all.

@@ -183,7 +183,10 @@ export class EtcdLockTesting implements OnApplicationShutdown {
     const member = this.groupOf(group);
     const owned = member.ownedSlots().map((slot) => slot.index);
     if (!owned.includes(index)) throw new InvalidArgumentError('index', `this instance does not own shard ${index} of group '${group}'`);
-    await this.giveShards(group, owned.filter((shard) => shard !== index));
+    await this.giveShards(
+      group,
+      owned.filter((shard) => shard !== index),
+    );
   }
 
   /** Returns `group` to the assignment kept in etcd, after `giveShards`/`takeShard`. */

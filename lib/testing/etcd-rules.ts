@@ -138,7 +138,6 @@ export function toBuffer(v: Buffer | string | undefined | null): Buffer {
   return typeof v === 'string' ? Buffer.from(v) : v;
 }
 
-
 /** The error etcd3 throws when etcd answers with this gRPC status (etcd3's own classes, found as it finds them). */
 export function etcdError(code: number, status: string, message: string): Error {
   return castGrpcError(Object.assign(new Error(`${code} ${status}: ${message}`), { code }));

@@ -28,7 +28,6 @@ import {
   within,
 } from './etcd-rules.js';
 
-
 interface StoredLease {
   readonly ttl: number;
   readonly keys: Set<string>;
@@ -42,7 +41,6 @@ export interface StoreEvent {
   readonly type: 'Put' | 'Delete';
   readonly kv: IKeyValue;
 }
-
 
 /** Changes kept for watches that start in the past (etcd would keep them until compaction). */
 const HISTORY_REVISIONS = 10_000;
@@ -121,7 +119,10 @@ export class MemoryStore {
     });
     // As etcd: the inner answers carry the transaction's final revision and no cluster ids.
     const header = { cluster_id: '0', member_id: '0', revision: res.header.revision, raft_term: '0' };
-    res.responses = answers.map(([name, body]) => ({ response: name, [name]: { ...body, header } })) as unknown as ITxnResponse['responses'];
+    res.responses = answers.map(([name, body]) => ({
+      response: name,
+      [name]: { ...body, header },
+    })) as unknown as ITxnResponse['responses'];
     return res;
   }
 
@@ -260,7 +261,14 @@ export class MemoryStore {
   private remove(k: StoredKey, revision: bigint): void {
     this.keys.delete(k.id);
     if (k.lease !== 0n) this.leases.get(k.lease)?.keys.delete(k.id);
-    const kv: IKeyValue = { key: k.key, create_revision: '0', mod_revision: revision.toString(), version: '0', value: Buffer.alloc(0), lease: '0' };
+    const kv: IKeyValue = {
+      key: k.key,
+      create_revision: '0',
+      mod_revision: revision.toString(),
+      version: '0',
+      value: Buffer.alloc(0),
+      lease: '0',
+    };
     this.pending.push({ type: 'Delete', kv });
   }
 

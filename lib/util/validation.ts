@@ -65,11 +65,7 @@ export function assertFunction(fn: unknown, argument: string): asserts fn is (..
 }
 
 /** An options bag: `undefined`, or a plain object whose keys are all known. */
-export function assertOptions(
-  options: unknown,
-  argument: string,
-  known: readonly string[],
-): void {
+export function assertOptions(options: unknown, argument: string, known: readonly string[]): void {
   if (options === undefined) return;
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new InvalidArgumentError(argument, `must be an object, got ${describe(options)}`);

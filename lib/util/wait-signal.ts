@@ -10,11 +10,7 @@ export class WaitSignal {
   private readonly timer: NodeJS.Timeout | undefined;
   private readonly stopListening: (() => void) | undefined;
 
-  constructor(
-    name: string,
-    timeoutMs: number | undefined,
-    parent: AbortSignal | undefined,
-  ) {
+  constructor(name: string, timeoutMs: number | undefined, parent: AbortSignal | undefined) {
     if (!parent && timeoutMs === undefined) return;
     const controller = new AbortController();
     this.controller = controller;

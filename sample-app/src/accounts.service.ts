@@ -34,7 +34,10 @@ export class AccountsService {
       async (lock) => {
         const balance = await this.read(id);
         if (balance < amount) return { accepted: false, reason: 'insufficient funds', balance };
-        await lock.fencedTxn().put(this.key(id), String(balance - amount)).commit();
+        await lock
+          .fencedTxn()
+          .put(this.key(id), String(balance - amount))
+          .commit();
         return { accepted: true, balance: balance - amount };
       },
       { timeout: 5000 },

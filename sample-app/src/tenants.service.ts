@@ -29,10 +29,7 @@ export class TenantsService {
     for (const tenant of mine) {
       const shard = shards.shardFor(tenant);
       if (!shard) continue; // moved away during this run: its new owner syncs it
-      await shard
-        .fencedTxn()
-        .put(`${this.config.prefix}tenants/${tenant}`, `${this.config.identity}:${shard.fencingToken}`)
-        .commit();
+      await shard.fencedTxn().put(`${this.config.prefix}tenants/${tenant}`, `${this.config.identity}:${shard.fencingToken}`).commit();
       this.counts.synced++;
     }
     this.counts.runs++;

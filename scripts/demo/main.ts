@@ -108,8 +108,7 @@ async function main(): Promise<number> {
     say(`${backend.description}; opening ${ACCOUNTS.length} accounts with ${OPENING_BALANCE} each`);
     for (const id of ACCOUNTS) await backend.seed(`${PREFIX}accounts/${id}`, String(OPENING_BALANCE));
 
-    const leaderGained = () =>
-      Promise.race(replicas.filter((r) => r.alive).map((r) => r.leadershipGained().then(() => r)));
+    const leaderGained = () => Promise.race(replicas.filter((r) => r.alive).map((r) => r.leadershipGained().then(() => r)));
     // Ports first: an in-memory replica starts as soon as it is constructed, so the replicas are constructed with no
     // await between them and the leadership listener (one could otherwise lead before anyone listens).
     const ports = await Promise.all(Array.from({ length: args.replicas }, () => freePort()));
@@ -139,7 +138,11 @@ async function main(): Promise<number> {
     const viewShards = async (when: string) => {
       const owners = await settledShards(replicas.filter((r) => r.alive));
       shardViews.push([when, owners]);
-      say(`tenant shards ${when}: ${Object.entries(owners).map(([who, list]) => `${who} ${list.length}`).join(', ')}`);
+      say(
+        `tenant shards ${when}: ${Object.entries(owners)
+          .map(([who, list]) => `${who} ${list.length}`)
+          .join(', ')}`,
+      );
     };
     await viewShards('at start');
 
@@ -168,7 +171,10 @@ async function main(): Promise<number> {
     const negative = Object.values(balances).some((v) => Number(v) < 0);
 
     console.log(`\nSummary${real ? '' : ' (in-memory etcd)'}`);
-    table(['leader change', 'from', 'to', 'failover'], failovers.map((f) => [f.how, f.from, f.to, `${f.ms} ms`]));
+    table(
+      ['leader change', 'from', 'to', 'failover'],
+      failovers.map((f) => [f.how, f.from, f.to, `${f.ms} ms`]),
+    );
     table(
       ['replica', 'leader ticks', 'report runs', 'ended'],
       replicas.map((r) => [r.name, String(r.leaderTicks), String(r.reportRuns), endedHow(r, failovers)]),
@@ -200,7 +206,10 @@ async function main(): Promise<number> {
         scraped.flatMap(([name, m]) => (m ? [row(name, m)] : [])),
       );
     }
-    table(['account', 'final balance'], Object.entries(balances).map(([k, v]) => [k.split('/').pop() as string, v]));
+    table(
+      ['account', 'final balance'],
+      Object.entries(balances).map(([k, v]) => [k.split('/').pop() as string, v]),
+    );
     const ok = total === expected && !negative && withdrawals.failed === 0;
     console.log(
       `\nMoney: ${ACCOUNTS.length * OPENING_BALANCE} opening - ${withdrawals.acceptedAmount} withdrawn = ${expected}; ` +

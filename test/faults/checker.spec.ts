@@ -53,7 +53,11 @@ describe('mutual-exclusion checker (Jepsen-style), with requests in doubt', () =
     const etcd = await EtcdServer.start();
     const proxy = await TcpProxy.start(etcd.endpoint);
     // As the library's client: no blind retries, a deadline per request.
-    const stalled = new Etcd3({ hosts: proxy.endpoint, faultHandling: { global: noop }, defaultCallOptions: () => ({ deadline: Date.now() + 300 }) });
+    const stalled = new Etcd3({
+      hosts: proxy.endpoint,
+      faultHandling: { global: noop },
+      defaultCallOptions: () => ({ deadline: Date.now() + 300 }),
+    });
     const direct = new Etcd3({ hosts: etcd.endpoint });
     try {
       await stalled.put('warm').value('up');
@@ -133,7 +137,12 @@ describe('mutual-exclusion checker (Jepsen-style), with requests in doubt', () =
       liveness: async (app) => {
         const sharding = app.get(ShardingService);
         await sharding.join('jepsen-shards', { shards: 4 });
-        await firstValueFrom(sharding.owned('jepsen-shards').pipe(filter((owned) => owned.length === 4), timeout(LIVENESS_MS)));
+        await firstValueFrom(
+          sharding.owned('jepsen-shards').pipe(
+            filter((owned) => owned.length === 4),
+            timeout(LIVENESS_MS),
+          ),
+        );
         await sharding.leave('jepsen-shards');
       },
     });
@@ -270,7 +279,9 @@ async function underNemesis({ worker, env, holders, counters, shards, alsoStrand
     for (const w of alive) w.send('stop');
     const stopped = await bounded(Promise.all(alive.map((w) => w.exited)), 30_000);
     for (const w of stopped ? [] : alive.filter(isAlive)) {
-      console.log(`stuck ${workerIdentity(w)}: ${w.lines.length} lines, last: ${w.lines.slice(-2).join(' | ')}; faults: ${faults.join(', ')}`);
+      console.log(
+        `stuck ${workerIdentity(w)}: ${w.lines.length} lines, last: ${w.lines.slice(-2).join(' | ')}; faults: ${faults.join(', ')}`,
+      );
     }
     expect(stopped).toBeDefined();
 
@@ -331,7 +342,9 @@ async function underNemesis({ worker, env, holders, counters, shards, alsoStrand
 
 /** An app in the test process, straight to etcd (no proxy): the "another process" of the liveness property. */
 async function checkerApp(endpoints: string[]): Promise<INestApplicationContext> {
-  @Module({ imports: [EtcdLockModule.forRoot({ hosts: endpoints, identity: 'liveness-checker', ttl: 2, requestTimeout: REQUEST_TIMEOUT_MS })] })
+  @Module({
+    imports: [EtcdLockModule.forRoot({ hosts: endpoints, identity: 'liveness-checker', ttl: 2, requestTimeout: REQUEST_TIMEOUT_MS })],
+  })
   class CheckerModule {}
   return NestFactory.createApplicationContext(CheckerModule, { logger: false, abortOnError: false });
 }

@@ -28,8 +28,7 @@ async function app(options: EtcdLockOptions = {}): Promise<INestApplicationConte
   return created;
 }
 
-const leads = (a: INestApplicationContext) =>
-  firstValueFrom(a.get(LeaderElectionService).changes().pipe(filter(Boolean)));
+const leads = (a: INestApplicationContext) => firstValueFrom(a.get(LeaderElectionService).changes().pipe(filter(Boolean)));
 
 /** Resolves after `count` acknowledged keepalives of the app's current session. */
 function renewals(a: INestApplicationContext, count: number): Promise<void> {
@@ -129,7 +128,10 @@ describe('fault scenarios on a 3-member etcd cluster', () => {
 
     // Long: frozen past the TTL. The holder gives up on its own deadline (no quorum: etcd cannot expire anything).
     let lastRenewal = performance.now();
-    holder.get(EtcdSessionService).peek()?.onRenew(() => (lastRenewal = performance.now()));
+    holder
+      .get(EtcdSessionService)
+      .peek()
+      ?.onRenew(() => (lastRenewal = performance.now()));
     const lost = whenAborted(lock.signal).then(() => performance.now());
     a.pause();
     b.pause();

@@ -117,7 +117,12 @@ describe('fault scenarios on one etcd node', () => {
       expect(leadershipEndedAt).toBeLessThan(otherLedAt);
       await (await otherLock).release();
       proxy.restore();
-      await firstValueFrom(cutApp.get(LeaderElectionService).changes().pipe(filter((l) => !l)));
+      await firstValueFrom(
+        cutApp
+          .get(LeaderElectionService)
+          .changes()
+          .pipe(filter((l) => !l)),
+      );
     } finally {
       proxy.restore();
       await closeAppsThenProxy(proxy);

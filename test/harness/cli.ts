@@ -24,6 +24,8 @@ export function runCli(args: readonly string[], input = '', env: NodeJS.ProcessE
 /** The CLI with its stdio piped, for `--watch`. */
 export function spawnCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
   // No ETCDCTL_* from the developer's shell: each test names what it connects with.
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ETCDCTL_') && k !== 'NESTJS_ETCD_LOCK_PREFIX'));
+  const clean = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('ETCDCTL_') && k !== 'NESTJS_ETCD_LOCK_PREFIX'),
+  );
   return spawn(process.execPath, [BIN, ...args], { env: { ...clean, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
 }

@@ -11,8 +11,7 @@ export interface CronLine {
   token?: string;
 }
 
-export const parseLines = (p: NodeProcess): CronLine[] =>
-  p.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as CronLine);
+export const parseLines = (p: NodeProcess): CronLine[] => p.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as CronLine);
 
 /** A replica process with a per-second `@Cron` guarded by `@LeaderOnly()` or `@Singleton('tick')`. */
 export function cronReplica(
@@ -49,7 +48,9 @@ export async function killLeaderReplica(
   const killedAt = performance.timeOrigin + performance.now();
   first.kill('SIGKILL');
   const next = await Promise.race(others.map((r, i) => r.line(isLeaderLine, from[i]).then(() => r)));
-  const electedAt = parseLines(next).filter((l) => l.event === 'leader' && l.leader).pop()?.at as number;
+  const electedAt = parseLines(next)
+    .filter((l) => l.event === 'leader' && l.leader)
+    .pop()?.at as number;
   // Let the new leader run once, so that its runs are part of what is checked.
   await next.line((l) => l.includes('"event":"run"'), next.lines.length);
   await stopReplicas(others);

@@ -80,22 +80,31 @@ export class EtcdProcess {
   /** Starts etcd and resolves once it serves clients (its own log line says so). */
   async start(): Promise<void> {
     const { name, peerPort, dataDir, initialCluster, initialState, extraArgs = [], tls } = this.spec;
-    const tlsArgs = tls
-      ? ['--cert-file', tls.cert, '--key-file', tls.key, '--trusted-ca-file', tls.ca, '--client-cert-auth']
-      : [];
+    const tlsArgs = tls ? ['--cert-file', tls.cert, '--key-file', tls.key, '--trusted-ca-file', tls.ca, '--client-cert-auth'] : [];
     const args = [
-      '--name', name,
-      '--data-dir', dataDir,
-      '--listen-client-urls', this.endpoint,
-      '--advertise-client-urls', this.endpoint,
-      '--listen-peer-urls', `http://127.0.0.1:${peerPort}`,
-      '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
-      '--initial-cluster', initialCluster,
-      '--initial-cluster-state', initialState,
+      '--name',
+      name,
+      '--data-dir',
+      dataDir,
+      '--listen-client-urls',
+      this.endpoint,
+      '--advertise-client-urls',
+      this.endpoint,
+      '--listen-peer-urls',
+      `http://127.0.0.1:${peerPort}`,
+      '--initial-advertise-peer-urls',
+      `http://127.0.0.1:${peerPort}`,
+      '--initial-cluster',
+      initialCluster,
+      '--initial-cluster-state',
+      initialState,
       // The same for every member of one cluster (it seeds the cluster id), different between clusters.
-      '--initial-cluster-token', `test-${createHash('sha1').update(initialCluster).digest('hex').slice(0, 12)}`,
-      '--logger', 'zap',
-      '--log-outputs', 'stderr',
+      '--initial-cluster-token',
+      `test-${createHash('sha1').update(initialCluster).digest('hex').slice(0, 12)}`,
+      '--logger',
+      'zap',
+      '--log-outputs',
+      'stderr',
       ...tlsArgs,
       ...extraArgs,
     ];
@@ -224,10 +233,7 @@ export async function etcdMetric(endpoint: string, name: string): Promise<number
  * `grpc_server_msg_received_total`, counts one per unary call and one per message on a stream (a watch
  * creation, a keepalive); `grpc_server_started_total` counts calls and streams opened.
  */
-export async function grpcCounts(
-  endpoints: readonly string[],
-  metric = 'grpc_server_msg_received_total',
-): Promise<Map<string, number>> {
+export async function grpcCounts(endpoints: readonly string[], metric = 'grpc_server_msg_received_total'): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
   const line = new RegExp(`^${metric}\\{.*grpc_method="(\\w+)".*\\} (\\d+)`);
   for (const endpoint of endpoints) {

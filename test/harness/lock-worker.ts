@@ -14,7 +14,11 @@ export interface WorkerEvent {
 export class LockWorker {
   readonly process: NodeProcess;
 
-  constructor(hosts: string[], readonly identity: string, ttl: number) {
+  constructor(
+    hosts: string[],
+    readonly identity: string,
+    ttl: number,
+  ) {
     this.process = new NodeProcess('test/workers/lock-worker.mjs', [hosts.join(','), identity, String(ttl)]);
   }
 

@@ -68,7 +68,12 @@ export class TcpProxy {
 
   private listen(): Promise<void> {
     this.server = createServer((client) => {
-      const link = new Link(client, connect(this.target.port, this.target.host), () => this.isCut, () => this.dropResets);
+      const link = new Link(
+        client,
+        connect(this.target.port, this.target.host),
+        () => this.isCut,
+        () => this.dropResets,
+      );
       this.links.add(link);
       link.onClose = () => this.links.delete(link);
     });
@@ -129,8 +134,7 @@ class Link {
     if (this.cut() && this.held.some(([to]) => to === this.upstream)) {
       this.clientGone = true;
       this.closesLate = this.dropResets();
-    }
-    else this.destroy(true);
+    } else this.destroy(true);
   }
 
   private forward(to: Socket, chunk: Buffer): void {

@@ -32,7 +32,10 @@ const quickWays = semaphore
       () => app.get(SemaphoreService).tryAcquire('jepsen-quick-permits', { limit: 2 }),
       () => app.get(SemaphoreService).acquire('jepsen-quick-permits', { limit: 2, timeout: 50 + Math.random() * 450 }),
     ]
-  : [() => app.get(LockService).tryAcquire('jepsen-quick'), () => app.get(LockService).acquire('jepsen-quick', { timeout: 50 + Math.random() * 450 })];
+  : [
+      () => app.get(LockService).tryAcquire('jepsen-quick'),
+      () => app.get(LockService).acquire('jepsen-quick', { timeout: 50 + Math.random() * 450 }),
+    ];
 const client = new Etcd3({ hosts: hosts.split(',') });
 
 let quiescing = false;

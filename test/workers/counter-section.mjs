@@ -18,7 +18,10 @@ export async function counterSection(client, [fencedKey, unfencedKey], holder, l
     await new Promise((resolve) => setTimeout(resolve, 2 + Math.random() * 18));
     sent = now();
     try {
-      await holder.fencedTxn().put(fencedKey, String(fencedRead + 1)).commit();
+      await holder
+        .fencedTxn()
+        .put(fencedKey, String(fencedRead + 1))
+        .commit();
       outcome = 'ok';
     } catch (err) {
       outcome = err.name === lostError ? 'rejected' : 'unknown';

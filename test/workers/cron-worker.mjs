@@ -37,7 +37,11 @@ class Jobs {
 }
 const guard = mode === 'leader' ? LeaderOnly() : Singleton('tick', minHoldMs ? { minHoldMs: Number(minHoldMs) } : {});
 // As `@Cron(...) @LeaderOnly()` (or `@Singleton`) would in TypeScript: applied bottom-up.
-Object.defineProperty(Jobs.prototype, 'tick', Reflect.decorate([Cron('* * * * * *'), guard], Jobs.prototype, 'tick', Object.getOwnPropertyDescriptor(Jobs.prototype, 'tick')));
+Object.defineProperty(
+  Jobs.prototype,
+  'tick',
+  Reflect.decorate([Cron('* * * * * *'), guard], Jobs.prototype, 'tick', Object.getOwnPropertyDescriptor(Jobs.prototype, 'tick')),
+);
 Injectable()(Jobs);
 
 class WorkerModule {}
@@ -47,7 +51,10 @@ Module({
 })(WorkerModule);
 
 const app = await NestFactory.createApplicationContext(WorkerModule, { logger: false });
-app.get(LeaderElectionService).changes().subscribe((leader) => print({ event: 'leader', leader, at: now() }));
+app
+  .get(LeaderElectionService)
+  .changes()
+  .subscribe((leader) => print({ event: 'leader', leader, at: now() }));
 print({ event: 'ready' });
 process.stdin.on('data', async (data) => {
   if (data.toString().includes('stop')) {

@@ -16,7 +16,11 @@ const client = new Etcd3({ hosts: hosts.split(',') });
 class Counter {
   async work(leadership) {
     for (let seq = 0; !leadership.signal.aborted && !stopping; seq++) {
-      const record = { identity, seq, ...(await counterSection(client, ['checker/leader-fenced', 'checker/leader-unfenced'], leadership, 'LeadershipLostError')) };
+      const record = {
+        identity,
+        seq,
+        ...(await counterSection(client, ['checker/leader-fenced', 'checker/leader-unfenced'], leadership, 'LeadershipLostError')),
+      };
       process.stdout.write(`${JSON.stringify(record)}\n`);
       if (record.outcome === 'unknown') await new Promise((resolve) => setTimeout(resolve, 100)); // etcd unreachable: back off
     }

@@ -40,21 +40,32 @@ class Jobs {
   }
 }
 const decorate = (decorators, name) =>
-  Object.defineProperty(Jobs.prototype, name, Reflect.decorate(decorators, Jobs.prototype, name, Object.getOwnPropertyDescriptor(Jobs.prototype, name)));
+  Object.defineProperty(
+    Jobs.prototype,
+    name,
+    Reflect.decorate(decorators, Jobs.prototype, name, Object.getOwnPropertyDescriptor(Jobs.prototype, name)),
+  );
 decorate([Cron('* * * * * *'), LeaderOnly()], 'long');
 decorate([OnLeadership()], 'hold');
 Injectable()(Jobs);
 
 class WorkerModule {}
 Module({
-  imports: [ScheduleModule.forRoot(), EtcdLockModule.forRoot({ hosts: hosts.split(','), identity, ttl: Number(ttl), requestTimeout: 1000 })],
+  imports: [
+    ScheduleModule.forRoot(),
+    EtcdLockModule.forRoot({ hosts: hosts.split(','), identity, ttl: Number(ttl), requestTimeout: 1000 }),
+  ],
   providers: [Jobs],
 })(WorkerModule);
 
 const app = await NestFactory.createApplicationContext(WorkerModule, { logger: false });
 app
   .get(EtcdLockEvents)
-  .events$.subscribe((e) => e.type === EtcdLockEventName.LeadershipChanged && print({ event: 'leader', leader: e.leader, token: e.fencingToken?.toString(), at: now() }));
+  .events$.subscribe(
+    (e) =>
+      e.type === EtcdLockEventName.LeadershipChanged &&
+      print({ event: 'leader', leader: e.leader, token: e.fencingToken?.toString(), at: now() }),
+  );
 print({ event: 'ready' });
 process.stdin.on('data', async (data) => {
   const text = data.toString();

@@ -36,7 +36,12 @@ class Counter {
 Object.defineProperty(
   Counter.prototype,
   'work',
-  Reflect.decorate([Sharded('jepsen-shards', { shards: 4 })], Counter.prototype, 'work', Object.getOwnPropertyDescriptor(Counter.prototype, 'work')),
+  Reflect.decorate(
+    [Sharded('jepsen-shards', { shards: 4 })],
+    Counter.prototype,
+    'work',
+    Object.getOwnPropertyDescriptor(Counter.prototype, 'work'),
+  ),
 );
 Injectable()(Counter);
 

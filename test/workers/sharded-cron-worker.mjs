@@ -33,7 +33,11 @@ class Jobs {
 }
 const guard = Sharded('tenants', { shards: Number(shards), minHoldMs: Number(minHoldMs) });
 // As `@Cron(...) @Sharded(...)` would in TypeScript: applied bottom-up.
-Object.defineProperty(Jobs.prototype, 'tick', Reflect.decorate([Cron('* * * * * *'), guard], Jobs.prototype, 'tick', Object.getOwnPropertyDescriptor(Jobs.prototype, 'tick')));
+Object.defineProperty(
+  Jobs.prototype,
+  'tick',
+  Reflect.decorate([Cron('* * * * * *'), guard], Jobs.prototype, 'tick', Object.getOwnPropertyDescriptor(Jobs.prototype, 'tick')),
+);
 Injectable()(Jobs);
 
 class WorkerModule {}
@@ -43,7 +47,10 @@ Module({
 })(WorkerModule);
 
 const app = await NestFactory.createApplicationContext(WorkerModule, { logger: false });
-app.get(ShardingService).owned('tenants').subscribe((list) => print({ event: 'owned', shards: list, at: now() }));
+app
+  .get(ShardingService)
+  .owned('tenants')
+  .subscribe((list) => print({ event: 'owned', shards: list, at: now() }));
 print({ event: 'ready' });
 process.stdin.on('data', async (data) => {
   if (data.toString().includes('stop')) {
