@@ -53,5 +53,12 @@ describe('set-up without etcd', () => {
     ];
     expect(gained.length).toBeGreaterThanOrEqual(3); // the first leader and the two failovers
     for (const [, printer, leader] of gained) expect(printer).toBe(leader);
+    // A story, not a log dump: none of Nest's start-up lines, one shard line per replica and rebalance (at start,
+    // the graceful stop, the crash, the final stop: at most 4 for each of the 3 replicas, where one line per shard
+    // moved made 57), and no warning before the crash (the graceful stop warns of nothing).
+    expect(output).not.toMatch(/\[(RoutesResolver|RouterExplorer|InstanceLoader)\]/);
+    expect(lines.filter((line) => line.includes("Shards of group 'tenants'")).length).toBeLessThanOrEqual(12);
+    const beforeCrash = output.slice(0, output.indexOf('crash:'));
+    expect(beforeCrash.split('\n').filter((line) => / (WARN|ERROR) /.test(line))).toEqual([]);
   }, 60_000);
 });

@@ -26,7 +26,7 @@ describe('shutdown', () => {
     const rejected = await pending;
     expect(rejected).toBeInstanceOf(LockLostError);
     expect((rejected as Error).message).toContain('shutting down');
-    expect(logger.at('log')).toContain(`Lock 'kept' lost (shutdown), fencing token ${lock.fencingToken}`);
+    expect(logger.at('log')).toContain(`Lock 'kept' released by the shutdown's revoke, fencing token ${lock.fencingToken}`);
     expect(logger.at('warn')).toEqual([]);
     expect(logger.at('error')).toEqual([]);
     await held.release();

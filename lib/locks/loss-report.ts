@@ -10,9 +10,8 @@ import type { HeldLock } from './held-lock.js';
  */
 export function lossReporter(logger: Logger, events: EtcdLockEvents, kind: HoldKind, label: (name: string) => string) {
   return (lock: HeldLock, err: LockLostError): void => {
-    const line = `${label(lock.name)} lost (${err.reason}), fencing token ${lock.fencingToken}`;
-    if (err.reason === 'shutdown') logger.log(line);
-    else logger.warn(line);
+    if (err.reason === 'shutdown') logger.log(`${label(lock.name)} released by the shutdown's revoke, fencing token ${lock.fencingToken}`);
+    else logger.warn(`${label(lock.name)} lost (${err.reason}), fencing token ${lock.fencingToken}`);
     events.emit({ type: EtcdLockEventName.LockLost, kind, name: lock.name, reason: err.reason, fencingToken: lock.fencingToken });
   };
 }

@@ -15,6 +15,7 @@ import { type Assignment, rebalance, sameAssignment } from './assignment.js';
 import { GroupStore, withLeases } from './group-store.js';
 import { ChangeWatch } from './change-watch.js';
 import { ShardSlot } from './shard-slot.js';
+import { ShardChangeLog } from './change-log.js';
 
 /** What a group needs from the instance around it. */
 export interface ShardGroupContext {
@@ -54,6 +55,7 @@ export class ShardGroup {
   private override: readonly number[] | undefined;
   private readonly retry = new Backoff(RETRY_MIN_MS, RETRY_MAX_MS);
   private readonly failure: LogOnce;
+  private readonly changeLog: ShardChangeLog;
   private firstPass: { resolve: () => void; reject: (err: unknown) => void } | undefined;
   mismatch: ShardCountMismatchError | undefined;
 
@@ -66,6 +68,7 @@ export class ShardGroup {
     private readonly ctx: ShardGroupContext,
   ) {
     this.failure = new LogOnce((message) => ctx.logger.warn(message));
+    this.changeLog = new ShardChangeLog(name, count, (line) => ctx.logger.log(line));
     this.store = new GroupStore(ctx.rpc, ctx.prefix, name);
   }
 
@@ -105,6 +108,7 @@ export class ShardGroup {
     await this.running;
     await this.reconciling;
     this.publish();
+    this.changeLog.flush();
     this.owned.complete();
   }
 
@@ -268,7 +272,7 @@ export class ShardGroup {
     this.retryTimer.unref();
   }
 
-  /** Tells a change of this instance's shards: `owned()`, one log line, one `ShardsChanged` event. */
+  /** Tells a change of this instance's shards: `owned()`, one `ShardsChanged` event, and the change log. */
   private publish(): void {
     if (this.owned.closed) return;
     const before = this.owned.value;
@@ -277,8 +281,7 @@ export class ShardGroup {
     const lost = before.filter((index) => !now.includes(index));
     if (gained.length === 0 && lost.length === 0) return;
     this.owned.next(now);
-    const change = [gained.length ? `+[${gained.join(', ')}]` : '', lost.length ? `−[${lost.join(', ')}]` : ''].filter(Boolean).join(' ');
-    this.ctx.logger.log(`Shards of group '${this.name}': ${now.length} of ${this.count} owned here (${change})`);
+    this.changeLog.changed(now, gained, lost);
     this.ctx.events.emit({ type: EtcdLockEventName.ShardsChanged, group: this.name, shards: now, gained, lost });
   }
 }

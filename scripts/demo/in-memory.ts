@@ -6,7 +6,7 @@ import { NestFactory } from '@nestjs/core';
 import { EtcdLockEventName, EtcdLockEvents } from 'nestjs-etcd-lock';
 import { InMemoryEtcd } from 'nestjs-etcd-lock/testing';
 import { filter } from 'rxjs';
-import { type Replica, type ReplicaSpec, label } from './replica.js';
+import { isNestStartupLine, label, type Replica, type ReplicaSpec } from './replica.js';
 
 /** What the demo uses of the built sample app (loaded at run time from `sample-app/dist`). */
 interface SampleApp {
@@ -33,6 +33,7 @@ class ReplicaLogger extends ConsoleLogger {
     if (replica && !replica.alive) return; // a crashed replica says nothing more
     for (const message of messages) {
       const text = `${String(logLevel).toUpperCase()} [${context}] ${message instanceof Error ? message.message : String(message)}`;
+      if (isNestStartupLine(text)) continue;
       console.log(replica ? `${replica.label} ${text}` : text);
     }
   }

@@ -58,7 +58,7 @@ export class ProcessReplica implements Replica {
         const line = raw.replace(/^\[Nest\] \d+\s+-\s+[^A-Z]*(AM|PM)?\s+/, '');
         if (line.includes('leader tick')) this.leaderTicks++;
         if (line.includes('report started')) this.reportRuns++;
-        console.log(`${label(spec)} ${line}`);
+        if (!isNestStartupLine(line)) console.log(`${label(spec)} ${line}`);
         for (const listener of [...this.listeners]) listener(line);
       }
     };
@@ -105,4 +105,12 @@ export class ProcessReplica implements Replica {
       this.listeners.push(listener);
     });
   }
+}
+
+/** Nest's own start-up lines (modules loaded, routes mapped): the demo's story is what the replicas do. */
+const NEST_STARTUP = /^(LOG|DEBUG|VERBOSE) \[(InstanceLoader|RoutesResolver|RouterExplorer|NestFactory|NestApplication)\]/;
+
+/** Whether `line` (without Nest's `[Nest] pid - date` prefix) is one of Nest's start-up lines. */
+export function isNestStartupLine(line: string): boolean {
+  return NEST_STARTUP.test(line);
 }
