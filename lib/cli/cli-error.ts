@@ -1,4 +1,5 @@
 import { EtcdAccessDeniedError, EtcdUnavailableError } from '../errors.js';
+import { messageOf } from '../util/error-message.js';
 
 /** The CLI's exit codes, documented in its help and in docs/cli.md. */
 export enum ExitCode {
@@ -32,7 +33,7 @@ export class CliError extends Error {
 export function describeFailure(err: unknown, endpoints: readonly string[]): CliError {
   if (err instanceof CliError) return err;
   const cause = (err as { cause?: unknown })?.cause;
-  const detail = cause instanceof Error ? cause.message : err instanceof Error ? err.message : String(err);
+  const detail = cause instanceof Error ? cause.message : messageOf(err);
   if (err instanceof EtcdUnavailableError) {
     return new CliError(ExitCode.Unreachable, `cannot reach etcd at ${endpoints.join(', ')}: ${detail}`);
   }
@@ -47,5 +48,5 @@ export function describeFailure(err: unknown, endpoints: readonly string[]): Cli
           `etcd denied the user permission (it needs read access to the prefix, readwrite to release): ${detail}`,
         );
   }
-  return new CliError(ExitCode.Failed, err instanceof Error ? err.message : String(err));
+  return new CliError(ExitCode.Failed, messageOf(err));
 }

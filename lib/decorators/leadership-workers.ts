@@ -6,6 +6,7 @@ import { LeaderElectionService } from '../election/leader-election.service.js';
 import { leadershipContext } from '../election/leadership-term.js';
 import { pause } from '../util/wait-signal.js';
 import { Backoff } from '../util/backoff.js';
+import { messageOf } from '../util/error-message.js';
 
 /** One `@OnLeadership` method of one provider instance. */
 export interface LeadershipWorker {
@@ -69,7 +70,7 @@ export class LeadershipWorkers implements OnApplicationBootstrap, OnApplicationS
   private failed(worker: LeadershipWorker, term: Leadership, err: unknown): void {
     // Ending on the term's own signal is how the work is meant to stop.
     if (term.signal.aborted && (err === term.signal.reason || (err as Error)?.name === 'AbortError')) return;
-    const message = err instanceof Error ? err.message : String(err);
+    const message = messageOf(err);
     if (!term.isLeader) {
       this.logger.warn(`@OnLeadership ${worker.label} failed after its term ended: ${message}`);
       return;

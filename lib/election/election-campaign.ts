@@ -10,6 +10,7 @@ import type { EtcdSessionService } from '../session/session.service.js';
 import { onAbort, sleep, whenAborted } from '../util/wait-signal.js';
 import { Backoff } from '../util/backoff.js';
 import { LogOnce } from '../util/log-once.js';
+import { messageOf } from '../util/error-message.js';
 
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 5000;
@@ -173,7 +174,7 @@ export class ElectionCampaign {
   }
 
   private async backOff(err: unknown): Promise<void> {
-    this.failure.report(() => `Campaign in election '${this.name}' failed, retrying: ${err instanceof Error ? err.message : err}`);
+    this.failure.report(() => `Campaign in election '${this.name}' failed, retrying: ${messageOf(err)}`);
     // Cut short (not failed) when the campaign stops.
     await sleep(this.retry.next(), this.stopWaiting?.signal).catch(() => undefined);
   }

@@ -13,7 +13,7 @@ import { namePrefix } from '../etcd/keys.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import { assertName, assertOptions, assertSignal } from '../util/validation.js';
 import { onAbort } from '../util/wait-signal.js';
-import { settleOnce } from '../util/settle-once.js';
+import { settled } from '../util/settle-once.js';
 import { EtcdUnavailableError } from '../errors.js';
 
 /** This instance's part in one election, from local state. */
@@ -138,8 +138,7 @@ export class LeaderElectionService implements OnApplicationBootstrap {
     campaign.start(true);
     if (campaign.isLeader) return;
     const signal = options?.signal;
-    await new Promise<void>((resolve, reject) => {
-      const settle = settleOnce(resolve, reject);
+    await settled((settle) => {
       // The leadership stream may answer synchronously, inside subscribe(): `settle` is ready before it.
       settle.onEnd(onAbort(signal, (reason) => settle.reject(reason)));
       settle.onEnd(

@@ -20,6 +20,7 @@ import { isBrokenCircuitError } from 'cockatiel';
 import { EtcdAccessDeniedError, EtcdLockError, EtcdRequestError, EtcdUnavailableError } from '../errors.js';
 import type { EtcdPort, KeepAliveStream, LeaseTimeToLive, PortWatcher, WatchRequest } from './etcd-port.js';
 import { WatchStream } from './watch-stream.js';
+import { messageOf } from '../util/error-message.js';
 
 type CallOptions = NonNullable<Parameters<Etcd3['kv']['range']>[1]>;
 
@@ -119,7 +120,7 @@ export class EtcdRpc implements EtcdPort {
  */
 export function translateError(err: unknown, what: string, endpoints: readonly string[]): EtcdLockError {
   if (err instanceof EtcdLockError) return err;
-  const detail = err instanceof Error ? err.message : String(err);
+  const detail = messageOf(err);
   if (isTransportError(err)) {
     return new EtcdUnavailableError(`etcd did not answer when trying to ${what}: ${detail}`, endpoints, {
       cause: err,

@@ -3,6 +3,7 @@ import { Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } fro
 import { ModuleRef } from '@nestjs/core';
 import { type Observable, Subject } from 'rxjs';
 import type { LockLossReason } from '../errors.js';
+import { messageOf } from '../util/error-message.js';
 
 /** Event names, also used on `@nestjs/event-emitter`'s EventEmitter2 when the app has it. */
 export const EtcdLockEventName = {
@@ -152,7 +153,7 @@ export class EtcdLockEvents implements OnModuleInit, OnApplicationShutdown {
       this.emitter?.emit(event.type, event);
     } catch (err) {
       // A listener's error must not break the library's own state handling.
-      new Logger('EtcdLock').error(`An ${event.type} listener threw: ${err instanceof Error ? err.message : err}`);
+      new Logger('EtcdLock').error(`An ${event.type} listener threw: ${messageOf(err)}`);
     }
   }
 }

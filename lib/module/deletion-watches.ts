@@ -4,6 +4,7 @@ import { DeleteWatch } from '../queue/delete-watch.js';
 import { RESOLVED_OPTIONS } from './etcd-lock.constants.js';
 import type { ResolvedEtcdLockOptions } from './etcd-lock.options.js';
 import { EtcdConnection } from './etcd-connection.js';
+import { messageOf } from '../util/error-message.js';
 
 /** The app instance's deletion watches, one set per kind of key (locks, elections). The session closes them. */
 @Injectable()
@@ -21,7 +22,7 @@ export class DeletionWatches {
     let watch = this.kinds.get(kind);
     if (!watch) {
       watch = new DeleteWatch(this.connection.port, kindPrefix(this.options.prefix, kind), (err) =>
-        this.logger.warn(`Watch on ${kind} keys restarted: ${err instanceof Error ? err.message : err}`),
+        this.logger.warn(`Watch on ${kind} keys restarted: ${messageOf(err)}`),
       );
       this.kinds.set(kind, watch);
     }

@@ -11,6 +11,7 @@ import { OwnKeys } from './own-keys.js';
 import { Backoff } from '../util/backoff.js';
 import { isLeaseGone } from '../etcd/etcd-rpc.js';
 import { oldestFirst } from '../etcd/requests.js';
+import { settled } from '../util/settle-once.js';
 
 type State = 'new' | 'waiting' | 'owner' | 'left' | 'lost';
 
@@ -220,22 +221,15 @@ export class Contender implements DeleteSubscriber, FenceHolder {
     }
     if (this.state === 'lost') return Promise.reject(this.lostError ?? new LockLostError(this.ctx.name, 'session-lost'));
     if (this.state !== 'waiting') return Promise.reject(new EtcdLockError(`'${this.ctx.name}' is not queued`));
-    return new Promise<void>((resolve, reject) => {
-      if (signal?.aborted) return reject(signal.reason);
-      const stopListening = onAbort(signal, (reason) => {
-        this.turn = undefined;
-        reject(reason);
-      });
-      this.turn = {
-        resolve: () => {
-          stopListening();
-          resolve();
-        },
-        reject: (err) => {
-          stopListening();
-          reject(err);
-        },
-      };
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return settled((settle) => {
+      this.turn = { resolve: () => settle.resolve(), reject: (err) => settle.reject(err) };
+      settle.onEnd(
+        onAbort(signal, (reason) => {
+          this.turn = undefined;
+          settle.reject(reason);
+        }),
+      );
     });
   }
 

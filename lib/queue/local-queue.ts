@@ -1,4 +1,5 @@
 import { onAbort } from '../util/wait-signal.js';
+import { settled } from '../util/settle-once.js';
 
 /**
  * An in-process FIFO per name, in front of etcd. All callers in one app instance share one lease and so one
@@ -21,17 +22,14 @@ export class LocalQueue {
     if (now) return Promise.resolve(now);
     if (signal?.aborted) return Promise.reject(signal.reason);
     const waiters = this.names.get(name) as Array<() => void>;
-    return new Promise((resolve, reject) => {
-      const wake = () => {
-        stopListening();
-        resolve(this.exit(name));
-      };
+    return settled((settle) => {
+      const wake = () => settle.resolve(this.exit(name));
       waiters.push(wake);
-      const stopListening = onAbort(signal, (reason) => {
+      settle.onEnd(() => {
         const i = waiters.indexOf(wake);
         if (i >= 0) waiters.splice(i, 1);
-        reject(reason);
       });
+      settle.onEnd(onAbort(signal, (reason) => settle.reject(reason)));
     });
   }
 

@@ -23,6 +23,8 @@ import { Telemetry } from '../telemetry/telemetry.js';
 import { Backoff, jittered } from '../util/backoff.js';
 import { LogOnce } from '../util/log-once.js';
 import { onAbort, sleep, withTimeout } from '../util/wait-signal.js';
+import { messageOf } from '../util/error-message.js';
+import { settled } from '../util/settle-once.js';
 
 /** What `EtcdSessionService.status()` reports. */
 export interface SessionStatus {
@@ -215,16 +217,9 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
   /** @internal The live session, or the next one granted; undefined if `signal` aborts first. */
   nextSession(signal: AbortSignal): Promise<LeaseSession | undefined> {
     if (this.lease?.alive) return Promise.resolve(this.lease);
-    return new Promise<LeaseSession | undefined>((resolve) => {
-      const off = this.onSession((session) => {
-        off();
-        stopListening();
-        resolve(session);
-      });
-      const stopListening = onAbort(signal, () => {
-        off();
-        resolve(undefined);
-      });
+    return settled<LeaseSession | undefined>((settle) => {
+      settle.onEnd(this.onSession((session) => settle.resolve(session)));
+      settle.onEnd(onAbort(signal, () => settle.resolve(undefined)));
     });
   }
 
@@ -307,12 +302,8 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
       this.events.emit({ type: EtcdLockEventName.SessionRenewed, leaseId: session.hex, ttl: session.ttl });
       for (const listener of [...this.sessionListeners]) listener(session);
     } catch (err) {
-      this.outage.report(() => `etcd unreachable, retrying to grant a session: ${err instanceof Error ? err.message : err}`);
+      this.outage.report(() => `etcd unreachable, retrying to grant a session: ${messageOf(err)}`);
       this.scheduleRegrant(this.regrantBackoff.next());
     }
   }
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

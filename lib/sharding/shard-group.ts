@@ -16,6 +16,8 @@ import { GroupStore, withLeases } from './group-store.js';
 import { ChangeWatch } from './change-watch.js';
 import { ShardSlot } from './shard-slot.js';
 import { ShardChangeLog } from './change-log.js';
+import { messageOf } from '../util/error-message.js';
+import { settled } from '../util/settle-once.js';
 
 /** What a group needs from the instance around it. */
 export interface ShardGroupContext {
@@ -288,18 +290,8 @@ export class ShardGroup {
 
 /** Resolves when the session ends or `signal` aborts, leaving no listener behind. */
 function untilEnded(session: LeaseSession, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const off = session.onEnd(() => {
-      stopListening();
-      resolve();
-    });
-    const stopListening = onAbort(signal, () => {
-      off();
-      resolve();
-    });
+  return settled((settle) => {
+    settle.onEnd(session.onEnd(() => settle.resolve()));
+    settle.onEnd(onAbort(signal, () => settle.resolve()));
   });
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -13,6 +13,11 @@ export interface SettleOnce<T> {
   readonly settled: boolean;
 }
 
+/** A promise settled by whichever source answers first (see `SettleOnce`): `start` registers the sources. */
+export function settled<T = void>(start: (settle: SettleOnce<T>) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => start(settleOnce(resolve, reject)));
+}
+
 export function settleOnce<T = void>(resolve: (value: T) => void, reject: (reason: unknown) => void): SettleOnce<T> {
   let settled = false;
   const cleanups: Cleanup[] = [];
