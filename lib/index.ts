@@ -1,6 +1,6 @@
 // The module and its options.
 export { EtcdLockModule } from './module/etcd-lock.module.js';
-export { EtcdLockOptions } from './module/etcd-lock-options.interface.js';
+export { EtcdLockOptions } from './options/etcd-lock-options.interface.js';
 
 // Locks: acquire, try, with, who holds, watch; every hold's fenced transaction.
 export { LockService, type AcquireOptions, type TryAcquireOptions } from './locks/lock.service.js';

@@ -4,7 +4,7 @@ import type { INestApplicationContext } from '@nestjs/common';
 import { filter, firstValueFrom } from 'rxjs';
 import { EtcdUnavailableError, LeaderElectionService, type Leadership } from '../lib/index.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
-import { EtcdConnection } from '../lib/module/etcd-connection.js';
+import { EtcdConnection } from '../lib/connection/etcd-connection.js';
 import { ETCDCTL_BIN } from './harness/etcd.js';
 import { useEtcd } from './harness/fixtures.js';
 

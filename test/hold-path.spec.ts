@@ -1,6 +1,6 @@
 import type { INestApplicationContext } from '@nestjs/common';
 import { type Lock, LockService, ReadWriteLockService, SemaphoreService } from '../lib/index.js';
-import { EtcdConnection } from '../lib/module/etcd-connection.js';
+import { EtcdConnection } from '../lib/connection/etcd-connection.js';
 import { useEtcd } from './harness/fixtures.js';
 
 /*

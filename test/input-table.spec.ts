@@ -14,7 +14,7 @@ import {
   ShardingService,
   Singleton,
 } from '../lib/index.js';
-import { resolveOptions } from '../lib/module/etcd-lock.options.js';
+import { resolveOptions } from '../lib/options/etcd-lock.options.js';
 import { EtcdLockTestingModule } from '../lib/testing/index.js';
 import { ROOT } from './harness/processes.js';
 

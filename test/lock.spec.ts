@@ -1,7 +1,7 @@
 import { LockLostError, LockReleasedError, LockService, LockTimeoutError } from '../lib/index.js';
 import type { IDeleteRangeRequest } from 'etcd3';
 import { EtcdUnavailableError } from '../lib/errors.js';
-import { EtcdConnection } from '../lib/module/etcd-connection.js';
+import { EtcdConnection } from '../lib/connection/etcd-connection.js';
 import { EtcdSessionService } from '../lib/session/session.service.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
 import { useEtcd } from './harness/fixtures.js';

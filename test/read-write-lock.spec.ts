@@ -6,7 +6,7 @@ import {
   LockTimeoutError,
   ReadWriteLockService,
 } from '../lib/index.js';
-import { EtcdConnection } from '../lib/module/etcd-connection.js';
+import { EtcdConnection } from '../lib/connection/etcd-connection.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
 import { useEtcd } from './harness/fixtures.js';
 import { NodeProcess } from './harness/processes.js';

@@ -10,7 +10,7 @@ import {
   SemaphoreService,
   ShardingService,
 } from '../lib/index.js';
-import { EtcdConnection } from '../lib/module/etcd-connection.js';
+import { EtcdConnection } from '../lib/connection/etcd-connection.js';
 import { EtcdSessionService } from '../lib/session/session.service.js';
 import type { OwnedShards } from '../lib/sharding/shard-set.js';
 import { useEtcd } from './harness/fixtures.js';

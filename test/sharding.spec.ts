@@ -13,7 +13,7 @@ import {
 } from '../lib/index.js';
 import { EtcdLockEventName, EtcdLockEvents, EtcdSessionService } from '../lib/index.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
-import { EtcdConnection } from '../lib/module/etcd-connection.js';
+import { EtcdConnection } from '../lib/connection/etcd-connection.js';
 import type { OwnedShards } from '../lib/sharding/shard-set.js';
 import { useEtcd } from './harness/fixtures.js';
 

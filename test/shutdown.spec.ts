@@ -1,7 +1,7 @@
 import { EtcdLeaseInvalidError } from 'etcd3';
 import { filter, firstValueFrom } from 'rxjs';
 import { EtcdUnavailableError, LeaderElectionService, LockLostError, LockService } from '../lib/index.js';
-import { EtcdConnection } from '../lib/module/etcd-connection.js';
+import { EtcdConnection } from '../lib/connection/etcd-connection.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
 import { useEtcd } from './harness/fixtures.js';
 import { RecordingLogger } from './harness/logger.js';

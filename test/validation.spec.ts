@@ -1,7 +1,7 @@
 import type { INestApplicationContext } from '@nestjs/common';
 import { filter, firstValueFrom } from 'rxjs';
 import { EtcdLockError, InvalidArgumentError, LeaderElectionService, LeaderOnly, LockService, Singleton } from '../lib/index.js';
-import { DeletionWatches } from '../lib/module/deletion-watches.js';
+import { DeletionWatches } from '../lib/connection/deletion-watches.js';
 import { etcdRequestCount } from './harness/etcd.js';
 import { useEtcd } from './harness/fixtures.js';
 

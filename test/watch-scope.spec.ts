@@ -2,7 +2,7 @@ import { filter, firstValueFrom } from 'rxjs';
 import { LeaderElectionService, LockLostError, LockService, SemaphoreService } from '../lib/index.js';
 import { Etcd3 } from 'etcd3';
 import { EtcdRpc } from '../lib/etcd/etcd-rpc.js';
-import { DeletionWatches } from '../lib/module/deletion-watches.js';
+import { DeletionWatches } from '../lib/connection/deletion-watches.js';
 import { DeleteWatch } from '../lib/queue/delete-watch.js';
 import { etcdMetric, grpcCounts } from './harness/etcd.js';
 import { useEtcd } from './harness/fixtures.js';

@@ -9,7 +9,7 @@ import {
   ON_LEADERSHIP_METADATA,
   SHARDED_METADATA,
   SINGLETON_METADATA,
-} from '../module/etcd-lock.constants.js';
+} from '../options/etcd-lock.constants.js';
 import type { ShardedOptions } from './sharded.decorator.js';
 import { ShardingService } from '../sharding/sharding.service.js';
 import { EtcdLockError } from '../errors.js';

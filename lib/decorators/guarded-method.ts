@@ -1,5 +1,5 @@
 import { Inject } from '@nestjs/common';
-import { RUNNER_TOKEN } from '../module/etcd-lock.constants.js';
+import { RUNNER_TOKEN } from '../options/etcd-lock.constants.js';
 import { EtcdLockError } from '../errors.js';
 import type { GuardedRunner } from './guarded-runner.js';
 

@@ -1,6 +1,6 @@
 import { type BeforeApplicationShutdown, Inject, Injectable, Logger } from '@nestjs/common';
-import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
-import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
+import { RESOLVED_OPTIONS } from '../options/etcd-lock.constants.js';
+import type { ResolvedEtcdLockOptions } from '../options/etcd-lock.options.js';
 import { EtcdUnavailableError, LockBusyError, LockTimeoutError } from '../errors.js';
 import type { Lock } from '../locks/lock.interface.js';
 import type { SingletonOptions } from './singleton-options.interface.js';

@@ -1,4 +1,4 @@
-import { LEADER_ONLY_METADATA } from '../module/etcd-lock.constants.js';
+import { LEADER_ONLY_METADATA } from '../options/etcd-lock.constants.js';
 import { assertName } from '../util/validation.js';
 import { guardMethod, runnerOf } from './guarded-method.js';
 

@@ -1,4 +1,4 @@
-import { MAX_CONCURRENT_METADATA } from '../module/etcd-lock.constants.js';
+import { MAX_CONCURRENT_METADATA } from '../options/etcd-lock.constants.js';
 import { assertLimit } from '../util/validation.js';
 import { guardMethod, runnerOf } from './guarded-method.js';
 import type { SingletonKey, SingletonOptions } from './singleton-options.interface.js';

@@ -1,4 +1,4 @@
-import { ON_LEADERSHIP_METADATA } from '../module/etcd-lock.constants.js';
+import { ON_LEADERSHIP_METADATA } from '../options/etcd-lock.constants.js';
 import { EtcdLockError } from '../errors.js';
 import { assertName } from '../util/validation.js';
 

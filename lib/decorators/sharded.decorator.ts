@@ -1,4 +1,4 @@
-import { SHARDED_METADATA } from '../module/etcd-lock.constants.js';
+import { SHARDED_METADATA } from '../options/etcd-lock.constants.js';
 import type { ShardGroupOptions } from '../sharding/sharding.service.js';
 import { assertDuration, assertName, assertOptions, assertShardCount } from '../util/validation.js';
 import { guardMethod, runnerOf } from './guarded-method.js';

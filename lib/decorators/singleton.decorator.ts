@@ -1,4 +1,4 @@
-import { SINGLETON_METADATA } from '../module/etcd-lock.constants.js';
+import { SINGLETON_METADATA } from '../options/etcd-lock.constants.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { SingletonKey, SingletonOptions } from './singleton-options.interface.js';
 import { assertDuration, assertName, assertOptions } from '../util/validation.js';

@@ -1,8 +1,8 @@
 import { Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
-import { DeletionWatches } from '../module/deletion-watches.js';
-import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
-import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
-import { EtcdConnection } from '../module/etcd-connection.js';
+import { DeletionWatches } from '../connection/deletion-watches.js';
+import { RESOLVED_OPTIONS } from '../options/etcd-lock.constants.js';
+import type { ResolvedEtcdLockOptions } from '../options/etcd-lock.options.js';
+import { EtcdConnection } from '../connection/etcd-connection.js';
 import { distinctUntilChanged, map, type Observable } from 'rxjs';
 import { ElectionCampaign } from './election-campaign.js';
 import type { Leadership } from './leadership.interface.js';

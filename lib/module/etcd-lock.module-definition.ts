@@ -1,5 +1,5 @@
 import { ConfigurableModuleBuilder } from '@nestjs/common';
-import { EtcdLockOptions } from './etcd-lock-options.interface.js';
+import { EtcdLockOptions } from '../options/etcd-lock-options.interface.js';
 
 export const { ConfigurableModuleClass, OPTIONS_TYPE, ASYNC_OPTIONS_TYPE } = new ConfigurableModuleBuilder<EtcdLockOptions>({
   optionsInjectionToken: EtcdLockOptions,

@@ -8,10 +8,10 @@ import {
   type OnModuleInit,
 } from '@nestjs/common';
 import { isBrokenCircuitError } from 'cockatiel';
-import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
-import { DeletionWatches } from '../module/deletion-watches.js';
-import { EtcdConnection } from '../module/etcd-connection.js';
-import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
+import { RESOLVED_OPTIONS } from '../options/etcd-lock.constants.js';
+import { DeletionWatches } from '../connection/deletion-watches.js';
+import { EtcdConnection } from '../connection/etcd-connection.js';
+import type { ResolvedEtcdLockOptions } from '../options/etcd-lock.options.js';
 import { EtcdUnavailableError } from '../errors.js';
 import { checkAccess } from '../etcd/access-probe.js';
 import { keyRoots } from '../etcd/keys.js';

@@ -2,11 +2,11 @@ import { Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs
 import { type Observable, of } from 'rxjs';
 import { InvalidArgumentError } from '../errors.js';
 import { kindPrefix } from '../etcd/keys.js';
-import { DeletionWatches } from '../module/deletion-watches.js';
+import { DeletionWatches } from '../connection/deletion-watches.js';
 import { EtcdLockEvents } from '../events/etcd-lock.events.js';
-import { EtcdConnection } from '../module/etcd-connection.js';
-import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
-import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
+import { EtcdConnection } from '../connection/etcd-connection.js';
+import { RESOLVED_OPTIONS } from '../options/etcd-lock.constants.js';
+import type { ResolvedEtcdLockOptions } from '../options/etcd-lock.options.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import { assertDuration, assertName, assertOptions, assertShardCount } from '../util/validation.js';
 import { ShardGroup } from './shard-group.js';

@@ -3,8 +3,8 @@ import type { Attributes, Counter, Histogram, Span, Tracer, UpDownCounter } from
 import type { Subscription } from 'rxjs';
 import { EtcdRequestError, EtcdUnavailableError, LockTimeoutError } from '../errors.js';
 import { EtcdLockEventName, EtcdLockEvents, type EtcdLockEvent, type HoldKind } from '../events/etcd-lock.events.js';
-import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
-import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
+import { RESOLVED_OPTIONS } from '../options/etcd-lock.constants.js';
+import type { ResolvedEtcdLockOptions } from '../options/etcd-lock.options.js';
 import { type Otel, otel } from './otel.js';
 
 const SCOPE = 'nestjs-etcd-lock';

@@ -1,6 +1,6 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
-import { RESOLVED_OPTIONS } from '../module/etcd-lock.constants.js';
-import type { ResolvedEtcdLockOptions } from '../module/etcd-lock.options.js';
+import { RESOLVED_OPTIONS } from '../options/etcd-lock.constants.js';
+import type { ResolvedEtcdLockOptions } from '../options/etcd-lock.options.js';
 import { filter, firstValueFrom, type Observable } from 'rxjs';
 import { EtcdLockError, InvalidArgumentError } from '../errors.js';
 import { type EtcdLockEvent, EtcdLockEventName, EtcdLockEvents } from '../events/etcd-lock.events.js';

@@ -1,5 +1,5 @@
 import { LockService } from '../../lib/index.js';
-import { DeletionWatches } from '../../lib/module/deletion-watches.js';
+import { DeletionWatches } from '../../lib/connection/deletion-watches.js';
 import { useEtcd } from '../harness/fixtures.js';
 
 const etcd = useEtcd();

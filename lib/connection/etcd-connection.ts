@@ -2,8 +2,8 @@ import { Inject, Injectable, Optional } from '@nestjs/common';
 import { createEtcdClient } from '../etcd/client.js';
 import type { EtcdPort } from '../etcd/etcd-port.js';
 import { EtcdRpc } from '../etcd/etcd-rpc.js';
-import { ETCD_PORT, RESOLVED_OPTIONS } from './etcd-lock.constants.js';
-import type { ResolvedEtcdLockOptions } from './etcd-lock.options.js';
+import { ETCD_PORT, RESOLVED_OPTIONS } from '../options/etcd-lock.constants.js';
+import type { ResolvedEtcdLockOptions } from '../options/etcd-lock.options.js';
 import { instrumentedPort } from '../telemetry/instrumented-port.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 

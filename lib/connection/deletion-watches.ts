@@ -1,8 +1,8 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { type KeyKind, kindPrefix } from '../etcd/keys.js';
 import { DeleteWatch } from '../queue/delete-watch.js';
-import { RESOLVED_OPTIONS } from './etcd-lock.constants.js';
-import type { ResolvedEtcdLockOptions } from './etcd-lock.options.js';
+import { RESOLVED_OPTIONS } from '../options/etcd-lock.constants.js';
+import type { ResolvedEtcdLockOptions } from '../options/etcd-lock.options.js';
 import { EtcdConnection } from './etcd-connection.js';
 import { messageOf } from '../util/error-message.js';
 
