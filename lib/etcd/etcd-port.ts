@@ -42,17 +42,17 @@ export interface KeepAliveStream {
   end(): void;
 }
 
-/**
- * The port to etcd: every request the library makes, watches and keepalives included, goes through it. Unary
- * calls have deadlines and throw our typed errors. Implemented over etcd3 (`EtcdRpc`) and in memory
- * (`InMemoryEtcd`, for tests); no `@nestjs` import on either side.
- */
 /** What etcd says of a lease: seconds left, and the TTL it was granted with. */
 export interface LeaseTimeToLive {
   readonly ttl: number;
   readonly grantedTtl: number;
 }
 
+/**
+ * The port to etcd: every request the library makes, watches and keepalives included, goes through it. Unary
+ * calls have deadlines and throw our typed errors. Implemented over etcd3 (`EtcdRpc`) and in memory
+ * (`InMemoryEtcd`, for tests); no `@nestjs` import on either side.
+ */
 export interface EtcdPort {
   /** The endpoints, as errors name them. */
   readonly endpoints: readonly string[];

@@ -1,14 +1,10 @@
 import type { IKeyValue } from 'etcd3';
-import type { PortWatcher } from '../etcd/etcd-port.js';
 import { Observable, map } from 'rxjs';
 import type { EtcdPort } from '../etcd/etcd-port.js';
-import type { LockHolder } from '../locks/lock.interface.js';
 import { isQueueKey, type KeyKind, prefixRangeEnd } from '../etcd/keys.js';
-import { Backoff } from '../util/backoff.js';
 import { oldestFirst } from '../etcd/requests.js';
-
-const RETRY_MIN_MS = 250;
-const RETRY_MAX_MS = 5000;
+import { ResilientWatch } from '../etcd/resilient-watch.js';
+import type { LockHolder } from '../locks/lock.interface.js';
 
 /** Whether a key read under `namePrefix` is a contender's (not a key deeper under the name: another lock's). */
 export function queueKeyFilter(kind: KeyKind, namePrefix: string): (kv: IKeyValue) => boolean {
@@ -50,11 +46,7 @@ export function watchQueue(
   return new Observable<LockHolder[]>((subscriber) => {
     const prefix = Buffer.from(namePrefix);
     const isQueued = queueKeyFilter(kind, namePrefix);
-    const backoff = new Backoff(RETRY_MIN_MS, RETRY_MAX_MS);
     const keys = new Map<string, IKeyValue>();
-    let watcher: PortWatcher | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    let closed = false;
     let last: LockHolder[] | undefined;
 
     const emit = () => {
@@ -66,51 +58,27 @@ export function watchQueue(
       subscriber.next(next);
     };
 
-    const start = async () => {
-      try {
-        const res = await rpc.range({ key: prefix, range_end: prefixRangeEnd(prefix) }, `read '${namePrefix}'`);
-        if (closed) return;
-        keys.clear();
-        for (const kv of res.kvs) if (isQueued(kv)) keys.set(kv.key.toString(), kv);
-        backoff.reset();
-        emit();
-        // The subscriber may have unsubscribed during that emit (e.g. firstValueFrom): start no watch then.
-        if (closed) return;
-        const w = rpc.watch({ prefix: namePrefix, startRevision: BigInt(res.header.revision) + 1n });
-        watcher = w;
-        w.on('put', (kv) => {
-          if (!isQueued(kv)) return;
-          keys.set(kv.key.toString(), kv);
+    const watch = new ResilientWatch(
+      rpc,
+      { prefix: namePrefix },
+      {
+        read: async () => {
+          const res = await rpc.range({ key: prefix, range_end: prefixRangeEnd(prefix) }, `read '${namePrefix}'`);
+          keys.clear();
+          for (const kv of res.kvs) if (isQueued(kv)) keys.set(kv.key.toString(), kv);
+          // The subscriber may unsubscribe during this emit (e.g. firstValueFrom): the watch then never starts.
           emit();
-        });
-        w.on('delete', (kv) => {
-          keys.delete(kv.key.toString());
+          return BigInt(res.header.revision);
+        },
+        onEvent: (type, kv) => {
+          if (type === 'delete') keys.delete(kv.key.toString());
+          else if (isQueued(kv)) keys.set(kv.key.toString(), kv);
+          else return;
           emit();
-        });
-        w.on('error', () => {
-          if (watcher !== w) return;
-          // etcd already cancelled it (e.g. compaction). Cancelling again would make etcd answer for a watch id
-          // etcd3 has dropped, which etcd3 throws on, uncaught: just forget it and start over.
-          watcher = undefined;
-          w.removeAllListeners();
-          retry();
-        });
-      } catch {
-        retry();
-      }
-    };
-    const retry = () => {
-      if (closed) return;
-      timer = setTimeout(() => void start(), backoff.next());
-      timer.unref();
-    };
-
-    void start();
-    return () => {
-      closed = true;
-      clearTimeout(timer);
-      void watcher?.cancel().catch(() => undefined);
-    };
+        },
+      },
+    ).start();
+    return () => void watch.close();
   });
 }
 

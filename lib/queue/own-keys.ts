@@ -1,5 +1,6 @@
 import type { IKeyValue } from 'etcd3';
-import type { EtcdPort, PortWatcher } from '../etcd/etcd-port.js';
+import type { EtcdPort } from '../etcd/etcd-port.js';
+import { ResilientWatch } from '../etcd/resilient-watch.js';
 import type { LeaseSession } from '../session/lease-session.js';
 import { untilAnswered } from '../session/until-answered.js';
 import { releaseRequest } from './queue-requests.js';
@@ -21,7 +22,7 @@ import { releaseRequest } from './queue-requests.js';
 export class OwnKeys {
   private readonly live = new Set<string>();
   private readonly generations = new Map<string, number>();
-  private readonly doubtful = new Map<string, PortWatcher>();
+  private readonly doubtful = new Map<string, ResilientWatch>();
 
   private constructor(private readonly session: LeaseSession) {
     session.onEnd(() => this.close());
@@ -80,34 +81,28 @@ export class OwnKeys {
    */
   watchInDoubt(rpc: EtcdPort, key: string, fromRevision: bigint): void {
     if (this.doubtful.has(key) || !this.session.alive) return;
-    const watcher = rpc.watch({ prefix: key, exact: true, startRevision: fromRevision });
-    this.doubtful.set(key, watcher);
-    watcher.on('put', (kv) => {
-      // The watch tells of this put once: keep trying until etcd answers.
+    // The watch tells of a put once: each removal keeps trying until etcd answers.
+    const removeIfStale = (kv: IKeyValue) => {
       if (this.isStale(kv)) void this.remove(rpc, kv.key, kv.create_revision, true);
-    });
-    watcher.on('error', () => {
-      // History compacted past `fromRevision`: read the key now, and watch again from there.
-      watcher.removeAllListeners();
-      this.doubtful.delete(key);
-      void this.recheck(rpc, key);
-    });
-  }
-
-  private async recheck(rpc: EtcdPort, key: string): Promise<void> {
-    const res = await untilAnswered(this.session, () => rpc.range({ key: Buffer.from(key) }, `find '${key}'`));
-    if (!res) return;
-    const kv = res.kvs[0];
-    if (kv && this.isStale(kv)) await this.remove(rpc, kv.key, kv.create_revision, true);
-    this.watchInDoubt(rpc, key, BigInt(res.header.revision) + 1n);
+    };
+    const watch = new ResilientWatch(
+      rpc,
+      { prefix: key, exact: true },
+      {
+        // After a restart (history compacted past `fromRevision`): read the key now, and watch on from there.
+        read: async () => {
+          const res = await rpc.range({ key: Buffer.from(key) }, `find '${key}'`);
+          if (res.kvs[0]) removeIfStale(res.kvs[0]);
+          return BigInt(res.header.revision);
+        },
+        onEvent: (type, kv) => type === 'put' && removeIfStale(kv),
+      },
+    );
+    this.doubtful.set(key, watch.start(fromRevision));
   }
 
   private close(): void {
-    for (const watcher of this.doubtful.values()) {
-      watcher.removeAllListeners();
-      watcher.on('error', () => undefined);
-      void watcher.cancel().catch(() => undefined);
-    }
+    for (const watch of this.doubtful.values()) void watch.close();
     this.doubtful.clear();
     this.live.clear();
     registry.delete(this.session);

@@ -13,11 +13,12 @@ import { LogOnce } from '../util/log-once.js';
 import { onAbort, sleep } from '../util/wait-signal.js';
 import { type Assignment, rebalance, sameAssignment } from './assignment.js';
 import { GroupStore, withLeases } from './group-store.js';
-import { ChangeWatch } from './change-watch.js';
+import { changeWatch } from './change-watch.js';
 import { ShardSlot } from './shard-slot.js';
 import { ShardChangeLog } from './change-log.js';
 import { messageOf } from '../util/error-message.js';
 import { settled } from '../util/settle-once.js';
+import type { ResilientWatch } from '../etcd/resilient-watch.js';
 
 /** What a group needs from the instance around it. */
 export interface ShardGroupContext {
@@ -47,7 +48,7 @@ export class ShardGroup {
   private readonly stopped = new AbortController();
   private running: Promise<void> | undefined;
   private session: LeaseSession | undefined;
-  private watches: ChangeWatch[] = [];
+  private watches: ResilientWatch[] = [];
   private reconciling: Promise<void> | undefined;
   private again = false;
   /** Departed members' ids, with when this instance first saw them gone (for `rebalanceDelayMs`). */
@@ -141,11 +142,9 @@ export class ShardGroup {
 
   private watch(fromRevision: bigint): void {
     const onChange = () => this.schedule();
-    this.watches = [
-      new ChangeWatch(this.ctx.rpc, this.store.membersPrefix, onChange),
-      new ChangeWatch(this.ctx.rpc, this.store.recordKey, onChange),
-    ];
-    for (const watch of this.watches) watch.start(fromRevision);
+    this.watches = [this.store.membersPrefix, this.store.recordKey].map((prefix) =>
+      changeWatch(this.ctx.rpc, prefix, onChange).start(fromRevision),
+    );
   }
 
   /** Runs `reconcile` now, or once more after the one in progress. */
