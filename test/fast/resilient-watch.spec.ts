@@ -9,7 +9,12 @@ function fakePort() {
   const watches: Array<{ req: WatchRequest; watcher: EventEmitter & { cancelled: boolean } }> = [];
   const port = {
     watch(req: WatchRequest) {
-      const watcher = Object.assign(new EventEmitter(), { cancelled: false, cancel: async () => void (watcher.cancelled = true) });
+      const watcher = Object.assign(new EventEmitter(), {
+        cancelled: false,
+        async cancel() {
+          watcher.cancelled = true;
+        },
+      });
       watches.push({ req, watcher });
       return watcher as unknown as PortWatcher;
     },
