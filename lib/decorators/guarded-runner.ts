@@ -1,6 +1,4 @@
-import { type BeforeApplicationShutdown, Inject, Injectable, Logger } from '@nestjs/common';
-import { RESOLVED_OPTIONS } from '../options/etcd-lock.constants.js';
-import type { ResolvedEtcdLockOptions } from '../options/etcd-lock.options.js';
+import { Injectable, Logger } from '@nestjs/common';
 import { EtcdUnavailableError, LockBusyError, LockTimeoutError } from '../errors.js';
 import type { Lock } from '../locks/lock.interface.js';
 import type { SingletonOptions } from './singleton-options.interface.js';
@@ -16,18 +14,16 @@ import { SemaphoreService } from '../semaphores/semaphore.service.js';
 import { type RunSpan, Telemetry } from '../telemetry/telemetry.js';
 import { assertName } from '../util/validation.js';
 import { LogOnce } from '../util/log-once.js';
+import { GuardedRuns } from './guarded-runs.js';
 
 /**
- * What `@LeaderOnly`, `@Singleton` and `@Sharded` methods call into: decides whether a call runs (never when etcd cannot
- * confirm it may), tracks running calls so shutdown can wait for them, and logs an outage once, not per call.
+ * What `@LeaderOnly`, `@Singleton`, `@MaxConcurrent` and `@Sharded` methods call into: decides whether a call runs
+ * (never when etcd cannot confirm it may), runs it inside its hold's context and span, and logs an outage once, not
+ * per call. What runs is tracked by `GuardedRuns`, which shutdown waits for.
  */
 @Injectable()
-export class GuardedRunner implements BeforeApplicationShutdown {
+export class GuardedRunner {
   private readonly logger = new Logger('EtcdLock');
-  /** Running calls by election name (`@LeaderOnly`), and under `null` (`@Singleton`). */
-  private readonly running = new Map<string | null, Set<Promise<unknown>>>();
-  private readonly holds = new Map<Lock, NodeJS.Timeout>();
-  private draining = false;
   private readonly outage = new LogOnce((message) => this.logger.error(message));
 
   constructor(
@@ -37,7 +33,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
     private readonly sharding: ShardingService,
     private readonly semaphores: SemaphoreService,
     private readonly telemetry: Telemetry,
-    @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
+    private readonly runs: GuardedRuns,
   ) {
     sessions.onSession(() => {
       this.outage.reset();
@@ -49,7 +45,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
    * `LeaderElectionService.current()`; otherwise returns undefined at once, with no etcd request.
    */
   runIfLeader<T>(name: string | undefined, label: string, fn: () => T): T | undefined {
-    if (this.draining) return undefined;
+    if (this.runs.stopping) return undefined;
     const election = name ?? this.elections.defaultElection;
     const term = this.elections.term(election);
     if (!term) {
@@ -59,7 +55,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
     const run = () => leadershipContext.run(term, fn);
     const attributes = { 'etcd_lock.election': election, 'etcd_lock.fencing_token': term.fencingToken.toString(), 'code.function': label };
     const result = this.telemetry.enabled ? this.telemetry.run('etcd_lock leader_only', attributes, (span) => traced(span, run)) : run();
-    if (result instanceof Promise) this.track(result, election);
+    if (result instanceof Promise) this.runs.track(result, election);
     return result;
   }
 
@@ -68,7 +64,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
    * returns undefined at once, with no etcd request. None of those shards is handed over before the run ends.
    */
   runIfSharded<T>(group: string, minHoldMs: number, label: string, fn: () => T): T | undefined {
-    if (this.draining) return undefined;
+    if (this.runs.stopping) return undefined;
     const shards = this.sharding.snapshot(group);
     if (!shards) {
       if (!this.sessions.peek()?.alive) this.logOutage(label, 'no live etcd session');
@@ -86,7 +82,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
       : inContext();
     const run = result instanceof Promise ? result : Promise.resolve(result);
     shards.use(run, minHoldMs);
-    if (result instanceof Promise) this.track(result, null);
+    if (result instanceof Promise) this.runs.track(result, null);
     return result;
   }
 
@@ -118,7 +114,7 @@ export class GuardedRunner implements BeforeApplicationShutdown {
     source: HeldSource,
   ): Promise<T | undefined> {
     assertName(key, 'key');
-    if (this.draining) return undefined;
+    if (this.runs.stopping) return undefined;
     let lock: Lock | null;
     try {
       lock = options.wait ? await source.acquire(options.timeout) : await source.tryAcquire();
@@ -143,74 +139,10 @@ export class GuardedRunner implements BeforeApplicationShutdown {
         return await this.telemetry.run(source.span, attributes, (span) => traced(span, inContext));
       } finally {
         // Settle after the release (so the caller's next call finds the lock free), unless minHoldMs defers it.
-        await this.releaseAfter(held, (options.minHoldMs ?? 0) - (performance.now() - takenAt));
+        await this.runs.releaseAfter(held, (options.minHoldMs ?? 0) - (performance.now() - takenAt));
       }
     })();
-    return this.track(run, null);
-  }
-
-  /**
-   * At shutdown: start nothing new; resign from each election as soon as its own leader-only calls have ended,
-   * so a standby takes over within milliseconds even while a long singleton call finishes here; release each
-   * singleton lock when its call ends; leave each sharding group (each shard is handed over once the runs on it
-   * ended). Waits at most `shutdownTimeout` for calls.
-   */
-  async beforeApplicationShutdown(): Promise<void> {
-    this.draining = true;
-    const timeoutMs = this.options.shutdownTimeout;
-    const deadline = this.sessions.beginShutdown();
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, Math.max(0, deadline - performance.now()));
-    });
-    const ended = (key: string | null) => Promise.race([Promise.allSettled([...(this.running.get(key) ?? [])]), timedOut]);
-    // Handing over (resigns, shard leaves, releases) is bounded too: an etcd that does not answer cannot hold the
-    // shutdown past the deadline. What is left then goes with the lease, revoked next.
-    const handover = Promise.all([this.elections.resignAll(ended), this.sharding.leaveAll(), ended(null).then(() => this.releaseHolds())]);
-    await Promise.race([handover, timedOut]);
-    clearTimeout(timer);
-    const left = [...this.running.values()].reduce((n, calls) => n + calls.size, 0);
-    if (left > 0) {
-      this.logger.warn(`${left} leader-only/singleton call(s) still running after ${timeoutMs} ms; shutting down anyway`);
-    }
-  }
-
-  private async releaseHolds(): Promise<void> {
-    await Promise.all(
-      [...this.holds].map(([lock, timer]) => {
-        clearTimeout(timer);
-        this.holds.delete(lock);
-        return lock.release();
-      }),
-    );
-  }
-
-  /** @internal Whether shutdown has begun: nothing new starts. */
-  get stopping(): boolean {
-    return this.draining;
-  }
-
-  /** @internal Counts a running call under its election (`null`: a singleton), so shutdown waits for it. */
-  track<T>(promise: Promise<T>, key: string | null): Promise<T> {
-    const calls = this.running.get(key) ?? new Set();
-    this.running.set(key, calls);
-    calls.add(promise);
-    const forget = () => calls.delete(promise);
-    promise.then(forget, forget);
-    return promise;
-  }
-
-  private async releaseAfter(lock: Lock, delayMs: number): Promise<void> {
-    if (delayMs <= 0 || this.draining || !lock.isHeld) {
-      await lock.release();
-      return;
-    }
-    const timer = setTimeout(() => {
-      this.holds.delete(lock);
-      void lock.release();
-    }, delayMs);
-    timer.unref();
-    this.holds.set(lock, timer);
+    return this.runs.track(run, null);
   }
 
   private logOutage(label: string, reason: string): void {

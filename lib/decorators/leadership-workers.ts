@@ -1,6 +1,6 @@
 import { Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import type { Subscription } from 'rxjs';
-import { GuardedRunner } from './guarded-runner.js';
+import { GuardedRuns } from './guarded-runs.js';
 import type { Leadership } from '../election/leadership.interface.js';
 import { LeaderElectionService } from '../election/leader-election.service.js';
 import { leadershipContext } from '../election/leadership-term.js';
@@ -35,7 +35,7 @@ export class LeadershipWorkers implements OnApplicationBootstrap, OnApplicationS
 
   constructor(
     private readonly elections: LeaderElectionService,
-    private readonly runner: GuardedRunner,
+    private readonly runs: GuardedRuns,
   ) {}
 
   /** @internal Called by the explorer at module init. */
@@ -57,10 +57,10 @@ export class LeadershipWorkers implements OnApplicationBootstrap, OnApplicationS
   }
 
   private start(worker: LeadershipWorker, term: Leadership): void {
-    if (this.runner.stopping || !term.isLeader) return;
+    if (this.runs.stopping || !term.isLeader) return;
     const method = (worker.instance as Record<string, (leadership: Leadership) => unknown>)[worker.method];
     const run = (async () => leadershipContext.run(term, () => method.call(worker.instance, term)))();
-    this.runner.track(run, worker.election);
+    this.runs.track(run, worker.election);
     run.then(
       () => this.backoffs.get(worker.election)?.reset(),
       (err) => this.failed(worker, term, err),
@@ -89,6 +89,6 @@ export class LeadershipWorkers implements OnApplicationBootstrap, OnApplicationS
   private async resignAndRetry(election: string, delay: number): Promise<void> {
     await this.elections.resign(election);
     await pause(delay);
-    if (!this.runner.stopping) void this.elections.campaign(election).catch(() => undefined);
+    if (!this.runs.stopping) void this.elections.campaign(election).catch(() => undefined);
   }
 }

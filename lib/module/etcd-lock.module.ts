@@ -4,6 +4,7 @@ import { RESOLVED_OPTIONS, RUNNER_TOKEN } from '../options/etcd-lock.constants.j
 import { EtcdLockEvents } from '../events/etcd-lock.events.js';
 import { EtcdLockExplorer } from '../decorators/explorer.js';
 import { GuardedRunner } from '../decorators/guarded-runner.js';
+import { GuardedRuns } from '../decorators/guarded-runs.js';
 import { DeletionWatches } from '../connection/deletion-watches.js';
 import { EtcdConnection } from '../connection/etcd-connection.js';
 import { LeadershipWorkers } from '../decorators/leadership-workers.js';
@@ -36,6 +37,7 @@ import { Telemetry } from '../telemetry/telemetry.js';
     SemaphoreService,
     ReadWriteLockService,
     GuardedRunner,
+    GuardedRuns,
     { provide: RUNNER_TOKEN, useExisting: GuardedRunner },
     LeadershipWorkers,
     EtcdConnection,
