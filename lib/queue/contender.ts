@@ -3,14 +3,13 @@ import { type FencedOutcome, type FenceHolder, FencedWrites } from './fenced-wri
 import type { DeleteSubscriber } from './delete-watch.js';
 import type { QueueContext } from './queue-context.js';
 import { EtcdLockError, EtcdUnavailableError, LockLostError, type LockLossReason } from '../errors.js';
-import { isQueueKey } from '../etcd/keys.js';
 import { onAbort, pause } from '../util/wait-signal.js';
 import type { LeaseSession, SessionEndReason } from '../session/lease-session.js';
 import { joinRequest, readJoin, releaseRequest, resyncRequest } from './queue-requests.js';
 import { OwnKeys } from './own-keys.js';
+import { contendersAmong, isBusy } from './queue-reads.js';
 import { Backoff } from '../util/backoff.js';
 import { isLeaseGone } from '../etcd/etcd-rpc.js';
-import { oldestFirst } from '../etcd/requests.js';
 import { settled } from '../util/settle-once.js';
 
 type State = 'new' | 'waiting' | 'owner' | 'left' | 'lost';
@@ -97,10 +96,22 @@ export class Contender implements DeleteSubscriber, FenceHolder {
   }
 
   /**
-   * Puts our key. With `onlyIfFree`, puts it only when no key exists under the name and returns true when the
-   * name was taken (one request either way). Otherwise always queues, learning the keys ahead in the same request.
+   * Queues: puts our key, learning the keys ahead in the same request (one request).
    */
-  async join(onlyIfFree = false): Promise<boolean> {
+  async join(): Promise<void> {
+    await this.put(false);
+  }
+
+  /**
+   * Puts our key only if no key we would wait for exists (one request): `held` then, else `busy` and nothing is
+   * left in etcd. With one slot only (see `joinsOnlyIfFree`).
+   */
+  async joinIfFree(): Promise<'held' | 'busy'> {
+    return (await this.put(true)) ? 'busy' : 'held';
+  }
+
+  /** The join request, both ways; true when `onlyIfFree` found the name taken. */
+  private async put(onlyIfFree: boolean): Promise<boolean> {
     this.joinSent = true;
     const outside = this.ctx.waitPrefix !== undefined;
     const res = await this.send(
@@ -143,32 +154,20 @@ export class Contender implements DeleteSubscriber, FenceHolder {
     return false;
   }
 
-  /**
-   * Whether every slot of the name is held or waited for now, by one read (served without a raft round) of the
-   * oldest `slots` keys we would wait for. When a key read does not count (deeper under the name, a stale one of
-   * ours) or the limit in force is not ours, it cannot tell and says false: the join that follows decides.
-   */
-  async isBusy(): Promise<boolean> {
-    const res = await this.ctx.rpc.range(
-      oldestFirst(this.waitPrefix(), { limit: this.slots, keys_only: true }),
-      `check whether '${this.ctx.name}' is held`,
-    );
-    const start = Buffer.byteLength(this.ctx.namePrefix);
-    const counted = res.kvs.filter((kv) => isQueueKey(this.ctx.kind, kv.key.subarray(start).toString()) && !this.own.isStale(kv));
-    if (counted.length < res.kvs.length || counted.length === 0) return false;
-    const inForce = this.ctx.slotsOf ? this.ctx.slotsOf(counted[0].key.toString()) : this.slots;
-    return inForce <= this.slots && counted.length >= inForce;
+  /** Whether every slot of the name is held or waited for now (one read; see `isBusy` in `queue-reads.ts`). */
+  isBusy(): Promise<boolean> {
+    return isBusy(this.ctx, this.own, this.waitPrefix(), this.slots);
   }
 
   /**
-   * Whether `join(true)` can tell at once: with one slot a name is free when no key we would wait for exists (not
+   * Whether `joinIfFree` can tell at once: with one slot a name is free when no key we would wait for exists (not
    * for a semaphore, whose limit in force may be another caller's).
    */
   get joinsOnlyIfFree(): boolean {
     return this.slots === 1 && this.ctx.slotsOf === undefined;
   }
 
-  /** Queues, and leaves again unless our turn is now: `join(true)` when its one read could not tell. */
+  /** Queues, and leaves again unless our turn is now: `joinIfFree` when its one read could not tell. */
   private async joinIfFirst(): Promise<boolean> {
     await this.join();
     if (this.isOwner) return false;
@@ -176,23 +175,9 @@ export class Contender implements DeleteSubscriber, FenceHolder {
     return true;
   }
 
-  /**
-   * The contenders' keys among `kvs`: not keys deeper under the name (other locks'), and not stale keys of our
-   * own lease, which a join or release of ours that landed late left: those are deleted first (see `OwnKeys`), so
-   * that others, too, stop counting them by the time we act.
-   */
+  /** The contenders' keys among `kvs`, stale keys of ours removed first (see `contendersAmong`). */
   private queueKeys(kvs: IKeyValue[]): { keys: IKeyValue[]; removed: Promise<unknown> | undefined } {
-    // In bytes: a name may be any UTF-8.
-    const start = Buffer.byteLength(this.ctx.namePrefix);
-    const stale: Array<Promise<void>> = [];
-    const keys = kvs.filter((kv) => {
-      if (kv.key.equals(this.keyBuf)) return true;
-      if (!isQueueKey(this.ctx.kind, kv.key.subarray(start).toString())) return false;
-      if (!this.own.isStale(kv)) return true;
-      stale.push(this.own.remove(this.ctx.rpc, kv.key, kv.create_revision));
-      return false;
-    });
-    return { keys, removed: stale.length > 0 ? Promise.all(stale) : undefined };
+    return contendersAmong(this.ctx, this.own, this.keyBuf, kvs);
   }
 
   /**
@@ -255,6 +240,11 @@ export class Contender implements DeleteSubscriber, FenceHolder {
   leave(): Promise<void> {
     this.leaving ??= this.deleteKey();
     return this.leaving;
+  }
+
+  /** Whether the key was lost: a check the compiler must not narrow away, since callbacks may lose it meanwhile. */
+  private hasLost(): boolean {
+    return this.state === 'lost';
   }
 
   /** Marks the key lost (e.g. a fenced transaction found it gone). */
@@ -351,7 +341,7 @@ export class Contender implements DeleteSubscriber, FenceHolder {
     const early = this.early ?? [];
     this.early = undefined;
     for (const [key, revision] of early) this.onDelete(key, revision);
-    if ((this.state as State) === 'lost') return;
+    if (this.hasLost()) return;
     this.state = 'waiting';
     if (this.ahead.size < this.slotsInForce()) this.becomeOwner();
   }

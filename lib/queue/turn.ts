@@ -42,7 +42,7 @@ export async function takeTurn(contender: Contender, signal: AbortSignal | undef
 /**
  * Holds only if our turn is now, for every kind of hold: one read when the name is busy (a `@Singleton` firing on
  * every replica costs the others that read). Otherwise one join: with one slot, a join that puts our key only if
- * the name is still free (`join(true)`); with more (a semaphore), a join that queues, and a leave if our turn did
+ * the name is still free (`joinIfFree`); with more (a semaphore), a join that queues, and a leave if our turn did
  * not come. Either way nothing is left in etcd when it returns false.
  */
 export async function tryTakeTurn(contender: Contender): Promise<boolean> {
@@ -52,7 +52,7 @@ export async function tryTakeTurn(contender: Contender): Promise<boolean> {
       return false;
     }
     if (contender.joinsOnlyIfFree) {
-      if (await contender.join(true)) return false;
+      if ((await contender.joinIfFree()) === 'busy') return false;
     } else {
       await contender.join();
     }
