@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import type { INestApplicationContext } from '@nestjs/common';
 import { filter, firstValueFrom } from 'rxjs';
-import { EtcdUnavailableError, LeaderElectionService, type Leadership } from '../lib/index.js';
+import { EtcdLockEventName, EtcdLockEvents, EtcdUnavailableError, LeaderElectionService, type Leadership } from '../lib/index.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
 import { EtcdConnection } from '../lib/connection/etcd-connection.js';
 import { ETCDCTL_BIN } from './harness/etcd.js';
@@ -38,15 +38,15 @@ describe('LeaderElectionService', () => {
     expect(await etcd.client.getAll().prefix('election/leader/').keys()).toHaveLength(3);
   });
 
-  it('hands leadership to a standby within milliseconds when the leader app closes', async () => {
-    const apps = await threeApps({ ttl: 30 });
+  it('hands leadership to a standby when the leader app closes, by resigning (not by its lease expiring)', async () => {
+    // A TTL longer than the test's timeout (30 s): a standby that waited for the lease to expire would fail it.
+    // How fast the handover is, is measured in the bench.
+    const apps = await threeApps({ ttl: 60 });
     const leader = await someoneLeads(apps);
     const others = apps.filter((app) => app !== leader);
     const next = someoneLeads(others);
-    const started = performance.now();
     await leader.close();
     await next;
-    expect(performance.now() - started).toBeLessThan(1000);
     expect(others.filter((app) => electionOf(app).isLeader())).toHaveLength(1);
   });
 
@@ -86,12 +86,12 @@ describe('LeaderElectionService', () => {
         .changes()
         .pipe(filter((leader) => !leader)),
     );
+    const lost = firstValueFrom(app.get(EtcdLockEvents).events$.pipe(filter((e) => e.type === EtcdLockEventName.SessionLost)));
     etcd.server.pause();
     try {
-      const started = performance.now();
       await ended;
-      // Local deadline: TTL minus the safety margin, measured from the last keepalive sent.
-      expect(performance.now() - started).toBeLessThan(2000);
+      // Ended by our own clock while etcd is frozen (nothing from etcd could end it): the local deadline.
+      expect(await lost).toMatchObject({ reason: 'deadline-passed' });
       expect(electionOf(app).isLeader()).toBe(false);
     } finally {
       etcd.server.resume();

@@ -17,7 +17,8 @@ class SampleReplica {
       ETCD_HOSTS: etcd.endpoint,
       PORT: String(port),
       IDENTITY: identity,
-      LOCK_TTL: '2',
+      // Longer than the test's timeout: a leader that stops hands over by resigning, never by its lease expiring.
+      LOCK_TTL: '60',
       NO_COLOR: '1',
     });
   }
@@ -136,13 +137,11 @@ describe('sample-app as three processes', () => {
       }),
     ).toBe(true);
 
-    // Graceful stop of the leader: another leads within a second.
+    // Graceful stop of the leader: another leads (by the resign: the lease would take 60 s to expire).
     const others = replicas.filter((r) => r !== leader);
     const next = Promise.race(others.map((r) => r.leads(r.process.lines.length)));
-    const stoppedAt = performance.now();
     leader.process.kill('SIGTERM');
     const successor = await next;
-    expect(performance.now() - stoppedAt).toBeLessThan(1000);
     // A clean exit: Nest re-raises SIGTERM after its shutdown hooks ran.
     expect(await leader.process.exited).toBe('SIGTERM');
     expect((await successor.get<{ isLeader: boolean }>('/leader')).isLeader).toBe(true);
