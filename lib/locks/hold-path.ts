@@ -1,13 +1,16 @@
-import type { Logger } from '@nestjs/common';
 import type { LockLostError } from '../errors.js';
-import type { EtcdLockEvents, HoldKind } from '../events/etcd-lock.events.js';
-import type { Contender } from '../queue/contender.js';
+import type { EtcdPort } from '../etcd/etcd-port.js';
+import { namePrefix } from '../etcd/keys.js';
+import type { HoldKind } from '../events/etcd-lock.events.js';
+import { Contender } from '../queue/contender.js';
+import type { QueueContext } from '../queue/queue-context.js';
 import { takeTurn, tryTakeTurn } from '../queue/turn.js';
-import type { AcquireOperation, Telemetry } from '../telemetry/telemetry.js';
-import { assertDuration, assertFunction, assertSignal } from '../util/validation.js';
+import type { AcquireOperation } from '../telemetry/telemetry.js';
+import { assertDuration, assertFunction, assertSignal, assertValue } from '../util/validation.js';
 import { WaitSignal } from '../util/wait-signal.js';
 import { HeldLock } from './held-lock.js';
 import { holdContext } from './hold-context.js';
+import type { HoldPaths } from './hold-paths.js';
 import type { Lock } from './lock.interface.js';
 import { lossReporter } from './loss-report.js';
 
@@ -37,11 +40,39 @@ export class HoldPath {
   constructor(
     private readonly kind: HoldKind,
     label: (name: string) => string,
-    logger: Logger,
-    events: EtcdLockEvents,
-    private readonly telemetry: Telemetry,
+    private readonly deps: HoldPaths,
   ) {
-    this.onLost = lossReporter(logger, events, kind, label);
+    this.onLost = lossReporter(deps.logger, deps.events, kind, label);
+  }
+
+  /** The port to etcd. */
+  get port(): EtcdPort {
+    return this.deps.connection.port;
+  }
+
+  /** `<prefix><kind>/<name>/`: where the name's keys live. */
+  prefixOf(name: string): string {
+    return namePrefix(this.deps.options.prefix, this.kind, name);
+  }
+
+  /** The value a hold's key stores: the caller's (checked), or the instance identity. */
+  valueOf(options: { value?: unknown } | undefined): string {
+    if (options?.value === undefined) return this.deps.options.identity;
+    assertValue(options.value, 'options.value');
+    return options.value;
+  }
+
+  /** A contender for `name` on the current session; `more` says what differs for this kind (slots, key name…). */
+  contender(name: string, value: string, more: Partial<QueueContext> = {}): Contender {
+    const ctx: QueueContext = {
+      rpc: this.port,
+      kind: this.kind,
+      deletes: this.deps.watches.of(this.kind),
+      namePrefix: this.prefixOf(name),
+      name,
+      ...more,
+    };
+    return new Contender(ctx, this.deps.sessions.current(), value);
   }
 
   /** Checks the wait options of an `acquire` (`timeout`, `signal`); the rest is the caller's to check. */
@@ -62,7 +93,7 @@ export class HoldPath {
     join: (signal: AbortSignal | undefined) => Promise<Joined> | Joined,
   ): Promise<HeldLock> {
     const start = performance.now();
-    const span = this.telemetry.acquireSpan(name, this.kind);
+    const span = this.deps.telemetry.acquireSpan(name, this.kind);
     const wait = new WaitSignal(name, options?.timeout, options?.signal);
     try {
       const joined = await join(wait.signal);
@@ -73,10 +104,10 @@ export class HoldPath {
         throw err;
       }
       span?.('acquired', joined.contender.createRevision);
-      return this.held(name, joined, this.telemetry.acquired(name, operation, 'acquired', start));
+      return this.held(name, joined, this.deps.telemetry.acquired(name, operation, 'acquired', start));
     } catch (err) {
-      const outcome = this.telemetry.acquireOutcome(err, wait.signal);
-      this.telemetry.acquired(name, operation, outcome, start);
+      const outcome = this.deps.telemetry.acquireOutcome(err, wait.signal);
+      this.deps.telemetry.acquired(name, operation, outcome, start);
       span?.(outcome);
       throw err;
     } finally {
@@ -96,15 +127,15 @@ export class HoldPath {
       taken = joined !== undefined && (await tryTakeTurn(joined.contender));
     } catch (err) {
       joined?.exit();
-      this.telemetry.acquired(name, operation, this.telemetry.acquireOutcome(err, undefined), start);
+      this.deps.telemetry.acquired(name, operation, this.deps.telemetry.acquireOutcome(err, undefined), start);
       throw err;
     }
     if (!joined || !taken) {
       joined?.exit();
-      this.telemetry.acquired(name, operation, 'busy', start);
+      this.deps.telemetry.acquired(name, operation, 'busy', start);
       return null;
     }
-    return this.held(name, joined, this.telemetry.acquired(name, operation, 'acquired', start));
+    return this.held(name, joined, this.deps.telemetry.acquired(name, operation, 'acquired', start));
   }
 
   /** Acquires with `acquire()`, runs `fn(hold)` inside the hold's context, and releases in every case. */

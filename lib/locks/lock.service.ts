@@ -1,21 +1,12 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
-import { DeletionWatches } from '../connection/deletion-watches.js';
-import { RESOLVED_OPTIONS } from '../options/etcd-lock.constants.js';
-import type { ResolvedEtcdLockOptions } from '../options/etcd-lock.options.js';
-import { EtcdConnection } from '../connection/etcd-connection.js';
+import { Injectable } from '@nestjs/common';
 import type { Observable } from 'rxjs';
-import { Contender } from '../queue/contender.js';
-import type { QueueContext } from '../queue/queue-context.js';
-import { EtcdLockEvents } from '../events/etcd-lock.events.js';
 import { readHolder, watchHolder } from '../queue/holder-watch.js';
-import type { Lock, LockHolder } from './lock.interface.js';
-import { namePrefix } from '../etcd/keys.js';
 import { LocalQueue } from '../queue/local-queue.js';
+import { assertName, assertOptions } from '../util/validation.js';
 import { holdContext } from './hold-context.js';
-import { HoldPath } from './hold-path.js';
-import { EtcdSessionService } from '../session/session.service.js';
-import { assertName, assertOptions, assertValue } from '../util/validation.js';
-import { Telemetry } from '../telemetry/telemetry.js';
+import type { HoldPath } from './hold-path.js';
+import { HoldPaths } from './hold-paths.js';
+import type { Lock, LockHolder } from './lock.interface.js';
 
 /** Options of `acquire` and `withLock`. */
 export interface AcquireOptions {
@@ -42,20 +33,11 @@ const ACQUIRE_OPTIONS = ['timeout', 'signal', 'value'] as const;
 @Injectable()
 export class LockService {
   private readonly local = new LocalQueue();
-
-  private readonly logger = new Logger('EtcdLock');
   private readonly path: HoldPath;
 
   /** @internal Nest constructs it. */
-  constructor(
-    private readonly sessions: EtcdSessionService,
-    events: EtcdLockEvents,
-    @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
-    private readonly connection: EtcdConnection,
-    private readonly watches: DeletionWatches,
-    telemetry: Telemetry,
-  ) {
-    this.path = new HoldPath('lock', (name) => `Lock '${name}'`, this.logger, events, telemetry);
+  constructor(paths: HoldPaths) {
+    this.path = paths.for('lock', (name) => `Lock '${name}'`);
   }
 
   /**
@@ -67,11 +49,11 @@ export class LockService {
     assertName(name);
     assertOptions(options, 'options', ACQUIRE_OPTIONS);
     this.path.checkWait(options);
-    const value = this.valueOf(options);
+    const value = this.path.valueOf(options);
     return this.path.acquire(name, 'acquire', options, async (signal) => {
       // One key per lease and name: callers in this process take turns locally first.
       const exit = await this.local.enter(name, signal);
-      return { contender: new Contender(this.context(name), this.sessions.current(), value), exit };
+      return { contender: this.path.contender(name, value), exit };
     });
   }
 
@@ -84,12 +66,12 @@ export class LockService {
   async tryAcquire(name: string, options?: TryAcquireOptions): Promise<Lock | null> {
     assertName(name);
     assertOptions(options, 'options', ['value']);
-    const value = this.valueOf(options);
+    const value = this.path.valueOf(options);
     return this.path.tryAcquire(name, 'try_acquire', () => {
       const exit = this.local.tryEnter(name);
       if (!exit) return undefined;
       try {
-        return { contender: new Contender(this.context(name), this.sessions.current(), value), exit };
+        return { contender: this.path.contender(name, value), exit };
       } catch (err) {
         exit();
         throw err;
@@ -108,7 +90,7 @@ export class LockService {
   /** Who holds the lock now, or `null` when it is free. */
   holder(name: string): Promise<LockHolder | null> {
     assertName(name);
-    return readHolder(this.connection.port, 'lock', this.prefixOf(name));
+    return readHolder(this.path.port, 'lock', this.path.prefixOf(name));
   }
 
   /**
@@ -117,7 +99,7 @@ export class LockService {
    */
   watch(name: string): Observable<LockHolder | null> {
     assertName(name);
-    return watchHolder(this.connection.port, 'lock', this.prefixOf(name));
+    return watchHolder(this.path.port, 'lock', this.path.prefixOf(name));
   }
 
   /** The lock held by the `withLock` callback or `@Singleton` method running now, if any. */
@@ -128,25 +110,5 @@ export class LockService {
   /** Same as the static `LockService.current()`. */
   current(): Lock | undefined {
     return holdContext('lock').getStore();
-  }
-
-  private valueOf(options: { value?: unknown } | undefined): string {
-    if (options?.value === undefined) return this.options.identity;
-    assertValue(options.value, 'options.value');
-    return options.value;
-  }
-
-  private prefixOf(name: string): string {
-    return namePrefix(this.options.prefix, 'lock', name);
-  }
-
-  private context(name: string): QueueContext {
-    return {
-      rpc: this.connection.port,
-      kind: 'lock',
-      deletes: this.watches.of('lock'),
-      namePrefix: this.prefixOf(name),
-      name,
-    };
   }
 }

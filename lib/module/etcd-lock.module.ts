@@ -18,6 +18,7 @@ import { ShardingService } from '../sharding/sharding.service.js';
 import { SemaphoreService } from '../semaphores/semaphore.service.js';
 import { ReadWriteLockService } from '../rwlocks/read-write-lock.service.js';
 import { Telemetry } from '../telemetry/telemetry.js';
+import { HoldPaths } from '../locks/hold-paths.js';
 
 /**
  * `EtcdLockModule.forRoot(options)` or `forRootAsync({ imports, inject, useFactory | useClass | useExisting })`.
@@ -31,6 +32,7 @@ import { Telemetry } from '../telemetry/telemetry.js';
     EtcdLockExplorer,
     EtcdLockEvents,
     EtcdSessionService,
+    HoldPaths,
     LockService,
     LeaderElectionService,
     ShardingService,

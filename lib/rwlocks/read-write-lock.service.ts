@@ -1,18 +1,11 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
-import { namePrefix } from '../etcd/keys.js';
-import { EtcdLockEvents } from '../events/etcd-lock.events.js';
+import { Injectable } from '@nestjs/common';
 import { holdContext } from '../locks/hold-context.js';
 import { HoldPath } from '../locks/hold-path.js';
+import { HoldPaths } from '../locks/hold-paths.js';
 import type { Lock } from '../locks/lock.interface.js';
 import type { AcquireOptions, TryAcquireOptions } from '../locks/lock.service.js';
-import { DeletionWatches } from '../connection/deletion-watches.js';
-import { EtcdConnection } from '../connection/etcd-connection.js';
-import { RESOLVED_OPTIONS } from '../options/etcd-lock.constants.js';
-import type { ResolvedEtcdLockOptions } from '../options/etcd-lock.options.js';
-import { Contender } from '../queue/contender.js';
-import { EtcdSessionService } from '../session/session.service.js';
-import { assertName, assertOptions, assertValue } from '../util/validation.js';
-import { Telemetry } from '../telemetry/telemetry.js';
+import type { Contender } from '../queue/contender.js';
+import { assertName, assertOptions } from '../util/validation.js';
 
 type Mode = 'read' | 'write';
 
@@ -30,20 +23,12 @@ type Mode = 'read' | 'write';
  */
 @Injectable()
 export class ReadWriteLockService {
-  private readonly logger = new Logger('EtcdLock');
   private sequence = 0;
   private readonly path: HoldPath;
 
   /** @internal Nest constructs it. */
-  constructor(
-    private readonly sessions: EtcdSessionService,
-    events: EtcdLockEvents,
-    @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
-    private readonly connection: EtcdConnection,
-    private readonly watches: DeletionWatches,
-    telemetry: Telemetry,
-  ) {
-    this.path = new HoldPath('rwlock', (name) => `Read/write lock '${name}'`, this.logger, events, telemetry);
+  constructor(paths: HoldPaths) {
+    this.path = paths.for('rwlock', (name) => `Read/write lock '${name}'`);
   }
 
   /** Waits until this caller reads: no writer before it holds or waits. Timeout and abort leave no key. */
@@ -106,27 +91,16 @@ export class ReadWriteLockService {
   private check(name: string, options: { value?: unknown } | undefined, known: string[]): string {
     assertName(name);
     assertOptions(options, 'options', known);
-    if (options?.value === undefined) return this.options.identity;
-    assertValue(options.value, 'options.value');
-    return options.value;
+    return this.path.valueOf(options);
   }
 
   private contender(mode: Mode, name: string, value: string): Contender {
-    const prefix = namePrefix(this.options.prefix, 'rwlock', name);
+    const prefix = this.path.prefixOf(name);
     const sequence = ++this.sequence;
-    return new Contender(
-      {
-        rpc: this.connection.port,
-        kind: 'rwlock',
-        deletes: this.watches.of('rwlock'),
-        namePrefix: prefix,
-        name,
-        keyName: (leaseHex) => `${mode}/${leaseHex}-${sequence}`,
-        // A reader waits for the writers before it; a writer for everyone before it.
-        waitPrefix: mode === 'read' ? `${prefix}write/` : undefined,
-      },
-      this.sessions.current(),
-      value,
-    );
+    return this.path.contender(name, value, {
+      keyName: (leaseHex) => `${mode}/${leaseHex}-${sequence}`,
+      // A reader waits for the writers before it; a writer for everyone before it.
+      waitPrefix: mode === 'read' ? `${prefix}write/` : undefined,
+    });
   }
 }

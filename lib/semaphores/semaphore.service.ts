@@ -1,22 +1,14 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Injectable, type Logger } from '@nestjs/common';
 import type { Observable } from 'rxjs';
-import { namePrefix } from '../etcd/keys.js';
-import { EtcdLockEvents } from '../events/etcd-lock.events.js';
+import { oldestFirst } from '../etcd/requests.js';
 import { holdContext } from '../locks/hold-context.js';
 import { HoldPath } from '../locks/hold-path.js';
+import { HoldPaths } from '../locks/hold-paths.js';
 import type { Lock, LockHolder } from '../locks/lock.interface.js';
-import { DeletionWatches } from '../connection/deletion-watches.js';
-import { EtcdConnection } from '../connection/etcd-connection.js';
-import { RESOLVED_OPTIONS } from '../options/etcd-lock.constants.js';
-import type { ResolvedEtcdLockOptions } from '../options/etcd-lock.options.js';
-import { Contender } from '../queue/contender.js';
-import type { QueueContext } from '../queue/queue-context.js';
+import type { Contender } from '../queue/contender.js';
 import { queueKeyFilter, toHolder, watchQueue } from '../queue/holder-watch.js';
-import { EtcdSessionService } from '../session/session.service.js';
-import { assertLimit, assertName, assertOptions, assertValue } from '../util/validation.js';
-import { Telemetry } from '../telemetry/telemetry.js';
+import { assertLimit, assertName, assertOptions } from '../util/validation.js';
 import { limitOfKey, permitKeyName } from './permit-key.js';
-import { oldestFirst } from '../etcd/requests.js';
 
 /**
  * A held permit of a semaphore: the surface of a `Lock` (its fencing token is its key's create revision, unique
@@ -51,22 +43,16 @@ const ACQUIRE_OPTIONS = ['limit', 'value', 'timeout', 'signal'];
  */
 @Injectable()
 export class SemaphoreService {
-  private readonly logger = new Logger('EtcdLock');
+  private readonly logger: Logger;
   private sequence = 0;
   /** `<name> <asked> <in force>` already warned about. */
   private readonly warned = new Set<string>();
   private readonly path: HoldPath;
 
   /** @internal Nest constructs it. */
-  constructor(
-    private readonly sessions: EtcdSessionService,
-    events: EtcdLockEvents,
-    @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
-    private readonly connection: EtcdConnection,
-    private readonly watches: DeletionWatches,
-    telemetry: Telemetry,
-  ) {
-    this.path = new HoldPath('semaphore', (name) => `Permit of semaphore '${name}'`, this.logger, events, telemetry);
+  constructor(paths: HoldPaths) {
+    this.path = paths.for('semaphore', (name) => `Permit of semaphore '${name}'`);
+    this.logger = paths.logger;
   }
 
   /**
@@ -106,9 +92,9 @@ export class SemaphoreService {
   /** The permits held now, oldest first (one read). */
   async holders(name: string): Promise<LockHolder[]> {
     assertName(name);
-    const prefix = Buffer.from(this.prefixOf(name));
-    const res = await this.connection.port.range(oldestFirst(prefix), `read the permits of '${name}'`);
-    const permits = res.kvs.filter(queueKeyFilter('semaphore', this.prefixOf(name)));
+    const prefix = Buffer.from(this.path.prefixOf(name));
+    const res = await this.path.port.range(oldestFirst(prefix), `read the permits of '${name}'`);
+    const permits = res.kvs.filter(queueKeyFilter('semaphore', this.path.prefixOf(name)));
     const limit = permits[0] ? (limitOfKey(permits[0].key.toString()) ?? 1) : 0;
     return permits.slice(0, limit).map(toHolder);
   }
@@ -116,7 +102,7 @@ export class SemaphoreService {
   /** The permits held, at every change (emits the current ones first). Watches etcd, never polls. */
   watch(name: string): Observable<LockHolder[]> {
     assertName(name);
-    return watchQueue(this.connection.port, 'semaphore', this.prefixOf(name), (oldest) => limitOfKey(oldest) ?? 1);
+    return watchQueue(this.path.port, 'semaphore', this.path.prefixOf(name), (oldest) => limitOfKey(oldest) ?? 1);
   }
 
   private check(name: string, options: PermitOptions, known: string[]): { limit: number; value: string } {
@@ -124,18 +110,11 @@ export class SemaphoreService {
     if (options === undefined) assertLimit(undefined);
     assertOptions(options, 'options', known);
     assertLimit(options.limit);
-    if (options.value === undefined) return { limit: options.limit, value: this.options.identity };
-    assertValue(options.value, 'options.value');
-    return { limit: options.limit, value: options.value };
+    return { limit: options.limit, value: this.path.valueOf(options) };
   }
 
   private contender(name: string, limit: number, value: string): Contender {
-    const ctx: QueueContext = {
-      rpc: this.connection.port,
-      kind: 'semaphore',
-      deletes: this.watches.of('semaphore'),
-      namePrefix: this.prefixOf(name),
-      name,
+    return this.path.contender(name, value, {
       slots: limit,
       keyName: permitKeyName(++this.sequence, limit),
       slotsOf: (oldest) => {
@@ -143,12 +122,7 @@ export class SemaphoreService {
         if (inForce !== limit) this.warnLimit(name, limit, inForce);
         return inForce;
       },
-    };
-    return new Contender(ctx, this.sessions.current(), value);
-  }
-
-  private prefixOf(name: string): string {
-    return namePrefix(this.options.prefix, 'semaphore', name);
+    });
   }
 
   private warnLimit(name: string, asked: number, inForce: number): void {
