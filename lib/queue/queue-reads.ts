@@ -1,16 +1,20 @@
 import type { IKeyValue } from 'etcd3';
-import { isQueueKey } from '../etcd/keys.js';
+import { isQueueKey, prefixRangeEnd } from '../etcd/keys.js';
 import { oldestFirst } from '../etcd/requests.js';
 import type { OwnKeys } from './own-keys.js';
 import type { QueueContext } from './queue-context.js';
 
 /**
- * Whether every slot of a name is held or waited for now, by one read (served without a raft round) of the oldest
- * `slots` keys under `waitPrefix`. When a key read does not count (deeper under the name, a stale one of ours) or
+ * Whether every slot of a name is held or waited for now, by one read (served without a raft round) of `slots` keys
+ * under `waitPrefix` (the oldest, for a semaphore). When a key read does not count (deeper under the name, a stale one of ours) or
  * the limit in force is not `slots`, it cannot tell and says false: the join that follows decides.
  */
 export async function isBusy(ctx: QueueContext, own: OwnKeys, waitPrefix: Buffer, slots: number): Promise<boolean> {
-  const res = await ctx.rpc.range(oldestFirst(waitPrefix, { limit: slots, keys_only: true }), `check whether '${ctx.name}' is held`);
+  // Sorted by age only where the oldest key matters (it sets a semaphore's limit): etcd sorts the whole range first.
+  const read = ctx.slotsOf
+    ? oldestFirst(waitPrefix, { limit: slots, keys_only: true })
+    : { key: waitPrefix, range_end: prefixRangeEnd(waitPrefix), limit: slots, keys_only: true };
+  const res = await ctx.rpc.range(read, `check whether '${ctx.name}' is held`);
   const start = Buffer.byteLength(ctx.namePrefix);
   const counted = res.kvs.filter((kv) => isQueueKey(ctx.kind, kv.key.subarray(start).toString()) && !own.isStale(kv));
   if (counted.length < res.kvs.length || counted.length === 0) return false;
