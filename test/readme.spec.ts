@@ -55,6 +55,13 @@ describe('the docs', () => {
     expect(links.length).toBeGreaterThanOrEqual(30);
   });
 
+  it("the README's code is all quoted from the sample app, so all of it is checked", () => {
+    const blocks = text('README.md').match(/```ts\n/g) ?? [];
+    const marked = text('README.md').match(/<!-- from: \S+ -->\n```ts\n/g) ?? [];
+    expect(blocks.length).toBeGreaterThanOrEqual(3);
+    expect(marked).toHaveLength(blocks.length);
+  });
+
   it.each(quoted)('%s: the block quoted from %s is still there verbatim', (_doc, file, code) => {
     expect(text(file)).toContain(code);
   });
