@@ -324,7 +324,7 @@ describe('EtcdLockTestingModule', () => {
     await held.release();
   });
 
-  it("works under jest's fake timers: an hour advanced keeps the lease renewed and the leadership", async () => {
+  it("works under jest's fake timers (users' manual clock): an hour keeps the lease and the leadership; a timeout takes no real time", async () => {
     jest.useFakeTimers();
     try {
       const app = await start({ ttl: 5 });
@@ -334,6 +334,23 @@ describe('EtcdLockTestingModule', () => {
       expect(app.get(InMemoryEtcd).leases()).toEqual(lease);
       expect(app.get(LeaderElectionService).isLeader()).toBe(true);
       expect(app.get(Jobs).leaderTick()).toBe('ran');
+      // An acquire's timeout runs on the same clock: 5 s of waiting take no real time.
+      const other = await app.get(EtcdLockTesting).holdLock('busy');
+      const outcome = app
+        .get(LockService)
+        .acquire('busy', { timeout: 5000 })
+        .then(
+          () => 'acquired',
+          (err: unknown) => (err instanceof LockTimeoutError ? 'timed out' : String(err)),
+        );
+      await jest.advanceTimersByTimeAsync(4_999);
+      let settled = false;
+      void outcome.then(() => (settled = true));
+      await jest.advanceTimersByTimeAsync(0);
+      expect(settled).toBe(false);
+      await jest.advanceTimersByTimeAsync(1);
+      expect(await outcome).toBe('timed out');
+      await other.release();
       // Without renewals the lease would have expired: the store's own expiry runs on the same clock.
       app.get(InMemoryEtcd).disconnect();
       await jest.advanceTimersByTimeAsync(6_000);
