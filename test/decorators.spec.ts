@@ -3,7 +3,7 @@ import { ConsoleLogger, Injectable, Module, Scope, SetMetadata } from '@nestjs/c
 import { NestFactory } from '@nestjs/core';
 import { Cron, Interval, ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
 import { filter, firstValueFrom } from 'rxjs';
-import { LeaderElectionService, LeaderOnly, LockBusyError, LockService, Singleton } from '../lib/index.js';
+import { EtcdSessionService, LeaderElectionService, LeaderOnly, LockBusyError, LockService, Singleton } from '../lib/index.js';
 import { useEtcd } from './harness/fixtures.js';
 
 const etcd = useEtcd();
@@ -18,28 +18,28 @@ const record = (identity: string, what: string) => {
 
 @Injectable()
 class CronAboveLeaderOnly {
-  constructor(private readonly locks: LockService) {}
+  constructor(private readonly sessions: EtcdSessionService) {}
   @Cron('* * * * * *', { name: 'cron-above' })
   @SetMetadata('custom', 'kept-1')
   @LeaderOnly()
   tick() {
-    record(identityOf(this.locks), 'cron-above');
+    record(identityOf(this.sessions), 'cron-above');
   }
 }
 
 @Injectable()
 class LeaderOnlyAboveCron {
-  constructor(private readonly locks: LockService) {}
+  constructor(private readonly sessions: EtcdSessionService) {}
   @LeaderOnly()
   @SetMetadata('custom', 'kept-2')
   @Cron('* * * * * *', { name: 'cron-below' })
   tick() {
-    record(identityOf(this.locks), 'cron-below');
+    record(identityOf(this.sessions), 'cron-below');
   }
 }
 
-function identityOf(locks: LockService): string {
-  return (locks as unknown as { sessions: { options: { identity: string } } }).sessions.options.identity;
+function identityOf(sessions: EtcdSessionService): string {
+  return sessions.status().identity;
 }
 
 /** A gate the test opens to let a running method finish. */

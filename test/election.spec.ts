@@ -2,7 +2,14 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import type { INestApplicationContext } from '@nestjs/common';
 import { filter, firstValueFrom } from 'rxjs';
-import { EtcdLockEventName, EtcdLockEvents, EtcdUnavailableError, LeaderElectionService, type Leadership } from '../lib/index.js';
+import {
+  EtcdLockEventName,
+  EtcdLockEvents,
+  EtcdSessionService,
+  EtcdUnavailableError,
+  LeaderElectionService,
+  type Leadership,
+} from '../lib/index.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
 import { EtcdConnection } from '../lib/connection/etcd-connection.js';
 import { ETCDCTL_BIN } from './harness/etcd.js';
@@ -30,8 +37,7 @@ describe('LeaderElectionService', () => {
   it('elects exactly one leader among three instances; leader() and observe() name it', async () => {
     const apps = await threeApps();
     const leader = await someoneLeads(apps);
-    const identity = (leader.get(LeaderElectionService) as unknown as { sessions: { options: { identity: string } } }).sessions.options
-      .identity;
+    const identity = leader.get(EtcdSessionService).status().identity;
     expect(apps.filter((app) => electionOf(app).isLeader())).toEqual([leader]);
     expect(await electionOf(apps[0]).leader()).toBe(identity);
     expect(await firstValueFrom(electionOf(apps[1]).observe())).toBe(identity);
