@@ -316,12 +316,16 @@ describe('EtcdLockTestingModule', () => {
     expect(held.signal.aborted).toBe(true);
     await expect(jobs.nightly()).resolves.toBeUndefined();
     expect(jobs.singletonRuns).toBe(0);
+    // No session: acquire rejects at once, and gives back the in-process slot of the name it waited for.
+    await held.release();
+    await expect(locks.acquire('during-outage', { timeout: 1000 })).rejects.toThrow(EtcdUnavailableError);
 
     const renewed = firstValueFrom(events.events$.pipe(filter((e) => e.type === EtcdLockEventName.SessionRenewed)));
     etcd.reconnect();
     await renewed;
     expect(await jobs.nightly()).toBe('ran');
-    await held.release();
+    // The name is free here again: the rejected acquire left no slot behind.
+    await (await locks.acquire('during-outage', { timeout: 1000 })).release();
   });
 
   it("works under jest's fake timers (users' manual clock): an hour keeps the lease and the leadership; a timeout takes no real time", async () => {

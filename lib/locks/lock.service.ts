@@ -53,7 +53,12 @@ export class LockService {
     return this.path.acquire(name, 'acquire', options, async (signal) => {
       // One key per lease and name: callers in this process take turns locally first.
       const exit = await this.local.enter(name, signal);
-      return { contender: this.path.contender(name, value), exit };
+      try {
+        return { contender: this.path.contender(name, value), exit };
+      } catch (err) {
+        exit(); // no session now: the next caller here must not wait for a slot nobody will give back
+        throw err;
+      }
     });
   }
 

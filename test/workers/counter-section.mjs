@@ -1,6 +1,10 @@
 // The checker's critical section, shared by its lock and leader workloads: read a counter, wait a little, write
 // it + 1 through the holder's fencedTxn(), and again unfenced as the control. Returns the operation's record.
-const now = () => performance.timeOrigin + performance.now();
+// Times are compared across processes: the wall clock, read the same way by every process. Not
+// performance.timeOrigin + performance.now(): each process samples its origin at start-up, and a worker spawned on a
+// loaded machine can be off by 50-100 ms for its whole life (seen: every "overlap" of a busy run had a respawned
+// worker as its earlier holder, while the data showed each holder reading the previous one's write).
+const now = () => Date.now();
 
 /**
  * `holder`: a Lock or a Leadership (both have fencedTxn()); `lostError`: the name of the error its fence throws.
