@@ -122,8 +122,9 @@ describe('mutual-exclusion checker (Jepsen-style), with requests in doubt', () =
       },
     });
     expectSafeAndLive(result, 20);
-    // More than one term, or the nemesis never deposed a leader.
-    expect(new Set(result.ops.filter((o) => o.ok).map((o) => o.token)).size).toBeGreaterThan(2);
+    // Work acknowledged in more than one term, or the nemesis never deposed a leader. (Not "more than two": on a
+    // saturated machine a term can end before it acknowledges anything, seen once in a busy run.)
+    expect(new Set(result.ops.filter((o) => o.ok).map((o) => o.token)).size).toBeGreaterThan(1);
   }, 150_000);
 
   it('sharded work written through each shard’s fencedTxn() under the same nemesis: no fenced violation on any shard', async () => {
