@@ -2,22 +2,14 @@ import type { ICompare, IKeyValue, IRequestOp, ITxnRequest, ITxnResponse } from 
 import { type FencedOutcome, type FenceHolder, FencedWrites } from './fenced-writes.js';
 import type { DeleteSubscriber } from './delete-watch.js';
 import type { QueueContext } from './queue-context.js';
-import { EtcdLockError, EtcdUnavailableError, LockLostError, type LockLossReason } from '../errors.js';
-import { onAbort, pause } from '../util/wait-signal.js';
+import { EtcdUnavailableError, LockLostError, type LockLossReason } from '../errors.js';
 import type { LeaseSession, SessionEndReason } from '../session/lease-session.js';
-import { joinRequest, readJoin, releaseRequest, resyncRequest } from './queue-requests.js';
+import { joinRequest, readJoin, resyncRequest } from './queue-requests.js';
 import { OwnKeys } from './own-keys.js';
 import { contendersAmong, isBusy } from './queue-reads.js';
-import { Backoff } from '../util/backoff.js';
 import { isLeaseGone } from '../etcd/etcd-rpc.js';
-import { settled } from '../util/settle-once.js';
-
-type State = 'new' | 'waiting' | 'owner' | 'left' | 'lost';
-
-const RELEASE_RETRY_MIN_MS = 200;
-const RELEASE_RETRY_MAX_MS = 2000;
-/** "No key ahead", shared by every owner (never added to; deleting from it is a no-op). */
-const NOBODY: Set<string> = new Set();
+import { NOBODY, QueuePlace } from './queue-place.js';
+import { releaseKey } from './key-release.js';
 
 /**
  * One key in etcd's queue for a name (`<namePrefix><lease hex>`, etcd's own layout): joins with one request,
@@ -29,15 +21,9 @@ export class Contender implements DeleteSubscriber, FenceHolder {
   readonly keyBuf: Buffer;
   private readonly slots: number;
   private readonly own: OwnKeys;
-  private state: State = 'new';
+  /** Where we stand in the queue: the one state machine of a contender. */
+  private readonly place: QueuePlace;
   private revision = 0n;
-  /** Keys created before ours that still exist as of `snapshot`. */
-  private ahead: Set<string> = NOBODY;
-  private snapshot = 0n;
-  /** Deletions seen before our join request answered (we subscribe first so none is missed). */
-  private early: Array<[string, bigint]> | undefined = [];
-  private turn: { resolve: () => void; reject: (err: unknown) => void } | undefined;
-  private lossListener: ((err: LockLostError) => void) | undefined;
   private readonly sessionEnded = (reason: SessionEndReason) => this.lose(reason === 'revoked' ? 'shutdown' : 'session-lost');
   private leaving: Promise<void> | undefined;
   /** Set once a join request was sent: from then on our key may exist even if the request failed. */
@@ -48,7 +34,6 @@ export class Contender implements DeleteSubscriber, FenceHolder {
   private writtenAt = 0n;
   /** Made at the first fenced write (most holds make none). */
   private fencedWrites: FencedWrites | undefined;
-  lostError: LockLostError | undefined;
 
   constructor(
     private readonly ctx: QueueContext,
@@ -61,6 +46,7 @@ export class Contender implements DeleteSubscriber, FenceHolder {
     this.own.claim(this.key);
     this.slots = ctx.slots ?? 1;
     this.keyBuf = Buffer.from(this.key);
+    this.place = new QueuePlace(ctx.name, this.key, session, (ahead) => this.slotsInForce(ahead));
     ctx.deletes.subscribe(ctx.name, this);
     session.onEnd(this.sessionEnded);
   }
@@ -92,7 +78,12 @@ export class Contender implements DeleteSubscriber, FenceHolder {
   }
 
   get isOwner(): boolean {
-    return this.state === 'owner' && this.session.alive;
+    return this.place.isOwner;
+  }
+
+  /** Why the key stopped being ours, once it did. */
+  get lostError(): LockLostError | undefined {
+    return this.place.lostError;
   }
 
   /**
@@ -120,17 +111,16 @@ export class Contender implements DeleteSubscriber, FenceHolder {
       true,
     );
     const revision = BigInt(res.header.revision);
-    this.snapshot = revision;
     // Every branch puts our key but a taken name's with `onlyIfFree`: its mod revision is this request's.
     if (res.succeeded || !onlyIfFree) this.writtenAt = revision;
     // Our key read on its own (it is outside the range we wait for): the first attempt's, if a retry found it.
     const { own: ownKv, queue } = readJoin(res, onlyIfFree, outside);
     if (res.succeeded) {
       this.revision = ownKv ? BigInt(ownKv.create_revision) : revision;
-      this.becomeOwnerOrWait(NOBODY);
+      this.placeAt(NOBODY, revision);
       return false;
     }
-    // Deletions meanwhile are kept in `early` until we know who is ahead.
+    // Deletions meanwhile are kept by our place until we know who is ahead.
     const { keys: kvs, removed } = this.queueKeys(queue);
     await removed;
     if (onlyIfFree) {
@@ -138,19 +128,19 @@ export class Contender implements DeleteSubscriber, FenceHolder {
       const applied = outside ? ownKv : queue[0]?.key.equals(this.keyBuf) ? queue[0] : undefined;
       if (applied) {
         this.revision = BigInt(applied.create_revision);
-        this.becomeOwnerOrWait(NOBODY);
+        this.placeAt(NOBODY, revision);
         return false;
       }
       // The oldest key was no contender's (deeper under the name) or a stale one of ours: queue to know for sure.
       if (queue.length > 0 && kvs.length === 0) return this.joinIfFirst();
       this.joinSent = false;
-      this.state = 'left';
+      this.place.leave();
       this.dispose();
       return true;
     }
     const mine = ownKv ?? kvs.find((kv) => kv.key.equals(this.keyBuf));
     this.revision = mine ? BigInt(mine.create_revision) : revision;
-    this.becomeOwnerOrWait(keysOf(kvs.filter((kv) => BigInt(kv.create_revision) < this.revision)));
+    this.placeAt(keysOf(kvs.filter((kv) => BigInt(kv.create_revision) < this.revision)), revision);
     return false;
   }
 
@@ -199,28 +189,12 @@ export class Contender implements DeleteSubscriber, FenceHolder {
 
   /** Resolves when our key is among the `slots` oldest under the name. Rejects on abort (with its reason) or loss. */
   waitForTurn(signal?: AbortSignal): Promise<void> {
-    if (this.state === 'owner') {
-      // Owner by etcd, but also by our clock: the session may have run out since (a pause).
-      if (this.session.alive) return Promise.resolve();
-      this.lose('session-lost');
-    }
-    if (this.state === 'lost') return Promise.reject(this.lostError ?? new LockLostError(this.ctx.name, 'session-lost'));
-    if (this.state !== 'waiting') return Promise.reject(new EtcdLockError(`'${this.ctx.name}' is not queued`));
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    return settled((settle) => {
-      this.turn = { resolve: () => settle.resolve(), reject: (err) => settle.reject(err) };
-      settle.onEnd(
-        onAbort(signal, (reason) => {
-          this.turn = undefined;
-          settle.reject(reason);
-        }),
-      );
-    });
+    return this.place.wait(signal);
   }
 
   /** Called once if the key stops being ours while we own it or wait. */
   onLoss(listener: (err: LockLostError) => void): void {
-    this.lossListener = listener;
+    this.place.onLoss(listener);
   }
 
   /** Changes the value of our key without giving up our place (a fenced write); fails if the key is no longer ours. */
@@ -242,73 +216,30 @@ export class Contender implements DeleteSubscriber, FenceHolder {
     return this.leaving;
   }
 
-  /** Whether the key was lost: a check the compiler must not narrow away, since callbacks may lose it meanwhile. */
-  private hasLost(): boolean {
-    return this.state === 'lost';
-  }
-
   /** Marks the key lost (e.g. a fenced transaction found it gone). */
   lose(reason: LockLossReason): void {
-    if (this.state === 'left' || this.state === 'lost') return;
-    const err = new LockLostError(this.ctx.name, reason);
-    this.lostError = err;
-    this.state = 'lost';
-    const turn = this.turn;
-    this.turn = undefined;
-    turn?.reject(err);
-    this.lossListener?.(err);
+    this.place.lose(reason);
   }
 
-  /**
-   * Deletes our key. The key is `<name prefix><lease hex>`: only this instance creates it, one caller at a time,
-   * so a plain delete reaches our key and nothing else. A delete that goes unanswered may be applied later, so
-   * the key name is retired for this lease (`OwnKeys`) and the retries are guarded by our create revision. A join
-   * that failed but may have been applied left us without our revision: read it first. A join in doubt may still
-   * land after all this: the name is retired, and watched until the session ends, so a late key is deleted at once.
-   */
+  /** Deletes our key if it may exist (see `releaseKey`), then stops listening. */
   private async deleteKey(): Promise<void> {
-    const mayExist = this.joinSent && this.state !== 'left';
-    if (this.state !== 'lost') this.state = 'left';
-    this.turn?.reject(new EtcdLockError(`left the queue of '${this.ctx.name}'`));
-    this.turn = undefined;
-    let guarded = this.revision === 0n;
-    let retired = false;
-    /** The revision from which our key is known to be gone. */
-    let goneAt: bigint | undefined;
-    const retries = new Backoff(RELEASE_RETRY_MIN_MS, RELEASE_RETRY_MAX_MS);
-    while (mayExist && this.session.alive && !this.sessionLost()) {
-      try {
-        if (this.revision === 0n) {
-          const res = await this.ctx.rpc.range({ key: this.keyBuf, keys_only: true }, `find '${this.ctx.name}'`);
-          if (res.kvs.length === 0) {
-            goneAt = BigInt(res.header.revision);
-            break;
-          }
-          this.revision = BigInt(res.kvs[0].create_revision);
-        }
-        const res = guarded
-          ? await this.ctx.rpc.txn(releaseRequest(this.keyBuf, this.revision), `release '${this.ctx.name}'`)
-          : await this.ctx.rpc.deleteRange({ key: this.keyBuf }, `release '${this.ctx.name}'`);
-        goneAt = BigInt(res.header.revision);
-        break;
-      } catch {
-        if (!retired) this.own.retire(this.ctx.namePrefix);
-        retired = true;
-        guarded = true;
-        await pause(retries.next());
-      }
-    }
-    if (this.joinInDoubt) {
-      if (!retired) this.own.retire(this.ctx.namePrefix);
-      if (goneAt !== undefined) this.own.watchInDoubt(this.ctx.rpc, this.key, goneAt + 1n);
-    }
+    const mayExist = this.joinSent && this.place.state !== 'left';
+    this.place.leave();
+    await releaseKey({
+      ctx: this.ctx,
+      own: this.own,
+      session: this.session,
+      key: this.key,
+      keyBuf: this.keyBuf,
+      revision: this.revision,
+      mayExist,
+      joinInDoubt: this.joinInDoubt,
+      goneWithSession: () => {
+        const reason = this.place.lostError?.reason;
+        return reason === 'session-lost' || reason === 'shutdown';
+      },
+    });
     this.dispose();
-  }
-
-  /** The key went with the session's lease (lost or revoked): nothing left to delete. */
-  private sessionLost(): boolean {
-    const reason = this.lostError?.reason;
-    return reason === 'session-lost' || reason === 'shutdown';
   }
 
   /** Where the keys we wait for live: the whole name, or the part of it `ctx.waitPrefix` names. */
@@ -326,63 +257,24 @@ export class Contender implements DeleteSubscriber, FenceHolder {
    * How many of the oldest keys hold: our own `slots`, unless the context says the oldest key sets it (a
    * semaphore's limit in force is its oldest holder's, so a rolling deploy that changes it never fails a caller).
    */
-  private slotsInForce(ahead = this.ahead): number {
+  private slotsInForce(ahead: ReadonlySet<string>): number {
     if (!this.ctx.slotsOf) return this.slots;
     const oldest: string | undefined = ahead.values().next().value;
     return this.ctx.slotsOf(oldest ?? this.key);
   }
 
-  private becomeOwnerOrWait(ahead: Set<string>): void {
-    if (this.state === 'lost' || this.state === 'left') return;
+  /** The join answered at `revision` with these keys ahead of ours. */
+  private placeAt(ahead: ReadonlySet<string>, revision: bigint): void {
+    if (this.place.state !== 'joining') return;
     // Watch the name from just after our join's revision: every deletion we must hear of comes later. A waiter
     // needs it now; a holder only to hear of its own key's deletion, which a watch made later still replays.
-    this.ctx.deletes.watchFrom(this.ctx.name, this.snapshot + 1n, ahead.size < this.slotsInForce(ahead));
-    this.ahead = ahead;
-    const early = this.early ?? [];
-    this.early = undefined;
-    for (const [key, revision] of early) this.onDelete(key, revision);
-    if (this.hasLost()) return;
-    this.state = 'waiting';
-    if (this.ahead.size < this.slotsInForce()) this.becomeOwner();
+    this.ctx.deletes.watchFrom(this.ctx.name, revision + 1n, ahead.size < this.slotsInForce(ahead));
+    this.place.placed(ahead, revision);
   }
 
   /** @internal A deletion under the name (told by the name's watch). */
   onDelete(key: string, revision: bigint): void {
-    if (this.early) {
-      this.early.push([key, revision]);
-      return;
-    }
-    if (revision <= this.snapshot) return;
-    if (key === this.key) {
-      this.keyDeleted();
-      return;
-    }
-    if (!this.ahead.delete(key) || this.ahead.size >= this.slotsInForce() || this.state !== 'waiting') return;
-    this.becomeOwner();
-  }
-
-  /**
-   * etcd reports our key deleted: we own nothing from now on, and the loss is reported within this event's
-   * handling, before anyone else can act on the name. Whoever deleted it (someone else, or etcd revoking or
-   * expiring our lease), it is `key-deleted`; a lost session is also reported on its own (`SessionLost`).
-   */
-  private keyDeleted(): void {
-    this.lose('key-deleted');
-  }
-
-  /**
-   * Our turn came. After a process pause, the watch event can be handled before the expired deadline timer
-   * fires: check the session against the clock now, so a waiter whose lease has run out never resolves.
-   */
-  private becomeOwner(): void {
-    if (!this.session.alive) {
-      this.lose('session-lost');
-      return;
-    }
-    this.state = 'owner';
-    const turn = this.turn;
-    this.turn = undefined;
-    turn?.resolve();
+    this.place.onDelete(key, revision);
   }
 
   /** @internal The name's watch restarted. */
@@ -392,7 +284,7 @@ export class Contender implements DeleteSubscriber, FenceHolder {
 
   /** The delete watch restarted: deletions may have been missed, so re-read what is ahead of us. */
   private async resync(): Promise<void> {
-    if (this.state !== 'waiting' && this.state !== 'owner') return;
+    if (!this.place.isQueued) return;
     try {
       const res = await this.ctx.rpc.txn(
         resyncRequest(this.waitPrefix(), this.keyBuf, this.revision),
@@ -403,9 +295,7 @@ export class Contender implements DeleteSubscriber, FenceHolder {
         this.lose('key-deleted');
         return;
       }
-      this.snapshot = BigInt(res.header.revision);
-      this.ahead = keysOf(this.queueKeys(res.responses[1].response_range.kvs).keys);
-      if (this.state === 'waiting' && this.ahead.size < this.slotsInForce()) this.becomeOwner();
+      this.place.resynced(keysOf(this.queueKeys(res.responses[1].response_range.kvs).keys), BigInt(res.header.revision));
     } catch {
       // etcd unreachable: the session deadline decides; the watch will resync us again when it restarts.
     }

@@ -1,0 +1,157 @@
+import { EtcdLockError, LockLostError, type LockLossReason } from '../errors.js';
+import type { LeaseSession } from '../session/lease-session.js';
+import { onAbort } from '../util/wait-signal.js';
+import { settled } from '../util/settle-once.js';
+
+/**
+ * Where a contender stands, one state at a time:
+ * - `joining`: the join request is not answered yet (deletions heard meanwhile are kept until it is);
+ * - `waiting`: our key is in, behind `ahead`;
+ * - `owner`: fewer keys than the slots in force are ahead of ours;
+ * - `left`: we left, or never got in (a `joinIfFree` that found the name taken);
+ * - `lost`: the key stopped being ours while we waited or owned (`lostError` says why).
+ */
+export type PlaceState = 'joining' | 'waiting' | 'owner' | 'left' | 'lost';
+
+/** "No key ahead", shared by every owner (never added to; deleting from it is a no-op). */
+export const NOBODY: ReadonlySet<string> = new Set();
+
+/**
+ * A contender's place in its name's queue: which keys are ahead of ours as of which revision, the one caller
+ * waiting for our turn, and the loss listener. It sends nothing; the contender feeds it what etcd answered and
+ * what the name's deletion watch told.
+ */
+export class QueuePlace {
+  private current: PlaceState = 'joining';
+  /** Keys created before ours that still exist as of `snapshot`. */
+  private ahead: Set<string> = new Set();
+  private snapshot = 0n;
+  /** Deletions heard before the join answered (the contender subscribes first so none is missed). */
+  private early: Array<[string, bigint]> = [];
+  private waiter: { resolve: () => void; reject: (err: unknown) => void } | undefined;
+  private lossListener: ((err: LockLostError) => void) | undefined;
+  lostError: LockLostError | undefined;
+
+  constructor(
+    private readonly name: string,
+    private readonly ownKey: string,
+    /** Whether the session is alive by our clock: an owner's turn never resolves without it. */
+    private readonly session: Pick<LeaseSession, 'alive'>,
+    /** How many of the oldest keys hold, given the keys ahead (see `Contender.slotsInForce`). */
+    private readonly slotsInForce: (ahead: ReadonlySet<string>) => number,
+  ) {}
+
+  get state(): PlaceState {
+    return this.current;
+  }
+
+  /** The revision our view of the queue is as of: deletions at or before it are already counted. */
+  get asOf(): bigint {
+    return this.snapshot;
+  }
+
+  get isOwner(): boolean {
+    return this.current === 'owner' && this.session.alive;
+  }
+
+  /** Whether we might be in the queue (waiting or owning): what a resync re-reads. */
+  get isQueued(): boolean {
+    return this.current === 'waiting' || this.current === 'owner';
+  }
+
+  /** The join answered: these keys were ahead of ours at `revision`. Replays the deletions heard meanwhile. */
+  placed(ahead: ReadonlySet<string>, revision: bigint): void {
+    if (this.current !== 'joining') return;
+    this.snapshot = revision;
+    this.ahead = new Set(ahead);
+    this.current = 'waiting';
+    const early = this.early;
+    this.early = [];
+    for (const [key, rev] of early) this.onDelete(key, rev);
+    this.ownIfFirst();
+  }
+
+  /** The queue was read again at `revision` (the watch restarted and deletions may have been missed). */
+  resynced(ahead: ReadonlySet<string>, revision: bigint): void {
+    if (!this.isQueued) return;
+    this.snapshot = revision;
+    this.ahead = new Set(ahead);
+    this.ownIfFirst();
+  }
+
+  /** A deletion under the name at `revision`. */
+  onDelete(key: string, revision: bigint): void {
+    if (this.current === 'joining') {
+      this.early.push([key, revision]);
+      return;
+    }
+    if (revision <= this.snapshot || !this.isQueued) return;
+    // etcd reports our key deleted: we own nothing from now on, reported within this event's handling, before
+    // anyone else can act on the name. Whoever deleted it (someone else, or etcd revoking or expiring our lease).
+    if (key === this.ownKey) this.lose('key-deleted');
+    else if (this.ahead.delete(key)) this.ownIfFirst();
+  }
+
+  /** Resolves when we own. Rejects on abort (with its reason), on loss, or when we leave. */
+  wait(signal?: AbortSignal): Promise<void> {
+    if (this.current === 'owner') {
+      // Owner by etcd, but also by our clock: the session may have run out since (a pause).
+      if (this.session.alive) return Promise.resolve();
+      this.lose('session-lost');
+    }
+    if (this.current === 'lost') return Promise.reject(this.lostError ?? new LockLostError(this.name, 'session-lost'));
+    if (this.current !== 'waiting') return Promise.reject(new EtcdLockError(`'${this.name}' is not queued`));
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return settled((settle) => {
+      this.waiter = { resolve: () => settle.resolve(), reject: (err) => settle.reject(err) };
+      settle.onEnd(
+        onAbort(signal, (reason) => {
+          this.waiter = undefined;
+          settle.reject(reason);
+        }),
+      );
+    });
+  }
+
+  /** Called once if the key stops being ours while we own it or wait. */
+  onLoss(listener: (err: LockLostError) => void): void {
+    this.lossListener = listener;
+  }
+
+  /** The key stopped being ours (or never was, for a waiter whose session ended). */
+  lose(reason: LockLossReason): void {
+    if (this.current === 'left' || this.current === 'lost') return;
+    const err = new LockLostError(this.name, reason);
+    this.lostError = err;
+    this.current = 'lost';
+    this.settleWaiter((waiter) => waiter.reject(err));
+    this.lossListener?.(err);
+  }
+
+  /** We leave (or never got in): a waiter is told so. A lost place stays lost, for its reason. */
+  leave(): void {
+    if (this.current !== 'lost') this.current = 'left';
+    this.settleWaiter((waiter) => waiter.reject(new EtcdLockError(`left the queue of '${this.name}'`)));
+  }
+
+  /**
+   * Owns if few enough keys are ahead. After a process pause the watch event can be handled before the expired
+   * deadline timer fires: the session is checked against the clock now, so a waiter whose lease ran out never
+   * resolves.
+   */
+  private ownIfFirst(): void {
+    if (this.current !== 'waiting' || this.ahead.size >= this.slotsInForce(this.ahead)) return;
+    if (!this.session.alive) {
+      this.lose('session-lost');
+      return;
+    }
+    this.current = 'owner';
+    this.settleWaiter((waiter) => waiter.resolve());
+  }
+
+  private settleWaiter(settle: (waiter: { resolve: () => void; reject: (err: unknown) => void }) => void): void {
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    if (waiter) settle(waiter);
+  }
+}
