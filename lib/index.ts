@@ -1,6 +1,7 @@
 // The module and its options.
 export { EtcdLockModule } from './module/etcd-lock.module.js';
 export { EtcdLockOptions } from './options/etcd-lock-options.interface.js';
+export { type Clock, type ClockTimer, systemClock } from './clock/clock.js';
 
 // Locks: acquire, try, with, who holds, watch; every hold's fenced transaction.
 export { LockService, type AcquireOptions, type TryAcquireOptions } from './locks/lock.service.js';

@@ -56,6 +56,7 @@ const probes: Record<string, Probe[]> = {
     option({ telemetry: { enabled: 'yes' } }, 'telemetry.enabled'),
     option({ telemetry: { names: true } }, 'telemetry.names'),
   ],
+  clock: [option({ clock: Date }), option({ clock: { now: () => 0 } })],
   'any other option': [option({ tll: 10 })],
   name: [
     [(app) => app.get(LockService).acquire(''), 'name'],

@@ -26,7 +26,7 @@ import {
   type ShardSet,
 } from '../lib/index.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
-import { EtcdLockTesting, EtcdLockTestingModule, type EtcdLockTestingOptions, InMemoryEtcd } from '../lib/testing/index.js';
+import { EtcdLockTesting, EtcdLockTestingModule, type EtcdLockTestingOptions, InMemoryEtcd, ManualClock } from '../lib/testing/index.js';
 
 /**
  * `EtcdLockTestingModule` runs the real services on an in-memory etcd (checked against a real etcd by
@@ -52,6 +52,14 @@ class Jobs {
 }
 
 @Injectable()
+class HeldJobs {
+  @Singleton('report', { minHoldMs: 1000 })
+  async report(): Promise<string> {
+    return 'ran';
+  }
+}
+
+@Injectable()
 class TenantJobs {
   @Sharded('tenants', { shards: 8 })
   sync(): ShardSet | undefined {
@@ -65,7 +73,7 @@ const apps: TestingModule[] = [];
 const stores: InMemoryEtcd[] = [];
 
 async function start(options: EtcdLockTestingOptions = {}, sharded = false): Promise<TestingModule> {
-  const providers = sharded ? [Jobs, TenantJobs] : [Jobs];
+  const providers = sharded ? [Jobs, TenantJobs] : [Jobs, HeldJobs];
   const app = await Test.createTestingModule({ imports: [EtcdLockTestingModule.forRoot(options)], providers })
     .setLogger(silent)
     .compile();
@@ -364,6 +372,59 @@ describe('EtcdLockTestingModule', () => {
     } finally {
       jest.useRealTimers();
     }
+  });
+
+  it('runs on a ManualClock: an hour keeps the session; timeouts, minHoldMs and lease expiry move only with it', async () => {
+    const clock = new ManualClock();
+    const app = await start({ ttl: 5, clock });
+    const testing = app.get(EtcdLockTesting);
+    await testing.makeLeader();
+    const leases = app.get(InMemoryEtcd).leases();
+    await clock.advance(3_600_000);
+    expect(app.get(InMemoryEtcd).leases()).toEqual(leases);
+    expect(app.get(LeaderElectionService).isLeader()).toBe(true);
+    expect(app.get(EtcdSessionService).status().remainingMs).toBeGreaterThan(0);
+
+    // An acquire's timeout runs on the clock: the real time it takes is irrelevant.
+    const other = await testing.holdLock('busy');
+    let outcome = 'waiting';
+    const acquiring = app
+      .get(LockService)
+      .acquire('busy', { timeout: 5000 })
+      .then(
+        () => (outcome = 'acquired'),
+        (err: unknown) => (outcome = err instanceof LockTimeoutError ? 'timed out' : String(err)),
+      );
+    await clock.advance(4_999);
+    expect(outcome).toBe('waiting');
+    await clock.advance(1);
+    await acquiring;
+    expect(outcome).toBe('timed out');
+    await other.release();
+
+    // minHoldMs keeps a singleton's lock past its call, on the clock.
+    expect(await app.get(HeldJobs).report()).toBe('ran');
+    expect(await app.get(LockService).holder('report')).not.toBeNull();
+    await clock.advance(999);
+    expect(await app.get(LockService).holder('report')).not.toBeNull();
+    await clock.advance(1);
+    expect(await app.get(LockService).holder('report')).toBeNull();
+
+    // Unrenewed, the lease expires on the same clock, and the local deadline ends the session first.
+    app.get(InMemoryEtcd).disconnect();
+    await clock.advance(6_000);
+    expect(app.get(InMemoryEtcd).leases()).toEqual([]);
+    expect(app.get(LeaderElectionService).isLeader()).toBe(false);
+    app.get(InMemoryEtcd).reconnect();
+  });
+
+  it('takes the clock of the InMemoryEtcd it is given, and refuses a second one', () => {
+    const clock = new ManualClock();
+    expect(() => EtcdLockTestingModule.forRoot({ etcd: new InMemoryEtcd(), clock })).toThrow(
+      new InvalidOptionsError('clock', 'must be the clock of the InMemoryEtcd given in etcd (new InMemoryEtcd({ clock }))'),
+    );
+    expect(() => EtcdLockTestingModule.forRoot({ clock: {} as never })).toThrow(InvalidArgumentError);
+    expect(() => new ManualClock(Number.NaN)).toThrow(InvalidArgumentError);
   });
 
   it('stands in for EtcdLockModule in an existing app module (overrideModule)', async () => {

@@ -130,7 +130,7 @@ export class GuardedRunner {
       return undefined;
     }
     const held = lock;
-    const takenAt = performance.now();
+    const takenAt = this.runs.clock.monotonic();
     const run = (async () => {
       try {
         const inContext = () => holdContext(source.kind).run(held, fn);
@@ -139,7 +139,7 @@ export class GuardedRunner {
         return await this.telemetry.run(source.span, attributes, (span) => traced(span, inContext));
       } finally {
         // Settle after the release (so the caller's next call finds the lock free), unless minHoldMs defers it.
-        await this.runs.releaseAfter(held, (options.minHoldMs ?? 0) - (performance.now() - takenAt));
+        await this.runs.releaseAfter(held, (options.minHoldMs ?? 0) - (this.runs.clock.monotonic() - takenAt));
       }
     })();
     return this.runs.track(run, null);

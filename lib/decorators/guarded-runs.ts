@@ -3,6 +3,7 @@ import { LeaderElectionService } from '../election/leader-election.service.js';
 import type { Lock } from '../locks/lock.interface.js';
 import { RESOLVED_OPTIONS } from '../options/etcd-lock.constants.js';
 import type { ResolvedEtcdLockOptions } from '../options/etcd-lock.options.js';
+import type { Clock, ClockTimer } from '../clock/clock.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import { ShardingService } from '../sharding/sharding.service.js';
 
@@ -17,7 +18,7 @@ export class GuardedRuns implements BeforeApplicationShutdown {
   /** Running calls by election name (`@LeaderOnly`, `@OnLeadership`), and under `null` (holds of a call). */
   private readonly running = new Map<string | null, Set<Promise<unknown>>>();
   /** Holds kept after their call until `minHoldMs` passes. */
-  private readonly holds = new Map<Lock, NodeJS.Timeout>();
+  private readonly holds = new Map<Lock, ClockTimer>();
   private draining = false;
 
   constructor(
@@ -42,17 +43,25 @@ export class GuardedRuns implements BeforeApplicationShutdown {
     return promise;
   }
 
+  /** The module's clock, which `minHoldMs` is measured on. */
+  get clock(): Clock {
+    return this.options.clock;
+  }
+
   /** Releases `lock` after `delayMs` (at once when it is 0 or less, or at shutdown). */
   async releaseAfter(lock: Lock, delayMs: number): Promise<void> {
     if (delayMs <= 0 || this.draining || !lock.isHeld) {
       await lock.release();
       return;
     }
-    const timer = setTimeout(() => {
-      this.holds.delete(lock);
-      void lock.release();
-    }, delayMs);
-    timer.unref();
+    const timer = this.clock.setTimer(
+      () => {
+        this.holds.delete(lock);
+        void lock.release();
+      },
+      delayMs,
+      { unref: true },
+    );
     this.holds.set(lock, timer);
   }
 
@@ -85,7 +94,7 @@ export class GuardedRuns implements BeforeApplicationShutdown {
   private async releaseHolds(): Promise<void> {
     await Promise.all(
       [...this.holds].map(([lock, timer]) => {
-        clearTimeout(timer);
+        timer.cancel();
         this.holds.delete(lock);
         return lock.release();
       }),

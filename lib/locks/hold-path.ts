@@ -94,7 +94,7 @@ export class HoldPath {
   ): Promise<HeldLock> {
     const start = performance.now();
     const span = this.deps.telemetry.acquireSpan(name, this.kind);
-    const wait = new WaitSignal(name, options?.timeout, options?.signal);
+    const wait = new WaitSignal(name, options?.timeout, options?.signal, this.deps.options.clock);
     try {
       const joined = await join(wait.signal);
       try {

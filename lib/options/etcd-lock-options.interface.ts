@@ -1,4 +1,5 @@
 import type { Etcd3, IOptions } from 'etcd3';
+import type { Clock } from '../clock/clock.js';
 
 /** Options of `EtcdLockModule.forRoot()` / `forRootAsync()`. All are optional. */
 export interface EtcdLockOptions {
@@ -33,6 +34,12 @@ export interface EtcdLockOptions {
     /** Add the lock name (`etcd_lock.lock.name`) to lock metrics. Default false. */
     lockNames?: boolean;
   };
+  /**
+   * The clock the library's deadlines and timers run on (the session's keepalives and local deadline, `acquire`
+   * timeouts, `minHoldMs`, scheduled jobs' fire times). Default: the system's. For tests: `ManualClock` from
+   * `nestjs-etcd-lock/testing`.
+   */
+  clock?: Clock;
 }
 
 /** Injection token of the module options; shares its name with the interface. */

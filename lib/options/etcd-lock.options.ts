@@ -4,6 +4,7 @@ import { InvalidOptionsError } from '../errors.js';
 import type { EtcdLockOptions } from './etcd-lock-options.interface.js';
 import { describe, durationProblem, MAX_DURATION_MS, nameProblem } from '../util/validation.js';
 import { unprintableIn } from '../util/printable.js';
+import { type Clock, isClock, systemClock } from '../clock/clock.js';
 
 /** Options after validation, with every default filled in. */
 export interface ResolvedEtcdLockOptions {
@@ -18,6 +19,7 @@ export interface ResolvedEtcdLockOptions {
   readonly election: string;
   readonly shutdownTimeout: number;
   readonly telemetry: { readonly enabled: boolean; readonly lockNames: boolean };
+  readonly clock: Clock;
 }
 
 const KNOWN = [
@@ -32,6 +34,7 @@ const KNOWN = [
   'election',
   'shutdownTimeout',
   'telemetry',
+  'clock',
 ] as const;
 
 export const DEFAULT_HOST = 'http://127.0.0.1:2379';
@@ -63,7 +66,16 @@ export function resolveOptions(raw: unknown): ResolvedEtcdLockOptions {
     election: electionOption(o.election),
     shutdownTimeout: msOption(o, 'shutdownTimeout', 10000, true),
     telemetry: telemetryOption(o.telemetry),
+    clock: clockOption(o.clock),
   };
+}
+
+function clockOption(v: unknown): Clock {
+  if (v === undefined) return systemClock;
+  if (!isClock(v)) {
+    throw new InvalidOptionsError('clock', `must be a Clock { now(), monotonic(), setTimer() } (e.g. ManualClock), got ${describe(v)}`);
+  }
+  return v;
 }
 
 function hostsOption(v: unknown): string[] {

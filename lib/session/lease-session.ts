@@ -4,6 +4,7 @@ import type { KeepAliveStream } from '../etcd/etcd-port.js';
 import { Backoff } from '../util/backoff.js';
 import type { EtcdPort } from '../etcd/etcd-port.js';
 import { leaseHex } from '../etcd/keys.js';
+import type { Clock, ClockTimer } from '../clock/clock.js';
 
 /** Why a session ended. `revoked` is our own clean shutdown; every other reason is a loss. */
 export type SessionEndReason = 'revoked' | 'deadline-passed' | 'lease-expired' | 'closed';
@@ -20,8 +21,8 @@ export class LeaseSession {
   private endReason: SessionEndReason | undefined;
   private stream: KeepAliveStream | undefined;
   private readonly sentAt: number[] = [];
-  private keepaliveTimer: NodeJS.Timeout | undefined;
-  private deadlineTimer: NodeJS.Timeout | undefined;
+  private keepaliveTimer: ClockTimer | undefined;
+  private deadlineTimer: ClockTimer | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private readonly reconnectBackoff = new Backoff(RECONNECT_MIN_MS, RECONNECT_MAX_MS);
   private readonly endListeners = new Set<(reason: SessionEndReason) => void>();
@@ -34,6 +35,7 @@ export class LeaseSession {
     /** Revision of the store when the lease was granted. */
     readonly grantRevision: bigint,
     grantSentAt: number,
+    private readonly clock: Clock,
   ) {
     this.hex = leaseHex(id);
     this.deadline = grantSentAt + ttl * 1000 - safetyMargin(ttl);
@@ -43,22 +45,22 @@ export class LeaseSession {
    * Grants lease `id` (chosen by us, so that a grant whose answer is lost can still be revoked) and starts
    * keeping it alive. Rejects with `EtcdUnavailableError` after `timeoutMs`.
    */
-  static async grant(rpc: EtcdPort, id: string, ttl: number, timeoutMs: number): Promise<LeaseSession> {
-    const sentAt = performance.now();
+  static async grant(rpc: EtcdPort, id: string, ttl: number, timeoutMs: number, clock: Clock): Promise<LeaseSession> {
+    const sentAt = clock.monotonic();
     const res = await rpc.leaseGrant(id, ttl, timeoutMs);
-    const session = new LeaseSession(rpc, res.ID, Number(res.TTL), BigInt(res.header.revision), sentAt);
+    const session = new LeaseSession(rpc, res.ID, Number(res.TTL), BigInt(res.header.revision), sentAt, clock);
     session.start();
     return session;
   }
 
   /** True until the local deadline passes or the lease ends; checked synchronously against the clock. */
   get alive(): boolean {
-    return this.endReason === undefined && performance.now() < this.deadline;
+    return this.endReason === undefined && this.clock.monotonic() < this.deadline;
   }
 
   /** Milliseconds until the local deadline (0 once the session has ended). */
   get remainingMs(): number {
-    return this.endReason === undefined ? Math.max(0, this.deadline - performance.now()) : 0;
+    return this.endReason === undefined ? Math.max(0, this.deadline - this.clock.monotonic()) : 0;
   }
 
   /** Calls `listener` once when the session ends for any reason. Returns an unsubscribe function. */
@@ -100,7 +102,7 @@ export class LeaseSession {
       // Acknowledgements come in order: skip those of keepalives sent before ours.
       let earlier = this.sentAt.length;
       const done = (alive: boolean | undefined) => {
-        clearTimeout(timer);
+        timer.cancel();
         offRenew();
         offEnd();
         resolve(alive);
@@ -109,8 +111,7 @@ export class LeaseSession {
         if (earlier-- === 0) done(true);
       });
       const offEnd = this.onEnd(() => done(false));
-      const timer = setTimeout(() => done(undefined), timeoutMs);
-      timer.unref();
+      const timer = this.clock.setTimer(() => done(undefined), timeoutMs, { unref: true });
       this.sendKeepalive();
     });
   }
@@ -123,8 +124,19 @@ export class LeaseSession {
   private start(): void {
     this.armDeadline();
     this.openStream();
-    this.keepaliveTimer = setInterval(() => this.sendKeepalive(), (this.ttl * 1000) / 3);
-    this.keepaliveTimer.unref();
+    this.scheduleKeepalive();
+  }
+
+  /** A keepalive every third of the TTL, whatever their answers. */
+  private scheduleKeepalive(): void {
+    this.keepaliveTimer = this.clock.setTimer(
+      () => {
+        this.sendKeepalive();
+        if (this.endReason === undefined) this.scheduleKeepalive();
+      },
+      (this.ttl * 1000) / 3,
+      { unref: true },
+    );
   }
 
   private openStream(): void {
@@ -148,7 +160,7 @@ export class LeaseSession {
 
   private sendKeepalive(): void {
     if (!this.stream || this.endReason !== undefined) return;
-    this.sentAt.push(performance.now());
+    this.sentAt.push(this.clock.monotonic());
     this.stream.write({ ID: this.id });
   }
 
@@ -181,22 +193,22 @@ export class LeaseSession {
   }
 
   private armDeadline(): void {
-    clearTimeout(this.deadlineTimer);
-    this.deadlineTimer = setTimeout(
+    this.deadlineTimer?.cancel();
+    this.deadlineTimer = this.clock.setTimer(
       () => {
-        if (this.endReason === undefined && performance.now() >= this.deadline) this.end('deadline-passed');
+        if (this.endReason === undefined && this.clock.monotonic() >= this.deadline) this.end('deadline-passed');
         else this.armDeadline();
       },
-      Math.max(0, this.deadline - performance.now()),
+      Math.max(0, this.deadline - this.clock.monotonic()),
+      { unref: true },
     );
-    this.deadlineTimer.unref();
   }
 
   private end(reason: SessionEndReason): void {
     if (this.endReason !== undefined) return;
     this.endReason = reason;
-    clearInterval(this.keepaliveTimer);
-    clearTimeout(this.deadlineTimer);
+    this.keepaliveTimer?.cancel();
+    this.deadlineTimer?.cancel();
     clearTimeout(this.reconnectTimer);
     this.stream?.end();
     this.stream = undefined;

@@ -251,7 +251,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
   private async grant(timeoutMs = this.options.connectTimeout): Promise<LeaseSession> {
     const id = randomLeaseId();
     try {
-      return await LeaseSession.grant(this.rpc, id, this.options.ttl, timeoutMs);
+      return await LeaseSession.grant(this.rpc, id, this.options.ttl, timeoutMs, this.options.clock);
     } catch (err) {
       // Until a grant arriving late would have expired anyway.
       this.orphans.add(id, this.options.requestTimeout + this.options.ttl * 1000 + 1000, false);

@@ -1,3 +1,4 @@
+import type { Clock } from '../clock/clock.js';
 import type { Logger } from '@nestjs/common';
 import { BehaviorSubject, distinctUntilChanged, type Observable } from 'rxjs';
 import { ShardCountMismatchError, type ShardLossReason } from '../errors.js';
@@ -32,6 +33,8 @@ export interface ShardGroupContext {
   readonly events: EtcdLockEvents;
   /** How long leaving waits for runs on a shard to end (the module's `shutdownTimeout`). */
   readonly drainMs: number;
+  /** The module's clock. */
+  readonly clock: Clock;
 }
 
 const RETRY_MIN_MS = 100;
@@ -238,7 +241,7 @@ export class ShardGroup {
       session,
       this.ctx.identity,
     );
-    const slot = new ShardSlot(this.name, index, contender);
+    const slot = new ShardSlot(this.name, index, contender, this.ctx.clock);
     this.slots.set(index, slot);
     slot.onLoss((reason) => {
       if (this.slots.get(index) !== slot) return;

@@ -2,7 +2,7 @@ import { ShardLostError, type ShardLossReason } from '../errors.js';
 import { FencedTxn } from '../locks/fenced-txn.js';
 import type { Contender } from '../queue/contender.js';
 import type { Shard } from './shard.interface.js';
-import { sleep, withTimeout } from '../util/wait-signal.js';
+import { type Clock, sleepOn } from '../clock/clock.js';
 
 /**
  * This instance's place for one shard: a contender in the shard's queue, then its owner. Leaving waits for the
@@ -20,6 +20,8 @@ export class ShardSlot implements Shard {
     readonly group: string,
     readonly index: number,
     private readonly contender: Contender,
+    /** The module's clock: `minHoldMs` and the drain are measured on it. */
+    private readonly clock: Clock,
   ) {}
 
   get fencingToken(): bigint {
@@ -68,7 +70,7 @@ export class ShardSlot implements Shard {
 
   /** Counts a run on this shard: leaving waits for it, and for `minHoldMs` after its start. */
   use(run: Promise<unknown>, minHoldMs: number): void {
-    this.holdUntil = Math.max(this.holdUntil, performance.now() + minHoldMs);
+    this.holdUntil = Math.max(this.holdUntil, this.clock.monotonic() + minHoldMs);
     this.runs.add(run);
     const forget = () => this.runs.delete(run);
     run.then(forget, forget);
@@ -88,12 +90,14 @@ export class ShardSlot implements Shard {
     this.leaving ??= (async () => {
       this.end(reason);
       if (this.owned && this.contender.isOwner) {
-        const deadline = performance.now() + drainMs;
+        const deadline = this.clock.monotonic() + drainMs;
         if (this.runs.size > 0) {
-          await withTimeout(Promise.allSettled([...this.runs]), drainMs, () => new Error('drain')).catch(() => undefined);
+          const drained = new AbortController();
+          await Promise.race([Promise.allSettled([...this.runs]), sleepOn(this.clock, drainMs, drained.signal).catch(() => undefined)]);
+          drained.abort();
         }
-        const hold = Math.min(deadline, this.holdUntil) - performance.now();
-        if (hold > 0) await sleep(hold);
+        const hold = Math.min(deadline, this.holdUntil) - this.clock.monotonic();
+        if (hold > 0) await sleepOn(this.clock, hold);
       }
       await this.contender.leave();
     })();

@@ -185,6 +185,7 @@ export class ShardingService implements OnApplicationBootstrap {
       logger: this.logger,
       events: this.events,
       drainMs: this.options.shutdownTimeout,
+      clock: this.options.clock,
     });
     this.groups.set(name, group);
     await group.start();

@@ -7,6 +7,7 @@ import type { EtcdLockOptions } from '../options/etcd-lock-options.interface.js'
 import { describe } from '../util/validation.js';
 import { EtcdLockTesting } from './etcd-lock-testing.service.js';
 import { InMemoryEtcd } from './in-memory-etcd.js';
+import type { Clock } from '../clock/clock.js';
 
 /** `EtcdLockModule`'s options, less the connection ones: the testing module brings its own etcd. */
 export interface EtcdLockTestingOptions extends Omit<EtcdLockOptions, 'hosts' | 'etcd' | 'client'> {
@@ -15,6 +16,11 @@ export interface EtcdLockTestingOptions extends Omit<EtcdLockOptions, 'hosts' | 
    * replicas in one process.
    */
   readonly etcd?: InMemoryEtcd;
+  /**
+   * The clock of the app and of its in-memory etcd: a `ManualClock` lets the test move time by hand. Default: the
+   * `etcd`'s clock (the system's unless it was made with one).
+   */
+  readonly clock?: Clock;
 }
 
 /**
@@ -27,10 +33,15 @@ export interface EtcdLockTestingOptions extends Omit<EtcdLockOptions, 'hosts' | 
 export class EtcdLockTestingModule {
   /** Registers `EtcdLockModule` on an in-memory etcd, and the `EtcdLockTesting` controls. */
   static forRoot(options: EtcdLockTestingOptions = {}): DynamicModule {
-    const { etcd = new InMemoryEtcd(), ...rest } = options ?? {};
+    const { etcd = new InMemoryEtcd({ clock: options?.clock }), ...given } = options ?? {};
     if (!(etcd instanceof InMemoryEtcd)) {
       throw new InvalidOptionsError('etcd', `must be an InMemoryEtcd (from 'nestjs-etcd-lock/testing'), got ${describe(etcd)}`);
     }
+    // One clock for the app and its etcd: leases must expire on the time the session renews them on.
+    if (given.clock !== undefined && given.clock !== etcd.clock) {
+      throw new InvalidOptionsError('clock', 'must be the clock of the InMemoryEtcd given in etcd (new InMemoryEtcd({ clock }))');
+    }
+    const rest = { ...given, clock: etcd.clock };
     for (const field of ['hosts', 'client'] as const) {
       if (field in rest) throw new InvalidOptionsError(field, 'is not used by EtcdLockTestingModule, which runs etcd in memory');
     }

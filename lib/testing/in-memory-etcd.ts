@@ -1,3 +1,4 @@
+import { type Clock, isClock } from '../clock/clock.js';
 import { setImmediate } from 'node:timers';
 import { ScopedEmitter } from './scoped-emitter.js';
 import type {
@@ -12,6 +13,7 @@ import type {
   ITxnResponse,
 } from 'etcd3';
 import { InvalidArgumentError } from '../errors.js';
+import { describe } from '../util/validation.js';
 import { etcdError, later } from './etcd-rules.js';
 import { MemoryStore } from './memory-store.js';
 import { MemoryWatcher } from './memory-watch.js';
@@ -46,10 +48,20 @@ export class InMemoryEtcd {
   private readonly streams = new Set<MemoryKeepAliveStream>();
   private readonly link = { reachable: true };
 
-  constructor() {
-    this.store = storeForNextClient ?? new MemoryStore();
+  /** `clock`: what its leases expire on (default the system's; pass the `ManualClock` the test app uses). */
+  constructor(options?: { readonly clock?: Clock }) {
+    const clock = options?.clock;
+    if (clock !== undefined && !isClock(clock)) {
+      throw new InvalidArgumentError('options.clock', `must be a Clock (e.g. ManualClock), got ${describe(clock)}`);
+    }
+    this.store = storeForNextClient ?? new MemoryStore(clock);
     this.ownsStore = storeForNextClient === undefined;
     storeForNextClient = undefined;
+  }
+
+  /** The clock its leases expire on. */
+  get clock(): Clock {
+    return this.store.clock;
   }
 
   /**

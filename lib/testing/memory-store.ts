@@ -1,3 +1,4 @@
+import { type Clock, type ClockTimer, systemClock } from '../clock/clock.js';
 import type {
   IDeleteRangeRequest,
   IDeleteRangeResponse,
@@ -31,8 +32,8 @@ import {
 interface StoredLease {
   readonly ttl: number;
   readonly keys: Set<string>;
-  timer: NodeJS.Timeout | undefined;
-  /** When it expires (`performance.now()`), unless renewed. */
+  timer: ClockTimer | undefined;
+  /** When it expires (the clock's monotonic time), unless renewed. */
   expiresAt: number;
 }
 
@@ -64,6 +65,9 @@ export class MemoryStore {
   private readonly listeners = new Set<(revision: bigint, events: StoreEvent[]) => void>();
   /** Changes of the write under way; published once it ends. */
   private pending: StoreEvent[] = [];
+
+  /** Leases expire on `clock`: a `ManualClock` moves them by hand. */
+  constructor(readonly clock: Clock = systemClock) {}
 
   get revision(): bigint {
     return this.rev;
@@ -148,7 +152,7 @@ export class MemoryStore {
   revoke(id: bigint): void {
     const lease = this.leases.get(id);
     if (!lease) throw etcdError(5, 'NOT_FOUND', 'etcdserver: requested lease not found');
-    clearTimeout(lease.timer);
+    lease.timer?.cancel();
     this.leases.delete(id);
     if (lease.keys.size === 0) return;
     // etcd deletes them in key order (its lessor sorts them, so every member applies the same events).
@@ -162,7 +166,7 @@ export class MemoryStore {
   timeToLive(id: bigint): { ttl: number; grantedTtl: number } | undefined {
     const lease = this.leases.get(id);
     if (!lease) return undefined;
-    const left = Math.max(0, Math.ceil((lease.expiresAt - performance.now()) / 1000));
+    const left = Math.max(0, Math.ceil((lease.expiresAt - this.clock.monotonic()) / 1000));
     return { ttl: Number.isFinite(left) ? left : lease.ttl, grantedTtl: lease.ttl };
   }
 
@@ -194,17 +198,16 @@ export class MemoryStore {
   }
 
   close(): void {
-    for (const lease of this.leases.values()) clearTimeout(lease.timer);
+    for (const lease of this.leases.values()) lease.timer?.cancel();
     this.listeners.clear();
   }
 
   private arm(id: bigint, lease: StoredLease): void {
-    clearTimeout(lease.timer);
+    lease.timer?.cancel();
     const ms = lease.ttl * 1000;
-    lease.expiresAt = performance.now() + ms;
+    lease.expiresAt = this.clock.monotonic() + ms;
     if (ms > MAX_TIMER_MS) return;
-    lease.timer = setTimeout(() => this.leases.has(id) && this.revoke(id), ms);
-    lease.timer.unref();
+    lease.timer = this.clock.setTimer(() => this.leases.has(id) && this.revoke(id), ms, { unref: true });
   }
 
   /** Runs one write request; the revision moves on (and watchers hear of it) only if something changed. */

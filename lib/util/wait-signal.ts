@@ -1,4 +1,5 @@
 import { LockTimeoutError } from '../errors.js';
+import { type Clock, type ClockTimer, systemClock } from '../clock/clock.js';
 
 /**
  * One AbortSignal for "the caller's signal aborted, or the timeout passed", whose timeout reason is a
@@ -7,16 +8,17 @@ import { LockTimeoutError } from '../errors.js';
  */
 export class WaitSignal {
   private readonly controller: AbortController | undefined;
-  private readonly timer: NodeJS.Timeout | undefined;
+  private readonly timer: ClockTimer | undefined;
   private readonly stopListening: (() => void) | undefined;
 
-  constructor(name: string, timeoutMs: number | undefined, parent: AbortSignal | undefined) {
+  /** The timeout runs on `clock` (the module's: a `ManualClock` in tests). */
+  constructor(name: string, timeoutMs: number | undefined, parent: AbortSignal | undefined, clock: Clock = systemClock) {
     if (!parent && timeoutMs === undefined) return;
     const controller = new AbortController();
     this.controller = controller;
     this.stopListening = onAbort(parent, (reason) => controller.abort(reason));
     if (timeoutMs !== undefined && !controller.signal.aborted) {
-      this.timer = setTimeout(() => controller.abort(new LockTimeoutError(name, timeoutMs)), timeoutMs);
+      this.timer = clock.setTimer(() => controller.abort(new LockTimeoutError(name, timeoutMs)), timeoutMs);
     }
   }
 
@@ -25,7 +27,7 @@ export class WaitSignal {
   }
 
   dispose(): void {
-    clearTimeout(this.timer);
+    this.timer?.cancel();
     this.stopListening?.();
   }
 }

@@ -2,7 +2,7 @@
 // The README's "Testing your app" section quotes this file.
 import 'reflect-metadata';
 import { Test, type TestingModule } from '@nestjs/testing';
-import { EtcdLockTesting, EtcdLockTestingModule } from 'nestjs-etcd-lock/testing';
+import { EtcdLockTesting, EtcdLockTestingModule, InMemoryEtcd, ManualClock } from 'nestjs-etcd-lock/testing';
 import { JobsService } from '../src/jobs.service.js';
 
 describe('JobsService', () => {
@@ -37,5 +37,30 @@ describe('JobsService', () => {
     await jobs.report();
     expect(jobs.counts.reportRuns).toBe(0);
     await otherReplica.release();
+  });
+});
+
+describe('JobsService, on a manual clock', () => {
+  it('stops ticking once a replica cut off from etcd has outlived its lease', async () => {
+    const clock = new ManualClock();
+    const app = await Test.createTestingModule({
+      imports: [EtcdLockTestingModule.forRoot({ clock, ttl: 10 })],
+      providers: [JobsService],
+    }).compile();
+    await app.init();
+    const jobs = app.get(JobsService);
+    await app.get(EtcdLockTesting).makeLeader();
+
+    app.get(InMemoryEtcd).disconnect(); // etcd unreachable from here
+    await clock.advance(5_000); // within the TTL: still the leader
+    jobs.leaderTick();
+    expect(jobs.counts.leaderTicks).toBe(1);
+
+    await clock.advance(5_000); // past it: the lease is gone, and so is the leadership
+    jobs.leaderTick();
+    expect(jobs.counts.leaderTicks).toBe(1);
+
+    app.get(InMemoryEtcd).reconnect();
+    await app.close();
   });
 });
