@@ -1,5 +1,6 @@
 import { filter, firstValueFrom } from 'rxjs';
-import { LeaderElectionService, LockLostError, LockService, SemaphoreService } from '../lib/index.js';
+import { type EtcdLockOptions, LeaderElectionService, LockLostError, LockService, SemaphoreService } from '../lib/index.js';
+import { ManualClock } from '../lib/testing/index.js';
 import { Etcd3 } from 'etcd3';
 import { EtcdRpc } from '../lib/etcd/etcd-rpc.js';
 import { DeletionWatches } from '../lib/connection/deletion-watches.js';
@@ -13,10 +14,11 @@ const etcd = useEtcd();
 const metric = (name: string) => etcdMetric(etcd.endpoint, name);
 
 /** An app whose default election settled (campaigning starts at bootstrap, its key's watch after the join). */
-async function settledApp() {
-  const app = await etcd.app();
+async function settledApp(options: EtcdLockOptions = {}) {
+  const app = await etcd.app(options);
   await firstValueFrom(app.get(LeaderElectionService).changes().pipe(filter(Boolean)));
-  await app.get(DeletionWatches).of('election').watching('leader');
+  // The leader's own watch (a holder's) is made after a delay on the app's clock: on a clock that stands still, never.
+  if (!options.clock) await app.get(DeletionWatches).of('election').watching('leader');
   return app;
 }
 
@@ -39,7 +41,6 @@ describe('deletion watches scoped to interest', () => {
   it('a watch stays open between cycles (no message), and goes after 8 holds in a row with no waiter', async () => {
     const rpc = new EtcdRpc(new Etcd3({ hosts: etcd.endpoint }), [etcd.endpoint], 2000);
     const deletes = new DeleteWatch(rpc, 'lock/', () => undefined);
-    deletes.holderDelayMs = 0;
     const subscriber = { onDelete: () => undefined, onResync: () => undefined };
     const { header } = await etcd.client.kv.range({ key: Buffer.from('lock/') });
     const cycle = async (holder: boolean) => {
@@ -64,9 +65,9 @@ describe('deletion watches scoped to interest', () => {
   });
 
   it('a hold that ends before its watch is due costs no watch at all: no create, no cancel, no event', async () => {
-    const app = await settledApp();
+    // A holder's watch is due on the module's clock, which stands still here: every hold below is shorter.
+    const app = await settledApp({ clock: new ManualClock(), ttl: 60 });
     const deletes = app.get(DeletionWatches).of('lock');
-    deletes.holderDelayMs = 60_000; // every hold below is shorter
     const locks = app.get(LockService);
     const before = await watchMessages();
     const eventsBefore = await metric('etcd_debugging_mvcc_events_total');
@@ -77,9 +78,8 @@ describe('deletion watches scoped to interest', () => {
   });
 
   it('a watch made after a deletion replays it: the holder whose key went meanwhile is told', async () => {
-    const app = await settledApp();
-    const deletes = app.get(DeletionWatches).of('semaphore');
-    deletes.holderDelayMs = 60_000; // a holder alone would not watch before the test ends
+    // A holder alone would not watch before the test ends: its watch is due on a clock that stands still.
+    const app = await settledApp({ clock: new ManualClock(), ttl: 60 });
     const semaphores = app.get(SemaphoreService);
     const watchers = await metric('etcd_debugging_mvcc_watcher_total');
     const first = await semaphores.acquire('pool', { limit: 1 });

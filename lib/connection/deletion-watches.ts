@@ -21,8 +21,11 @@ export class DeletionWatches {
   of(kind: KeyKind): DeleteWatch {
     let watch = this.kinds.get(kind);
     if (!watch) {
-      watch = new DeleteWatch(this.connection.port, kindPrefix(this.options.prefix, kind), (err) =>
-        this.logger.warn(`Watch on ${kind} keys restarted: ${messageOf(err)}`),
+      watch = new DeleteWatch(
+        this.connection.port,
+        kindPrefix(this.options.prefix, kind),
+        (err) => this.logger.warn(`Watch on ${kind} keys restarted: ${messageOf(err)}`),
+        this.options.clock,
       );
       this.kinds.set(kind, watch);
     }

@@ -1,5 +1,6 @@
 import type { IKeyValue } from 'etcd3';
 import { Backoff } from '../util/backoff.js';
+import { pause } from '../util/wait-signal.js';
 import type { EtcdPort, PortWatcher, WatchRequest } from './etcd-port.js';
 
 const RETRY_MIN_MS = 250;
@@ -25,7 +26,6 @@ export interface WatchHandlers {
  */
 export class ResilientWatch {
   private watcher: PortWatcher | undefined;
-  private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly backoff = new Backoff(RETRY_MIN_MS, RETRY_MAX_MS);
 
@@ -45,7 +45,6 @@ export class ResilientWatch {
   /** Stops; no handler is called after it. */
   async close(): Promise<void> {
     this.closed = true;
-    clearTimeout(this.timer);
     const watcher = this.watcher;
     this.watcher = undefined;
     watcher?.removeAllListeners();
@@ -70,15 +69,59 @@ export class ResilientWatch {
   }
 
   private async restart(): Promise<void> {
-    if (this.closed) return;
+    await rewatch(
+      () => this.handlers.read(),
+      () => !this.closed,
+      (from) => this.watchFrom(from),
+      this.backoff,
+    );
+    this.backoff.reset();
+  }
+}
+
+/**
+ * The restart step of every watch: `read()` (retried with `backoff` while `live()`), then `resume(revision + 1)`,
+ * so that no change between the read and the new watch is missed. Never rejects.
+ */
+export async function rewatch(
+  read: () => Promise<bigint>,
+  live: () => boolean,
+  resume: (fromRevision: bigint) => void,
+  backoff: Backoff,
+): Promise<void> {
+  while (live()) {
     try {
-      const revision = await this.handlers.read();
-      this.backoff.reset();
-      this.watchFrom(revision + 1n);
+      const revision = await read();
+      if (live()) resume(revision + 1n);
+      return;
     } catch {
-      if (this.closed) return;
-      this.timer = setTimeout(() => void this.restart(), this.backoff.next());
-      this.timer.unref();
+      if (!live()) return;
+      await pause(backoff.next());
     }
   }
+}
+
+/** The store's revision now (one count-only read under `prefix`). */
+export async function readRevision(rpc: EtcdPort, prefix: string): Promise<bigint> {
+  const res = await rpc.range({ key: Buffer.from(prefix), count_only: true }, `read the revision of '${prefix}'`);
+  return BigInt(res.header.revision);
+}
+
+/**
+ * Calls `onChange` after any change under `prefix`, and after a restart (etcd cancelled the watch, e.g. on
+ * compaction: changes may have been missed). The caller re-reads; events carry no state here.
+ */
+export function changeWatch(rpc: EtcdPort, prefix: string, onChange: () => void): ResilientWatch {
+  return new ResilientWatch(
+    rpc,
+    { prefix },
+    {
+      read: async () => {
+        const revision = await readRevision(rpc, prefix);
+        onChange();
+        return revision;
+      },
+      onEvent: () => onChange(),
+    },
+  );
 }

@@ -2,6 +2,8 @@ import type { IKeyValue } from 'etcd3';
 import type { PortWatcher } from '../etcd/etcd-port.js';
 import type { EtcdPort } from '../etcd/etcd-port.js';
 import { Backoff } from '../util/backoff.js';
+import { type Clock, type ClockTimer, systemClock } from '../clock/clock.js';
+import { readRevision, rewatch } from '../etcd/resilient-watch.js';
 
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 2000;
@@ -43,7 +45,7 @@ interface NameWatch {
   /** Times in a row the name was left with no waiter since the time before. */
   holderOnly: number;
   /** A watch to create later (`watchFrom` with a delay), from the oldest revision asked for. */
-  deferred: { from: bigint; timer: NodeJS.Timeout } | undefined;
+  deferred: { from: bigint; timer: ClockTimer } | undefined;
 }
 
 /**
@@ -57,8 +59,8 @@ interface NameWatch {
 export class DeleteWatch {
   private readonly names = new Map<string, NameWatch>();
   private closed = false;
-  /** @internal How long a holder waits for its watch (tests make it long, to see what a late watch replays). */
-  holderDelayMs: number;
+  /** How long a holder waits for its watch, on the module's clock. */
+  private readonly holderDelayMs: number;
   /** The name each watcher serves, for the listeners below: shared by every watcher, so a name costs no closures. */
   private readonly served = new WeakMap<PortWatcher, NameWatch>();
   private readonly listeners: {
@@ -71,6 +73,7 @@ export class DeleteWatch {
     private readonly rpc: EtcdPort,
     private readonly kindPrefix: string,
     private readonly onError: (err: unknown) => void,
+    private readonly clock: Clock = systemClock,
   ) {
     this.holderDelayMs = rpc.freeWatches ? 0 : HOLDER_WATCH_DELAY_MS;
     const watches = this;
@@ -154,18 +157,21 @@ export class DeleteWatch {
       deferred.from = from;
       return;
     }
-    clearTimeout(deferred?.timer);
+    deferred?.timer.cancel();
     entry.deferred = undefined;
     if (delayMs === 0) {
       this.create(entry, from);
       return;
     }
-    const timer = setTimeout(() => {
-      const later = entry.deferred;
-      entry.deferred = undefined;
-      if (later && !entry.watcher && !this.closed && this.names.get(name) === entry) this.create(entry, later.from);
-    }, delayMs);
-    timer.unref();
+    const timer = this.clock.setTimer(
+      () => {
+        const later = entry.deferred;
+        entry.deferred = undefined;
+        if (later && !entry.watcher && !this.closed && this.names.get(name) === entry) this.create(entry, later.from);
+      },
+      delayMs,
+      { unref: true },
+    );
     entry.deferred = { from, timer };
   }
 
@@ -200,7 +206,7 @@ export class DeleteWatch {
   /** Removes the entry; a deferred watch is never made, and whoever waits for it is told so. */
   private forget(entry: NameWatch): void {
     clearTimeout(entry.linger);
-    clearTimeout(entry.deferred?.timer);
+    entry.deferred?.timer.cancel();
     entry.deferred = undefined;
     if (this.names.get(entry.name) === entry) this.names.delete(entry.name);
     for (const resolve of entry.onConnected?.splice(0) ?? []) resolve(false);
@@ -234,26 +240,25 @@ export class DeleteWatch {
 
   /**
    * etcd cancelled the watch (compaction, or a member lost its state): start over from now and resync. Told to
-   * `onError` once per outage, however many tries it takes.
+   * `onError` once per outage, however many tries it takes. Waiters stay correct meanwhile: they only act on
+   * deletions they were told of.
    */
-  private async restart(entry: NameWatch, old: PortWatcher, err: unknown, backoff?: Backoff): Promise<void> {
-    const name = entry.name;
-    if (this.closed || entry.watcher !== old || this.names.get(name) !== entry) return;
-    if (!backoff) this.onError(err);
+  private async restart(entry: NameWatch, old: PortWatcher, err: unknown): Promise<void> {
+    const live = () => !this.closed && entry.watcher === old && this.names.get(entry.name) === entry;
+    if (!live()) return;
+    this.onError(err);
     old.removeAllListeners();
     old.on('error', () => undefined);
-    try {
-      const res = await this.rpc.range({ key: Buffer.from(this.kindPrefix), count_only: true }, 'read the revision');
-      if (this.closed || entry.watcher !== old) return;
-      this.create(entry, BigInt(res.header.revision) + 1n);
-    } catch (retryErr) {
-      if (this.closed) return;
-      // Try again shortly: waiters stay correct meanwhile (they only act on deletions they were told of).
-      const retry = backoff ?? new Backoff(RETRY_MIN_MS, RETRY_MAX_MS);
-      const timer = setTimeout(() => void this.restart(entry, old, retryErr, retry), retry.next());
-      timer.unref();
-      return;
-    }
-    for (const subscriber of [...entry.subscribers]) subscriber.onResync();
+    let resumed = false;
+    await rewatch(
+      () => readRevision(this.rpc, this.kindPrefix),
+      live,
+      (from) => {
+        this.create(entry, from);
+        resumed = true;
+      },
+      new Backoff(RETRY_MIN_MS, RETRY_MAX_MS),
+    );
+    if (resumed) for (const subscriber of [...entry.subscribers]) subscriber.onResync();
   }
 }

@@ -14,12 +14,11 @@ import { LogOnce } from '../util/log-once.js';
 import { onAbort, sleep } from '../util/wait-signal.js';
 import { type Assignment, rebalance, sameAssignment } from './assignment.js';
 import { GroupStore, withLeases } from './group-store.js';
-import { changeWatch } from './change-watch.js';
 import { ShardSlot } from './shard-slot.js';
 import { ShardChangeLog } from './change-log.js';
 import { messageOf } from '../util/error-message.js';
 import { settled } from '../util/settle-once.js';
-import type { ResilientWatch } from '../etcd/resilient-watch.js';
+import { changeWatch, type ResilientWatch } from '../etcd/resilient-watch.js';
 
 /** What a group needs from the instance around it. */
 export interface ShardGroupContext {
