@@ -20,6 +20,14 @@ export type { Leadership } from './election/leadership.interface.js';
 export { ShardingService, type ShardGroupOptions } from './sharding/sharding.service.js';
 export type { Shard, ShardSet } from './sharding/shard.interface.js';
 
+// Scheduled jobs: each fire time of a @Cron or @Interval method run once across the fleet, recorded, controlled.
+export { ScheduledJob } from './scheduling/scheduled-job.decorator.js';
+export type { CatchUpPolicy, OverlapPolicy, ScheduledJobOptions } from './scheduling/scheduled-job.options.js';
+export { ScheduledJobsService } from './scheduling/scheduled-jobs.service.js';
+export type { JobRun, JobRunKind, JobRunOutcome } from './scheduling/job-record.js';
+export type { JobStatus } from './scheduling/job-status.js';
+export type { RunInfo } from './scheduling/run-context.js';
+
 // Decorators for methods that run once across replicas.
 export { LeaderOnly } from './decorators/leader-only.decorator.js';
 export { Singleton } from './decorators/singleton.decorator.js';
@@ -42,6 +50,7 @@ export {
   type SessionLossReason,
   type SessionLostEvent,
   type ShardsChangedEvent,
+  type JobRunEvent,
 } from './events/etcd-lock.events.js';
 
 // Errors: all extend EtcdLockError.
@@ -60,6 +69,7 @@ export {
   type LockLossReason,
   LockReleasedError,
   LockTimeoutError,
+  UnknownJobError,
   ShardCountMismatchError,
   ShardLostError,
   type ShardLossReason,

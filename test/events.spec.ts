@@ -52,6 +52,8 @@ describe('events', () => {
       'nestjs-etcd-lock:leadership.changed',
       'nestjs-etcd-lock:lock.lost',
       'nestjs-etcd-lock:shards.changed',
+      'nestjs-etcd-lock:job.started',
+      'nestjs-etcd-lock:job.ended',
     ]);
     const listeners = names.map((name) => {
       const listener = (message: unknown) => published.push([name, message]);

@@ -9,7 +9,11 @@ import {
   ON_LEADERSHIP_METADATA,
   SHARDED_METADATA,
   SINGLETON_METADATA,
+  SCHEDULED_JOB_METADATA,
 } from '../options/etcd-lock.constants.js';
+import type { ScheduledJobMetadata } from '../scheduling/scheduled-job.decorator.js';
+import { ScheduledJobsService } from '../scheduling/scheduled-jobs.service.js';
+import { assertScheduled, fireTimesOf } from '../scheduling/schedule-metadata.js';
 import type { ShardedOptions } from './sharded.decorator.js';
 import { ShardingService } from '../sharding/sharding.service.js';
 import { EtcdLockError } from '../errors.js';
@@ -29,6 +33,7 @@ export class EtcdLockExplorer implements OnModuleInit {
     private readonly elections: LeaderElectionService,
     private readonly workers: LeadershipWorkers,
     private readonly sharding: ShardingService,
+    private readonly jobs: ScheduledJobsService,
   ) {
     this.checkDeclarations();
   }
@@ -45,6 +50,8 @@ export class EtcdLockExplorer implements OnModuleInit {
       for (const name of this.scanner.getAllMethodNames(prototype)) {
         const method = prototype[name] as object;
         if (wrapper.scope && Reflect.hasMetadata(ON_LEADERSHIP_METADATA, method)) throw this.scopeError(wrapper, name);
+        if (Reflect.hasMetadata(SCHEDULED_JOB_METADATA, method))
+          assertScheduled(method, `${wrapper.metatype?.name ?? wrapper.name}.${name}`);
         const sharded = Reflect.getMetadata(SHARDED_METADATA, method) as { group: string; options: ShardedOptions } | undefined;
         if (sharded) {
           const { shards, rebalanceDelayMs } = sharded.options;
@@ -59,7 +66,7 @@ export class EtcdLockExplorer implements OnModuleInit {
     return new EtcdLockError(`@OnLeadership ${label} needs a singleton provider (not request- or transient-scoped)`);
   }
 
-  onModuleInit(): void {
+  async onModuleInit(): Promise<void> {
     for (const wrapper of [...this.discovery.getControllers(), ...this.discovery.getProviders()]) {
       const instance = wrapper.instance as object | undefined;
       const prototype = instance ? Object.getPrototypeOf(instance) : wrapper.metatype?.prototype;
@@ -71,12 +78,31 @@ export class EtcdLockExplorer implements OnModuleInit {
         if (leaderOnly) this.elections.declare(leaderOnly.election ?? this.elections.defaultElection);
         const onLeadership = Reflect.getMetadata(ON_LEADERSHIP_METADATA, method) as OnLeadershipMetadata | undefined;
         if (onLeadership) this.addWorker(wrapper, instance, name, onLeadership);
+        const job = Reflect.getMetadata(SCHEDULED_JOB_METADATA, method) as ScheduledJobMetadata | undefined;
+        if (job) await this.addJob(wrapper, instance, name, method, job);
         guarded ||=
           leaderOnly !== undefined ||
+          job !== undefined ||
           [SHARDED_METADATA, SINGLETON_METADATA, MAX_CONCURRENT_METADATA].some((key) => Reflect.hasMetadata(key, method));
       }
       if (guarded && instance && wrapper.isDependencyTreeStatic()) bindRunner(instance);
     }
+  }
+
+  private async addJob(
+    wrapper: InstanceWrapper,
+    instance: object | undefined,
+    method: string,
+    fn: object,
+    job: ScheduledJobMetadata,
+  ): Promise<void> {
+    const label = `${wrapper.metatype?.name ?? wrapper.name}.${method}`;
+    // Runs the library starts (catch-up, retries, triggers) need the one instance the schedule's ticks call.
+    if (!instance || !wrapper.isDependencyTreeStatic()) {
+      throw new EtcdLockError(`@ScheduledJob ${label} needs a singleton provider (not request- or transient-scoped)`);
+    }
+    const fireTimes = await fireTimesOf(fn, label);
+    this.jobs.declare({ name: job.name, label, fireTimes, options: job.options, invoke: () => job.original.apply(instance, []) });
   }
 
   private addWorker(wrapper: InstanceWrapper, instance: object | undefined, method: string, meta: OnLeadershipMetadata): void {

@@ -14,6 +14,7 @@ import { SemaphoreService } from '../semaphores/semaphore.service.js';
 import { type RunSpan, Telemetry } from '../telemetry/telemetry.js';
 import { assertName } from '../util/validation.js';
 import { LogOnce } from '../util/log-once.js';
+import { ScheduledJobsService } from '../scheduling/scheduled-jobs.service.js';
 import { GuardedRuns } from './guarded-runs.js';
 
 /**
@@ -34,6 +35,7 @@ export class GuardedRunner {
     private readonly semaphores: SemaphoreService,
     private readonly telemetry: Telemetry,
     private readonly runs: GuardedRuns,
+    private readonly jobs: ScheduledJobsService,
   ) {
     sessions.onSession(() => {
       this.outage.reset();
@@ -94,6 +96,21 @@ export class GuardedRunner {
       acquire: (timeout) => this.locks.acquire(key, timeout === undefined ? undefined : { timeout }),
       tryAcquire: () => this.locks.tryAcquire(key),
     });
+  }
+
+  /**
+   * A tick of a scheduled job: runs `fn` if this replica claims the fire time (see `ScheduledJobsService`). While
+   * etcd is unreachable nothing runs; the fire time is caught up when a session is back (by the job's policy).
+   */
+  async runScheduled<T>(job: string, label: string, fn: () => T | Promise<T>): Promise<T | undefined> {
+    if (this.runs.stopping) return undefined;
+    try {
+      return await this.runs.track(this.jobs.tick(job, fn), null);
+    } catch (err) {
+      if (!(err instanceof EtcdUnavailableError)) throw err;
+      this.logOutage(label, err.message);
+      return undefined;
+    }
   }
 
   /** Runs `fn` under one of the `limit` permits of the semaphore `key` (skipping, waiting or throwing when full). */

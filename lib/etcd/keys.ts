@@ -2,7 +2,7 @@
  * etcd's own layout (Go `concurrency` package, `etcdctl lock` / `etcdctl elect`): a contender writes
  * `<prefix><kind>/<name>/<lease id in hex>`, and the key with the lowest create revision owns the name.
  */
-export type KeyKind = 'lock' | 'election' | 'shard' | 'semaphore' | 'rwlock';
+export type KeyKind = 'lock' | 'election' | 'shard' | 'semaphore' | 'rwlock' | 'job';
 
 export function kindPrefix(prefix: string, kind: KeyKind): string {
   return `${prefix}${kind}/`;
@@ -32,6 +32,39 @@ export function assignmentsRoot(prefix: string): string {
   return `${prefix}assignment/`;
 }
 
+/**
+ * A scheduled job's keys, all under `<prefix>job/<name>/`:
+ * - `run/<fire time>`: the record of that fire time's runs (JSON, no lease: history outlives replicas);
+ * - `hold/<fire time>/<lease hex>`: a run going on (on its replica's lease; its create revision is the run's
+ *   fencing token), deleted when the run ends or its replica dies;
+ * - `paused`: exists while the job is paused, fleet-wide;
+ * - `floor/<fire time>`: the newest fire time whose record retention removed: none at or before it is claimed again;
+ * - `spec`: the schedule (JSON), for the CLI's listings;
+ * - `trigger/<at>`: a run asked for now (CLI or service), claimed by one replica.
+ * A fire time is its epoch milliseconds, zero-padded to 16 digits, so keys sort as times do.
+ */
+export const jobKeys = {
+  prefix: (prefix: string, job: string) => `${prefix}job/${job}/`,
+  runs: (prefix: string, job: string) => `${prefix}job/${job}/run/`,
+  run: (prefix: string, job: string, fireTime: number) => `${prefix}job/${job}/run/${fireSegment(fireTime)}`,
+  holds: (prefix: string, job: string) => `${prefix}job/${job}/hold/`,
+  /** The hold's name in the `job` kind, as the deletion watches know it: `<job>/hold/<fire time>`. */
+  holdName: (job: string, fireTime: number) => `${job}/hold/${fireSegment(fireTime)}`,
+  paused: (prefix: string, job: string) => `${prefix}job/${job}/paused`,
+  floors: (prefix: string, job: string) => `${prefix}job/${job}/floor/`,
+  floor: (prefix: string, job: string, fireTime: number) => `${prefix}job/${job}/floor/${fireSegment(fireTime)}`,
+  spec: (prefix: string, job: string) => `${prefix}job/${job}/spec`,
+  /** Every job's keys: `<prefix>job/`. */
+  root: (prefix: string) => `${prefix}job/`,
+  triggers: (prefix: string, job: string) => `${prefix}job/${job}/trigger/`,
+  trigger: (prefix: string, job: string, at: number) => `${prefix}job/${job}/trigger/${fireSegment(at)}`,
+} as const;
+
+/** A fire time as a key segment: epoch milliseconds, zero-padded to 16 digits. */
+export function fireSegment(fireTime: number): string {
+  return Math.trunc(fireTime).toString().padStart(16, '0');
+}
+
 export function leaseHex(leaseId: string): string {
   return BigInt(leaseId).toString(16);
 }
@@ -50,7 +83,7 @@ export function prefixRangeEnd(prefix: Buffer): Buffer {
 }
 
 /** Every root under the prefix that the library writes: the start-up access probe and the CLI read this list. */
-export const KEY_ROOTS = ['lock', 'election', 'shard', 'semaphore', 'rwlock', 'member', 'assignment'] as const;
+export const KEY_ROOTS = ['lock', 'election', 'shard', 'semaphore', 'rwlock', 'member', 'assignment', 'job'] as const;
 export type KeyRoot = (typeof KEY_ROOTS)[number];
 
 /** `<prefix><root>/`. */

@@ -11,6 +11,11 @@ export function oldestFirst(prefix: Buffer, more: Pick<IRangeRequest, 'limit' | 
   return { key: prefix, range_end: prefixRangeEnd(prefix), sort_order: SortOrder.Ascend, sort_target: SortTarget.Create, ...more };
 }
 
+/** Every key under `prefix`, last key first (the newest of keys named by time). */
+export function lastKeysFirst(prefix: Buffer, more: Pick<IRangeRequest, 'limit' | 'keys_only'> = {}): IRangeRequest {
+  return { key: prefix, range_end: prefixRangeEnd(prefix), sort_order: SortOrder.Descend, sort_target: SortTarget.Key, ...more };
+}
+
 /** `key` exists and was created at `revision`: it is still the key we know (a fencing token, a guarded delete). */
 export function createdAt(key: Buffer, revision: bigint | string): ICompare {
   return { key, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: revision.toString() };
@@ -25,6 +30,16 @@ export function nothingUnder(prefix: Buffer): ICompare {
     result: CompareResult.Equal,
     create_revision: '0',
   };
+}
+
+/** `key` exists (its version is above 0). */
+export function exists(key: Buffer): ICompare {
+  return { key, target: CompareTarget.Version, result: CompareResult.Greater, version: '0' };
+}
+
+/** No key exists from `key` (inclusive) to `rangeEnd` (exclusive). */
+export function nothingBetween(key: Buffer, rangeEnd: Buffer): ICompare {
+  return { key, range_end: rangeEnd, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: '0' };
 }
 
 /** `key` was last written at `revision`: nobody wrote it since we did (a compare-and-swap). */

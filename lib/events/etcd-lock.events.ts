@@ -3,6 +3,7 @@ import { Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } fro
 import { ModuleRef } from '@nestjs/core';
 import { type Observable, Subject } from 'rxjs';
 import type { LockLossReason } from '../errors.js';
+import type { JobRun } from '../scheduling/job-record.js';
 import { messageOf } from '../util/error-message.js';
 
 /** Event names, also used on `@nestjs/event-emitter`'s EventEmitter2 when the app has it. */
@@ -19,6 +20,10 @@ export const EtcdLockEventName = {
   LockLost: 'etcd-lock.lock.lost',
   /** This instance's shards of a sharding group changed. */
   ShardsChanged: 'etcd-lock.shards.changed',
+  /** This instance started a run of a scheduled job. */
+  JobRunStarted: 'etcd-lock.job.started',
+  /** A run of a scheduled job on this instance ended (or one whose replica died was found abandoned). */
+  JobRunEnded: 'etcd-lock.job.ended',
 } as const;
 
 /** The first session, at start-up; or a new one after a loss (`SessionRenewed`). */
@@ -48,7 +53,7 @@ export interface SessionLostEvent {
 export type SessionLossReason = 'deadline-passed' | 'lease-expired';
 
 /** The kinds of hold a `LockLost` event can be about (terms and shards have events of their own). */
-export type HoldKind = 'lock' | 'semaphore' | 'rwlock';
+export type HoldKind = 'lock' | 'semaphore' | 'rwlock' | 'job';
 
 /** This instance's leadership in one election changed. */
 export interface LeadershipChangedEvent {
@@ -93,8 +98,22 @@ export interface ShardsChangedEvent {
   readonly lost: readonly number[];
 }
 
-/** What happened to this instance's session, its leaderships, locks and shards, as it happened (no polling). */
-export type EtcdLockEvent = SessionGrantedEvent | SessionLostEvent | LeadershipChangedEvent | LockLostEvent | ShardsChangedEvent;
+/** A run of a scheduled job started here, or ended (here, or abandoned elsewhere and found so here). */
+export interface JobRunEvent {
+  /** `JobRunStarted` or `JobRunEnded`. */
+  readonly type: typeof EtcdLockEventName.JobRunStarted | typeof EtcdLockEventName.JobRunEnded;
+  /** The run, as the history records it (`outcome` is `running` when it starts). */
+  readonly run: JobRun;
+}
+
+/** What happened to this instance's session, its leaderships, locks, shards and job runs, as it happened. */
+export type EtcdLockEvent =
+  | SessionGrantedEvent
+  | SessionLostEvent
+  | LeadershipChangedEvent
+  | LockLostEvent
+  | ShardsChangedEvent
+  | JobRunEvent;
 
 /**
  * The `node:diagnostics_channel` name each event is also published on: `nestjs-etcd-lock:` and the event's name

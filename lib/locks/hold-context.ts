@@ -6,12 +6,13 @@ const contexts: Record<HoldKind, AsyncLocalStorage<Lock>> = {
   lock: new AsyncLocalStorage<Lock>(),
   semaphore: new AsyncLocalStorage<Lock>(),
   rwlock: new AsyncLocalStorage<Lock>(),
+  job: new AsyncLocalStorage<Lock>(),
 };
 
 /**
  * The hold of each kind whose `with*` callback or guarded method runs now: `LockService.current()` (a `withLock`
  * callback, a `@Singleton` method), `SemaphoreService.current()` (`withPermit`, `@MaxConcurrent`),
- * `ReadWriteLockService.current()` (`withRead`, `withWrite`). One per kind, so a permit taken inside a lock's
+ * `ReadWriteLockService.current()` (`withRead`, `withWrite`), `ScheduledJobsService.current()` (a scheduled job's run). One per kind, so a permit taken inside a lock's
  * callback does not hide the lock.
  */
 export function holdContext(kind: HoldKind): AsyncLocalStorage<Lock> {

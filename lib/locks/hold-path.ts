@@ -119,12 +119,12 @@ export class HoldPath {
    * Takes a turn only if it is ours now, else `null` (see `tryTakeTurn`: one read when the name is busy). `join()`
    * returns undefined when the hold is busy before any request (an in-process holder).
    */
-  async tryAcquire(name: string, operation: AcquireOperation, join: () => Joined | undefined): Promise<HeldLock | null> {
+  async tryAcquire(name: string, operation: AcquireOperation, join: () => Joined | undefined, probe = true): Promise<HeldLock | null> {
     const start = performance.now();
     const joined = join();
     let taken = false;
     try {
-      taken = joined !== undefined && (await tryTakeTurn(joined.contender));
+      taken = joined !== undefined && (await tryTakeTurn(joined.contender, probe));
     } catch (err) {
       joined?.exit();
       this.deps.telemetry.acquired(name, operation, this.deps.telemetry.acquireOutcome(err, undefined), start);

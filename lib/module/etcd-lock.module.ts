@@ -19,6 +19,7 @@ import { SemaphoreService } from '../semaphores/semaphore.service.js';
 import { ReadWriteLockService } from '../rwlocks/read-write-lock.service.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 import { HoldPaths } from '../locks/hold-paths.js';
+import { ScheduledJobsService } from '../scheduling/scheduled-jobs.service.js';
 
 /**
  * `EtcdLockModule.forRoot(options)` or `forRootAsync({ imports, inject, useFactory | useClass | useExisting })`.
@@ -38,6 +39,7 @@ import { HoldPaths } from '../locks/hold-paths.js';
     ShardingService,
     SemaphoreService,
     ReadWriteLockService,
+    ScheduledJobsService,
     GuardedRunner,
     GuardedRuns,
     { provide: RUNNER_TOKEN, useExisting: GuardedRunner },
@@ -53,6 +55,7 @@ import { HoldPaths } from '../locks/hold-paths.js';
     ShardingService,
     SemaphoreService,
     ReadWriteLockService,
+    ScheduledJobsService,
     EtcdSessionService,
     EtcdLockEvents,
     RUNNER_TOKEN,

@@ -20,3 +20,4 @@ export const ETCD_PORT = Symbol('EtcdLockPort');
 export const SHARDED_METADATA = 'etcd-lock:sharded';
 /** Metadata on a `@MaxConcurrent` method: `{ key, limit, options }`. */
 export const MAX_CONCURRENT_METADATA = 'etcd-lock:max-concurrent';
+export const SCHEDULED_JOB_METADATA = 'etcd-lock:scheduled-job';

@@ -32,6 +32,8 @@ export class Contender implements DeleteSubscriber, FenceHolder {
   private joinInDoubt = false;
   /** Our key's mod revision after the last request of ours that put it and was answered (a join). */
   private writtenAt = 0n;
+  /** The answer to a `joinIfFree` that found the name taken or its guard failing: what the guard's failure read. */
+  lastRefusal: ITxnResponse | undefined;
   /** Made at the first fenced write (most holds make none). */
   private fencedWrites: FencedWrites | undefined;
 
@@ -106,7 +108,15 @@ export class Contender implements DeleteSubscriber, FenceHolder {
     this.joinSent = true;
     const outside = this.ctx.waitPrefix !== undefined;
     const res = await this.send(
-      joinRequest(this.waitPrefix(), this.keyBuf, this.currentValue, this.session.id, onlyIfFree, outside),
+      joinRequest(
+        this.waitPrefix(),
+        this.keyBuf,
+        this.currentValue,
+        this.session.id,
+        onlyIfFree,
+        outside,
+        onlyIfFree ? this.ctx.joinGuard?.() : undefined,
+      ),
       `join the queue of '${this.ctx.name}'`,
       true,
     );
@@ -131,8 +141,10 @@ export class Contender implements DeleteSubscriber, FenceHolder {
         this.placeAt(NOBODY, revision);
         return false;
       }
-      // The oldest key was no contender's (deeper under the name) or a stale one of ours: queue to know for sure.
-      if (queue.length > 0 && kvs.length === 0) return this.joinIfFirst();
+      // The oldest key was no contender's (deeper under the name) or a stale one of ours: queue to know for sure
+      // (not past a guard, which a plain join would not check: its failure is busy).
+      if (queue.length > 0 && kvs.length === 0 && !this.ctx.joinGuard) return this.joinIfFirst();
+      this.lastRefusal = res;
       this.joinSent = false;
       this.place.leave();
       this.dispose();

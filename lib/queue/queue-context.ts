@@ -1,3 +1,4 @@
+import type { ICompare, IRequestOp } from 'etcd3';
 import type { EtcdPort } from '../etcd/etcd-port.js';
 import type { KeyKind } from '../etcd/keys.js';
 import type { DeleteWatch } from './delete-watch.js';
@@ -29,4 +30,10 @@ export interface QueueContext {
    * `<name prefix>write/`): the join compares and reads only that range.
    */
   readonly waitPrefix?: string;
+  /**
+   * More to check and write in a `joinIfFree` (one slot only): the join puts our key only if these compares hold
+   * too, and writes `success` with it, in the same request; `failure` runs when it does not (before the read of the
+   * oldest key). A scheduled job's run claims its fire time this way: the hold and the run's record in one write.
+   */
+  readonly joinGuard?: () => { compares: ICompare[]; success: IRequestOp[]; failure: IRequestOp[] };
 }

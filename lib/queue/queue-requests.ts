@@ -11,7 +11,8 @@ import { createdAt, nothingUnder, oldestFirst } from '../etcd/requests.js';
  * of it, e.g. the writers for a reader); otherwise (unless `onlyIfFree`) put it anyway and read the keys there by
  * create revision, so the one request tells who is ahead. With `onlyIfFree` a taken range reads only its oldest key.
  * When our key is outside that range (`ownKeyOutside`), both branches also read it, for its create revision: a
- * retried join whose first attempt was applied keeps the first one.
+ * retried join whose first attempt was applied keeps the first one. A `guard` (only with `onlyIfFree`) adds
+ * compares and writes to the join, and reads or writes to its failure (see `QueueContext.joinGuard`).
  */
 export function joinRequest(
   waitPrefix: Buffer,
@@ -20,14 +21,15 @@ export function joinRequest(
   lease: string,
   onlyIfFree: boolean,
   ownKeyOutside = false,
+  guard?: { compares: ICompare[]; success: IRequestOp[]; failure: IRequestOp[] },
 ): ITxnRequest {
   const put: IRequestOp = { request_put: { key, value: Buffer.from(value), lease } };
   const own: IRequestOp[] = ownKeyOutside ? [{ request_range: { key, keys_only: true } }] : [];
   return {
-    compare: [nothingUnder(waitPrefix)],
-    success: [put, ...own],
+    compare: [nothingUnder(waitPrefix), ...(guard?.compares ?? [])],
+    success: [put, ...own, ...(guard?.success ?? [])],
     failure: onlyIfFree
-      ? [...own, { request_range: oldestFirst(waitPrefix, { limit: 1, keys_only: true }) }]
+      ? [...own, ...(guard?.failure ?? []), { request_range: oldestFirst(waitPrefix, { limit: 1, keys_only: true }) }]
       : [put, ...own, { request_range: oldestFirst(waitPrefix, { keys_only: true }) }],
   };
 }

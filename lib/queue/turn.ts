@@ -43,11 +43,12 @@ export async function takeTurn(contender: Contender, signal: AbortSignal | undef
  * Holds only if our turn is now, for every kind of hold: one read when the name is busy (a `@Singleton` firing on
  * every replica costs the others that read). Otherwise one join: with one slot, a join that puts our key only if
  * the name is still free (`joinIfFree`); with more (a semaphore), a join that queues, and a leave if our turn did
- * not come. Either way nothing is left in etcd when it returns false.
+ * not come. Either way nothing is left in etcd when it returns false. Without `probe`, no read: the join decides
+ * (a scheduled job's claim, whose guard the read could not check).
  */
-export async function tryTakeTurn(contender: Contender): Promise<boolean> {
+export async function tryTakeTurn(contender: Contender, probe = true): Promise<boolean> {
   try {
-    if (await contender.isBusy()) {
+    if (probe && (await contender.isBusy())) {
       await contender.leave(); // nothing was sent: this only stops listening
       return false;
     }

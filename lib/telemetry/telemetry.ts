@@ -20,7 +20,8 @@ export type AcquireOperation =
   | 'acquire_read'
   | 'try_acquire_read'
   | 'acquire_write'
-  | 'try_acquire_write';
+  | 'try_acquire_write'
+  | 'claim_run';
 
 /** How an acquire ended, as the wait histogram's `etcd_lock.outcome`. */
 export type AcquireOutcome = 'acquired' | 'timeout' | 'aborted' | 'unavailable' | 'busy' | 'error';

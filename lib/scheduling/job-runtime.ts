@@ -1,0 +1,406 @@
+import type { IKeyValue } from 'etcd3';
+import type { Logger } from '@nestjs/common';
+import type { Clock } from '../clock/clock.js';
+import { EtcdUnavailableError } from '../errors.js';
+import type { EtcdPort } from '../etcd/etcd-port.js';
+import { jobKeys, prefixRangeEnd } from '../etcd/keys.js';
+import { createdAt, lastKeysFirst } from '../etcd/requests.js';
+import { ResilientWatch } from '../etcd/resilient-watch.js';
+import { EtcdLockEventName, type EtcdLockEvents } from '../events/etcd-lock.events.js';
+import { HoldPath } from '../locks/hold-path.js';
+import type { Lock } from '../locks/lock.interface.js';
+import type { Contender } from '../queue/contender.js';
+import { Backoff } from '../util/backoff.js';
+import { messageOf } from '../util/error-message.js';
+import { pause } from '../util/wait-signal.js';
+import type { FireTimes } from './fire-times.js';
+import {
+  decodeRecord,
+  type JobRunKind,
+  lastAttempt,
+  type ReadRecord,
+  runsOf,
+  type StoredAttempt,
+  type StoredRecord,
+} from './job-record.js';
+import {
+  claimGuard,
+  finishOps,
+  fireTimeOf,
+  JobKeys,
+  newestRecords,
+  type RecordExpectation,
+  type Refusal,
+  recordIfAbsent,
+  refusalOf,
+  replaceRecord,
+} from './job-requests.js';
+import { type RunInfo, runContext } from './run-context.js';
+import type { ResolvedJobOptions } from './scheduled-job.options.js';
+
+/** What every job of an app shares. */
+export interface JobDeps {
+  readonly path: HoldPath;
+  readonly rpc: EtcdPort;
+  readonly clock: Clock;
+  readonly prefix: string;
+  readonly identity: string;
+  readonly events: EtcdLockEvents;
+  readonly logger: Logger;
+}
+
+/** A job as the explorer found it. */
+export interface JobDeclaration {
+  readonly name: string;
+  readonly label: string;
+  readonly fireTimes: FireTimes;
+  readonly options: ResolvedJobOptions;
+  /** Runs the method (for the runs the library starts: catch-up, retries, manual triggers). */
+  readonly invoke: () => unknown;
+}
+
+/** At most this many missed fire times are caught up at once (a per-second job down for a day has 86,400). */
+const MAX_CATCH_UP = 1000;
+
+/**
+ * One scheduled job in one app: claims its fire times (a tick, a catch-up, a retry, a manual trigger) and runs them
+ * as holds, records each run, and watches the job's keys for runs abandoned by a dead replica and for triggers.
+ */
+export class JobRuntime {
+  readonly keys: JobKeys;
+  /** Fire times being claimed or run here: a second tick of one fire time in this process skips at once. */
+  private readonly inFlight = new Set<number>();
+  /** Runs going on here, so shutdown can wait for them. */
+  readonly running = new Set<Promise<unknown>>();
+  /** Records whose last attempt was running when last seen, by fire time: a hold deleted under one is abandoned. */
+  private readonly runningRecords = new Map<number, ReadRecord>();
+  private watch: ResilientWatch | undefined;
+  /** Told of the next run's end (a hold deleted), for claims refused while it went on. */
+  private releaseWaiters: Array<() => void> = [];
+  private stopped = false;
+
+  constructor(
+    readonly decl: JobDeclaration,
+    private readonly deps: JobDeps,
+  ) {
+    this.keys = new JobKeys(deps.prefix, decl.name);
+  }
+
+  /** A tick: claims the fire time at or before now and runs `fn` if this replica claimed it. */
+  tick<T>(fn: () => T | Promise<T>): Promise<T | undefined> {
+    const fireTime = this.decl.fireTimes.atOrBefore(this.deps.clock.now());
+    return this.track(this.attempt(fireTime, 'scheduled', { absent: true }, [], fn)).then((claim) => (claim.ran ? claim.value : undefined));
+  }
+
+  /** Starts watching the job's keys (abandoned runs, triggers) and writes its schedule for the CLI. */
+  async start(): Promise<void> {
+    const spec = Buffer.from(JSON.stringify({ schedule: this.decl.fireTimes.spec, ...this.decl.options }));
+    await this.deps.rpc.txn(
+      { compare: [], success: [{ request_put: { key: this.keys.spec, value: spec } }] },
+      `describe job '${this.decl.name}'`,
+    );
+    const all = this.keys.all.toString();
+    this.watch = new ResilientWatch(
+      this.deps.rpc,
+      { prefix: all },
+      {
+        read: () => this.readState(),
+        onEvent: (type, kv) => this.onEvent(type, kv),
+      },
+    ).start();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const wake of this.releaseWaiters.splice(0)) wake();
+    await this.watch?.close();
+    this.watch = undefined;
+  }
+
+  /**
+   * The fire times missed since the newest record (or since the job was resumed), within the catch-up window and
+   * by the catch-up policy: read when a session begins (at start-up, and after etcd was unreachable).
+   */
+  async missed(): Promise<number[]> {
+    const { catchUp, catchUpWindowMs } = this.decl.options;
+    if (catchUp === 'none') return [];
+    const res = await this.deps.rpc.txn(
+      {
+        compare: [],
+        success: [
+          { request_range: newestRecords(this.keys, 1, true) },
+          { request_range: lastKeysFirst(this.keys.floors, { limit: 1, keys_only: true }) },
+        ],
+      },
+      `read the newest run of job '${this.decl.name}'`,
+    );
+    const [records, floors] = res.responses.map((r) => r.response_range.kvs);
+    const since = Math.max(
+      records[0] ? fireTimeOf(this.keys, records[0].key) : Number.NEGATIVE_INFINITY,
+      floors[0] ? Number(floors[0].key.subarray(this.keys.floors.length).toString()) : Number.NEGATIVE_INFINITY,
+    );
+    // A job never run has nothing to catch up: its first fire time is the next one.
+    if (since === Number.NEGATIVE_INFINITY) return [];
+    const now = this.deps.clock.now();
+    const from = Math.max(since, now - catchUpWindowMs - 1);
+    const missed: number[] = [];
+    for (let t = this.decl.fireTimes.after(from); t <= now && missed.length < MAX_CATCH_UP; t = this.decl.fireTimes.after(t))
+      missed.push(t);
+    return catchUp === 'latest' ? missed.slice(-1) : missed;
+  }
+
+  /** Runs missed fire times in order (each claimed once across the fleet); stops if the job is paused. */
+  async catchUp(fireTimes: readonly number[]): Promise<void> {
+    for (const fireTime of fireTimes) {
+      if ((await this.claimWhenFree(fireTime, 'caught-up', { absent: true }, [])) === 'paused') return;
+    }
+  }
+
+  /**
+   * A run the library starts (catch-up, retry, manual): claimed as soon as no other run goes on, so that with
+   * overlap `skip` a missed fire time waits for the run before it instead of being lost. Never rejects.
+   */
+  private async claimWhenFree(
+    fireTime: number,
+    kind: JobRunKind,
+    expect: RecordExpectation,
+    earlier: readonly StoredAttempt[],
+    trigger?: { key: Buffer; createRevision: bigint },
+  ): Promise<Refusal | 'ran'> {
+    while (!this.stopped) {
+      // Listen before the claim: the run that refuses it ends after the claim's read, so its end is heard.
+      const released = new Promise<void>((resolve) => this.releaseWaiters.push(resolve));
+      try {
+        const claim = await this.track(this.attempt(fireTime, kind, expect, earlier, this.decl.invoke, trigger));
+        if (claim.ran) return 'ran';
+        if (claim.why !== 'overlap') return claim.why;
+      } catch (err) {
+        this.logFailure(fireTime, err);
+        return 'done';
+      }
+      await released;
+    }
+    return 'done';
+  }
+
+  /**
+   * One attempt at a fire time: claim it (the hold and the record in one request), run, record the outcome.
+   * Resolves with the method's result, or undefined when another replica (or this one) has the fire time.
+   */
+  private async attempt<T>(
+    fireTime: number,
+    kind: JobRunKind,
+    expect: RecordExpectation,
+    earlier: readonly StoredAttempt[],
+    fn: () => T | Promise<T>,
+    trigger?: { key: Buffer; createRevision: bigint },
+  ): Promise<Claim<T>> {
+    if (this.inFlight.has(fireTime)) return { ran: false, why: 'done' };
+    this.inFlight.add(fireTime);
+    try {
+      const { clock, identity, path } = this.deps;
+      const started: StoredAttempt = { kind, identity, start: clock.now(), outcome: 'running' };
+      const record: StoredRecord = { fireTime, attempts: [...earlier, started] };
+      const { overlap } = this.decl.options;
+      if (overlap === 'cancel-previous') await this.cancelOthers(fireTime);
+      let contender: Contender | undefined;
+      const lock = await path.tryAcquire(
+        this.decl.name,
+        'claim_run',
+        () => {
+          contender = path.contender(jobKeys.holdName(this.decl.name, fireTime), identity, {
+            joinGuard: () => claimGuard(this.keys, fireTime, expect, record, overlap !== 'allow', trigger),
+          });
+          return HoldPath.alone(contender);
+        },
+        false,
+      );
+      if (!lock || !contender) {
+        const why = contender?.lastRefusal ? refusalOf(contender.lastRefusal) : 'done';
+        if (why === 'overlap' && kind === 'scheduled' && overlap === 'skip') await this.recordSkipped(fireTime);
+        return { ran: false, why };
+      }
+      const info: RunInfo = { job: this.decl.name, fireTime: new Date(fireTime), kind, attempt: record.attempts.length };
+      this.emit(EtcdLockEventName.JobRunStarted, { ...record, modRevision: lock.fencingToken });
+      let outcome: 'ok' | 'failed' = 'ok';
+      let failure: unknown;
+      let result: T | undefined;
+      try {
+        result = await path.run(lock, () => runContext.run(info, fn));
+      } catch (err) {
+        outcome = 'failed';
+        failure = err;
+      }
+      const ended: StoredAttempt = {
+        ...started,
+        end: clock.now(),
+        outcome,
+        token: lock.fencingToken.toString(),
+        ...(failure === undefined ? {} : { error: messageOf(failure) }),
+      };
+      const final: StoredRecord = { fireTime, attempts: [...earlier, ended] };
+      await this.finish(contender, lock, final);
+      if (failure !== undefined) throw failure;
+      return { ran: true, value: result as T };
+    } finally {
+      this.inFlight.delete(fireTime);
+    }
+  }
+
+  /**
+   * Writes the run's record, fenced by its hold (a run whose replica was cut off writes nothing: the others find it
+   * abandoned), with the retention cut in the same request; then lets the hold go. A write etcd does not answer is
+   * tried again while the hold lasts.
+   */
+  private async finish(contender: Contender, lock: Lock, record: StoredRecord): Promise<void> {
+    const backoff = new Backoff(100, 2000);
+    try {
+      while (lock.isHeld) {
+        try {
+          const newest = await this.deps.rpc.range(newestRecords(this.keys, this.decl.options.history + 1, true), 'read the newest runs');
+          const cutoff =
+            newest.kvs.length > this.decl.options.history ? fireTimeOf(this.keys, newest.kvs[newest.kvs.length - 1].key) : undefined;
+          const outcome = await contender.commitFenced([], finishOps(this.keys, record, cutoff), []);
+          if ('lost' in outcome) break;
+          this.emit(EtcdLockEventName.JobRunEnded, { ...record, modRevision: lock.fencingToken });
+          return;
+        } catch (err) {
+          if (!(err instanceof EtcdUnavailableError)) throw err;
+          await pause(backoff.next());
+        }
+      }
+      this.deps.logger.warn(
+        `Job '${this.decl.name}' run of ${new Date(record.fireTime).toISOString()} ended after its hold was lost: the other replicas record it as abandoned`,
+      );
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** A tick refused because another run went on (overlap `skip`): the fire time is recorded as skipped, once. */
+  private async recordSkipped(fireTime: number): Promise<void> {
+    const skipped: StoredRecord = { fireTime, attempts: [{ kind: 'scheduled', outcome: 'skipped', start: this.deps.clock.now() }] };
+    await this.deps.rpc.txn(recordIfAbsent(this.keys, skipped), `record a skipped run of '${this.decl.name}'`).catch(() => undefined);
+  }
+
+  /** Overlap `cancel-previous`: ends every other run of the job, recording each as cancelled. */
+  private async cancelOthers(fireTime: number): Promise<void> {
+    const res = await this.deps.rpc.range(
+      { key: this.keys.holds, range_end: prefixRangeEnd(this.keys.holds), keys_only: true },
+      'read the runs going on',
+    );
+    for (const hold of res.kvs) {
+      const other = Number(hold.key.subarray(this.keys.holds.length).toString().split('/')[0]);
+      if (other === fireTime) continue;
+      const read = await this.deps.rpc.range({ key: this.keys.run(other) }, 'read a run going on');
+      const record = read.kvs[0] && decodeRecord(read.kvs[0]);
+      if (!record || lastAttempt(record).outcome !== 'running') continue;
+      const cancelled = withLast(record, { outcome: 'cancelled', end: this.deps.clock.now() });
+      const cas = replaceRecord(this.keys, cancelled, record.modRevision);
+      await this.deps.rpc.txn(
+        {
+          compare: [...(cas.compare ?? []), createdAt(hold.key, hold.create_revision)],
+          success: [...(cas.success ?? []), { request_delete_range: { key: hold.key } }],
+        },
+        `cancel the run of ${new Date(other).toISOString()}`,
+      );
+    }
+  }
+
+  /** Reads the job's keys (at start, and after etcd cancelled the watch): runs abandoned meanwhile, triggers. */
+  private async readState(): Promise<bigint> {
+    const res = await this.deps.rpc.range({ key: this.keys.all, range_end: prefixRangeEnd(this.keys.all) }, `read job '${this.decl.name}'`);
+    const holds = new Set<number>();
+    const records: ReadRecord[] = [];
+    for (const kv of res.kvs) {
+      const key = kv.key.toString();
+      if (kv.key.subarray(0, this.keys.holds.length).equals(this.keys.holds))
+        holds.add(Number(key.slice(this.keys.holds.length).split('/')[0]));
+      else if (kv.key.subarray(0, this.keys.runs.length).equals(this.keys.runs)) {
+        const record = decodeRecord(kv);
+        if (record && lastAttempt(record).outcome === 'running') records.push(record);
+      } else if (kv.key.subarray(0, this.keys.triggers.length).equals(this.keys.triggers)) this.onTrigger(kv);
+    }
+    this.runningRecords.clear();
+    for (const record of records) {
+      if (holds.has(record.fireTime)) this.runningRecords.set(record.fireTime, record);
+      else void this.recover(record);
+    }
+    return BigInt(res.header.revision);
+  }
+
+  private onEvent(type: 'put' | 'delete', kv: IKeyValue): void {
+    const key = kv.key;
+    if (type === 'put' && startsWith(key, this.keys.runs)) {
+      const record = decodeRecord(kv);
+      if (record && lastAttempt(record).outcome === 'running') this.runningRecords.set(record.fireTime, record);
+      else if (record) this.runningRecords.delete(record.fireTime);
+    } else if (type === 'delete' && startsWith(key, this.keys.holds)) {
+      for (const wake of this.releaseWaiters.splice(0)) wake();
+      const fireTime = Number(key.subarray(this.keys.holds.length).toString().split('/')[0]);
+      const record = this.runningRecords.get(fireTime);
+      // The run's own end writes its record before its hold goes: a hold gone under a running record was abandoned.
+      if (!record) return;
+      this.runningRecords.delete(fireTime);
+      void this.recover(record);
+    } else if (type === 'put' && startsWith(key, this.keys.triggers)) {
+      this.onTrigger(kv);
+    }
+  }
+
+  /** A run whose replica died: run the fire time again elsewhere (`retries`), or record it abandoned. */
+  private async recover(record: ReadRecord): Promise<void> {
+    // A running attempt's token is its record's mod revision (written with its hold): kept with the verdict.
+    const abandoned = withLast(record, { outcome: 'abandoned', token: lastAttempt(record).token ?? record.modRevision.toString() });
+    try {
+      if (record.attempts.length <= this.decl.options.retries) {
+        await this.claimWhenFree(record.fireTime, 'retried', { modRevision: record.modRevision }, abandoned.attempts);
+        return;
+      }
+      const res = await this.deps.rpc.txn(
+        replaceRecord(this.keys, abandoned, record.modRevision),
+        `record an abandoned run of '${this.decl.name}'`,
+      );
+      if (res.succeeded) this.emit(EtcdLockEventName.JobRunEnded, { ...abandoned, modRevision: record.modRevision });
+    } catch (err) {
+      this.logFailure(record.fireTime, err);
+    }
+  }
+
+  /** A manual run asked for (CLI or service): one replica claims it, deleting the request in the same write. */
+  private onTrigger(kv: IKeyValue): void {
+    const at = Number(kv.key.subarray(this.keys.triggers.length).toString());
+    const trigger = { key: kv.key, createRevision: BigInt(kv.create_revision) };
+    void this.claimWhenFree(at, 'manual', { absent: true }, [], trigger);
+  }
+
+  private emit(type: typeof EtcdLockEventName.JobRunStarted | typeof EtcdLockEventName.JobRunEnded, record: ReadRecord): void {
+    const run = runsOf(this.decl.name, record)[0];
+    this.deps.events.emit({ type, run });
+  }
+
+  private logFailure(fireTime: number, err: unknown): void {
+    this.deps.logger.error(`Job '${this.decl.name}' run of ${new Date(fireTime).toISOString()} failed: ${messageOf(err)}`);
+  }
+
+  private track<T>(run: Promise<T>): Promise<T> {
+    this.running.add(run);
+    const forget = () => this.running.delete(run);
+    run.then(forget, forget);
+    return run;
+  }
+}
+
+/** A claim's result: the run's value, or why another replica (or this one) has the fire time. */
+type Claim<T> = { readonly ran: true; readonly value: T } | { readonly ran: false; readonly why: Refusal };
+
+/** The record with its last attempt changed. */
+function withLast(record: StoredRecord, change: Partial<StoredAttempt>): StoredRecord {
+  const attempts = [...record.attempts];
+  attempts[attempts.length - 1] = { ...attempts[attempts.length - 1], ...change };
+  return { fireTime: record.fireTime, attempts };
+}
+
+function startsWith(key: Buffer, prefix: Buffer): boolean {
+  return key.length > prefix.length && key.subarray(0, prefix.length).equals(prefix);
+}

@@ -1,0 +1,250 @@
+import 'reflect-metadata';
+import { Injectable, type INestApplicationContext } from '@nestjs/common';
+import { Interval } from '@nestjs/schedule';
+import { filter, firstValueFrom, merge } from 'rxjs';
+import {
+  EtcdLockEventName,
+  EtcdLockEvents,
+  EtcdSessionService,
+  InvalidArgumentError,
+  type JobRunEvent,
+  ScheduledJob,
+  ScheduledJobsService,
+  UnknownJobError,
+} from '../lib/index.js';
+import { ManualClock } from '../lib/testing/index.js';
+import { grpcCounts } from './harness/etcd.js';
+import { useEtcd } from './harness/fixtures.js';
+
+// Before the fixture's own check that etcd is left clean (hooks run in the order they are declared).
+afterEach(async () => {
+  gate?.open();
+  gate = undefined;
+  await closeAndForget();
+  runs.length = 0;
+});
+
+const etcd = useEtcd();
+
+/** Every run of every app in this file: which replica ran which fire time, how, with which token. */
+const runs: Array<{ job: string; identity: string; fireTime: number; kind: string; attempt: number; token: bigint }> = [];
+/** A run waits here while a test holds it (a long run, a run whose replica dies). */
+let gate: { opened: Promise<void>; open: () => void } | undefined;
+const entered: Array<() => void> = [];
+
+function record(sessions: EtcdSessionService) {
+  const run = ScheduledJobsService.currentRun();
+  const hold = ScheduledJobsService.current();
+  if (!run || !hold) throw new Error('a scheduled run without its hold');
+  runs.push({
+    job: run.job,
+    identity: sessions.status().identity,
+    fireTime: run.fireTime.getTime(),
+    kind: run.kind,
+    attempt: run.attempt,
+    token: hold.fencingToken,
+  });
+  for (const wake of entered.splice(0)) wake();
+  return gate?.opened;
+}
+
+function whenEntered(): Promise<void> {
+  return new Promise((resolve) => entered.push(resolve));
+}
+
+function closedGate() {
+  let open = () => {};
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  return { opened, open };
+}
+
+@Injectable()
+class Reports {
+  constructor(private readonly sessions: EtcdSessionService) {}
+
+  @ScheduledJob('report', { retries: 1 })
+  @Interval(1000)
+  async report() {
+    await record(this.sessions);
+    return 'ran';
+  }
+
+  // The other decorator order, no retries, and overlapping runs allowed.
+  @Interval(1000)
+  @ScheduledJob('sweep', { overlap: 'allow' })
+  async sweep() {
+    await record(this.sessions);
+    return 'swept';
+  }
+}
+
+const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
+const apps: INestApplicationContext[] = [];
+
+async function replica(identity: string, clock?: ManualClock) {
+  const app = await etcd.app({ identity, ttl: clock ? 60 : 2, ...(clock ? { clock } : {}) }, [], [Reports]);
+  apps.push(app);
+  return app;
+}
+
+/** Closes the apps and removes the jobs' records: history outlives replicas, and the test must leave etcd clean. */
+async function closeAndForget() {
+  await Promise.all(apps.splice(0).map((app) => app.close()));
+  await etcd.client.delete().prefix('job/');
+}
+
+describe('@ScheduledJob', () => {
+  it('runs a fire time once across replicas; the others skip with one request each; the history records it', async () => {
+    const clock = new ManualClock(T0 + 300);
+    const replicas = await Promise.all(['a', 'b', 'c'].map((id) => replica(id, clock)));
+    const before = await grpcCounts([etcd.endpoint]);
+    const results = await Promise.all(replicas.map((app) => app.get(Reports).report()));
+    const after = await grpcCounts([etcd.endpoint]);
+    expect(results.filter((r) => r === 'ran')).toHaveLength(1);
+    expect(runs).toEqual([expect.objectContaining({ job: 'report', fireTime: T0, kind: 'scheduled', attempt: 1 })]);
+    // The claimer: claim, retention read, record, release (4); each other replica: its claim (1).
+    const sent = (name: string) => (after.get(name) ?? 0) - (before.get(name) ?? 0);
+    expect(sent('Txn') + sent('Range')).toBeLessThanOrEqual(4 + 2);
+
+    const history = await replicas[0].get(ScheduledJobsService).history('report');
+    expect(history).toEqual([
+      expect.objectContaining({
+        job: 'report',
+        fireTime: new Date(T0),
+        kind: 'scheduled',
+        attempt: 1,
+        outcome: 'ok',
+        identity: runs[0].identity,
+      }),
+    ]);
+    expect(history[0].fencingToken).toBe(runs[0].token);
+    expect(history[0].endedAt?.getTime()).toBeGreaterThanOrEqual(history[0].startedAt?.getTime() ?? Number.NaN);
+  });
+
+  it('names a fire time by the schedule, not by a replica’s clock: replicas 2 s early and late claim the same one', async () => {
+    const early = new ManualClock(T0 - 2000);
+    const late = new ManualClock(T0 + 2000);
+    const [a, b] = [await replica('early', early), await replica('late', late)];
+    // Each replica's timer fires at the fire time by its own clock: T0 + 5 s.
+    await early.advanceTo(T0 + 5000);
+    expect(await a.get(Reports).report()).toBe('ran');
+    await late.advanceTo(T0 + 5000);
+    expect(await b.get(Reports).report()).toBeUndefined();
+    expect(runs.map((r) => [r.identity, r.fireTime])).toEqual([['early', T0 + 5000]]);
+  });
+
+  it('a run whose replica dies is recorded abandoned and run again elsewhere with a higher token (retries: 1)', async () => {
+    const [a, b] = [await replica('a'), await replica('b')];
+    gate = closedGate();
+    const inside = whenEntered();
+    const first = a.get(Reports).report();
+    await inside;
+    const retried = firstValueFrom(
+      b
+        .get(EtcdLockEvents)
+        .events$.pipe(filter((e): e is JobRunEvent => e.type === EtcdLockEventName.JobRunEnded && e.run.kind === 'retried')),
+    );
+    // a's lease is revoked from outside (as etcd expires a dead replica's): its hold goes with it.
+    gate.open();
+    gate = closedGate();
+    const leaseId = a.get(EtcdSessionService).status().leaseId as string;
+    const retryEntered = whenEntered();
+    await etcd.client.leaseClient.leaseRevoke({ ID: BigInt(`0x${leaseId}`).toString() });
+    await retryEntered;
+    gate.open();
+    const ended = await retried;
+    await first.catch(() => undefined);
+    expect(ended.run).toMatchObject({ job: 'report', attempt: 2, outcome: 'ok', identity: 'b' });
+    const history = await b.get(ScheduledJobsService).history('report');
+    expect(history.map((r) => [r.attempt, r.identity, r.outcome, r.kind])).toEqual([
+      [2, 'b', 'ok', 'retried'],
+      [1, 'a', 'abandoned', 'scheduled'],
+    ]);
+    expect(history[0].fencingToken).toBeGreaterThan(history[1].fencingToken as bigint);
+  });
+
+  it('catches up the fire times missed while every replica was down, each once', async () => {
+    const clock = new ManualClock(T0 + 100);
+    const first = await replica('a', clock);
+    expect(await first.get(Reports).report()).toBe('ran');
+    await closeAndForgetApps();
+    await clock.advance(5000); // all down for 5 s: T0+1 s … T0+5 s pass unrun
+    await Promise.all([replica('a', clock), replica('b', clock)]);
+    await untilRuns(6);
+    const fireTimes = runs.map((r) => r.fireTime - T0).sort((x, y) => x - y);
+    expect(fireTimes).toEqual([0, 1000, 2000, 3000, 4000, 5000]);
+    expect(runs.slice(1).every((r) => r.kind === 'caught-up')).toBe(true);
+  });
+
+  it('pause stops every replica; resume runs again; trigger runs once, recorded as manual', async () => {
+    const clock = new ManualClock(T0 + 100);
+    const [a, b] = [await replica('a', clock), await replica('b', clock)];
+    await a.get(ScheduledJobsService).pause('report');
+    expect(await Promise.all([a, b].map((app) => app.get(Reports).report()))).toEqual([undefined, undefined]);
+    expect((await b.get(ScheduledJobsService).list()).find((j) => j.name === 'report')).toMatchObject({
+      paused: true,
+      schedule: 'every 1000 ms',
+    });
+    await b.get(ScheduledJobsService).resume('report');
+    await clock.advance(1000);
+    expect((await Promise.all([a, b].map((app) => app.get(Reports).report()))).filter(Boolean)).toEqual(['ran']);
+    // Whichever replica claims it tells of its end.
+    const manual = firstValueFrom(
+      merge(a.get(EtcdLockEvents).events$, b.get(EtcdLockEvents).events$).pipe(
+        filter((e): e is JobRunEvent => e.type === EtcdLockEventName.JobRunEnded && e.run.kind === 'manual'),
+      ),
+    );
+    await a.get(ScheduledJobsService).trigger('report');
+    expect((await manual).run.outcome).toBe('ok');
+    const history = await a.get(ScheduledJobsService).history('report');
+    expect(history.map((r) => [r.kind, r.outcome])).toEqual([
+      ['manual', 'ok'],
+      ['scheduled', 'ok'],
+    ]);
+  });
+
+  it('skips a fire time while a run goes on (recorded as skipped), unless overlap is allowed', async () => {
+    const clock = new ManualClock(T0 + 100);
+    const [a, b] = [await replica('a', clock), await replica('b', clock)];
+    gate = closedGate();
+    const inside = whenEntered();
+    const long = a.get(Reports).report();
+    const longSweep = a.get(Reports).sweep();
+    await inside;
+    await clock.advance(1000);
+    const allowed = whenEntered();
+    expect(await b.get(Reports).report()).toBeUndefined();
+    const sweep = b.get(Reports).sweep();
+    await allowed;
+    gate.open();
+    expect(await Promise.all([long, longSweep, sweep])).toEqual(['ran', 'swept', 'swept']);
+    const history = await a.get(ScheduledJobsService).history('report');
+    expect(history.map((r) => [r.fireTime.getTime() - T0, r.outcome])).toEqual([
+      [1000, 'skipped'],
+      [0, 'ok'],
+    ]);
+  });
+
+  it('rejects an unknown job, a job without a schedule, and bad options with typed errors', async () => {
+    const app = await replica('a', new ManualClock(T0));
+    await expect(app.get(ScheduledJobsService).pause('nope')).rejects.toBeInstanceOf(UnknownJobError);
+    expect(() => ScheduledJob('x', { history: 0 })).toThrow(InvalidArgumentError);
+    expect(() => ScheduledJob('x', { catchUpWindowMs: -1 })).toThrow(InvalidArgumentError);
+    expect(() => ScheduledJob('x', { overlap: 'queue' as never })).toThrow(InvalidArgumentError);
+    expect(() => ScheduledJob('a/b')).toThrow(InvalidArgumentError);
+    @Injectable()
+    class Unscheduled {
+      @ScheduledJob('lonely')
+      async lonely() {}
+    }
+    await expect(etcd.app({}, [], [Unscheduled])).rejects.toThrow(/has no schedule: add @Cron\(expression\) or @Interval\(ms\)/);
+  });
+});
+
+async function closeAndForgetApps() {
+  await Promise.all(apps.splice(0).map((app) => app.close()));
+}
+
+async function untilRuns(count: number) {
+  while (runs.length < count) await whenEntered();
+}
