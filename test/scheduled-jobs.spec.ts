@@ -13,6 +13,7 @@ import {
   UnknownJobError,
 } from '../lib/index.js';
 import { ManualClock } from '../lib/testing/index.js';
+import { runCli } from './harness/cli.js';
 import { grpcCounts } from './harness/etcd.js';
 import { useEtcd } from './harness/fixtures.js';
 
@@ -223,6 +224,31 @@ describe('@ScheduledJob', () => {
       [1000, 'skipped'],
       [0, 'ok'],
     ]);
+  });
+
+  it('is controlled from the CLI: pause stops every replica, resume and trigger run it, history shows each', async () => {
+    const [a, b] = [await replica('a'), await replica('b')];
+    const cli = (...args: string[]) => runCli(['--endpoints', etcd.endpoint, 'jobs', ...args]);
+    expect(await cli('pause', 'report')).toMatchObject({ code: 0, stdout: 'pause: report\n' });
+    expect(await Promise.all([a, b].map((app) => app.get(Reports).report()))).toEqual([undefined, undefined]);
+    const listed = JSON.parse((await cli('list', '--json')).stdout) as Array<{ name: string; paused: boolean; schedule: string }>;
+    expect(listed).toEqual([
+      expect.objectContaining({ name: 'report', paused: true, schedule: 'every 1000 ms' }),
+      expect.objectContaining({ name: 'sweep', paused: false }),
+    ]);
+    expect((await cli('resume', 'report')).code).toBe(0);
+    const manual = firstValueFrom(
+      merge(a.get(EtcdLockEvents).events$, b.get(EtcdLockEvents).events$).pipe(
+        filter((e): e is JobRunEvent => e.type === EtcdLockEventName.JobRunEnded && e.run.kind === 'manual'),
+      ),
+    );
+    expect((await cli('trigger', 'report')).code).toBe(0);
+    expect((await manual).run.outcome).toBe('ok');
+    const history = await cli('history', 'report');
+    expect(history.code).toBe(0);
+    expect(history.stdout.split('\n')[0]).toMatch(/^fire time +attempt +kind +outcome +replica +took +token +error$/);
+    expect(history.stdout).toMatch(/ 1 +manual +ok +[ab] +\d+ ms +\d+/);
+    expect(await cli('history', 'nope')).toMatchObject({ code: 5, stderr: "nestjs-etcd-lock: no scheduled job 'nope' (no replica declared it)\n" });
   });
 
   it('rejects an unknown job, a job without a schedule, and bad options with typed errors', async () => {

@@ -7,6 +7,7 @@ import { readInventory } from './inventory.js';
 import { inventoryJson, renderInventory } from './render.js';
 import { printable, printableJson } from '../util/printable.js';
 import { watchInventory } from './status-watch.js';
+import { addJobCommands } from './jobs.js';
 
 const EXIT_CODES = `
 Exit codes:
@@ -15,7 +16,7 @@ Exit codes:
   2  bad flags or arguments
   3  etcd unreachable (the message names the endpoints)
   4  etcd refused the credentials, or the user lacks permission
-  5  no such lock or election is held
+  5  no such lock or election is held, or no such scheduled job
   6  not done: not confirmed, or the holder changed before the delete`;
 
 const DANGER = `
@@ -83,6 +84,7 @@ export function program(): Command {
         );
       });
   }
+  addJobCommands(cli, withConnection);
   return cli;
 }
 

@@ -2,7 +2,7 @@ import { type Inventory, type Queue, ranges } from './inventory.js';
 import { printable } from '../util/printable.js';
 
 /** Rows under a header, columns padded to their widest cell. */
-function table(header: readonly string[], raw: ReadonlyArray<readonly string[]>): string[] {
+export function table(header: readonly string[], raw: ReadonlyArray<readonly string[]>): string[] {
   // Names and values are anyone's: a control sequence in one must not rewrite the screen.
   const rows = raw.map((row) => row.map(printable));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));

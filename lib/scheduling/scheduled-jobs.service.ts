@@ -18,10 +18,10 @@ import { EtcdSessionService } from '../session/session.service.js';
 import { assertName, assertOptions } from '../util/validation.js';
 import { messageOf } from '../util/error-message.js';
 import { type JobDeclaration, JobRuntime } from './job-runtime.js';
-import { decodeRecord, type JobRun, runsOf } from './job-record.js';
-import { newestRecords, pauseRequest, resumeRequest, triggerRequest } from './job-requests.js';
+import type { JobRun } from './job-record.js';
+import { JobControls } from './job-controls.js';
 import { type RunInfo, runContext } from './run-context.js';
-import { jobStatus, type JobStatus } from './job-status.js';
+import type { JobStatus } from './job-status.js';
 
 /**
  * The scheduled jobs of this app (`@ScheduledJob`), and their controls across the fleet: list them, pause and
@@ -32,6 +32,7 @@ export class ScheduledJobsService implements OnApplicationBootstrap, BeforeAppli
   private readonly logger = new Logger('EtcdLock');
   private readonly jobs = new Map<string, JobRuntime>();
   private stopSessions: (() => void) | undefined;
+  private readonly controls: JobControls;
 
   /** @internal Nest constructs it. */
   constructor(
@@ -40,7 +41,9 @@ export class ScheduledJobsService implements OnApplicationBootstrap, BeforeAppli
     private readonly connection: EtcdConnection,
     private readonly events: EtcdLockEvents,
     @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
-  ) {}
+  ) {
+    this.controls = new JobControls(connection.port, options.prefix, options.identity, options.clock);
+  }
 
   /** The hold of the scheduled run going on in this call, if any: its fencing token, `signal` and `txn()`. */
   static current(): Lock | undefined {
@@ -100,43 +103,30 @@ export class ScheduledJobsService implements OnApplicationBootstrap, BeforeAppli
   }
 
   /** The jobs of this app: schedule, next fire time, paused or not, whether a run goes on, the last run. */
-  async list(): Promise<JobStatus[]> {
-    const now = this.options.clock.now();
-    return Promise.all([...this.jobs.values()].map((job) => jobStatus(this.connection.port, job.keys, job.decl.fireTimes, now)));
+  list(): Promise<JobStatus[]> {
+    return Promise.all([...this.jobs.values()].map((job) => this.controls.status(job.decl.name, job.decl.fireTimes)));
   }
 
   /** Pauses the job on every replica (until `resume`, across restarts): its fire times are not run. */
   async pause(name: string): Promise<void> {
-    const job = this.job(name);
-    await this.connection.port.txn(pauseRequest(job.keys, this.options.identity, this.options.clock.now()), `pause job '${name}'`);
+    await this.controls.pause(this.job(name).decl.name);
   }
 
   /** Resumes a paused job. The fire times that passed while it was paused are not caught up. */
   async resume(name: string): Promise<void> {
     const job = this.job(name);
-    await this.connection.port.txn(
-      resumeRequest(job.keys, job.decl.fireTimes.atOrBefore(this.options.clock.now())),
-      `resume job '${name}'`,
-    );
+    await this.controls.resume(name, job.decl.fireTimes);
   }
 
   /** Asks for a run now (recorded as `manual`): one replica that has the job runs it, as soon as one is up. */
   async trigger(name: string): Promise<void> {
-    const job = this.job(name);
-    await this.connection.port.txn(triggerRequest(job.keys, this.options.identity, this.options.clock.now()), `trigger job '${name}'`);
+    await this.controls.trigger(this.job(name).decl.name);
   }
 
   /** The job's recorded runs, newest fire time first (each fire time's attempts newest first). */
-  async history(name: string, options?: { limit?: number }): Promise<JobRun[]> {
+  history(name: string, options?: { limit?: number }): Promise<JobRun[]> {
     assertOptions(options, 'options', ['limit']);
-    const limit = options?.limit ?? 100;
-    if (!Number.isInteger(limit) || limit < 1) throw new EtcdLockError(`history: options.limit must be a whole number >= 1, got ${limit}`);
-    const job = this.job(name);
-    const res = await this.connection.port.range(newestRecords(job.keys, limit, false), `read the history of job '${name}'`);
-    return res.kvs.flatMap((kv) => {
-      const record = decodeRecord(kv);
-      return record ? runsOf(name, record) : [];
-    });
+    return this.controls.history(this.job(name).decl.name, options?.limit);
   }
 
   private job(name: string): JobRuntime {
