@@ -24,7 +24,10 @@ import {
   SemaphoreService,
   ReadWriteLockService,
   type ShardSet,
+  ScheduledJob,
+  ScheduledJobsService,
 } from '../lib/index.js';
+import { Interval } from '@nestjs/schedule';
 import { whenAborted } from '../lib/util/wait-signal.js';
 import { EtcdLockTesting, EtcdLockTestingModule, type EtcdLockTestingOptions, InMemoryEtcd, ManualClock } from '../lib/testing/index.js';
 
@@ -425,6 +428,54 @@ describe('EtcdLockTestingModule', () => {
     );
     expect(() => EtcdLockTestingModule.forRoot({ clock: {} as never })).toThrow(InvalidArgumentError);
     expect(() => new ManualClock(Number.NaN)).toThrow(InvalidArgumentError);
+  });
+
+  it('a scheduled run whose replica dies mid-run is found abandoned and run again on another replica', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1, 0, 0, 0, 200));
+    const etcd = new InMemoryEtcd({ clock });
+    const started: string[] = [];
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    @Injectable()
+    class Nightly {
+      constructor(private readonly sessions: EtcdSessionService) {}
+      @ScheduledJob('nightly', { retries: 1 })
+      @Interval(1000)
+      async run() {
+        started.push(`${this.sessions.status().identity}:${ScheduledJobsService.currentRun()?.kind}`);
+        if (started.length === 1) await held; // the first run is still going when its replica dies
+      }
+    }
+    const [a, b] = await Promise.all(
+      ['a', 'b'].map(async (identity) => {
+        const app = await Test.createTestingModule({
+          imports: [EtcdLockTestingModule.forRoot({ etcd: etcd.connect(), identity })],
+          providers: [Nightly],
+        })
+          .setLogger(silent)
+          .compile();
+        apps.push(app);
+        return app.init();
+      }),
+    );
+    const retried = firstValueFrom(
+      b.get(EtcdLockEvents).events$.pipe(filter((e) => e.type === EtcdLockEventName.JobRunEnded && e.run.kind === 'retried')),
+    );
+    const running = firstValueFrom(a.get(EtcdLockEvents).events$.pipe(filter((e) => e.type === EtcdLockEventName.JobRunStarted)));
+    const first = a.get(Nightly).run();
+    await running;
+    await a.get(EtcdLockTesting).expireSession();
+    await retried;
+    release();
+    await first;
+    const history = await b.get(ScheduledJobsService).history('nightly');
+    expect(history.map((r) => [r.attempt, r.identity, r.kind, r.outcome])).toEqual([
+      [2, 'b', 'retried', 'ok'],
+      [1, 'a', 'scheduled', 'abandoned'],
+    ]);
+    expect(started).toEqual(['a:scheduled', 'b:retried']);
+    await Promise.all(apps.splice(0).map((app) => app.close()));
+    etcd.close();
   });
 
   it('stands in for EtcdLockModule in an existing app module (overrideModule)', async () => {

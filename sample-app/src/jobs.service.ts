@@ -1,12 +1,12 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { Cron } from '@nestjs/schedule';
-import { LeaderOnly, LockService, Singleton } from 'nestjs-etcd-lock';
+import { LeaderOnly, LockService, ScheduledJob, ScheduledJobsService, Singleton } from 'nestjs-etcd-lock';
 
-/** Cron jobs: one only the leader runs, one that at most one replica runs at a time. */
+/** Cron jobs: one only the leader runs, one that at most one replica runs at a time, one run once per fire time. */
 @Injectable()
 export class JobsService {
   private readonly logger = new Logger('Jobs');
-  readonly counts = { leaderTicks: 0, reportRuns: 0 };
+  readonly counts = { leaderTicks: 0, reportRuns: 0, heartbeats: 0 };
 
   // Recipe: leader-only cron. Every replica's scheduler fires; only the elected leader runs the body.
   @Cron('*/2 * * * * *')
@@ -26,5 +26,15 @@ export class JobsService {
     this.logger.log(`report started (fencing token ${lock?.fencingToken})`);
     await new Promise((resolve) => setTimeout(resolve, 3000));
     this.logger.log('report finished');
+  }
+
+  // Recipe: scheduled job. Each fire time runs once across the fleet, recorded in etcd: a run whose replica
+  // dies is run again elsewhere (retries), and fire times missed while no replica could run are caught up.
+  @Cron('* * * * * *')
+  @ScheduledJob('heartbeat', { retries: 1 })
+  async heartbeat(): Promise<void> {
+    const run = ScheduledJobsService.currentRun();
+    this.counts.heartbeats++;
+    this.logger.debug(`heartbeat of ${run?.fireTime.toISOString()} (${run?.kind}, attempt ${run?.attempt})`);
   }
 }

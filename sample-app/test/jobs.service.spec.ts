@@ -2,6 +2,7 @@
 // The README's "Testing your app" section quotes this file.
 import 'reflect-metadata';
 import { Test, type TestingModule } from '@nestjs/testing';
+import { ScheduledJobsService } from 'nestjs-etcd-lock';
 import { EtcdLockTesting, EtcdLockTestingModule, InMemoryEtcd, ManualClock } from 'nestjs-etcd-lock/testing';
 import { JobsService } from '../src/jobs.service.js';
 
@@ -62,5 +63,32 @@ describe('JobsService, on a manual clock', () => {
 
     app.get(InMemoryEtcd).reconnect();
     await app.close();
+  });
+});
+
+describe('JobsService heartbeat, a scheduled job', () => {
+  it('runs each fire time on one replica only, and records it', async () => {
+    const clock = new ManualClock(new Date('2026-01-01T00:00:00.300Z'));
+    const etcd = new InMemoryEtcd({ clock });
+    const replicas = await Promise.all(
+      ['a', 'b'].map(async (identity) => {
+        const app = await Test.createTestingModule({
+          imports: [EtcdLockTestingModule.forRoot({ etcd: etcd.connect(), identity })],
+          providers: [JobsService],
+        }).compile();
+        return app.init();
+      }),
+    );
+
+    // Both replicas' crons fire for 00:00:00 (a call is a tick, at the clock's time): one runs it.
+    for (const app of replicas) await app.get(JobsService).heartbeat();
+    const runs = replicas.map((app) => app.get(JobsService).counts.heartbeats);
+    expect(runs.sort()).toEqual([0, 1]);
+
+    const [last] = await replicas[0].get(ScheduledJobsService).history('heartbeat');
+    expect(last).toMatchObject({ fireTime: new Date('2026-01-01T00:00:00Z'), kind: 'scheduled', outcome: 'ok' });
+
+    await Promise.all(replicas.map((app) => app.close()));
+    etcd.close();
   });
 });
