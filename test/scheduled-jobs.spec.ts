@@ -248,7 +248,10 @@ describe('@ScheduledJob', () => {
     expect(history.code).toBe(0);
     expect(history.stdout.split('\n')[0]).toMatch(/^fire time +attempt +kind +outcome +replica +took +token +error$/);
     expect(history.stdout).toMatch(/ 1 +manual +ok +[ab] +\d+ ms +\d+/);
-    expect(await cli('history', 'nope')).toMatchObject({ code: 5, stderr: "nestjs-etcd-lock: no scheduled job 'nope' (no replica declared it)\n" });
+    expect(await cli('history', 'nope')).toMatchObject({
+      code: 5,
+      stderr: "nestjs-etcd-lock: no scheduled job 'nope' (no replica declared it)\n",
+    });
   });
 
   it('rejects an unknown job, a job without a schedule, and bad options with typed errors', async () => {

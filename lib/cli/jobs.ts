@@ -32,7 +32,9 @@ export function addJobCommands(cli: Command, withConnection: WithConnection): vo
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       await withConnection(cmd, async (conn) => {
         const controls = controlsOf(conn);
-        const statuses = await Promise.all((await controls.names()).map(async (name) => controls.status(name, await known(controls, name))));
+        const statuses = await Promise.all(
+          (await controls.names()).map(async (name) => controls.status(name, await known(controls, name))),
+        );
         print(opts.json ? json(statuses) : renderJobs(statuses));
       });
     });
@@ -62,7 +64,8 @@ export function addJobCommands(cli: Command, withConnection: WithConnection): vo
     .option('--json', 'machine output')
     .action(async (name: string, opts: { limit: string; json?: boolean }, cmd: Command) => {
       const limit = Number(opts.limit);
-      if (!Number.isInteger(limit) || limit < 1) throw new CliError(ExitCode.Usage, `--limit must be a whole number, at least 1, got '${opts.limit}'`);
+      if (!Number.isInteger(limit) || limit < 1)
+        throw new CliError(ExitCode.Usage, `--limit must be a whole number, at least 1, got '${opts.limit}'`);
       await withConnection(cmd, async (conn) => {
         const controls = controlsOf(conn);
         await known(controls, name);

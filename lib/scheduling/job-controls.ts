@@ -67,7 +67,8 @@ export class JobControls {
 
   /** The recorded runs, newest fire time first (each fire time's attempts newest first). */
   async history(name: string, limit = 100): Promise<JobRun[]> {
-    if (!Number.isInteger(limit) || limit < 1) throw new InvalidArgumentError('options.limit', `must be a whole number, at least 1, got ${String(limit)}`);
+    if (!Number.isInteger(limit) || limit < 1)
+      throw new InvalidArgumentError('options.limit', `must be a whole number, at least 1, got ${String(limit)}`);
     const res = await this.rpc.range(newestRecords(this.keys(name), limit, false), `read the history of job '${name}'`);
     return res.kvs.flatMap((kv) => {
       const record = decodeRecord(kv);
