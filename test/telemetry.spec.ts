@@ -3,6 +3,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { type DataPoint, type Histogram, MeterProvider, MetricReader, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Injectable } from '@nestjs/common';
+import { Interval } from '@nestjs/schedule';
 import { filter, firstValueFrom } from 'rxjs';
 import {
   LeaderElectionService,
@@ -11,6 +12,7 @@ import {
   ReadWriteLockService,
   SemaphoreService,
   Sharded,
+  ScheduledJob,
   ShardingService,
   Singleton,
 } from '../lib/index.js';
@@ -62,6 +64,19 @@ class Jobs {
 
   @Sharded('otel-group', { shards: 4 })
   async shards(): Promise<void> {}
+}
+
+@Injectable()
+class Scheduled {
+  @ScheduledJob('otel-job')
+  @Interval(60_000)
+  async tick(): Promise<void> {}
+
+  @ScheduledJob('otel-failing')
+  @Interval(60_000)
+  async failing(): Promise<void> {
+    throw new Error('job failed');
+  }
 }
 
 describe('OpenTelemetry', () => {
@@ -193,5 +208,18 @@ describe('OpenTelemetry', () => {
     await app.close();
     expect(lock.signal.reason).toMatchObject({ reason: 'shutdown' });
     expect(find(await points('etcd_lock.lock.lost'), { 'etcd_lock.lock.name': 'otel-at-shutdown' })).toBeUndefined();
+  });
+  // Last: its holds would count in the lock metrics the tests above read.
+  it('counts scheduled runs by job, kind and outcome, with the lag from fire time to start and the duration', async () => {
+    const app = await etcd.app({ identity: 'otel-jobs' }, [], [Scheduled]);
+    await app.get(Scheduled).tick();
+    await expect(app.get(Scheduled).failing()).rejects.toThrow('job failed');
+    const runs = await points('etcd_lock.job.runs');
+    expect(find(runs, { 'etcd_lock.job': 'otel-job', 'etcd_lock.job.kind': 'scheduled', 'etcd_lock.outcome': 'ok' })?.value).toBe(1);
+    expect(find(runs, { 'etcd_lock.job': 'otel-failing', 'etcd_lock.outcome': 'failed' })?.value).toBe(1);
+    expect(countOf(find(await points('etcd_lock.job.lag'), { 'etcd_lock.job': 'otel-job' }))).toBe(1);
+    expect(countOf(find(await points('etcd_lock.job.duration'), { 'etcd_lock.job': 'otel-failing' }))).toBe(1);
+    await app.close();
+    await etcd.client.delete().prefix('job/');
   });
 });

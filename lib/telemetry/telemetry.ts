@@ -36,6 +36,9 @@ interface Instruments {
   readonly sessionRenewed: Counter;
   readonly request: Histogram;
   readonly rebalances: Counter;
+  readonly jobRuns: Counter;
+  readonly jobLag: Histogram;
+  readonly jobDuration: Histogram;
 }
 
 /** A guarded run's span, or nothing when tracing is off. */
@@ -92,6 +95,9 @@ export class Telemetry implements OnApplicationShutdown {
       sessionRenewed: meter.createCounter('etcd_lock.session.renewed', { unit: '{session}', description: 'Sessions granted after a loss' }),
       request: seconds('etcd_lock.etcd.request.duration', 'Latency of each etcd request the library sends'),
       rebalances: meter.createCounter('etcd_lock.shards.rebalances', { unit: '{change}', description: 'Changes of the shards owned here' }),
+      jobRuns: meter.createCounter('etcd_lock.job.runs', { unit: '{run}', description: 'Scheduled job runs ended here, by outcome' }),
+      jobLag: seconds('etcd_lock.job.lag', 'Time from a fire time to the start of its run (by the running replica’s clock)'),
+      jobDuration: seconds('etcd_lock.job.duration', 'Time a scheduled job run took'),
     };
     meter
       .createObservableGauge('etcd_lock.leadership.leader', { unit: '1', description: '1 while this instance leads the election' })
@@ -217,6 +223,19 @@ export class Telemetry implements OnApplicationShutdown {
         this.shards.set(event.group, event.shards.length);
         instruments.rebalances.add(1, { 'etcd_lock.shard_group': event.group });
         break;
+      case EtcdLockEventName.JobRunStarted: {
+        const { run } = event;
+        const lag = (run.startedAt?.getTime() ?? run.fireTime.getTime()) - run.fireTime.getTime();
+        instruments.jobLag.record(Math.max(0, lag) / 1000, { 'etcd_lock.job': run.job, 'etcd_lock.job.kind': run.kind });
+        break;
+      }
+      case EtcdLockEventName.JobRunEnded: {
+        const { run } = event;
+        const attributes = { 'etcd_lock.job': run.job, 'etcd_lock.job.kind': run.kind, 'etcd_lock.outcome': run.outcome };
+        instruments.jobRuns.add(1, attributes);
+        if (run.startedAt && run.endedAt) instruments.jobDuration.record((run.endedAt.getTime() - run.startedAt.getTime()) / 1000, attributes);
+        break;
+      }
     }
   }
 }
