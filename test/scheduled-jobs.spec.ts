@@ -177,6 +177,21 @@ describe('@ScheduledJob', () => {
     expect(runs.slice(1).every((r) => r.kind === 'caught-up')).toBe(true);
   });
 
+  it('catches up ticks the running fleet missed (no session began): found between records when a run ends', async () => {
+    const clock = new ManualClock(T0 + 100);
+    const app = await replica('a', clock);
+    expect(await app.get(Reports).report()).toBe('ran');
+    await clock.advance(3000); // the ticks of T0+1 s and T0+2 s never came (etcd unreachable for a moment, say)
+    expect(await app.get(Reports).report()).toBe('ran');
+    await untilRuns(4);
+    expect(runs.map((r) => [r.fireTime - T0, r.kind])).toEqual([
+      [0, 'scheduled'],
+      [3000, 'scheduled'],
+      [1000, 'caught-up'],
+      [2000, 'caught-up'],
+    ]);
+  });
+
   it('pause stops every replica; resume runs again; trigger runs once, recorded as manual', async () => {
     const clock = new ManualClock(T0 + 100);
     const [a, b] = [await replica('a', clock), await replica('b', clock)];

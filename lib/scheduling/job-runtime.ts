@@ -239,7 +239,8 @@ export class JobRuntime {
         ...(failure === undefined ? {} : { error: messageOf(failure) }),
       };
       const final: StoredRecord = { fireTime, attempts: [...earlier, ended] };
-      await this.finish(contender, lock, final);
+      const missing = this.gaps(await this.finish(contender, lock, final), fireTime);
+      if (missing.length > 0) void this.catchUp(missing);
       if (failure !== undefined) throw failure;
       return { ran: true, value: result as T };
     } finally {
@@ -252,18 +253,18 @@ export class JobRuntime {
    * abandoned), with the retention cut in the same request; then lets the hold go. A write etcd does not answer is
    * tried again while the hold lasts.
    */
-  private async finish(contender: Contender, lock: Lock, record: StoredRecord): Promise<void> {
+  private async finish(contender: Contender, lock: Lock, record: StoredRecord): Promise<number[]> {
     const backoff = new Backoff(100, 2000);
     try {
       while (lock.isHeld) {
         try {
           const newest = await this.deps.rpc.range(newestRecords(this.keys, this.decl.options.history + 1, true), 'read the newest runs');
-          const cutoff =
-            newest.kvs.length > this.decl.options.history ? fireTimeOf(this.keys, newest.kvs[newest.kvs.length - 1].key) : undefined;
+          const recorded = newest.kvs.map((kv) => fireTimeOf(this.keys, kv.key));
+          const cutoff = recorded.length > this.decl.options.history ? recorded[recorded.length - 1] : undefined;
           const outcome = await contender.commitFenced([], finishOps(this.keys, record, cutoff), []);
           if ('lost' in outcome) break;
           this.emit(EtcdLockEventName.JobRunEnded, { ...record, modRevision: lock.fencingToken });
-          return;
+          return recorded;
         } catch (err) {
           if (!(err instanceof EtcdUnavailableError)) throw err;
           await pause(backoff.next());
@@ -272,9 +273,27 @@ export class JobRuntime {
       this.deps.logger.warn(
         `Job '${this.decl.name}' run of ${new Date(record.fireTime).toISOString()} ended after its hold was lost: the other replicas record it as abandoned`,
       );
+      return [];
     } finally {
       await lock.release();
     }
+  }
+
+  /**
+   * Fire times with no record between the newest records (read by a run's end anyway), within the catch-up window:
+   * ticks every replica missed while the fleet kept running (etcd unreachable for a moment, a tick delayed past
+   * the next). Caught up at no extra request; only between records, so a new job does not run its past.
+   */
+  private gaps(recorded: readonly number[], before: number): number[] {
+    const { catchUp, catchUpWindowMs } = this.decl.options;
+    if (catchUp === 'none' || recorded.length < 2) return [];
+    const have = new Set(recorded);
+    const from = Math.max(Math.min(...recorded), this.deps.clock.now() - catchUpWindowMs - 1);
+    const missing: number[] = [];
+    for (let t = this.decl.fireTimes.after(from); t < before && missing.length < MAX_CATCH_UP; t = this.decl.fireTimes.after(t)) {
+      if (!have.has(t)) missing.push(t);
+    }
+    return catchUp === 'latest' ? missing.slice(-1) : missing;
   }
 
   /** A tick refused because another run went on (overlap `skip`): the fire time is recorded as skipped, once. */

@@ -233,7 +233,8 @@ export class Telemetry implements OnApplicationShutdown {
         const { run } = event;
         const attributes = { 'etcd_lock.job': run.job, 'etcd_lock.job.kind': run.kind, 'etcd_lock.outcome': run.outcome };
         instruments.jobRuns.add(1, attributes);
-        if (run.startedAt && run.endedAt) instruments.jobDuration.record((run.endedAt.getTime() - run.startedAt.getTime()) / 1000, attributes);
+        if (run.startedAt && run.endedAt)
+          instruments.jobDuration.record((run.endedAt.getTime() - run.startedAt.getTime()) / 1000, attributes);
         break;
       }
     }
