@@ -1,22 +1,26 @@
 #!/usr/bin/env node
 // @ts-check
 /**
- * The one place that provides etcd (and openssl, which the TLS tests use) for `npm test`, `npm run test:faults`,
- * `npm run demo`, `npm run bench` and `.ci/run`. Plain JavaScript so that it runs before anything is built.
+ * The one place that provides etcd (and openssl, which the TLS tests use, and libfaketime, which the fault suite's
+ * clock-skew scenario uses) for `npm test`, `npm run test:faults`, `npm run demo`, `npm run bench` and `.ci/run`.
+ * Plain JavaScript so that it runs before anything is built.
  *
  *   node scripts/ensure-etcd.mjs            etcd is required: install it if we can, else exit 1 with the commands
  *   node scripts/ensure-etcd.mjs --optional etcd is wanted: install it if we can, else say so and exit 0
  *   node scripts/ensure-etcd.mjs --openssl  also require openssl
+ *   node scripts/ensure-etcd.mjs --faketime also require libfaketime (Debian's `faketime`; `FAKETIME_LIB` names it)
  *
  * Order: `ETCD_BIN`/`ETCDCTL_BIN` or `etcd`/`etcdctl` on PATH; else, unless `ETCD_INSTALL=never`, apt-get on
  * Debian/Ubuntu (as root or with passwordless sudo) or Homebrew on macOS, printing the command first.
  */
 import { spawnSync } from 'node:child_process';
 import { platform } from 'node:process';
+import { faketimeLib } from './faketime-lib.mjs';
 
 const args = new Set(process.argv.slice(2));
 const optional = args.has('--optional');
 const needOpenssl = args.has('--openssl');
+const needFaketime = args.has('--faketime');
 const installAllowed = process.env.ETCD_INSTALL !== 'never';
 
 const MANUAL = [
@@ -86,6 +90,12 @@ if (ok) {
 }
 if (ok && needOpenssl && !runs('openssl', ['version']) && !(install('openssl', ['openssl'], ['openssl']) && runs('openssl', ['version']))) {
   console.error('ensure-etcd: the TLS tests need openssl; install it (apt-get install openssl, brew install openssl).');
+  ok = false;
+}
+if (ok && needFaketime && !faketimeLib() && !(install('libfaketime', ['faketime'], ['libfaketime']) && faketimeLib())) {
+  console.error(
+    'ensure-etcd: the clock-skew scenario needs libfaketime; install it (apt-get install faketime, brew install libfaketime), or set FAKETIME_LIB to libfaketime.so.1.',
+  );
   ok = false;
 }
 process.exit(ok || optional ? 0 : 1);

@@ -1,0 +1,2 @@
+/** Where libfaketime is, or undefined (see faketime-lib.mjs). */
+export function faketimeLib(): string | undefined;
