@@ -23,6 +23,7 @@ import { crashFailover, fairness, handover } from './cases/processes.js';
 import { sharding } from './cases/sharding.js';
 import { telemetryOverhead } from './cases/telemetry.js';
 import { fencedWrite, readerThroughput, semaphoreCycle } from './cases/recipes.js';
+import { scheduledJobs } from './cases/scheduled.js';
 import { latencyChart } from './svg.js';
 
 const args = process.argv.slice(2);
@@ -82,6 +83,7 @@ const cases: Array<[string, () => Promise<CaseResult>]> = [
   ['semaphore', () => semaphoreCycle(ctx, appA)],
   ['readers', () => readerThroughput(ctx, appA)],
   ['fenced-write', () => fencedWrite(ctx, appA)],
+  ['scheduled', () => scheduledJobs(ctx)],
 ];
 
 const results: CaseResult[] = [];
