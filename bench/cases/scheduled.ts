@@ -50,7 +50,8 @@ export async function scheduledJobs(ctx: BenchContext): Promise<CaseResult> {
       started = process.hrtime.bigint();
       if ((await other.get(BenchJobs).tick()) !== undefined) throw new Error('a fire time ran twice');
       skipNs += Number(process.hrtime.bigint() - started);
-      for (const [k, v] of Object.entries(received(before, await requestsByMethod(ctx.endpoints)))) skipCounts[k] = (skipCounts[k] ?? 0) + v;
+      for (const [k, v] of Object.entries(received(before, await requestsByMethod(ctx.endpoints))))
+        skipCounts[k] = (skipCounts[k] ?? 0) + v;
     }
     const runRequests = sentByCalls(runCounts) / n;
     const skipRequests = sentByCalls(skipCounts) / n;

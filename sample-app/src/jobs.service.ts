@@ -7,6 +7,7 @@ import { LeaderOnly, LockService, ScheduledJob, ScheduledJobsService, Singleton 
 export class JobsService {
   private readonly logger = new Logger('Jobs');
   readonly counts = { leaderTicks: 0, reportRuns: 0, heartbeats: 0 };
+  lastHeartbeat: Date | undefined;
 
   // Recipe: leader-only cron. Every replica's scheduler fires; only the elected leader runs the body.
   @Cron('*/2 * * * * *')
@@ -33,8 +34,8 @@ export class JobsService {
   @Cron('* * * * * *')
   @ScheduledJob('heartbeat', { retries: 1 })
   async heartbeat(): Promise<void> {
-    const run = ScheduledJobsService.currentRun();
+    const run = ScheduledJobsService.currentRun(); // which fire time, and how: scheduled, caught-up, retried
     this.counts.heartbeats++;
-    this.logger.debug(`heartbeat of ${run?.fireTime.toISOString()} (${run?.kind}, attempt ${run?.attempt})`);
+    this.lastHeartbeat = run?.fireTime;
   }
 }

@@ -30,6 +30,8 @@ interface Backend {
   replica(spec: ReplicaSpec): Replica;
   seed(key: string, value: string): Promise<void>;
   balances(): Promise<Record<string, string>>;
+  /** The scheduled heartbeat's records (JSON values), oldest fire time first. */
+  heartbeats(): Promise<string[]>;
   /** Leaves etcd empty (a crashed replica's lease would only expire after its TTL) and stops it. */
   close(): Promise<void>;
 }
@@ -49,6 +51,7 @@ async function etcdBackend(): Promise<Backend | undefined> {
     replica: (spec) => new ProcessReplica(spec, ROOT, etcd.endpoint),
     seed: async (key, value) => void (await client.put(key).value(value)),
     balances: () => client.getAll().prefix(`${PREFIX}accounts/`).strings(),
+    heartbeats: async () => Object.values(await client.getAll().prefix(`${PREFIX}job/heartbeat/run/`).sort('Key', 'Ascend').strings()),
     async close() {
       const { leases } = await client.leaseClient.leaseLeases({});
       for (const lease of leases) await client.leaseClient.leaseRevoke({ ID: lease.ID });
@@ -68,6 +71,7 @@ async function inMemoryBackend(): Promise<Backend> {
     replica: (spec) => new InMemoryReplica(spec, sample, etcd),
     seed: async (key, value) => etcd.put(key, value),
     balances: async () => Object.fromEntries(etcd.entries(`${PREFIX}accounts/`).map((e) => [e.key, e.value])),
+    heartbeats: async () => etcd.entries(`${PREFIX}job/heartbeat/run/`).map((e) => e.value),
     async close() {
       for (const lease of etcd.leases()) etcd.expireLease(lease);
       etcd.close();
@@ -166,6 +170,7 @@ async function main(): Promise<number> {
     await Promise.all(replicas.map((r) => r.stop('SIGTERM')));
 
     const balances = await backend.balances();
+    const heartbeats = summarizeHeartbeats(await backend.heartbeats());
     const total = Object.values(balances).reduce((sum, v) => sum + Number(v), 0);
     const expected = ACCOUNTS.length * OPENING_BALANCE - withdrawals.acceptedAmount;
     const negative = Object.values(balances).some((v) => Number(v) < 0);
@@ -178,6 +183,14 @@ async function main(): Promise<number> {
     table(
       ['replica', 'leader ticks', 'report runs', 'ended'],
       replicas.map((r) => [r.name, String(r.leaderTicks), String(r.reportRuns), endedHow(r, failovers)]),
+    );
+    table(
+      ['heartbeat (@ScheduledJob, every second)', 'fire times', ...replicas.map((r) => r.name)],
+      Object.entries(heartbeats.byKind).map(([kind, byReplica]) => [
+        `run ${kind}`,
+        String(Object.values(byReplica).reduce((a, b) => a + b, 0)),
+        ...replicas.map((r) => String(byReplica[r.name] ?? 0)),
+      ]),
     );
     table(
       ['tenant shards (16)', ...shardViews.map(([when]) => when)],
@@ -210,7 +223,12 @@ async function main(): Promise<number> {
       ['account', 'final balance'],
       Object.entries(balances).map(([k, v]) => [k.split('/').pop() as string, v]),
     );
-    const ok = total === expected && !negative && withdrawals.failed === 0;
+    console.log(
+      `\nHeartbeat: ${heartbeats.fireTimes} fire times from ${heartbeats.from} to ${heartbeats.to}; ` +
+        `${heartbeats.ranOnce} ran once, ${heartbeats.missing} lost, ${heartbeats.twice} ran twice` +
+        (heartbeats.abandoned > 0 ? ` (${heartbeats.abandoned} abandoned by the crashed replica and run again)` : ''),
+    );
+    const ok = total === expected && !negative && withdrawals.failed === 0 && heartbeats.missing === 0 && heartbeats.twice === 0;
     console.log(
       `\nMoney: ${ACCOUNTS.length * OPENING_BALANCE} opening - ${withdrawals.acceptedAmount} withdrawn = ${expected}; ` +
         `balances add up to ${total}: ${ok ? 'no money lost or created' : 'INVARIANT BROKEN'}`,
@@ -242,6 +260,47 @@ async function settledShards(live: Replica[]): Promise<Record<string, number[]>>
     }
     await pause(0.1); // a demo script reading the state, not the library waiting
   }
+}
+
+/**
+ * The heartbeat job's history: every fire time from the first recorded to the last, which replica ran it and how
+ * (scheduled, caught up, retried after its replica died), and whether any was lost (no record, or none ended ok)
+ * or ran to completion twice.
+ */
+function summarizeHeartbeats(values: string[]) {
+  const records = values.map(
+    (v) => JSON.parse(v) as { fireTime: number; attempts: Array<{ kind: string; identity?: string; outcome: string }> },
+  );
+  const times = records.map((r) => r.fireTime);
+  const byKind: Record<string, Record<string, number>> = {};
+  let ranOnce = 0;
+  let twice = 0;
+  let abandoned = 0;
+  for (const record of records) {
+    const ok = record.attempts.filter((a) => a.outcome === 'ok');
+    abandoned += record.attempts.filter((a) => a.outcome === 'abandoned').length;
+    if (ok.length === 1) ranOnce++;
+    if (ok.length > 1) twice++;
+    for (const attempt of ok) {
+      const kind = attempt.kind === 'scheduled' ? 'on time' : attempt.kind;
+      byKind[kind] ??= {};
+      byKind[kind][attempt.identity ?? '?'] = (byKind[kind][attempt.identity ?? '?'] ?? 0) + 1;
+    }
+  }
+  const first = Math.min(...times);
+  const last = Math.max(...times);
+  const fireTimes = records.length === 0 ? 0 : (last - first) / 1000 + 1;
+  const clock = (t: number) => new Date(t).toISOString().slice(11, 19);
+  return {
+    fireTimes,
+    from: records.length ? clock(first) : '—',
+    to: records.length ? clock(last) : '—',
+    byKind,
+    ranOnce,
+    twice,
+    abandoned,
+    missing: fireTimes - ranOnce - twice,
+  };
 }
 
 /** Concurrent withdrawals at every live replica: 40 per replica, random accounts and amounts. */
