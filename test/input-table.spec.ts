@@ -13,7 +13,10 @@ import {
   Sharded,
   ShardingService,
   Singleton,
+  ScheduledJob,
+  ScheduledJobsService,
 } from '../lib/index.js';
+import { assertScheduled } from '../lib/scheduling/schedule-metadata.js';
 import { resolveOptions } from '../lib/options/etcd-lock.options.js';
 import { EtcdLockTestingModule } from '../lib/testing/index.js';
 import { ROOT } from './harness/processes.js';
@@ -69,6 +72,8 @@ const probes: Record<string, Probe[]> = {
     [(app) => app.get(ShardingService).join('', { shards: 2 }), 'group'],
     [() => Singleton('a/b'), 'key'],
     [() => Sharded('a\0', { shards: 2 }), 'group'],
+    [() => ScheduledJob('a/b'), 'name'],
+    [(app) => app.get(ScheduledJobsService).pause(''), 'name'],
   ],
   options: [
     [(app) => app.get(LockService).acquire('x', 'fast' as never), 'options'],
@@ -113,6 +118,15 @@ const probes: Record<string, Probe[]> = {
   ],
   'options.wait': [[() => Singleton('x', { wait: 'yes' as never }), 'options.wait']],
   'options.onBusy': [[() => MaxConcurrent('x', 2, { onBusy: 'queue' as never }), 'options.onBusy']],
+  'options.overlap': [[() => ScheduledJob('j', { overlap: 'queue' as never }), 'options.overlap']],
+  'options.catchUp': [[() => ScheduledJob('j', { catchUp: 'some' as never }), 'options.catchUp']],
+  'options.catchUpWindowMs': [[() => ScheduledJob('j', { catchUpWindowMs: -1 }), 'options.catchUpWindowMs']],
+  'options.retries': [[() => ScheduledJob('j', { retries: 1.5 }), 'options.retries']],
+  'options.history': [
+    [() => ScheduledJob('j', { history: 0 }), 'options.history'],
+    [() => ScheduledJob('j', { history: 2_000_000 }), 'options.history'],
+  ],
+  schedule: [[() => assertScheduled(() => undefined, 'Jobs.run'), 'schedule']],
   fn: [
     [(app) => app.get(LockService).withLock('x', 'run' as never), 'fn'],
     [(app) => app.get(SemaphoreService).withPermit('x', 5 as never, { limit: 1 }), 'fn'],
