@@ -5,7 +5,6 @@ import { EtcdUnavailableError } from '../errors.js';
 import type { EtcdPort } from '../etcd/etcd-port.js';
 import { jobKeys, prefixRangeEnd } from '../etcd/keys.js';
 import { createdAt, lastKeysFirst } from '../etcd/requests.js';
-import { ResilientWatch } from '../etcd/resilient-watch.js';
 import { EtcdLockEventName, type EtcdLockEvents } from '../events/etcd-lock.events.js';
 import { HoldPath } from '../locks/hold-path.js';
 import type { Lock } from '../locks/lock.interface.js';
@@ -36,6 +35,8 @@ import {
   replaceRecord,
 } from './job-requests.js';
 import { type RunInfo, runContext } from './run-context.js';
+import { JobWatch } from './job-watch.js';
+import { fireTimesToCatchUp } from './catch-up.js';
 import type { ResolvedJobOptions } from './scheduled-job.options.js';
 
 /** What every job of an app shares. */
@@ -59,9 +60,6 @@ export interface JobDeclaration {
   readonly invoke: () => unknown;
 }
 
-/** At most this many missed fire times are caught up at once (a per-second job down for a day has 86,400). */
-const MAX_CATCH_UP = 1000;
-
 /**
  * One scheduled job in one app: claims its fire times (a tick, a catch-up, a retry, a manual trigger) and runs them
  * as holds, records each run, and watches the job's keys for runs abandoned by a dead replica and for triggers.
@@ -72,11 +70,8 @@ export class JobRuntime {
   private readonly inFlight = new Set<number>();
   /** Runs going on here, so shutdown can wait for them. */
   readonly running = new Set<Promise<unknown>>();
-  /** Records whose last attempt was running when last seen, by fire time: a hold deleted under one is abandoned. */
-  private readonly runningRecords = new Map<number, ReadRecord>();
-  private watch: ResilientWatch | undefined;
-  /** Told of the next run's end (a hold deleted), for claims refused while it went on. */
-  private releaseWaiters: Array<() => void> = [];
+  /** The job's keys, watched: abandoned runs, triggers, and each run's end. */
+  private readonly watch: JobWatch;
   private stopped = false;
 
   constructor(
@@ -84,6 +79,10 @@ export class JobRuntime {
     private readonly deps: JobDeps,
   ) {
     this.keys = new JobKeys(deps.prefix, decl.name);
+    this.watch = new JobWatch(deps.rpc, this.keys, {
+      abandoned: (record) => void this.recover(record),
+      triggered: (kv) => this.onTrigger(kv),
+    });
   }
 
   /** A tick: claims the fire time at or before now and runs `fn` if this replica claimed it. */
@@ -99,22 +98,12 @@ export class JobRuntime {
       { compare: [], success: [{ request_put: { key: this.keys.spec, value: spec } }] },
       `describe job '${this.decl.name}'`,
     );
-    const all = this.keys.all.toString();
-    this.watch = new ResilientWatch(
-      this.deps.rpc,
-      { prefix: all },
-      {
-        read: () => this.readState(),
-        onEvent: (type, kv) => this.onEvent(type, kv),
-      },
-    ).start();
+    await this.watch.start();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const wake of this.releaseWaiters.splice(0)) wake();
-    await this.watch?.close();
-    this.watch = undefined;
+    await this.watch.close();
   }
 
   /**
@@ -122,8 +111,7 @@ export class JobRuntime {
    * by the catch-up policy: read when a session begins (at start-up, and after etcd was unreachable).
    */
   async missed(): Promise<number[]> {
-    const { catchUp, catchUpWindowMs } = this.decl.options;
-    if (catchUp === 'none') return [];
+    if (this.decl.options.catchUp === 'none') return [];
     const res = await this.deps.rpc.txn(
       {
         compare: [],
@@ -139,14 +127,9 @@ export class JobRuntime {
       records[0] ? fireTimeOf(this.keys, records[0].key) : Number.NEGATIVE_INFINITY,
       floors[0] ? Number(floors[0].key.subarray(this.keys.floors.length).toString()) : Number.NEGATIVE_INFINITY,
     );
-    // A job never run has nothing to catch up: its first fire time is the next one.
-    if (since === Number.NEGATIVE_INFINITY) return [];
+    // A job never run has nothing to catch up (since is -Infinity): its first fire time is the next one.
     const now = this.deps.clock.now();
-    const from = Math.max(since, now - catchUpWindowMs - 1);
-    const missed: number[] = [];
-    for (let t = this.decl.fireTimes.after(from); t <= now && missed.length < MAX_CATCH_UP; t = this.decl.fireTimes.after(t))
-      missed.push(t);
-    return catchUp === 'latest' ? missed.slice(-1) : missed;
+    return fireTimesToCatchUp(this.decl.fireTimes, this.decl.options, { since, until: now, atUntil: true, now });
   }
 
   /** Runs missed fire times in order (each claimed once across the fleet); stops if the job is paused. */
@@ -169,7 +152,7 @@ export class JobRuntime {
   ): Promise<Refusal | 'ran'> {
     while (!this.stopped) {
       // Listen before the claim: the run that refuses it ends after the claim's read, so its end is heard.
-      const released = new Promise<void>((resolve) => this.releaseWaiters.push(resolve));
+      const released = this.watch.nextRelease();
       try {
         const claim = await this.track(this.attempt(fireTime, kind, expect, earlier, this.decl.invoke, trigger));
         if (claim.ran) return 'ran';
@@ -285,15 +268,9 @@ export class JobRuntime {
    * the next). Caught up at no extra request; only between records, so a new job does not run its past.
    */
   private gaps(recorded: readonly number[], before: number): number[] {
-    const { catchUp, catchUpWindowMs } = this.decl.options;
-    if (catchUp === 'none' || recorded.length < 2) return [];
-    const have = new Set(recorded);
-    const from = Math.max(Math.min(...recorded), this.deps.clock.now() - catchUpWindowMs - 1);
-    const missing: number[] = [];
-    for (let t = this.decl.fireTimes.after(from); t < before && missing.length < MAX_CATCH_UP; t = this.decl.fireTimes.after(t)) {
-      if (!have.has(t)) missing.push(t);
-    }
-    return catchUp === 'latest' ? missing.slice(-1) : missing;
+    if (recorded.length < 2) return [];
+    const range = { since: Math.min(...recorded), until: before, atUntil: false, now: this.deps.clock.now(), have: new Set(recorded) };
+    return fireTimesToCatchUp(this.decl.fireTimes, this.decl.options, range);
   }
 
   /** A tick refused because another run went on (overlap `skip`): the fire time is recorded as skipped, once. */
@@ -323,47 +300,6 @@ export class JobRuntime {
         },
         `cancel the run of ${new Date(other).toISOString()}`,
       );
-    }
-  }
-
-  /** Reads the job's keys (at start, and after etcd cancelled the watch): runs abandoned meanwhile, triggers. */
-  private async readState(): Promise<bigint> {
-    const res = await this.deps.rpc.range({ key: this.keys.all, range_end: prefixRangeEnd(this.keys.all) }, `read job '${this.decl.name}'`);
-    const holds = new Set<number>();
-    const records: ReadRecord[] = [];
-    for (const kv of res.kvs) {
-      const key = kv.key.toString();
-      if (kv.key.subarray(0, this.keys.holds.length).equals(this.keys.holds))
-        holds.add(Number(key.slice(this.keys.holds.length).split('/')[0]));
-      else if (kv.key.subarray(0, this.keys.runs.length).equals(this.keys.runs)) {
-        const record = decodeRecord(kv);
-        if (record && lastAttempt(record).outcome === 'running') records.push(record);
-      } else if (kv.key.subarray(0, this.keys.triggers.length).equals(this.keys.triggers)) this.onTrigger(kv);
-    }
-    this.runningRecords.clear();
-    for (const record of records) {
-      if (holds.has(record.fireTime)) this.runningRecords.set(record.fireTime, record);
-      else void this.recover(record);
-    }
-    return BigInt(res.header.revision);
-  }
-
-  private onEvent(type: 'put' | 'delete', kv: IKeyValue): void {
-    const key = kv.key;
-    if (type === 'put' && startsWith(key, this.keys.runs)) {
-      const record = decodeRecord(kv);
-      if (record && lastAttempt(record).outcome === 'running') this.runningRecords.set(record.fireTime, record);
-      else if (record) this.runningRecords.delete(record.fireTime);
-    } else if (type === 'delete' && startsWith(key, this.keys.holds)) {
-      for (const wake of this.releaseWaiters.splice(0)) wake();
-      const fireTime = Number(key.subarray(this.keys.holds.length).toString().split('/')[0]);
-      const record = this.runningRecords.get(fireTime);
-      // The run's own end writes its record before its hold goes: a hold gone under a running record was abandoned.
-      if (!record) return;
-      this.runningRecords.delete(fireTime);
-      void this.recover(record);
-    } else if (type === 'put' && startsWith(key, this.keys.triggers)) {
-      this.onTrigger(kv);
     }
   }
 
@@ -418,8 +354,4 @@ function withLast(record: StoredRecord, change: Partial<StoredAttempt>): StoredR
   const attempts = [...record.attempts];
   attempts[attempts.length - 1] = { ...attempts[attempts.length - 1], ...change };
   return { fireTime: record.fireTime, attempts };
-}
-
-function startsWith(key: Buffer, prefix: Buffer): boolean {
-  return key.length > prefix.length && key.subarray(0, prefix.length).equals(prefix);
 }
