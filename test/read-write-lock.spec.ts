@@ -92,27 +92,36 @@ describe('ReadWriteLockService', () => {
     const app = await etcd.app();
     const rw = app.get(ReadWriteLockService);
     const log: Array<{ kind: 'read' | 'write'; token: bigint; heldAt: number; releasedAt: number }> = [];
-    const hold = async (lock: Promise<Lock>, kind: 'read' | 'write', ms: number) => {
-      const held = await lock;
-      const heldAt = performance.now();
-      // The hold time is the workload here: readers overlap each other continuously.
-      await new Promise((resolve) => setTimeout(resolve, ms));
-      const releasedAt = performance.now();
-      await held.release();
-      log.push({ kind, token: held.fencingToken, heldAt, releasedAt });
-    };
+    // Each caller holds until the next one has arrived (its key is in etcd) and, if both read, until it holds too:
+    // readers overlap by construction, and a reader before the writer lets it go once the writer is queued.
+    const callers: Array<{ kind: 'read' | 'write'; held: Promise<Lock>; release: () => void }> = [];
     const runs: Array<Promise<void>> = [];
-    // Each caller arrives (its key is in etcd) before the next starts, 15 ms apart: arrival order is known.
-    const arrive = async (kind: 'read' | 'write', ms: number) => {
+    const arrive = async (kind: 'read' | 'write') => {
       const arrived = (await arrival('feed'))();
-      runs.push(hold(kind === 'read' ? rw.acquireRead('feed') : rw.acquireWrite('feed'), kind, ms));
+      let release = () => {};
+      const released = new Promise<void>((resolve) => (release = resolve));
+      const held = kind === 'read' ? rw.acquireRead('feed') : rw.acquireWrite('feed');
+      runs.push(
+        (async () => {
+          const lock = await held;
+          const heldAt = performance.now();
+          await released;
+          const releasedAt = performance.now();
+          await lock.release();
+          log.push({ kind, token: lock.fencingToken, heldAt, releasedAt });
+        })(),
+      );
       await arrived;
+      const previous = callers.at(-1);
+      callers.push({ kind, held, release });
+      if (previous?.kind === 'read' && kind === 'read') void held.then(previous.release);
+      else previous?.release();
     };
     for (let i = 0; i < 12; i++) {
-      if (i === 4) await arrive('write', 20);
-      await arrive('read', 60);
-      await new Promise((resolve) => setTimeout(resolve, 15));
+      if (i === 4) await arrive('write');
+      await arrive('read');
     }
+    callers.at(-1)?.release();
     await Promise.all(runs);
     const w = log.find((e) => e.kind === 'write') as (typeof log)[number];
     const readers = log.filter((e) => e.kind === 'read');
