@@ -22,6 +22,8 @@ interface Line {
   kind?: string;
   attempt?: number;
   token?: string;
+  /** When, by the replica's own (skewed) clock. */
+  at?: number;
 }
 
 interface Attempt {
@@ -78,9 +80,9 @@ class Replica {
     return this.process.line((l) => l.includes('"event":"ready"'));
   }
 
-  /** Resolves when this replica starts a run (after the lines it printed so far). */
-  nextStart(): Promise<string> {
-    return this.process.line((l) => l.includes('"event":"start"'), this.process.lines.length);
+  /** Resolves with the next run this replica starts (after the lines it printed so far). */
+  nextStart(job?: string): Promise<string> {
+    return this.process.line((l) => l.includes('"event":"start"') && (!job || l.includes(`"job":"${job}"`)), this.process.lines.length);
   }
 
   collect(): void {
@@ -107,10 +109,9 @@ class Replica {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The first replica to start a run from now on. */
-async function runner(replicas: Replica[]): Promise<Replica> {
-  const started = await Promise.race(replicas.map((r) => r.nextStart().then(() => r)));
-  return started;
+/** The first replica to start a run from now on, and that run. */
+function runner(replicas: Replica[], job?: string): Promise<{ replica: Replica; run: Line }> {
+  return Promise.race(replicas.map((r) => r.nextStart(job).then((line) => ({ replica: r, run: JSON.parse(line) as Line }))));
 }
 
 async function records(job: string): Promise<Map<number, Attempt[]>> {
@@ -140,18 +141,21 @@ describe('scheduled jobs under the nemesis (3 OS processes, clocks ±2 s apart, 
     const from = Date.now() + 1000;
     const until = from + WINDOW_MS;
     const done: string[] = [];
+    /** Runs whose replica was killed mid-run: when (by this process's clock, which is not skewed). */
+    const killed: Array<{ job: string; fireTime: number; at: number }> = [];
     const actions: Array<() => Promise<void>> = [
       async () => {
-        // The runner dies mid-run.
-        const victim = await runner(replicas);
+        // The runner of the job that retries dies mid-run.
+        const { replica: victim, run } = await runner(replicas, 'exactly-once');
         await victim.crash();
+        killed.push({ job: run.job as string, fireTime: run.fireTime as number, at: Date.now() });
         await sleep(1000);
         await victim.restart();
         done.push(`killed ${victim.identity} mid-run`);
       },
       async () => {
         // The runner pauses mid-run, past its TTL: its hold ends; its late ledger write must fail.
-        const victim = await runner(replicas);
+        const { replica: victim } = await runner(replicas);
         victim.process.kill('SIGSTOP');
         await sleep(TTL * 1000 + 1500);
         victim.process.kill('SIGCONT');
@@ -226,11 +230,19 @@ describe('scheduled jobs under the nemesis (3 OS processes, clocks ±2 s apart, 
       const tokens = attempts.map((a) => BigInt(a.token ?? '0'));
       if (tokens.some((token, i) => i > 0 && token <= tokens[i - 1])) problems.push(`${new Date(t).toISOString()}: tokens not increasing`);
     }
+    // How long after its replica's death a run started again elsewhere (the retry's `at`, unskewed).
+    const lines = replicas.flatMap((r) => r.lines);
+    const retryDelays = killed
+      .filter((k) => k.job === 'exactly-once')
+      .map((k) => {
+        const retry = lines.find((l) => l.event === 'start' && l.job === k.job && l.fireTime === k.fireTime && l.kind === 'retried');
+        return retry ? (retry.at as number) - SKEWS[retry.identity] - k.at : Number.NaN;
+      });
     const atMost = await ledger('at-most-once');
     const atMostDoubles = [...atMost.values()].filter((tokens) => tokens.length > 1).length;
     const atMostRan = fireTimes.filter((t) => (atMost.get(t)?.length ?? 0) === 1).length;
     console.log(
-      `scheduled jobs under the nemesis (${done.join(', ')}): exactly-once ${JSON.stringify(counts)}; at-most-once ran ${atMostRan} of ${fireTimes.length}, ${atMostDoubles} twice`,
+      `scheduled jobs under the nemesis (${done.join(', ')}): exactly-once ${JSON.stringify(counts)}; retried after a kill mid-run in ${retryDelays.map((ms) => `${ms} ms`).join(', ') || '(no kill hit this job)'} (TTL ${TTL} s); at-most-once ran ${atMostRan} of ${fireTimes.length}, ${atMostDoubles} twice`,
     );
     expect(problems).toEqual([]);
     expect(counts.ok).toBe(fireTimes.length);
@@ -238,5 +250,7 @@ describe('scheduled jobs under the nemesis (3 OS processes, clocks ±2 s apart, 
     // The nemesis did its work: runs were abandoned and retried, and fire times were caught up.
     expect(counts.abandonedAttempts).toBeGreaterThan(0);
     expect(counts.caughtUp).toBeGreaterThan(0);
+    // Each run killed mid-run was run again elsewhere.
+    expect(retryDelays.filter((ms) => Number.isNaN(ms))).toEqual([]);
   }, 150_000);
 });

@@ -5,7 +5,8 @@
 // argv: <endpoints, comma-separated> <identity> <ttl>
 // A run takes 300 ms (so that the nemesis can kill or pause its replica mid-run); its last act is a write to an
 // external ledger, fenced by the run's token: `ledger/<job>/<fire time>/<token>`. A run that lost its hold cannot
-// write it. Prints JSON lines: {event:'ready'}, {event:'start'|'end', job, fireTime, kind, attempt, token}.
+// write it. Prints JSON lines: {event:'ready'}, {event:'start'|'end', at, job, fireTime, kind, attempt, token} (`at`
+// by this process's skewed clock).
 // "stop" on stdin closes the app (a clean stop: runs going on end and are recorded).
 const [endpoints, identity, ttl] = process.argv.slice(2);
 
@@ -27,7 +28,7 @@ async function work() {
     attempt: run.attempt,
     token: hold.fencingToken.toString(),
   };
-  print({ event: 'start', ...line });
+  print({ event: 'start', at: Date.now(), ...line });
   await new Promise((resolve) => setTimeout(resolve, 300));
   // As a job would: a write etcd did not answer is sent again while the run holds (a lost hold throws instead).
   for (let attempt = 1; ; attempt++) {
@@ -39,7 +40,7 @@ async function work() {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
-  print({ event: 'end', ...line });
+  print({ event: 'end', at: Date.now(), ...line });
 }
 
 class Jobs {
