@@ -184,7 +184,10 @@ export class EtcdAccessDeniedError extends EtcdRequestError {
 /** A method of the public API was called with an argument it cannot accept. Nothing was sent to etcd. */
 /** A scheduled job that neither this app declares nor etcd knows was named (a typo, or a job since removed). */
 export class UnknownJobError extends EtcdLockError {
-  constructor(readonly job: string) {
+  constructor(
+    /** The name given. */
+    readonly job: string,
+  ) {
     super(`No scheduled job '${job}' here: declare it with @ScheduledJob on a method with @Cron or @Interval`);
   }
 }

@@ -1,5 +1,6 @@
 /** A timer set on a `Clock`: `cancel()` stops it (a no-op once it fired). */
 export interface ClockTimer {
+  /** Stops the timer: its function is not called (a no-op once it was). */
   cancel(): void;
 }
 

@@ -12,17 +12,21 @@ export type JobRunOutcome = 'running' | 'ok' | 'failed' | 'abandoned' | 'skipped
 
 /** One attempt at one fire time of a scheduled job, as the history shows it. */
 export interface JobRun {
+  /** The job's name. */
   readonly job: string;
   /** The tick it ran for, as the schedule names it (the same on every replica, whatever its clock). */
   readonly fireTime: Date;
+  /** How the run came about: on its schedule, caught up, retried after its replica died, or asked for. */
   readonly kind: JobRunKind;
   /** 1 for the first attempt at this fire time, 2 for its first retry, … */
   readonly attempt: number;
   /** The identity of the replica that ran it (none for a skipped fire time). */
   readonly identity: string | undefined;
-  /** When it started and ended, by that replica's clock. */
+  /** When it started, by that replica's clock. */
   readonly startedAt: Date | undefined;
+  /** When it ended, by that replica's clock (none while running, or for an abandoned run). */
   readonly endedAt: Date | undefined;
+  /** How it ended, or `running`. */
   readonly outcome: JobRunOutcome;
   /** The error's message, for `failed`. */
   readonly error: string | undefined;

@@ -6,6 +6,7 @@ import { type JobKeys, newestRecords } from './job-requests.js';
 
 /** A job as `ScheduledJobsService.list()` and the CLI's `jobs list` show it. */
 export interface JobStatus {
+  /** The job's name. */
   readonly name: string;
   /** The schedule: a cron expression, or `every <n> ms`. */
   readonly schedule: string;
