@@ -8,6 +8,7 @@ import {
   EtcdSessionService,
   InvalidArgumentError,
   type JobRunEvent,
+  type LockLostEvent,
   ScheduledJob,
   ScheduledJobsService,
   UnknownJobError,
@@ -68,6 +69,15 @@ class Reports {
   async report() {
     await record(this.sessions);
     return 'ran';
+  }
+
+  // A run that the next fire time cancels: it reads its own signal.
+  @ScheduledJob('refresh', { overlap: 'cancel-previous' })
+  @Interval(1000)
+  async refresh() {
+    const hold = ScheduledJobsService.current();
+    await record(this.sessions);
+    return hold?.signal.aborted ? 'cancelled' : 'refreshed';
   }
 
   // The other decorator order, no retries, and overlapping runs allowed.
@@ -247,6 +257,7 @@ describe('@ScheduledJob', () => {
     expect(await Promise.all([a, b].map((app) => app.get(Reports).report()))).toEqual([undefined, undefined]);
     const listed = JSON.parse((await cli('list', '--json')).stdout) as Array<{ name: string; paused: boolean; schedule: string }>;
     expect(listed).toEqual([
+      expect.objectContaining({ name: 'refresh', paused: false }),
       expect.objectContaining({ name: 'report', paused: true, schedule: 'every 1000 ms' }),
       expect.objectContaining({ name: 'sweep', paused: false }),
     ]);
@@ -266,6 +277,31 @@ describe('@ScheduledJob', () => {
       code: 5,
       stderr: "nestjs-etcd-lock: no scheduled job 'nope' (no replica declared it)\n",
     });
+  });
+
+  it('cancels the run going on when the next fire time comes (overlap: cancel-previous): its signal aborts, its record says so', async () => {
+    const clock = new ManualClock(T0 + 100);
+    const [a, b] = [await replica('a', clock), await replica('b', clock)];
+    gate = closedGate();
+    const inside = whenEntered();
+    const first = a.get(Reports).refresh();
+    await inside;
+    await clock.advance(1000); // the next fire time (a's watch of its hold, due 20 ms after its claim, is made meanwhile)
+    const lost = firstValueFrom(
+      a.get(EtcdLockEvents).events$.pipe(filter((e): e is LockLostEvent => e.type === EtcdLockEventName.LockLost && e.kind === 'job')),
+    );
+    const entered = whenEntered();
+    const next = b.get(Reports).refresh();
+    expect(await lost).toMatchObject({ name: 'refresh', reason: 'key-deleted' });
+    await entered;
+    gate.open();
+    expect(await next).toBe('refreshed');
+    expect(await first).toBe('cancelled');
+    const history = await b.get(ScheduledJobsService).history('refresh');
+    expect(history.map((r) => [r.fireTime.getTime() - T0, r.identity, r.outcome])).toEqual([
+      [1000, 'b', 'ok'],
+      [0, 'a', 'cancelled'],
+    ]);
   });
 
   it('rejects an unknown job, a job without a schedule, and bad options with typed errors', async () => {
