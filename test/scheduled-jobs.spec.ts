@@ -50,6 +50,15 @@ function record(sessions: EtcdSessionService) {
   return gate?.opened;
 }
 
+/** The next end of a run of `kind` on any of `apps` (whichever replica claimed it tells of its end). */
+function runEnded(apps: INestApplicationContext[], kind: string): Promise<JobRunEvent> {
+  return firstValueFrom(
+    merge(...apps.map((app) => app.get(EtcdLockEvents).events$)).pipe(
+      filter((e): e is JobRunEvent => e.type === EtcdLockEventName.JobRunEnded && e.run.kind === kind),
+    ),
+  );
+}
+
 function whenEntered(): Promise<void> {
   return new Promise((resolve) => entered.push(resolve));
 }
@@ -150,11 +159,7 @@ describe('@ScheduledJob', () => {
     const inside = whenEntered();
     const first = a.get(Reports).report();
     await inside;
-    const retried = firstValueFrom(
-      b
-        .get(EtcdLockEvents)
-        .events$.pipe(filter((e): e is JobRunEvent => e.type === EtcdLockEventName.JobRunEnded && e.run.kind === 'retried')),
-    );
+    const retried = runEnded([b], 'retried');
     // a's lease is revoked from outside (as etcd expires a dead replica's) while its run still waits at the gate:
     // its hold goes with it, b retries the fire time, and a's run, let go only then, cannot record its end.
     const leaseId = a.get(EtcdSessionService).status().leaseId as string;
@@ -213,12 +218,7 @@ describe('@ScheduledJob', () => {
     await b.get(ScheduledJobsService).resume('report');
     await clock.advance(1000);
     expect((await Promise.all([a, b].map((app) => app.get(Reports).report()))).filter(Boolean)).toEqual(['ran']);
-    // Whichever replica claims it tells of its end.
-    const manual = firstValueFrom(
-      merge(a.get(EtcdLockEvents).events$, b.get(EtcdLockEvents).events$).pipe(
-        filter((e): e is JobRunEvent => e.type === EtcdLockEventName.JobRunEnded && e.run.kind === 'manual'),
-      ),
-    );
+    const manual = runEnded([a, b], 'manual');
     await a.get(ScheduledJobsService).trigger('report');
     expect((await manual).run.outcome).toBe('ok');
     const history = await a.get(ScheduledJobsService).history('report');
@@ -262,11 +262,7 @@ describe('@ScheduledJob', () => {
       expect.objectContaining({ name: 'sweep', paused: false }),
     ]);
     expect((await cli('resume', 'report')).code).toBe(0);
-    const manual = firstValueFrom(
-      merge(a.get(EtcdLockEvents).events$, b.get(EtcdLockEvents).events$).pipe(
-        filter((e): e is JobRunEvent => e.type === EtcdLockEventName.JobRunEnded && e.run.kind === 'manual'),
-      ),
-    );
+    const manual = runEnded([a, b], 'manual');
     expect((await cli('trigger', 'report')).code).toBe(0);
     expect((await manual).run.outcome).toBe('ok');
     const history = await cli('history', 'report');

@@ -34,6 +34,13 @@ export class JobKeys {
   trigger(at: number): Buffer {
     return Buffer.from(jobKeys.trigger(this.prefix, this.job, at));
   }
+  /**
+   * The time a key under `root` names (`run/<fire time>`, `hold/<fire time>/<lease>`, `floor/<fire time>`,
+   * `trigger/<at>`): its first segment after the root.
+   */
+  timeIn(root: Buffer, key: Buffer): number {
+    return Number(key.subarray(root.length).toString().split('/')[0]);
+  }
   /** Everything of the job: what its replicas watch. */
   get all(): Buffer {
     return Buffer.from(jobKeys.prefix(this.prefix, this.job));
@@ -129,11 +136,6 @@ export function finishOps(keys: JobKeys, record: StoredRecord, cutoff: number | 
     { request_put: { key: floor, value: Buffer.alloc(0) } },
   );
   return ops;
-}
-
-/** The fire time a record key names. */
-export function fireTimeOf(keys: JobKeys, key: Buffer): number {
-  return Number(key.subarray(keys.runs.length).toString());
 }
 
 /**

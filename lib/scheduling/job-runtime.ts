@@ -25,7 +25,6 @@ import {
 import {
   claimGuard,
   finishOps,
-  fireTimeOf,
   JobKeys,
   newestRecords,
   type RecordExpectation,
@@ -124,8 +123,8 @@ export class JobRuntime {
     );
     const [records, floors] = res.responses.map((r) => r.response_range.kvs);
     const since = Math.max(
-      records[0] ? fireTimeOf(this.keys, records[0].key) : Number.NEGATIVE_INFINITY,
-      floors[0] ? Number(floors[0].key.subarray(this.keys.floors.length).toString()) : Number.NEGATIVE_INFINITY,
+      records[0] ? this.keys.timeIn(this.keys.runs, records[0].key) : Number.NEGATIVE_INFINITY,
+      floors[0] ? this.keys.timeIn(this.keys.floors, floors[0].key) : Number.NEGATIVE_INFINITY,
     );
     // A job never run has nothing to catch up (since is -Infinity): its first fire time is the next one.
     const now = this.deps.clock.now();
@@ -242,7 +241,7 @@ export class JobRuntime {
       while (lock.isHeld) {
         try {
           const newest = await this.deps.rpc.range(newestRecords(this.keys, this.decl.options.history + 1, true), 'read the newest runs');
-          const recorded = newest.kvs.map((kv) => fireTimeOf(this.keys, kv.key));
+          const recorded = newest.kvs.map((kv) => this.keys.timeIn(this.keys.runs, kv.key));
           const cutoff = recorded.length > this.decl.options.history ? recorded[recorded.length - 1] : undefined;
           const outcome = await contender.commitFenced([], finishOps(this.keys, record, cutoff), []);
           if ('lost' in outcome) break;
@@ -286,7 +285,7 @@ export class JobRuntime {
       'read the runs going on',
     );
     for (const hold of res.kvs) {
-      const other = Number(hold.key.subarray(this.keys.holds.length).toString().split('/')[0]);
+      const other = this.keys.timeIn(this.keys.holds, hold.key);
       if (other === fireTime) continue;
       const read = await this.deps.rpc.range({ key: this.keys.run(other) }, 'read a run going on');
       const record = read.kvs[0] && decodeRecord(read.kvs[0]);
@@ -324,7 +323,7 @@ export class JobRuntime {
 
   /** A manual run asked for (CLI or service): one replica claims it, deleting the request in the same write. */
   private onTrigger(kv: IKeyValue): void {
-    const at = Number(kv.key.subarray(this.keys.triggers.length).toString());
+    const at = this.keys.timeIn(this.keys.triggers, kv.key);
     const trigger = { key: kv.key, createRevision: BigInt(kv.create_revision) };
     void this.claimWhenFree(at, 'manual', { absent: true }, [], trigger);
   }

@@ -57,7 +57,7 @@ export class JobWatch {
     const holds = new Set<number>();
     const records: ReadRecord[] = [];
     for (const kv of res.kvs) {
-      if (startsWith(kv.key, keys.holds)) holds.add(holdFireTime(keys, kv.key));
+      if (startsWith(kv.key, keys.holds)) holds.add(keys.timeIn(keys.holds, kv.key));
       else if (startsWith(kv.key, keys.runs)) {
         const record = decodeRecord(kv);
         if (record && lastAttempt(record).outcome === 'running') records.push(record);
@@ -79,7 +79,7 @@ export class JobWatch {
       else if (record) this.running.delete(record.fireTime);
     } else if (type === 'delete' && startsWith(kv.key, keys.holds)) {
       for (const wake of this.releaseWaiters.splice(0)) wake();
-      const fireTime = holdFireTime(keys, kv.key);
+      const fireTime = keys.timeIn(keys.holds, kv.key);
       const record = this.running.get(fireTime);
       if (!record) return;
       this.running.delete(fireTime);
@@ -92,9 +92,4 @@ export class JobWatch {
 
 function startsWith(key: Buffer, prefix: Buffer): boolean {
   return key.length > prefix.length && key.subarray(0, prefix.length).equals(prefix);
-}
-
-/** The fire time of a hold key, `hold/<fire time>/<lease hex>`. */
-function holdFireTime(keys: JobKeys, key: Buffer): number {
-  return Number(key.subarray(keys.holds.length).toString().split('/')[0]);
 }

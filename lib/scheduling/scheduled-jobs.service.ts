@@ -17,6 +17,7 @@ import type { ResolvedEtcdLockOptions } from '../options/etcd-lock.options.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import { assertName, assertOptions } from '../util/validation.js';
 import { messageOf } from '../util/error-message.js';
+import { withTimeout } from '../util/wait-signal.js';
 import { type JobDeclaration, JobRuntime } from './job-runtime.js';
 import type { JobRun } from './job-record.js';
 import { JobControls } from './job-controls.js';
@@ -89,12 +90,9 @@ export class ScheduledJobsService implements OnApplicationBootstrap, BeforeAppli
     await Promise.all([...this.jobs.values()].map((job) => job.stop()));
     const running = [...this.jobs.values()].flatMap((job) => [...job.running]);
     if (running.length === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, this.options.shutdownTimeout);
-    });
-    await Promise.race([Promise.allSettled(running), timedOut]);
-    clearTimeout(timer);
+    await withTimeout(Promise.allSettled(running), this.options.shutdownTimeout, () => new Error('shutdown timeout')).catch(
+      () => undefined,
+    );
   }
 
   /** Nest lifecycle hook. */
