@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { jest } from '@jest/globals';
 import { Injectable, Module } from '@nestjs/common';
 import { Test, type TestingModule } from '@nestjs/testing';
-import { filter, firstValueFrom } from 'rxjs';
+import { filter, firstValueFrom, merge } from 'rxjs';
 import {
   EtcdSessionService,
   EtcdLockEventName,
@@ -24,6 +24,7 @@ import {
   SemaphoreService,
   ReadWriteLockService,
   type ShardSet,
+  type JobRunEvent,
   ScheduledJob,
   ScheduledJobsService,
 } from '../lib/index.js';
@@ -519,6 +520,62 @@ describe('EtcdLockTestingModule', () => {
     }
   });
 
+  it('a job claim whose answer is lost, applied later, strands no hold: the run is found abandoned and retried', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1, 0, 0, 0, 200));
+    const etcd = new InMemoryEtcd({ clock });
+    const ran: string[] = [];
+    @Injectable()
+    class Hourly {
+      constructor(private readonly sessions: EtcdSessionService) {}
+      @ScheduledJob('hourly', { retries: 1 })
+      @Interval(1000)
+      async run() {
+        ran.push(`${this.sessions.status().identity}:${ScheduledJobsService.currentRun()?.kind}`);
+      }
+    }
+    const [a, b] = await Promise.all(
+      ['a', 'b'].map(async (identity) => {
+        const app = await Test.createTestingModule({
+          imports: [EtcdLockTestingModule.forRoot({ etcd: etcd.connect(), identity })],
+          providers: [Hourly],
+        })
+          .setLogger(silent)
+          .compile();
+        apps.push(app);
+        return app.init();
+      }),
+    );
+    const port = a.get(InMemoryEtcd);
+    const txn = port.txn.bind(port);
+    const withheld: Array<Parameters<typeof txn>[0]> = [];
+    port.txn = async (req, what) => {
+      if (!what.startsWith("join the queue of 'hourly/hold/")) return txn(req, what);
+      withheld.push(req);
+      throw new EtcdUnavailableError('etcd did not answer (withheld by the test)', ['in-memory etcd']);
+    };
+    expect(await a.get(Hourly).run()).toBeUndefined(); // a's claim went unanswered: nothing ran
+    port.txn = txn;
+    // Either replica may retry it (a's own watch sees the abandoned run too).
+    const retried = firstValueFrom(
+      merge(a.get(EtcdLockEvents).events$, b.get(EtcdLockEvents).events$).pipe(
+        filter((e) => e.type === EtcdLockEventName.JobRunEnded && e.run.kind === 'retried'),
+      ),
+    );
+    // etcd applies the claim now: a hold on a's lease that no run of a's owns, under a record that says running.
+    for (const req of withheld) await txn(req, 'apply a late claim');
+    const retry = (await retried) as JobRunEvent;
+    // The retry's end writes its record, then lets its hold go.
+    await until(() => etcd.entries('job/hourly/hold/').length === 0, [etcd]);
+    expect(ran).toEqual([`${retry.run.identity}:retried`]);
+    const history = await b.get(ScheduledJobsService).history('hourly');
+    expect(history.map((r) => [r.attempt, r.identity, r.kind, r.outcome])).toEqual([
+      [2, retry.run.identity, 'retried', 'ok'],
+      [1, 'a', 'scheduled', 'abandoned'],
+    ]);
+    await Promise.all(apps.splice(0).map((app) => app.close()));
+    etcd.close();
+  });
+
   it('a tight acquire/release loop lets timers run: keepalives go on and the session lives', async () => {
     const app = await start({ ttl: 2 });
     const locks = app.get(LockService);
@@ -545,7 +602,7 @@ describe('EtcdLockTestingModule', () => {
 });
 
 /** Resolves once `check` holds, tested after every change in any in-memory etcd of the test. */
-function until(check: () => boolean): Promise<void> {
+function until(check: () => boolean, watched: InMemoryEtcd[] = stores): Promise<void> {
   return new Promise((resolve) => {
     const offs: Array<() => void> = [];
     const test = () => {
@@ -553,7 +610,7 @@ function until(check: () => boolean): Promise<void> {
       for (const off of offs) off();
       resolve();
     };
-    for (const store of stores) offs.push(store.server.onChange(() => queueMicrotask(test)));
+    for (const store of watched) offs.push(store.server.onChange(() => queueMicrotask(test)));
     test();
   });
 }
