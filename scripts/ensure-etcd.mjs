@@ -1,14 +1,15 @@
 #!/usr/bin/env node
 // @ts-check
 /**
- * The one place that provides etcd (and openssl, which the TLS tests use, and libfaketime, which the fault suite's
- * clock-skew scenario uses) for `npm test`, `npm run test:faults`, `npm run demo`, `npm run bench` and `.ci/run`.
+ * The one place that provides etcd (and openssl, which the TLS tests use, libfaketime, which the fault suite's
+ * clock-skew scenario uses, and Chromium, which the dashboard's browser tests drive) for `npm test`, `npm run test:faults`, `npm run demo`, `npm run bench` and `.ci/run`.
  * Plain JavaScript so that it runs before anything is built.
  *
  *   node scripts/ensure-etcd.mjs            etcd is required: install it if we can, else exit 1 with the commands
  *   node scripts/ensure-etcd.mjs --optional etcd is wanted: install it if we can, else say so and exit 0
  *   node scripts/ensure-etcd.mjs --openssl  also require openssl
  *   node scripts/ensure-etcd.mjs --faketime also require libfaketime (Debian's `faketime`; `FAKETIME_LIB` names it)
+ *   node scripts/ensure-etcd.mjs --chromium also require Chromium (Debian's `chromium`; `CHROMIUM_BIN` names it)
  *
  * Order: `ETCD_BIN`/`ETCDCTL_BIN` or `etcd`/`etcdctl` on PATH; else, unless `ETCD_INSTALL=never`, apt-get on
  * Debian/Ubuntu (as root or with passwordless sudo) or Homebrew on macOS, printing the command first.
@@ -16,11 +17,13 @@
 import { spawnSync } from 'node:child_process';
 import { platform } from 'node:process';
 import { faketimeLib } from './faketime-lib.mjs';
+import { chromiumBin } from './chromium-bin.mjs';
 
 const args = new Set(process.argv.slice(2));
 const optional = args.has('--optional');
 const needOpenssl = args.has('--openssl');
 const needFaketime = args.has('--faketime');
+const needChromium = args.has('--chromium');
 const installAllowed = process.env.ETCD_INSTALL !== 'never';
 
 const MANUAL = [
@@ -98,4 +101,11 @@ if (ok && needFaketime && !faketimeLib() && !(install('libfaketime', ['faketime'
   );
   ok = false;
 }
+if (ok && needChromium && !chromiumBin() && !(install('Chromium', ['chromium'], ['--cask', 'chromium']) && chromiumBin())) {
+  console.error(
+    "ensure-etcd: the dashboard's browser tests need Chromium; install it (apt-get install chromium, brew install --cask chromium), or set CHROMIUM_BIN to its executable.",
+  );
+  ok = false;
+}
+if (ok && needChromium) console.error(`ensure-etcd: Chromium at ${chromiumBin()}`);
 process.exit(ok || optional ? 0 : 1);

@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import { Etcd3 } from 'etcd3';
 import { NodeProcess } from './processes.js';
 
 /** A JSON line printed by `test/workers/cron-worker.mjs`. Times are real-clock milliseconds. */
@@ -31,42 +33,87 @@ export async function stopReplicas(replicas: NodeProcess[]): Promise<void> {
   await Promise.all(replicas.map((r) => r.exited));
 }
 
-/**
- * Fault scenario 10: three replicas run a leader-only per-second cron; the leader is SIGKILLed once it has run.
- * Returns how long after the kill a survivor was elected, and which replicas ran in each second.
- */
-export async function killLeaderReplica(
-  endpoints: string | readonly string[],
-  ttl: number,
-): Promise<{ failoverMs: number; runnersPerSecond: number[] }> {
-  const replicas = ['a', 'b', 'c'].map((id) => cronReplica(endpoints, id, 'leader', ttl));
-  const isLeaderLine = (l: string) => l.includes('"event":"leader"') && l.includes('"leader":true');
-  const first = await Promise.race(replicas.map((r) => r.line(isLeaderLine).then(() => r)));
-  const others = replicas.filter((r) => r !== first);
-  const from = others.map((r) => r.lines.length);
-  await first.line((l) => l.includes('"event":"run"'));
-  const killedAt = performance.timeOrigin + performance.now();
-  first.kill('SIGKILL');
-  const next = await Promise.race(others.map((r, i) => r.line(isLeaderLine, from[i]).then(() => r)));
-  const electedAt = parseLines(next)
-    .filter((l) => l.event === 'leader' && l.leader)
-    .pop()?.at as number;
-  // Let the new leader run once, so that its runs are part of what is checked.
-  await next.line((l) => l.includes('"event":"run"'), next.lines.length);
-  await stopReplicas(others);
-
-  const bySecond = new Map<number, Set<string>>();
-  for (const run of replicas.flatMap(parseLines).filter((l) => l.event === 'run')) {
-    const second = Math.floor((run.start as number) / 1000);
-    bySecond.set(second, (bySecond.get(second) ?? new Set()).add(run.identity));
-  }
-  return { failoverMs: electedAt - killedAt, runnersPerSecond: [...bySecond.values()].map((s) => s.size) };
+/** What scenario 10 saw: times are real-clock milliseconds. */
+export interface LeaderFailover {
+  /** From the SIGKILL to etcd deleting the dead leader's key (its lease expired): etcd's part. */
+  expiryMs: number;
+  /** From that deletion (as this process's watch heard it) to a survivor saying it leads: ours. */
+  electionMs: number;
+  /** Whether etcd's raft leader changed meanwhile: etcd 3.4 then renews every lease to its full TTL. */
+  raftLeaderChanged: boolean;
+  /** Which replicas ran in each second. */
+  runnersPerSecond: number[];
 }
 
-/** Scenario 10 with its expected outcome: a survivor leads within TTL + 1 s, and no second has two runners. */
+/**
+ * Fault scenario 10: three replicas run a leader-only per-second cron; the leader is SIGKILLed once it has run.
+ * A watch of our own sees when etcd deletes the dead leader's key, so that etcd's part (the lease expiring) and
+ * ours (electing a survivor) are measured apart.
+ */
+export async function killLeaderReplica(endpoints: string | readonly string[], ttl: number): Promise<LeaderFailover> {
+  const client = new Etcd3({ hosts: [endpoints].flat() });
+  const deletions: { key: string; at: number }[] = [];
+  const watcher = await client.watch().prefix('election/').create();
+  watcher.on('delete', (kv) => deletions.push({ key: kv.key.toString(), at: performance.timeOrigin + performance.now() }));
+  const raftTerm = async () => (await client.maintenance.status()).raftTerm;
+  try {
+    const replicas = ['a', 'b', 'c'].map((id) => cronReplica(endpoints, id, 'leader', ttl));
+    const isLeaderLine = (l: string) => l.includes('"event":"leader"') && l.includes('"leader":true');
+    const first = await Promise.race(replicas.map((r) => r.line(isLeaderLine).then(() => r)));
+    const others = replicas.filter((r) => r !== first);
+    const from = others.map((r) => r.lines.length);
+    await first.line((l) => l.includes('"event":"run"'));
+    const termBefore = await raftTerm();
+    const killedAt = performance.timeOrigin + performance.now();
+    first.kill('SIGKILL');
+    const next = await Promise.race(others.map((r, i) => r.line(isLeaderLine, from[i]).then(() => r)));
+    const electedAt = parseLines(next)
+      .filter((l) => l.event === 'leader' && l.leader)
+      .pop()?.at as number;
+    const termAfter = await raftTerm();
+    // Let the new leader run once, so that its runs are part of what is checked.
+    await next.line((l) => l.includes('"event":"run"'), next.lines.length);
+    await stopReplicas(others);
+    // The survivors deleted theirs; a key of the killed replica goes when its lease expires: it is gone already if
+    // the replica led when killed, not if it had lost its session under load and queued again on a new lease.
+    for (;;) {
+      const heard = deletions.length;
+      if ((await client.getAll().prefix('election/').keys()).length === 0) break;
+      if (deletions.length === heard) await once(watcher, 'delete');
+    }
+
+    // The first deletion after the kill is the dead leader's key (the survivors only delete theirs at stop).
+    const deletedAt = deletions.find((d) => d.at >= killedAt)?.at as number;
+    const bySecond = new Map<number, Set<string>>();
+    for (const run of replicas.flatMap(parseLines).filter((l) => l.event === 'run')) {
+      const second = Math.floor((run.start as number) / 1000);
+      bySecond.set(second, (bySecond.get(second) ?? new Set()).add(run.identity));
+    }
+    return {
+      expiryMs: deletedAt - killedAt,
+      electionMs: electedAt - deletedAt,
+      raftLeaderChanged: termAfter !== termBefore,
+      runnersPerSecond: [...bySecond.values()].map((s) => s.size),
+    };
+  } finally {
+    await watcher.cancel();
+    client.close();
+  }
+}
+
+/**
+ * Scenario 10 with its expected outcome: no second has two runners; a survivor leads within 1 s of etcd deleting
+ * the dead leader's key, and etcd deletes it within TTL + 1 s of the kill, unless etcd's raft leader changed
+ * meanwhile (a new raft leader renews every lease to its full TTL in etcd 3.4: the expiry is etcd's, reported).
+ */
 export async function expectLeaderReplicaFailover(endpoints: string | readonly string[], ttl: number): Promise<void> {
-  const { failoverMs, runnersPerSecond } = await killLeaderReplica(endpoints, ttl);
-  expect(failoverMs).toBeLessThan((ttl + 1) * 1000);
+  const { expiryMs, electionMs, raftLeaderChanged, runnersPerSecond } = await killLeaderReplica(endpoints, ttl);
+  console.log(
+    `leader replica killed: its key deleted by etcd after ${expiryMs.toFixed(0)} ms (TTL ${ttl} s${raftLeaderChanged ? ', raft leader changed meanwhile' : ''}), a survivor led ${electionMs.toFixed(0)} ms later`,
+  );
+  // Our watch and the survivor hear the deletion from etcd apart: the survivor may be a few ms ahead of ours.
+  expect(electionMs).toBeLessThan(1000);
+  if (!raftLeaderChanged) expect(expiryMs).toBeLessThan((ttl + 1) * 1000);
   expect(runnersPerSecond.length).toBeGreaterThan(1);
   for (const runners of runnersPerSecond) expect(runners).toBe(1);
 }

@@ -1,0 +1,2 @@
+/** Where a Chromium that runs is, or undefined (see chromium-bin.mjs). */
+export function chromiumBin(): string | undefined;
