@@ -1,11 +1,10 @@
 import { createInterface } from 'node:readline';
 import { namePrefix } from '../etcd/keys.js';
-import { queueKeyFilter } from '../queue/holder-watch.js';
 import { nameProblem } from '../util/validation.js';
 import { printable } from '../util/printable.js';
 import { CliError, ExitCode } from './cli-error.js';
 import type { Connection } from './connection.js';
-import { createdAt, oldestFirst } from '../etcd/requests.js';
+import { deleteHolderKey, readHolderKey } from '../inventory/holder-key.js';
 
 export interface ForceReleaseRequest {
   readonly kind: 'lock' | 'election';
@@ -26,18 +25,15 @@ export async function forceRelease(conn: Connection, req: ForceReleaseRequest): 
   const problem = nameProblem(req.name);
   if (problem) throw new CliError(ExitCode.Usage, `the ${req.kind} name ${problem}`);
   const what = req.kind === 'lock' ? `lock '${req.name}'` : `election '${req.name}'`;
-  const prefix = Buffer.from(namePrefix(conn.prefix, req.kind, req.name));
-  const res = await conn.rpc.range(oldestFirst(prefix), `read the holder of ${what}`);
-  // Keys deeper under the name are other locks' (`etcdctl lock lock/a/b` under lock 'a'): never its holder.
-  const [holder, next] = res.kvs.filter(queueKeyFilter(req.kind, prefix.toString()));
+  const holder = await readHolderKey(conn.rpc, conn.prefix, req.kind, req.name);
   if (!holder) {
     const none = req.kind === 'lock' ? `${what} is not held` : `${what} has no leader`;
-    throw new CliError(ExitCode.NotFound, `${none}: no key under '${prefix.toString()}' (is --prefix '${conn.prefix}' the app's prefix?)`);
+    const under = namePrefix(conn.prefix, req.kind, req.name);
+    throw new CliError(ExitCode.NotFound, `${none}: no key under '${under}' (is --prefix '${conn.prefix}' the app's prefix?)`);
   }
   const role = req.kind === 'lock' ? 'holder' : 'leader';
-  const token = holder.create_revision;
   // The holder's value and key are anyone's: shown escaped, so that the question cannot be spoofed.
-  const summary = printable(`${what}: ${role} '${holder.value.toString()}', fencing token ${token}, key ${holder.key.toString()}`);
+  const summary = printable(`${what}: ${role} '${holder.value}', fencing token ${holder.token}, key ${holder.key}`);
   if (!req.yes) {
     const answer = await req.ask(
       `${summary}\nDelete this key? The ${role}'s signal aborts, but work it already started may still be running: only ` +
@@ -45,15 +41,10 @@ export async function forceRelease(conn: Connection, req: ForceReleaseRequest): 
     );
     if (!/^y(es)?$/i.test(answer.trim())) throw new CliError(ExitCode.NotDone, `not confirmed: ${what} left as it is`);
   }
-  const txn = await conn.rpc.txn(
-    {
-      compare: [createdAt(holder.key, token)],
-      success: [{ request_delete_range: { key: holder.key } }],
-    },
-    `delete the ${role} key of ${what}`,
-  );
-  if (!txn.succeeded) throw new CliError(ExitCode.NotDone, `the ${role} of ${what} changed before the delete: nothing deleted`);
-  const after = next ? `next in line: '${printable(next.value.toString())}'` : 'nobody was waiting';
+  if (!(await deleteHolderKey(conn.rpc, req.kind, req.name, holder.key, holder.token))) {
+    throw new CliError(ExitCode.NotDone, `the ${role} of ${what} changed before the delete: nothing deleted`);
+  }
+  const after = holder.next !== undefined ? `next in line: '${printable(holder.next)}'` : 'nobody was waiting';
   req.print(`${req.kind === 'lock' ? 'released' : 'resigned'} ${summary}; ${after}`);
 }
 

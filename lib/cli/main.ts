@@ -3,10 +3,10 @@ import { Command, CommanderError, Option } from 'commander';
 import { CliError, ExitCode, describeFailure } from './cli-error.js';
 import { type Connection, type ConnectionFlags, connect } from './connection.js';
 import { askOnTerminal, forceRelease } from './force-release.js';
-import { readInventory } from './inventory.js';
+import { readInventory } from '../inventory/inventory.js';
 import { inventoryJson, renderInventory } from './render.js';
 import { printable, printableJson } from '../util/printable.js';
-import { watchInventory } from './status-watch.js';
+import { watchInventory } from '../inventory/inventory-watch.js';
 import { addJobCommands } from './jobs.js';
 
 const EXIT_CODES = `
@@ -62,7 +62,7 @@ export function program(): Command {
         const interrupt = () => stop.abort();
         process.once('SIGINT', interrupt).once('SIGTERM', interrupt);
         try {
-          await watchInventory(conn, show, stop.signal);
+          await watchInventory(conn.rpc, conn.prefix, show, stop.signal);
         } finally {
           process.off('SIGINT', interrupt).off('SIGTERM', interrupt);
         }

@@ -1,4 +1,4 @@
-import { type Inventory, type Queue, ranges } from './inventory.js';
+import { type Inventory, type Queue, ranges } from '../inventory/inventory.js';
 import { printable } from '../util/printable.js';
 
 /** Rows under a header, columns padded to their widest cell. */

@@ -3,16 +3,21 @@ import { EtcdUnavailableError } from '../errors.js';
 import { keyRoots } from '../etcd/keys.js';
 import { Backoff } from '../util/backoff.js';
 import { sleep } from '../util/wait-signal.js';
-import type { Connection } from './connection.js';
+import type { EtcdPort } from '../etcd/etcd-port.js';
 import { type Inventory, readInventory } from './inventory.js';
 
 /**
- * `status --watch`: one inventory, then a new one after each change etcd reports under the library's key roots
+ * The CLI's `status --watch` and the dashboard's feed: one inventory, then a new one after each change etcd reports under the library's key roots
  * (watched from the revision after the first read, so no change is missed; never polled; a watch that etcd
  * cancels starts again from a new read, and the inventory is read anew). Changes that arrive during a read are
  * folded into the next one. Runs until `signal` aborts. TTLs are as read, and are not counted down.
  */
-export async function watchInventory(conn: Connection, show: (inv: Inventory) => void, signal: AbortSignal): Promise<void> {
+export async function watchInventory(
+  rpc: EtcdPort,
+  prefix: string,
+  show: (inv: Inventory) => void | Promise<void>,
+  signal: AbortSignal,
+): Promise<void> {
   const backoff = new Backoff(250, 5000);
   let watches: ResilientWatch[] = [];
   let dirty = false;
@@ -27,7 +32,7 @@ export async function watchInventory(conn: Connection, show: (inv: Inventory) =>
       let inv: Inventory;
       try {
         dirty = false;
-        inv = await readInventory(conn.rpc, conn.prefix);
+        inv = await readInventory(rpc, prefix);
         backoff.reset();
       } catch (err) {
         // Only an unreachable etcd is waited out; refused credentials and the like end the command.
@@ -37,9 +42,9 @@ export async function watchInventory(conn: Connection, show: (inv: Inventory) =>
       }
       if (watches.length === 0) {
         const from = inv.revision + 1n;
-        watches = keyRoots(conn.prefix).map((prefix) => changeWatch(conn.rpc, prefix, changed).start(from));
+        watches = keyRoots(prefix).map((root) => changeWatch(rpc, root, changed).start(from));
       }
-      show(inv);
+      await show(inv);
       if (!dirty) await new Promise<void>((resolve) => (wake = resolve));
       wake = undefined;
     }
