@@ -36,6 +36,9 @@ export { MaxConcurrent } from './decorators/max-concurrent.decorator.js';
 export { OnLeadership } from './decorators/on-leadership.decorator.js';
 export { Sharded, type ShardedOptions } from './decorators/sharded.decorator.js';
 
+// The live dashboard, mounted in an HTTP app (the CLI's `dashboard` command serves the same page).
+export { EtcdLockDashboardModule, type EtcdLockDashboardOptions } from './dashboard/dashboard.module.js';
+
 // The instance's session (one lease), and what happens to it and its holds, as events.
 export { EtcdSessionService, type SessionStatus } from './session/session.service.js';
 export {

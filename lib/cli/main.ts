@@ -8,6 +8,7 @@ import { inventoryJson, renderInventory } from './render.js';
 import { printable, printableJson } from '../util/printable.js';
 import { watchInventory } from '../inventory/inventory-watch.js';
 import { addJobCommands } from './jobs.js';
+import { addDashboardCommand } from './dashboard.js';
 
 const EXIT_CODES = `
 Exit codes:
@@ -85,6 +86,7 @@ export function program(): Command {
       });
   }
   addJobCommands(cli, withConnection);
+  addDashboardCommand(cli, withConnection);
   return cli;
 }
 

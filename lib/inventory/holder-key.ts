@@ -24,7 +24,12 @@ export async function readHolderKey(rpc: EtcdPort, prefix: string, kind: HolderK
   // Keys deeper under the name are other locks' (`etcdctl lock lock/a/b` under lock 'a'): never its holder.
   const [holder, next] = res.kvs.filter(queueKeyFilter(kind, root));
   if (!holder) return undefined;
-  return { key: holder.key.toString(), value: holder.value.toString(), token: BigInt(holder.create_revision), next: next?.value.toString() };
+  return {
+    key: holder.key.toString(),
+    value: holder.value.toString(),
+    token: BigInt(holder.create_revision),
+    next: next?.value.toString(),
+  };
 }
 
 /**

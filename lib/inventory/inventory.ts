@@ -64,6 +64,8 @@ export interface SessionState {
 /** Everything the library keeps under one prefix, read at one etcd revision. */
 export interface Inventory {
   readonly revision: bigint;
+  /** How long the reads took (the keys, then the leases' TTLs), in ms. */
+  readonly readMs: number;
   readonly locks: readonly Queue[];
   readonly elections: readonly Queue[];
   readonly shardGroups: readonly ShardGroupState[];
@@ -78,6 +80,7 @@ export interface Inventory {
  * then one TTL lookup per lease seen. Keys of other layouts under the prefix are not read.
  */
 export async function readInventory(rpc: EtcdPort, prefix: string): Promise<Inventory> {
+  const started = performance.now();
   const res = await rpc.txn(
     {
       compare: [],
@@ -109,6 +112,7 @@ export async function readInventory(rpc: EtcdPort, prefix: string): Promise<Inve
   );
   return {
     revision: BigInt(res.header.revision),
+    readMs: performance.now() - started,
     locks,
     elections,
     shardGroups,

@@ -48,7 +48,7 @@ import { ScheduledJobsService } from '../scheduling/scheduled-jobs.service.js';
     DeletionWatches,
     Telemetry,
   ],
-  // RESOLVED_OPTIONS for the testing module's controls.
+  // RESOLVED_OPTIONS for the testing module's controls; EtcdConnection for the dashboard module.
   exports: [
     LockService,
     LeaderElectionService,
@@ -60,6 +60,7 @@ import { ScheduledJobsService } from '../scheduling/scheduled-jobs.service.js';
     EtcdLockEvents,
     RUNNER_TOKEN,
     RESOLVED_OPTIONS,
+    EtcdConnection,
   ],
 })
 export class EtcdLockModule extends ConfigurableModuleClass {
