@@ -4,8 +4,8 @@ export default {
   // sample-app/test: the sample app's own unit tests, run on the built package as an app would use it.
   roots: ['<rootDir>/test', '<rootDir>/sample-app/test'],
   testMatch: ['**/*.spec.ts'],
-  // The fault scenarios run on their own: `npm run test:faults`.
-  testPathIgnorePatterns: ['/node_modules/', '/test/faults/'],
+  // The fault scenarios and the browser tests run on their own: `npm run test:faults`, `npm run test:browser`.
+  testPathIgnorePatterns: ['/node_modules/', '/test/faults/', '/test/browser/'],
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: {

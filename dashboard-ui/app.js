@@ -11,9 +11,10 @@ const TOKEN = meta('etcd-lock-token');
 
 /** A stable colour per identity, so that one replica has one colour everywhere on the page. */
 function colour(identity) {
-  let hash = 0;
-  for (const c of String(identity)) hash = (hash * 31 + c.codePointAt(0)) | 0;
-  return `hsl(${Math.abs(hash) % 360} 60% 45%)`;
+  // FNV-1a, then the golden angle: names that differ in one character get far-apart hues.
+  let hash = 0x811c9dc5;
+  for (const c of String(identity)) hash = Math.imul(hash ^ c.codePointAt(0), 16777619);
+  return `hsl(${Math.round(((hash >>> 0) * 137.508) % 360)} 60% 45%)`;
 }
 
 function duration(ms) {
