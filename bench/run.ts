@@ -24,6 +24,7 @@ import { sharding } from './cases/sharding.js';
 import { telemetryOverhead } from './cases/telemetry.js';
 import { fencedWrite, readerThroughput, semaphoreCycle } from './cases/recipes.js';
 import { scheduledJobs } from './cases/scheduled.js';
+import { dashboardPages } from './cases/dashboard.js';
 import { latencyChart } from './svg.js';
 
 const args = process.argv.slice(2);
@@ -84,6 +85,7 @@ const cases: Array<[string, () => Promise<CaseResult>]> = [
   ['readers', () => readerThroughput(ctx, appA)],
   ['fenced-write', () => fencedWrite(ctx, appA)],
   ['scheduled', () => scheduledJobs(ctx)],
+  ['dashboard', () => dashboardPages(ctx)],
 ];
 
 const results: CaseResult[] = [];

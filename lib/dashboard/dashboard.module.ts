@@ -128,6 +128,7 @@ function dashboardController(path: string, guards: ReadonlyArray<Type<CanActivat
 @Module({})
 // biome-ignore lint/complexity/noStaticOnlyClass: a Nest module class, configured through its static forRoot
 export class EtcdLockDashboardModule {
+  /** The dashboard's routes under `options.path`; `InvalidOptionsError` for a bad path, `actions` or `guards`. */
   static forRoot(options: EtcdLockDashboardOptions = {}): DynamicModule {
     assertOptions(options, 'options', ['path', 'actions', 'guards']);
     const path = options.path ?? '/etcd-lock';
