@@ -32,13 +32,14 @@ export class LockBusyError extends EtcdLockError {
 }
 
 /** Why a held lock (or a place in its queue) stopped being ours. */
-export type LockLossReason = 'session-lost' | 'key-deleted' | 'fence-failed' | 'shutdown';
+export type LockLossReason = 'session-lost' | 'key-deleted' | 'fence-failed' | 'shutdown' | 'max-hold';
 
 const lossText: Record<LockLossReason, string> = {
   'session-lost': 'the etcd session (lease) of this instance was lost',
   'key-deleted': 'its key was deleted in etcd by someone else (or its lease was revoked or expired)',
   'fence-failed': 'a fenced transaction found that the lock key is no longer ours',
   shutdown: 'the application is shutting down (its session lease was revoked)',
+  'max-hold': 'it was held longer than its maxHoldMs (it is released once the work settles)',
 };
 
 /**

@@ -6,11 +6,13 @@ export { type Clock, type ClockTimer, systemClock } from './clock/clock.js';
 // Locks: acquire, try, with, who holds, watch; every hold's fenced transaction.
 export { LockService, type AcquireOptions, type TryAcquireOptions } from './locks/lock.service.js';
 export type { Lock, LockHolder } from './locks/lock.interface.js';
+export type { MultiLock } from './locks/multi-lock.js';
+export type { QueueEntry, QueueSnapshot } from './inventory/queue-inspect.js';
 export type { FencedTxn, TxnColumn, TxnComparison, TxnOperation } from './locks/fenced-txn.js';
 
 // Semaphores and read/write locks: the same holds with N owners, or readers that share.
 export { type AcquirePermitOptions, type Permit, type PermitOptions, SemaphoreService } from './semaphores/semaphore.service.js';
-export { ReadWriteLockService } from './rwlocks/read-write-lock.service.js';
+export { type ReadWriteAcquireOptions, ReadWriteLockService, type ReadWriteTryAcquireOptions } from './rwlocks/read-write-lock.service.js';
 
 // Leader election and its terms.
 export { type ElectionStatus, LeaderElectionService } from './election/leader-election.service.js';

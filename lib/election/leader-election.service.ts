@@ -10,6 +10,7 @@ import { leadershipContext } from './leadership-term.js';
 import { EtcdLockEvents } from '../events/etcd-lock.events.js';
 import { readHolder, watchHolder } from '../queue/holder-watch.js';
 import { namePrefix } from '../etcd/keys.js';
+import { inspectQueue, type QueueSnapshot } from '../inventory/queue-inspect.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import { assertName, assertOptions, assertSignal } from '../util/validation.js';
 import { onAbort } from '../util/wait-signal.js';
@@ -98,6 +99,12 @@ export class LeaderElectionService implements OnApplicationBootstrap {
   async leader(name?: string): Promise<string | null> {
     const holder = await readHolder(this.connection.port, 'election', this.prefixOf(this.nameOf(name)));
     return holder ? holder.value : null;
+  }
+
+  /** The leader and the candidates in the order they would lead, with their identities and tokens: one etcd read. */
+  inspect(name?: string): Promise<QueueSnapshot> {
+    const election = this.nameOf(name);
+    return inspectQueue(this.connection.port, this.options.prefix, 'election', election);
   }
 
   /** The leader's identity over time (`null` while there is none). Watches etcd; sees etcdctl leaders too. */

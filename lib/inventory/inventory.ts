@@ -123,7 +123,7 @@ export async function readInventory(rpc: EtcdPort, prefix: string): Promise<Inve
 }
 
 /** Keys `<kind prefix><name>/<lease hex>` grouped by name, each queue in create-revision order. */
-function queues(kvs: readonly IKeyValue[], skip: number): Queue[] {
+export function queues(kvs: readonly IKeyValue[], skip: number): Queue[] {
   const byName = new Map<string, Contender[]>();
   for (const kv of kvs) {
     const rest = kv.key.toString().slice(skip);
@@ -186,7 +186,7 @@ function groups(
 }
 
 /** The `limit` oldest keys of a semaphore hold; its limit is in each key's name (`…-<n>-of-<limit>`). */
-function semaphoreOf(queue: Queue): SemaphoreState {
+export function semaphoreOf(queue: Queue): SemaphoreState {
   const all = [queue.holder, ...queue.waiters];
   const limit = limitOfKey(queue.holder.key);
   const held = limit ?? 1;
@@ -194,7 +194,7 @@ function semaphoreOf(queue: Queue): SemaphoreState {
 }
 
 /** Keys `<name>/read/…` and `<name>/write/…`: readers hold while no writer is ahead of them, a writer when first. */
-function readWriteLocks(kvs: readonly IKeyValue[], skip: number): ReadWriteLockState[] {
+export function readWriteLocks(kvs: readonly IKeyValue[], skip: number): ReadWriteLockState[] {
   const byName = new Map<string, Array<Contender & { mode: 'read' | 'write' }>>();
   for (const kv of kvs) {
     const match = /^(.+)\/(read|write)\/[^/]+$/.exec(kv.key.toString().slice(skip));

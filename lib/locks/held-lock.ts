@@ -1,5 +1,6 @@
+import type { Clock, ClockTimer } from '../clock/clock.js';
 import type { Contender } from '../queue/contender.js';
-import { type LockLostError, LockReleasedError } from '../errors.js';
+import { LockLostError, LockReleasedError } from '../errors.js';
 import { FencedTxn, lockFence } from './fenced-txn.js';
 import type { Lock } from './lock.interface.js';
 import { assertValue } from '../util/validation.js';
@@ -12,12 +13,15 @@ export class HeldLock implements Lock {
   /** Why the signal is (or would be) aborted: loss, or our own release. */
   private ended: (() => Error) | undefined;
   private releasing: Promise<void> | undefined;
+  private maxHoldTimer: ClockTimer | undefined;
+  /** Set while a `with*` callback runs on it: at `maxHoldMs` the release waits for the callback to settle. */
+  private workRunning = false;
 
   constructor(
     readonly name: string,
     private readonly contender: Contender,
     private readonly exitLocalQueue: () => void,
-    onLost: (lock: HeldLock, err: LockLostError) => void,
+    private readonly onLost: (lock: HeldLock, err: LockLostError) => void,
     /** Told once when the lock is let go (released or lost): the hold-time metric. */
     private readonly onLetGo?: () => void,
   ) {
@@ -26,6 +30,24 @@ export class HeldLock implements Lock {
       this.end(() => err);
       onLost(this, err);
     });
+  }
+
+  /**
+   * Bounds the hold to `ms` (`maxHoldMs`): then the signal aborts with `LockLostError` reason `max-hold`, and the
+   * lock is released at once, or, inside a `with*` callback, once the callback settles.
+   */
+  boundTo(ms: number, clock: Clock): void {
+    this.maxHoldTimer = clock.setTimer(() => this.expire(), ms, { unref: true });
+  }
+
+  /** Runs `work` (a `with*` callback) so that a `maxHoldMs` release waits for it to settle. */
+  async whileWorking<T>(work: () => Promise<T>): Promise<T> {
+    this.workRunning = true;
+    try {
+      return await work();
+    } finally {
+      this.workRunning = false;
+    }
   }
 
   get key(): string {
@@ -70,10 +92,19 @@ export class HeldLock implements Lock {
     return this.release();
   }
 
+  private expire(): void {
+    if (this.releasing || this.ended) return;
+    const err = new LockLostError(this.name, 'max-hold');
+    this.end(() => err);
+    this.onLost(this, err);
+    if (!this.workRunning) void this.release().catch(() => undefined);
+  }
+
   /** The first end wins: a lock lost and then released keeps its LockLostError. */
   private end(reason: () => Error): void {
     if (this.ended) return;
     this.ended = reason;
+    this.maxHoldTimer?.cancel();
     this.onLetGo?.();
     this.controller?.abort(reason());
   }

@@ -18,3 +18,15 @@ const contexts: Record<HoldKind, AsyncLocalStorage<Lock>> = {
 export function holdContext(kind: HoldKind): AsyncLocalStorage<Lock> {
   return contexts[kind];
 }
+
+const reentry: Record<HoldKind, AsyncLocalStorage<ReadonlyMap<string, Lock>>> = {
+  lock: new AsyncLocalStorage(),
+  semaphore: new AsyncLocalStorage(),
+  rwlock: new AsyncLocalStorage(),
+  job: new AsyncLocalStorage(),
+};
+
+/** Every hold of `kind` the running callback is inside, by name (outer ones too): what `reentrant: true` finds. */
+export function heldInContext(kind: HoldKind): AsyncLocalStorage<ReadonlyMap<string, Lock>> {
+  return reentry[kind];
+}

@@ -1,5 +1,7 @@
-import type { LockLostError } from '../errors.js';
+import { InvalidArgumentError, type LockLostError } from '../errors.js';
+import type { Clock } from '../clock/clock.js';
 import type { EtcdPort } from '../etcd/etcd-port.js';
+import { inspectQueue, type QueueSnapshot } from '../inventory/queue-inspect.js';
 import { namePrefix } from '../etcd/keys.js';
 import type { HoldKind } from '../events/etcd-lock.events.js';
 import { Contender } from '../queue/contender.js';
@@ -9,16 +11,22 @@ import type { AcquireOperation } from '../telemetry/telemetry.js';
 import { assertDuration, assertFunction, assertSignal, assertValue } from '../util/validation.js';
 import { WaitSignal } from '../util/wait-signal.js';
 import { HeldLock } from './held-lock.js';
-import { holdContext } from './hold-context.js';
+import { heldInContext, holdContext } from './hold-context.js';
+import { NestedLock } from './nested-lock.js';
 import type { HoldPaths } from './hold-paths.js';
 import type { Lock } from './lock.interface.js';
 import { lossReporter } from './loss-report.js';
 
-/** How long to wait and when to give up, as every `acquire` takes them. */
+/** How long to wait and when to give up, as every `acquire` takes them; how long the hold may last. */
 export interface WaitOptions {
   readonly timeout?: number;
   readonly signal?: AbortSignal;
+  /** The hold's signal aborts (`max-hold`) after this long, and the hold is released once its work settles. */
+  readonly maxHoldMs?: number;
 }
+
+/** The longest `maxHoldMs`: a timer's limit (about 24.8 days). */
+export const MAX_HOLD_LIMIT_MS = 2 ** 31 - 1;
 
 /** A contender of one hold, and what to call when it is let go (a slot in an in-process queue, if any). */
 export interface Joined {
@@ -50,6 +58,16 @@ export class HoldPath {
     return this.deps.connection.port;
   }
 
+  /** The module's clock (timeouts, `maxHoldMs`). */
+  get clock(): Clock {
+    return this.deps.options.clock;
+  }
+
+  /** Who holds `name` and who waits, in order: one read. */
+  inspect(name: string): Promise<QueueSnapshot> {
+    return inspectQueue(this.port, this.deps.options.prefix, this.kind, name);
+  }
+
   /** `<prefix><kind>/<name>/`: where the name's keys live. */
   prefixOf(name: string): string {
     return namePrefix(this.deps.options.prefix, this.kind, name);
@@ -79,6 +97,27 @@ export class HoldPath {
   checkWait(options: WaitOptions | undefined): void {
     if (options?.timeout !== undefined) assertDuration(options.timeout, 'options.timeout');
     if (options?.signal !== undefined) assertSignal(options.signal, 'options.signal');
+    this.checkMaxHold(options?.maxHoldMs);
+  }
+
+  /** `maxHoldMs`: a whole number of milliseconds, from 1 to `MAX_HOLD_LIMIT_MS`. */
+  checkMaxHold(maxHoldMs: unknown): void {
+    if (maxHoldMs === undefined) return;
+    if (typeof maxHoldMs !== 'number' || !Number.isInteger(maxHoldMs) || maxHoldMs < 1 || maxHoldMs > MAX_HOLD_LIMIT_MS) {
+      throw new InvalidArgumentError(
+        'options.maxHoldMs',
+        `must be a whole number of milliseconds from 1 to ${MAX_HOLD_LIMIT_MS}, got ${String(maxHoldMs)}`,
+      );
+    }
+  }
+
+  /**
+   * The hold on `name` that the running callback is already inside (`with*` or a guarded method), as a nested
+   * handle that sends no request; undefined if there is none, or it is no longer held.
+   */
+  reenter(name: string): Lock | undefined {
+    const outer = heldInContext(this.kind).getStore()?.get(name);
+    return outer?.isHeld ? new NestedLock(outer) : undefined;
   }
 
   /**
@@ -104,7 +143,7 @@ export class HoldPath {
         throw err;
       }
       span?.('acquired', joined.contender.createRevision);
-      return this.held(name, joined, this.deps.telemetry.acquired(name, operation, 'acquired', start));
+      return this.held(name, joined, this.deps.telemetry.acquired(name, operation, 'acquired', start), options?.maxHoldMs);
     } catch (err) {
       const outcome = this.deps.telemetry.acquireOutcome(err, wait.signal);
       this.deps.telemetry.acquired(name, operation, outcome, start);
@@ -119,7 +158,13 @@ export class HoldPath {
    * Takes a turn only if it is ours now, else `null` (see `tryTakeTurn`: one read when the name is busy). `join()`
    * returns undefined when the hold is busy before any request (an in-process holder).
    */
-  async tryAcquire(name: string, operation: AcquireOperation, join: () => Joined | undefined, probe = true): Promise<HeldLock | null> {
+  async tryAcquire(
+    name: string,
+    operation: AcquireOperation,
+    join: () => Joined | undefined,
+    probe = true,
+    maxHoldMs?: number,
+  ): Promise<HeldLock | null> {
     const start = performance.now();
     const joined = join();
     let taken = false;
@@ -135,7 +180,7 @@ export class HoldPath {
       this.deps.telemetry.acquired(name, operation, 'busy', start);
       return null;
     }
-    return this.held(name, joined, this.deps.telemetry.acquired(name, operation, 'acquired', start));
+    return this.held(name, joined, this.deps.telemetry.acquired(name, operation, 'acquired', start), maxHoldMs);
   }
 
   /** Acquires with `acquire()`, runs `fn(hold)` inside the hold's context, and releases in every case. */
@@ -143,7 +188,9 @@ export class HoldPath {
     assertFunction(fn, 'fn');
     const lock = await acquire();
     try {
-      return await this.run(lock, () => fn(lock));
+      const work = () => this.run(lock, async () => fn(lock));
+      // At `maxHoldMs` the signal aborts, and the release below waits for the callback to settle.
+      return await (lock instanceof HeldLock ? lock.whileWorking(work) : work());
     } finally {
       await lock.release();
     }
@@ -151,7 +198,9 @@ export class HoldPath {
 
   /** Runs `fn` with `lock` as this kind's `current()` hold (a `with*` callback, a guarded method). */
   run<T>(lock: Lock, fn: () => T): T {
-    return holdContext(this.kind).run(lock, fn);
+    const outer = heldInContext(this.kind).getStore();
+    const held = new Map(outer).set(lock.name, lock);
+    return holdContext(this.kind).run(lock, () => heldInContext(this.kind).run(held, fn));
   }
 
   /** The hold of this kind whose `with*` callback or guarded method is running now, if any. */
@@ -164,7 +213,9 @@ export class HoldPath {
     return { contender, exit: nothing };
   }
 
-  private held(name: string, joined: Joined, letGo: (() => void) | undefined): HeldLock {
-    return new HeldLock(name, joined.contender, joined.exit, this.onLost, letGo);
+  private held(name: string, joined: Joined, letGo: (() => void) | undefined, maxHoldMs: number | undefined): HeldLock {
+    const lock = new HeldLock(name, joined.contender, joined.exit, this.onLost, letGo);
+    if (maxHoldMs !== undefined) lock.boundTo(maxHoldMs, this.clock);
+    return lock;
   }
 }

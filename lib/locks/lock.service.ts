@@ -2,7 +2,10 @@ import { Injectable } from '@nestjs/common';
 import type { Observable } from 'rxjs';
 import { readHolder, watchHolder } from '../queue/holder-watch.js';
 import { LocalQueue } from '../queue/local-queue.js';
-import { assertName, assertOptions } from '../util/validation.js';
+import { InvalidArgumentError } from '../errors.js';
+import { assertFunction, assertName, assertOptions } from '../util/validation.js';
+import type { QueueSnapshot } from '../inventory/queue-inspect.js';
+import { acquireAll, canonicalNames, type MultiLock } from './multi-lock.js';
 import { holdContext } from './hold-context.js';
 import type { HoldPath } from './hold-path.js';
 import { HoldPaths } from './hold-paths.js';
@@ -16,15 +19,31 @@ export interface AcquireOptions {
   signal?: AbortSignal;
   /** The value stored in the lock key. Default: the instance identity. */
   value?: string;
+  /**
+   * Bound the hold: after this many milliseconds the lock's signal aborts with `LockLostError` (reason
+   * `max-hold`) and the lock is released, at once for a handle, once the callback settles for `withLock`. For work
+   * on resources that cannot check a fencing token (ShedLock's `lockAtMostFor`). Default: no bound.
+   */
+  maxHoldMs?: number;
+  /**
+   * Opt in to reentrancy: inside a `withLock` callback (or a `@Singleton` method) that holds this lock, taking it
+   * again returns a nested handle at once, with no request; its release does not release the lock. Off by
+   * default: a nested take usually means a bug (two parts of one flow both think they own the work).
+   */
+  reentrant?: boolean;
 }
 
 /** Options of `tryAcquire`. */
 export interface TryAcquireOptions {
   /** The value stored in the lock key. Default: the instance identity. */
   value?: string;
+  /** As `AcquireOptions.maxHoldMs`. */
+  maxHoldMs?: number;
+  /** As `AcquireOptions.reentrant`. */
+  reentrant?: boolean;
 }
 
-const ACQUIRE_OPTIONS = ['timeout', 'signal', 'value'] as const;
+const ACQUIRE_OPTIONS = ['timeout', 'signal', 'value', 'maxHoldMs', 'reentrant'] as const;
 
 /**
  * Distributed locks on etcd, in etcd's own key layout (`<prefix>lock/<name>/<lease hex>`), so they contend with
@@ -50,6 +69,8 @@ export class LockService {
     assertOptions(options, 'options', ACQUIRE_OPTIONS);
     this.path.checkWait(options);
     const value = this.path.valueOf(options);
+    const nested = this.reentered(name, options?.reentrant);
+    if (nested) return nested;
     return this.path.acquire(name, 'acquire', options, async (signal) => {
       // One key per lease and name: callers in this process take turns locally first.
       const exit = await this.local.enter(name, signal);
@@ -70,18 +91,27 @@ export class LockService {
    */
   async tryAcquire(name: string, options?: TryAcquireOptions): Promise<Lock | null> {
     assertName(name);
-    assertOptions(options, 'options', ['value']);
+    assertOptions(options, 'options', ['value', 'maxHoldMs', 'reentrant']);
+    this.path.checkMaxHold(options?.maxHoldMs);
     const value = this.path.valueOf(options);
-    return this.path.tryAcquire(name, 'try_acquire', () => {
-      const exit = this.local.tryEnter(name);
-      if (!exit) return undefined;
-      try {
-        return { contender: this.path.contender(name, value), exit };
-      } catch (err) {
-        exit();
-        throw err;
-      }
-    });
+    const nested = this.reentered(name, options?.reentrant);
+    if (nested) return nested;
+    return this.path.tryAcquire(
+      name,
+      'try_acquire',
+      () => {
+        const exit = this.local.tryEnter(name);
+        if (!exit) return undefined;
+        try {
+          return { contender: this.path.contender(name, value), exit };
+        } catch (err) {
+          exit();
+          throw err;
+        }
+      },
+      true,
+      options?.maxHoldMs,
+    );
   }
 
   /**
@@ -90,6 +120,40 @@ export class LockService {
    */
   withLock<T>(name: string, fn: (lock: Lock) => T | Promise<T>, options?: AcquireOptions): Promise<T> {
     return this.path.with(fn, () => this.acquire(name, options));
+  }
+
+  /**
+   * Takes every lock in `names`, all or nothing, in one canonical order (so that two callers wanting overlapping
+   * sets cannot deadlock), with one `timeout` for the whole. The result's signal aborts when any lock is lost.
+   * On failure the locks already taken are released before it rejects. `reentrant` is not offered here.
+   */
+  async acquireAll(names: readonly string[], options?: Omit<AcquireOptions, 'reentrant'>): Promise<MultiLock> {
+    const sorted = canonicalNames(names);
+    assertOptions(options, 'options', ['timeout', 'signal', 'value', 'maxHoldMs']);
+    this.path.checkWait(options);
+    const { value, maxHoldMs } = options ?? {};
+    return acquireAll(sorted, options, this.path.clock, (name, signal) => this.acquire(name, { signal, value, maxHoldMs }));
+  }
+
+  /** Holds every lock in `names` (as `acquireAll`) while `fn(locks)` runs, and releases them all in every case. */
+  async withLocks<T>(
+    names: readonly string[],
+    fn: (locks: MultiLock) => T | Promise<T>,
+    options?: Omit<AcquireOptions, 'reentrant'>,
+  ): Promise<T> {
+    assertFunction(fn, 'fn');
+    const locks = await this.acquireAll(names, options);
+    try {
+      return await fn(locks);
+    } finally {
+      await locks.release();
+    }
+  }
+
+  /** Who holds the lock and who waits, in order, with their values, tokens and leases: one etcd read. */
+  inspect(name: string): Promise<QueueSnapshot> {
+    assertName(name);
+    return this.path.inspect(name);
   }
 
   /** Who holds the lock now, or `null` when it is free. */
@@ -105,6 +169,13 @@ export class LockService {
   watch(name: string): Observable<LockHolder | null> {
     assertName(name);
     return watchHolder(this.path.port, 'lock', this.path.prefixOf(name));
+  }
+
+  private reentered(name: string, reentrant: unknown): Lock | undefined {
+    if (reentrant !== undefined && typeof reentrant !== 'boolean') {
+      throw new InvalidArgumentError('options.reentrant', `must be a boolean, got ${typeof reentrant}`);
+    }
+    return reentrant ? this.path.reenter(name) : undefined;
   }
 
   /** The lock held by the `withLock` callback or `@Singleton` method running now, if any. */

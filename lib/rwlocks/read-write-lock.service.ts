@@ -1,9 +1,17 @@
 import { Injectable } from '@nestjs/common';
 import { holdContext } from '../locks/hold-context.js';
 import { HoldPath } from '../locks/hold-path.js';
+import type { QueueSnapshot } from '../inventory/queue-inspect.js';
 import { HoldPaths } from '../locks/hold-paths.js';
 import type { Lock } from '../locks/lock.interface.js';
-import type { AcquireOptions, TryAcquireOptions } from '../locks/lock.service.js';
+import type { AcquireOptions as LockAcquireOptions, TryAcquireOptions as LockTryAcquireOptions } from '../locks/lock.service.js';
+
+/** Options of `acquireRead`, `acquireWrite`, `withRead` and `withWrite`: a lock's, without reentrancy. */
+export type ReadWriteAcquireOptions = Omit<LockAcquireOptions, 'reentrant'>;
+/** Options of `tryAcquireRead` and `tryAcquireWrite`. */
+export type ReadWriteTryAcquireOptions = Omit<LockTryAcquireOptions, 'reentrant'>;
+type AcquireOptions = ReadWriteAcquireOptions;
+type TryAcquireOptions = ReadWriteTryAcquireOptions;
 import type { Contender } from '../queue/contender.js';
 import { assertName, assertOptions } from '../util/validation.js';
 
@@ -61,6 +69,12 @@ export class ReadWriteLockService {
     return this.with('write', name, fn, options);
   }
 
+  /** Who holds the name (by mode) and who waits, in order, with their values, tokens and leases: one etcd read. */
+  inspect(name: string): Promise<QueueSnapshot> {
+    assertName(name);
+    return this.path.inspect(name);
+  }
+
   /** The read or write lock held by the `withRead` or `withWrite` callback running now, if any. */
   static current(): Lock | undefined {
     return holdContext('rwlock').getStore();
@@ -72,16 +86,17 @@ export class ReadWriteLockService {
   }
 
   private async acquire(mode: Mode, name: string, options: AcquireOptions | undefined): Promise<Lock> {
-    const value = this.check(name, options, ['timeout', 'signal', 'value']);
+    const value = this.check(name, options, ['timeout', 'signal', 'value', 'maxHoldMs']);
     this.path.checkWait(options);
     const operation = mode === 'read' ? 'acquire_read' : 'acquire_write';
     return this.path.acquire(name, operation, options, () => HoldPath.alone(this.contender(mode, name, value)));
   }
 
   private async tryAcquire(mode: Mode, name: string, options: TryAcquireOptions | undefined): Promise<Lock | null> {
-    const value = this.check(name, options, ['value']);
+    const value = this.check(name, options, ['value', 'maxHoldMs']);
+    this.path.checkMaxHold(options?.maxHoldMs);
     const operation = mode === 'read' ? 'try_acquire_read' : 'try_acquire_write';
-    return this.path.tryAcquire(name, operation, () => HoldPath.alone(this.contender(mode, name, value)));
+    return this.path.tryAcquire(name, operation, () => HoldPath.alone(this.contender(mode, name, value)), true, options?.maxHoldMs);
   }
 
   private with<T>(mode: Mode, name: string, fn: (lock: Lock) => T | Promise<T>, options: AcquireOptions | undefined): Promise<T> {

@@ -3,6 +3,7 @@ import type { Observable } from 'rxjs';
 import { oldestFirst } from '../etcd/requests.js';
 import { holdContext } from '../locks/hold-context.js';
 import { HoldPath } from '../locks/hold-path.js';
+import type { QueueSnapshot } from '../inventory/queue-inspect.js';
 import { HoldPaths } from '../locks/hold-paths.js';
 import type { Lock, LockHolder } from '../locks/lock.interface.js';
 import type { Contender } from '../queue/contender.js';
@@ -22,6 +23,8 @@ export interface PermitOptions {
   readonly limit: number;
   /** The value stored in the permit's key. Default: the instance identity. */
   readonly value?: string;
+  /** Bound the hold, as `AcquireOptions.maxHoldMs` of a lock: the permit's signal aborts with reason `max-hold`. */
+  readonly maxHoldMs?: number;
 }
 
 /** Options of `SemaphoreService.acquire` and `withPermit`. */
@@ -32,7 +35,7 @@ export interface AcquirePermitOptions extends PermitOptions {
   readonly signal?: AbortSignal;
 }
 
-const ACQUIRE_OPTIONS = ['limit', 'value', 'timeout', 'signal'];
+const ACQUIRE_OPTIONS = ['limit', 'value', 'timeout', 'signal', 'maxHoldMs'];
 
 /**
  * Counting semaphores on etcd: at most `limit` permits of a name are held at once across all replicas. Each
@@ -67,8 +70,15 @@ export class SemaphoreService {
 
   /** Takes a permit if one is free now; `null` when all `limit` are held (one read). */
   async tryAcquire(name: string, options: PermitOptions): Promise<Permit | null> {
-    const { limit, value } = this.check(name, options, ['limit', 'value']);
-    return this.path.tryAcquire(name, 'try_acquire_permit', () => HoldPath.alone(this.contender(name, limit, value)));
+    const { limit, value } = this.check(name, options, ['limit', 'value', 'maxHoldMs']);
+    this.path.checkMaxHold(options.maxHoldMs);
+    return this.path.tryAcquire(
+      name,
+      'try_acquire_permit',
+      () => HoldPath.alone(this.contender(name, limit, value)),
+      true,
+      options.maxHoldMs,
+    );
   }
 
   /**
@@ -97,6 +107,12 @@ export class SemaphoreService {
     const permits = res.kvs.filter(queueKeyFilter('semaphore', this.path.prefixOf(name)));
     const limit = permits[0] ? (limitOfKey(permits[0].key.toString()) ?? 1) : 0;
     return permits.slice(0, limit).map(toHolder);
+  }
+
+  /** Who holds a permit and who waits, in order, with their values, tokens and leases: one etcd read. */
+  inspect(name: string): Promise<QueueSnapshot> {
+    assertName(name);
+    return this.path.inspect(name);
   }
 
   /** The permits held, at every change (emits the current ones first). Watches etcd, never polls. */
