@@ -59,13 +59,14 @@ export class LockLostError extends EtcdLockError {
 }
 
 /** How a leadership term ended. */
-export type LeadershipLossReason = 'session-lost' | 'key-deleted' | 'resigned' | 'shutdown';
+export type LeadershipLossReason = 'session-lost' | 'key-deleted' | 'resigned' | 'shutdown' | 'transferred';
 
 const termEndText: Record<LeadershipLossReason, string> = {
   'session-lost': 'the etcd session (lease) of this instance was lost (its local deadline passed, or the lease was revoked or expired)',
   'key-deleted': 'its election key was deleted in etcd by someone else',
   resigned: 'this instance resigned',
   shutdown: 'this instance is shutting down',
+  transferred: 'this instance handed the leadership to another (transfer)',
 };
 
 /** The reason a `Leadership`'s `signal` aborts with: the term ended, and another instance may lead from now on. */
@@ -79,6 +80,32 @@ export class LeadershipLostError extends EtcdLockError {
     readonly fencingToken: bigint,
   ) {
     super(`Leadership of election '${election}' (term ${fencingToken}) ended: ${termEndText[reason]}`);
+  }
+}
+
+/** A leader-only request (`transfer`) was made on an instance that does not lead the election now. */
+export class NotLeaderError extends EtcdLockError {
+  constructor(
+    /** The election's name. */
+    readonly election: string,
+  ) {
+    super(`This instance does not lead election '${election}': only the leader can transfer it`);
+  }
+}
+
+/** `transfer(election, to)` named an instance that is not a candidate in the election (or there is none). */
+export class UnknownCandidateError extends EtcdLockError {
+  constructor(
+    /** The election's name. */
+    readonly election: string,
+    /** The identity asked for; undefined when any next candidate would do and there is none. */
+    readonly identity: string | undefined,
+  ) {
+    super(
+      identity === undefined
+        ? `Election '${election}' has no other candidate to transfer the leadership to`
+        : `'${identity}' is not a candidate in election '${election}': the leadership was not transferred`,
+    );
   }
 }
 

@@ -74,6 +74,8 @@ export {
   type LockLossReason,
   LockReleasedError,
   LockTimeoutError,
+  NotLeaderError,
+  UnknownCandidateError,
   UnknownJobError,
   ShardCountMismatchError,
   ShardLostError,

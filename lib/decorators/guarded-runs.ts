@@ -26,7 +26,10 @@ export class GuardedRuns implements BeforeApplicationShutdown {
     private readonly sessions: EtcdSessionService,
     private readonly sharding: ShardingService,
     @Inject(RESOLVED_OPTIONS) private readonly options: ResolvedEtcdLockOptions,
-  ) {}
+  ) {
+    // A transfer of an election waits for its leader-only calls and @OnLeadership work to end, as shutdown does.
+    elections.addDrain((election) => Promise.allSettled([...(this.running.get(election) ?? [])]));
+  }
 
   /** Whether shutdown has begun: nothing new starts. */
   get stopping(): boolean {

@@ -2,7 +2,8 @@ import type { Logger } from '@nestjs/common';
 import { BehaviorSubject, distinctUntilChanged, filter, map, type Observable } from 'rxjs';
 import { Contender } from '../queue/contender.js';
 import type { QueueContext } from '../queue/queue-context.js';
-import type { LeadershipLossReason } from '../errors.js';
+import { type LeadershipLossReason, NotLeaderError } from '../errors.js';
+import { transferLeadership } from './leadership-transfer.js';
 import { EtcdLockEventName, type EtcdLockEvents } from '../events/etcd-lock.events.js';
 import type { LeaseSession } from '../session/lease-session.js';
 import { LeadershipTerm, termEndOf } from './leadership-term.js';
@@ -110,6 +111,22 @@ export class ElectionCampaign {
     this.stopWaiting?.abort();
     await this.contender?.leave();
     await running;
+  }
+
+  /**
+   * Hands the leadership to candidate `to` (or the next in line) with no election in between (see
+   * `transferLeadership`): the term ends (reason `transferred`) and `drained()` resolves before the hand-over;
+   * this instance then campaigns again behind. `NotLeaderError` unless leading; `UnknownCandidateError` (and the
+   * term goes on) when there is no such candidate.
+   */
+  async transfer(to: string | undefined, drained: () => Promise<unknown>): Promise<string | null> {
+    const term = this.term;
+    const contender = this.contender;
+    if (!term || !contender) throw new NotLeaderError(this.name);
+    return transferLeadership(this.ctx, contender, to, async () => {
+      term.end('transferred');
+      await drained();
+    });
   }
 
   /** Completes the leadership stream; call once the campaign is stopped for good. */

@@ -15,7 +15,17 @@ import { EtcdSessionService } from '../session/session.service.js';
 import { assertName, assertOptions, assertSignal } from '../util/validation.js';
 import { onAbort } from '../util/wait-signal.js';
 import { settled } from '../util/settle-once.js';
-import { EtcdUnavailableError } from '../errors.js';
+import { EtcdUnavailableError, InvalidArgumentError, NotLeaderError } from '../errors.js';
+import { withTimeout } from '../util/wait-signal.js';
+
+function assertIdentity(value: unknown, argument: string): asserts value is string {
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new InvalidArgumentError(
+      argument,
+      `must be a candidate's identity (a non-empty string), got ${typeof value === 'string' ? 'an empty string' : typeof value}`,
+    );
+  }
+}
 
 /** This instance's part in one election, from local state. */
 export interface ElectionStatus {
@@ -41,6 +51,7 @@ export class LeaderElectionService implements OnApplicationBootstrap {
   private readonly declared = new Set<string>();
   private bootstrapped = false;
   private closed = false;
+  private readonly drains: Array<(election: string) => Promise<unknown>> = [];
 
   /** @internal Nest constructs it. */
   constructor(
@@ -155,6 +166,36 @@ export class LeaderElectionService implements OnApplicationBootstrap {
         }),
       );
     });
+  }
+
+  /**
+   * Hands the leadership of `election` (default: the module's) to the candidate whose identity is `to`, or to the
+   * next in line, with no election in between: this instance's term ends (signal reason `transferred`), its
+   * leader-only work drains (bounded by `shutdownTimeout`), and in one transaction the chosen candidate's key
+   * becomes the oldest; nobody else can lead in between. This instance then campaigns again behind. Resolves with
+   * the new leader's identity. `NotLeaderError` unless this instance leads; `UnknownCandidateError` (leadership
+   * kept) when `to` is not a candidate, or nobody else campaigns.
+   */
+  async transfer(name?: string, to?: string): Promise<string> {
+    const election = this.nameOf(name);
+    if (to !== undefined) assertIdentity(to, 'to');
+    const campaign = this.campaigns.get(election);
+    if (!campaign) throw new NotLeaderError(election);
+    const drained = () =>
+      withTimeout(
+        Promise.allSettled(this.drains.map((drain) => drain(election))),
+        this.options.shutdownTimeout,
+        () => new Error('drain'),
+      ).catch(() => undefined);
+    const next = await campaign.transfer(to, drained);
+    // Our key was gone when read: not leading any more (lost meanwhile).
+    if (next === null) throw new NotLeaderError(election);
+    return next;
+  }
+
+  /** @internal How the leader-only work of an election is awaited before a transfer (the runner registers it). */
+  addDrain(drain: (election: string) => Promise<unknown>): void {
+    this.drains.push(drain);
   }
 
   /** @internal The election used when no name is given (the module's `election` option). */
