@@ -60,6 +60,7 @@ const probes: Record<string, Probe[]> = {
     option({ telemetry: { names: true } }, 'telemetry.names'),
   ],
   clock: [option({ clock: Date }), option({ clock: { now: () => 0 } })],
+  leaderPriority: [option({ leaderPriority: Number.NaN }), option({ leaderPriority: '1' })],
   'any other option': [option({ tll: 10 })],
   name: [
     [(app) => app.get(LockService).acquire(''), 'name'],
@@ -104,6 +105,23 @@ const probes: Record<string, Probe[]> = {
     [(app) => app.get(SemaphoreService).acquire('x', { limit: 1.5 }), 'options.limit'],
   ],
   limit: [[() => MaxConcurrent('x', 0), 'limit']],
+  'options.maxHoldMs': [
+    [(app) => app.get(LockService).acquire('x', { maxHoldMs: 0 }), 'options.maxHoldMs'],
+    [(app) => app.get(LockService).tryAcquire('x', { maxHoldMs: D }), 'options.maxHoldMs'],
+    [(app) => app.get(SemaphoreService).tryAcquire('x', { limit: 1, maxHoldMs: 1.5 }), 'options.maxHoldMs'],
+    [(app) => app.get(ReadWriteLockService).acquireRead('x', { maxHoldMs: -1 }), 'options.maxHoldMs'],
+    [(app) => app.get(LockService).acquireAll(['x', 'y'], { maxHoldMs: Number.NaN }), 'options.maxHoldMs'],
+  ],
+  'options.reentrant': [
+    [(app) => app.get(LockService).acquire('x', { reentrant: 'yes' as never }), 'options.reentrant'],
+    [(app) => app.get(LockService).tryAcquire('x', { reentrant: 1 as never }), 'options.reentrant'],
+  ],
+  names: [
+    [(app) => app.get(LockService).acquireAll([]), 'names'],
+    [(app) => app.get(LockService).withLocks(['a', 'a'], () => undefined), 'names'],
+    [(app) => app.get(LockService).acquireAll(['a', 'b/c']), 'names[1]'],
+  ],
+  to: [[(app) => app.get(LeaderElectionService).transfer(undefined, ''), 'to']],
   'options.shards': [
     [(app) => app.get(ShardingService).join('g', { shards: 0 }), 'options.shards'],
     [() => Sharded('g', { shards: 4097 }), 'options.shards'],

@@ -3,7 +3,8 @@ import { BehaviorSubject, distinctUntilChanged, filter, map, type Observable } f
 import { Contender } from '../queue/contender.js';
 import type { QueueContext } from '../queue/queue-context.js';
 import { type LeadershipLossReason, NotLeaderError } from '../errors.js';
-import { transferLeadership } from './leadership-transfer.js';
+import { LeaderPreference } from './leader-preference.js';
+import { type TransferTarget, transferLeadership } from './leadership-transfer.js';
 import { EtcdLockEventName, type EtcdLockEvents } from '../events/etcd-lock.events.js';
 import type { LeaseSession } from '../session/lease-session.js';
 import { LeadershipTerm, termEndOf } from './leadership-term.js';
@@ -41,6 +42,10 @@ export class ElectionCampaign {
     private readonly identity: string,
     private readonly logger: Logger,
     private readonly events: EtcdLockEvents,
+    /** Resolves once the leader-only work of this election has ended (bounded): before a transfer. */
+    private readonly drained: () => Promise<unknown>,
+    /** This instance's `leaderPriority` and where the election's priorities live, if it has one. */
+    private readonly preference?: { readonly priority: number; readonly root: string },
   ) {
     this.failure = new LogOnce((message) => this.logger.warn(message));
   }
@@ -119,13 +124,13 @@ export class ElectionCampaign {
    * this instance then campaigns again behind. `NotLeaderError` unless leading; `UnknownCandidateError` (and the
    * term goes on) when there is no such candidate.
    */
-  async transfer(to: string | undefined, drained: () => Promise<unknown>): Promise<string | null> {
+  async transfer(to: TransferTarget): Promise<string | null> {
     const term = this.term;
     const contender = this.contender;
     if (!term || !contender) throw new NotLeaderError(this.name);
     return transferLeadership(this.ctx, contender, to, async () => {
       term.end('transferred');
-      await drained();
+      await this.drained();
     });
   }
 
@@ -142,6 +147,7 @@ export class ElectionCampaign {
       const contender = new Contender(this.ctx, session, this.identity);
       this.contender = contender;
       let term: LeadershipTerm | undefined;
+      let preference: LeaderPreference | undefined;
       // The term ends in the same tick as the loss is known: at the local deadline, before etcd can elect another.
       const lost = new Promise<void>((resolve) =>
         contender.onLoss((err) => {
@@ -152,6 +158,7 @@ export class ElectionCampaign {
       this.stopWaiting = new AbortController();
       try {
         await contender.join();
+        await this.announcePriority(contender);
         await contender.waitForTurn(this.stopWaiting.signal);
         if (!current()) continue;
         this.retry.reset();
@@ -161,17 +168,58 @@ export class ElectionCampaign {
         // However the term ends, this instance stops being leader at that moment (its key may stay until stop()).
         onAbort(started.signal, () => this.setTerm(undefined, started));
         this.setTerm(started);
+        preference = this.preferring();
         // A term ended by endTerm() keeps its key until stop(): the work it guarded ends before another can lead.
         await Promise.race([lost, whenAborted(this.stopWaiting.signal)]);
       } catch (err) {
         if (current() && !contender.lostError) await this.backOff(err);
       } finally {
+        await preference?.stop();
         term?.end('resigned'); // no-op unless it ended some other way already
         this.setTerm(undefined, term);
         await contender.leave();
         if (this.contender === contender) this.contender = undefined;
       }
     }
+  }
+
+  /** With a `leaderPriority`: writes it beside our election key, on the same lease (the leader matches them). */
+  private async announcePriority(contender: Contender): Promise<void> {
+    if (!this.preference) return;
+    const lease = contender.key.slice(contender.key.lastIndexOf('/') + 1);
+    try {
+      await this.ctx.rpc.txn(
+        {
+          compare: [],
+          success: [
+            {
+              request_put: {
+                key: Buffer.from(`${this.preference.root}${lease}`),
+                value: Buffer.from(String(this.preference.priority)),
+                lease: BigInt(`0x${lease}`).toString(),
+              },
+            },
+          ],
+        },
+        `write the leader priority in election '${this.name}'`,
+      );
+    } catch (err) {
+      // Campaigning goes on without it: a leader just does not know to prefer us.
+      this.failure.report(() => `Could not write the leader priority in election '${this.name}': ${messageOf(err)}`);
+    }
+  }
+
+  /** While leading with a `leaderPriority`: hand over to a candidate that outranks us. */
+  private preferring(): LeaderPreference | undefined {
+    if (!this.preference) return undefined;
+    const preference = new LeaderPreference(this.ctx, this.preference.root, this.preference.priority, async (key) => {
+      this.logger.log(`Election '${this.name}': a candidate of a higher priority joined; handing over`);
+      await this.transfer({ key }).catch((err: unknown) =>
+        this.failure.report(() => `Hand-over in election '${this.name}' failed: ${messageOf(err)}`),
+      );
+    });
+    preference.start();
+    return preference;
   }
 
   private setTerm(term: LeadershipTerm | undefined, ended?: LeadershipTerm): void {

@@ -9,7 +9,7 @@ import type { Leadership } from './leadership.interface.js';
 import { leadershipContext } from './leadership-term.js';
 import { EtcdLockEvents } from '../events/etcd-lock.events.js';
 import { readHolder, watchHolder } from '../queue/holder-watch.js';
-import { namePrefix } from '../etcd/keys.js';
+import { namePrefix, priorityPrefix } from '../etcd/keys.js';
 import { inspectQueue, type QueueSnapshot } from '../inventory/queue-inspect.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import { assertName, assertOptions, assertSignal } from '../util/validation.js';
@@ -181,16 +181,19 @@ export class LeaderElectionService implements OnApplicationBootstrap {
     if (to !== undefined) assertIdentity(to, 'to');
     const campaign = this.campaigns.get(election);
     if (!campaign) throw new NotLeaderError(election);
-    const drained = () =>
-      withTimeout(
-        Promise.allSettled(this.drains.map((drain) => drain(election))),
-        this.options.shutdownTimeout,
-        () => new Error('drain'),
-      ).catch(() => undefined);
-    const next = await campaign.transfer(to, drained);
+    const next = await campaign.transfer(to);
     // Our key was gone when read: not leading any more (lost meanwhile).
     if (next === null) throw new NotLeaderError(election);
     return next;
+  }
+
+  /** The leader-only work of `election` ended (or `shutdownTimeout` passed): what a transfer waits for. */
+  private drained(election: string): Promise<unknown> {
+    return withTimeout(
+      Promise.allSettled(this.drains.map((drain) => drain(election))),
+      this.options.shutdownTimeout,
+      () => new Error('drain'),
+    ).catch(() => undefined);
   }
 
   /** @internal How the leader-only work of an election is awaited before a transfer (the runner registers it). */
@@ -244,6 +247,10 @@ export class LeaderElectionService implements OnApplicationBootstrap {
         this.options.identity,
         this.logger,
         this.events,
+        () => this.drained(name),
+        this.options.leaderPriority === undefined
+          ? undefined
+          : { priority: this.options.leaderPriority, root: priorityPrefix(this.options.prefix, name) },
       );
       this.campaigns.set(name, campaign);
     }

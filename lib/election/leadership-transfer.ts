@@ -8,6 +8,9 @@ import { queueKeyFilter } from '../queue/holder-watch.js';
 /** How many times a transfer reads the queue again after etcd refused its transaction (the queue changed). */
 const ATTEMPTS = 5;
 
+/** Whom to hand over to: a candidate's identity (its key's value), its key, or undefined for the next in line. */
+export type TransferTarget = string | { readonly key: string } | undefined;
+
 /** Where the queue stands: our key (first), the chosen candidate, and the candidates between us. */
 interface TransferPlan {
   readonly mine: IKeyValue;
@@ -22,13 +25,16 @@ interface TransferPlan {
  * the next in line). Undefined when our key is no longer the first (a transfer in doubt that etcd applied).
  * `fallback`: a chosen candidate that is gone is replaced by the next in line instead of refusing.
  */
-async function plan(ctx: QueueContext, leader: Contender, to: string | undefined, fallback: boolean): Promise<TransferPlan | undefined> {
+async function plan(ctx: QueueContext, leader: Contender, to: TransferTarget, fallback: boolean): Promise<TransferPlan | undefined> {
   const res = await ctx.rpc.range(oldestFirst(Buffer.from(ctx.namePrefix)), `read the candidates of election '${ctx.name}'`);
   const queue = res.kvs.filter(queueKeyFilter('election', ctx.namePrefix));
   const [mine, ...others] = queue;
   if (!mine || mine.key.toString() !== leader.key || BigInt(mine.create_revision) !== leader.createRevision) return undefined;
-  let next = to === undefined ? others[0] : others.find((kv) => kv.value.toString() === to);
-  if (!next && !fallback) throw new UnknownCandidateError(ctx.name, to);
+  let next =
+    to === undefined
+      ? others[0]
+      : others.find((kv) => (typeof to === 'string' ? kv.value.toString() === to : kv.key.toString() === to.key));
+  if (!next && !fallback) throw new UnknownCandidateError(ctx.name, typeof to === 'object' ? to.key : to);
   next ??= others[0];
   return { mine, next, ahead: next ? others.slice(0, others.indexOf(next)) : [] };
 }
@@ -50,7 +56,7 @@ const deleteOps = (keys: readonly IKeyValue[]): IRequestOp[] => keys.map((kv) =>
 export async function transferLeadership(
   ctx: QueueContext,
   leader: Contender,
-  to: string | undefined,
+  to: TransferTarget,
   beforeCommit: () => Promise<void>,
 ): Promise<string | null> {
   let current = await plan(ctx, leader, to, false);

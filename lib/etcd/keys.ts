@@ -22,6 +22,14 @@ export function membersRoot(prefix: string): string {
   return `${prefix}member/`;
 }
 
+/**
+ * A candidate's leader priority in an election: `<prefix>priority/<election>/<lease hex>`, value the number, on the
+ * candidate's lease (the same lease as its election key, so the two are matched by lease).
+ */
+export function priorityPrefix(prefix: string, election: string): string {
+  return `${prefix}priority/${election}/`;
+}
+
 /** The group's assignment record (JSON), under a prefix of its own so that one watch sees only it. */
 export function assignmentKey(prefix: string, group: string): string {
   return `${assignmentsRoot(prefix)}${group}/current`;
@@ -83,7 +91,7 @@ export function prefixRangeEnd(prefix: Buffer): Buffer {
 }
 
 /** Every root under the prefix that the library writes: the start-up access probe and the CLI read this list. */
-export const KEY_ROOTS = ['lock', 'election', 'shard', 'semaphore', 'rwlock', 'member', 'assignment', 'job'] as const;
+export const KEY_ROOTS = ['lock', 'election', 'shard', 'semaphore', 'rwlock', 'member', 'assignment', 'job', 'priority'] as const;
 export type KeyRoot = (typeof KEY_ROOTS)[number];
 
 /** `<prefix><root>/`. */

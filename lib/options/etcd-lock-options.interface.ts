@@ -21,6 +21,13 @@ export interface EtcdLockOptions {
   requestTimeout?: number;
   /** Name of the default election, used by `@LeaderOnly()` without an argument. Default `'leader'`. */
   election?: string;
+  /**
+   * This instance's priority as a leader, in every election it campaigns in (a finite number; a build number or
+   * a version makes a rolling deploy move leadership once). A leader that sees a candidate of a higher priority
+   * hands over to it at a safe point (its term ends, its work drains, then `transfer`); among equals the incumbent
+   * keeps leading. Set it on every replica: a leader without it never yields. Default: none.
+   */
+  leaderPriority?: number;
   /** How long shutdown waits for running leader-only and singleton methods, in ms. Default 10000. */
   shutdownTimeout?: number;
   /**

@@ -17,6 +17,7 @@ export interface ResolvedEtcdLockOptions {
   readonly connectTimeout: number;
   readonly requestTimeout: number;
   readonly election: string;
+  readonly leaderPriority: number | undefined;
   readonly shutdownTimeout: number;
   readonly telemetry: { readonly enabled: boolean; readonly lockNames: boolean };
   readonly clock: Clock;
@@ -32,6 +33,7 @@ const KNOWN = [
   'connectTimeout',
   'requestTimeout',
   'election',
+  'leaderPriority',
   'shutdownTimeout',
   'telemetry',
   'clock',
@@ -64,10 +66,18 @@ export function resolveOptions(raw: unknown): ResolvedEtcdLockOptions {
     connectTimeout: msOption(o, 'connectTimeout', 5000),
     requestTimeout: msOption(o, 'requestTimeout', 5000),
     election: electionOption(o.election),
+    leaderPriority: priorityOption(o.leaderPriority),
     shutdownTimeout: msOption(o, 'shutdownTimeout', 10000, true),
     telemetry: telemetryOption(o.telemetry),
     clock: clockOption(o.clock),
   };
+}
+
+function priorityOption(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v))
+    throw new InvalidOptionsError('leaderPriority', `must be a finite number, got ${describe(v)}`);
+  return v;
 }
 
 function clockOption(v: unknown): Clock {
