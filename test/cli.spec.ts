@@ -233,4 +233,28 @@ describe('The admin CLI (nestjs-etcd-lock) against apps holding locks, elections
       expect(empty.stdout).toContain(line);
     }
   });
+
+  it('transfer hands an election to the named candidate with nobody in between; an unknown one exits 5, leadership kept', async () => {
+    const a = await replica('a');
+    await a.get(LeaderElectionService).campaign('reports');
+    const [b, c] = [await replica('b'), await replica('c')];
+    for (const app of [b, c]) app.get(LeaderElectionService).changes('reports').subscribe();
+    await etcd.waitForKeys(`${PREFIX}election/reports/`, 3);
+    const bLed: boolean[] = [];
+    b.get(LeaderElectionService)
+      .changes('reports')
+      .subscribe((leader) => leader && bLed.push(leader));
+
+    const unknown = await cli(['transfer', 'reports', '--to', 'nobody', '--yes']);
+    expect([unknown.code, unknown.stderr]).toEqual([5, expect.stringContaining("'nobody' is not a candidate")]);
+    expect(a.get(LeaderElectionService).isLeader('reports')).toBe(true);
+
+    const cLeads = firstValueFrom(c.get(LeaderElectionService).changes('reports').pipe(filter(Boolean)));
+    const done = await cli(['transfer', 'reports', '--to', 'c', '--yes']);
+    expect(done.code).toBe(0);
+    expect(done.stdout).toContain("to 'c'");
+    await cLeads;
+    expect(bLed).toEqual([]);
+    expect(await a.get(LeaderElectionService).leader('reports')).toBe('c');
+  });
 });

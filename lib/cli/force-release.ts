@@ -4,6 +4,8 @@ import { nameProblem } from '../util/validation.js';
 import { printable } from '../util/printable.js';
 import { CliError, ExitCode } from './cli-error.js';
 import type { Connection } from './connection.js';
+import { transferLeadership } from '../election/leadership-transfer.js';
+import { UnknownCandidateError } from '../errors.js';
 import { deleteHolderKey, readHolderKey } from '../inventory/holder-key.js';
 
 export interface ForceReleaseRequest {
@@ -46,6 +48,46 @@ export async function forceRelease(conn: Connection, req: ForceReleaseRequest): 
   }
   const after = holder.next !== undefined ? `next in line: '${printable(holder.next)}'` : 'nobody was waiting';
   req.print(`${req.kind === 'lock' ? 'released' : 'resigned'} ${summary}; ${after}`);
+}
+
+/** `transfer <election> [--to <identity>]`: the operator's hand-over (see `transferElection`). */
+export interface TransferRequest {
+  readonly election: string;
+  readonly to: string | undefined;
+  readonly yes: boolean;
+  readonly ask: (question: string) => Promise<string>;
+  readonly print: (line: string) => void;
+}
+
+/**
+ * Hands an election to candidate `to` (or the next in line) with nobody leading in between, as
+ * `LeaderElectionService.transfer` does, but from outside the app: the leader's term ends by its key's deletion
+ * (reason `key-deleted`), so its work is not drained first (see "Why release and resign are dangerous").
+ */
+export async function transferElection(conn: Connection, req: TransferRequest): Promise<void> {
+  const problem = nameProblem(req.election);
+  if (problem) throw new CliError(ExitCode.Usage, `the election name ${problem}`);
+  if (req.to !== undefined && req.to.length === 0) throw new CliError(ExitCode.Usage, '--to names no candidate');
+  const leader = await readHolderKey(conn.rpc, conn.prefix, 'election', req.election);
+  if (!leader) throw new CliError(ExitCode.NotFound, `election '${req.election}' has no leader`);
+  const ctx = { rpc: conn.rpc, name: req.election, namePrefix: namePrefix(conn.prefix, 'election', req.election) };
+  const summary = printable(`election '${req.election}': leader '${leader.value}', term ${leader.token}`);
+  let next: string | null;
+  try {
+    next = await transferLeadership(ctx, { key: leader.key, createRevision: leader.token }, req.to, async () => {
+      if (req.yes) return;
+      const answer = await req.ask(
+        `${summary}\nHand it to ${req.to === undefined ? 'the next candidate' : `'${printable(req.to)}'`}? Its work may still be running. [y/N] `,
+      );
+      if (!/^y(es)?$/i.test(answer.trim())) throw new CliError(ExitCode.NotDone, `not confirmed: election '${req.election}' left as it is`);
+    });
+  } catch (err) {
+    if (err instanceof UnknownCandidateError) throw new CliError(ExitCode.NotFound, err.message);
+    throw err;
+  }
+  if (next === null)
+    throw new CliError(ExitCode.NotDone, `the leader of election '${req.election}' changed before the transfer: nothing done`);
+  req.print(`transferred ${summary} to '${printable(next)}'`);
 }
 
 /** Asks on stderr and reads one line of stdin; no answer (end of input) is a no. */

@@ -2,7 +2,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { CliError, ExitCode, describeFailure } from './cli-error.js';
 import { type Connection, type ConnectionFlags, connect } from './connection.js';
-import { askOnTerminal, forceRelease } from './force-release.js';
+import { askOnTerminal, forceRelease, transferElection } from './force-release.js';
 import { readInventory } from '../inventory/inventory.js';
 import { inventoryJson, renderInventory } from './render.js';
 import { printable, printableJson } from '../util/printable.js';
@@ -85,6 +85,17 @@ export function program(): Command {
         );
       });
   }
+  cli
+    .command('transfer <election>')
+    .description('Hand an election to a candidate (or the next in line) with nobody leading in between')
+    .option('--to <identity>', 'the candidate to lead next (default: the next in line)')
+    .option('-y, --yes', 'do not ask for confirmation')
+    .addHelpText('after', DANGER)
+    .action(async (election: string, opts: { to?: string; yes?: boolean }, cmd: Command) => {
+      await withConnection(cmd, (conn) =>
+        transferElection(conn, { election, to: opts.to, yes: opts.yes === true, ask: askOnTerminal, print: (line) => console.log(line) }),
+      );
+    });
   addJobCommands(cli, withConnection);
   addDashboardCommand(cli, withConnection);
   return cli;

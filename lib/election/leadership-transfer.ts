@@ -1,12 +1,20 @@
 import type { IKeyValue, IRequestOp } from 'etcd3';
 import { EtcdUnavailableError, UnknownCandidateError } from '../errors.js';
 import { createdAt, oldestFirst } from '../etcd/requests.js';
-import type { Contender } from '../queue/contender.js';
 import type { QueueContext } from '../queue/queue-context.js';
 import { queueKeyFilter } from '../queue/holder-watch.js';
 
 /** How many times a transfer reads the queue again after etcd refused its transaction (the queue changed). */
 const ATTEMPTS = 5;
+
+/** The election: where its keys are and how to reach etcd. */
+export type TransferContext = Pick<QueueContext, 'rpc' | 'name' | 'namePrefix'>;
+
+/** The leader's key as it was when it led: the transfer goes on only while it is still the first. */
+export interface TransferLeader {
+  readonly key: string;
+  readonly createRevision: bigint;
+}
 
 /** Whom to hand over to: a candidate's identity (its key's value), its key, or undefined for the next in line. */
 export type TransferTarget = string | { readonly key: string } | undefined;
@@ -25,7 +33,12 @@ interface TransferPlan {
  * the next in line). Undefined when our key is no longer the first (a transfer in doubt that etcd applied).
  * `fallback`: a chosen candidate that is gone is replaced by the next in line instead of refusing.
  */
-async function plan(ctx: QueueContext, leader: Contender, to: TransferTarget, fallback: boolean): Promise<TransferPlan | undefined> {
+async function plan(
+  ctx: TransferContext,
+  leader: TransferLeader,
+  to: TransferTarget,
+  fallback: boolean,
+): Promise<TransferPlan | undefined> {
   const res = await ctx.rpc.range(oldestFirst(Buffer.from(ctx.namePrefix)), `read the candidates of election '${ctx.name}'`);
   const queue = res.kvs.filter(queueKeyFilter('election', ctx.namePrefix));
   const [mine, ...others] = queue;
@@ -54,8 +67,8 @@ const deleteOps = (keys: readonly IKeyValue[]): IRequestOp[] => keys.map((kv) =>
  * or null when our key was not the first any more.
  */
 export async function transferLeadership(
-  ctx: QueueContext,
-  leader: Contender,
+  ctx: TransferContext,
+  leader: TransferLeader,
   to: TransferTarget,
   beforeCommit: () => Promise<void>,
 ): Promise<string | null> {
