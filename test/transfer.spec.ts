@@ -68,7 +68,13 @@ describe('LeaderElectionService.transfer', () => {
     const before = await a.get(LeaderElectionService).inspect();
     const keyOf = (identity: string) => [...before.holders, ...before.waiters].find((e) => e.value === identity)?.key as string;
     const cLeads = leads(c);
+    const aEnded = firstValueFrom(
+      a
+        .get(EtcdLockEvents)
+        .events$.pipe(filter((e): e is LeadershipChangedEvent => e.type === EtcdLockEventName.LeadershipChanged && !e.leader)),
+    );
     expect(await a.get(LeaderElectionService).transfer(undefined, 'c')).toBe('c');
+    expect((await aEnded).reason).toBe('transferred');
     const elected = await cLeads;
     // The old term ended as `transferred`, and its work had ended before the next began.
     const [first, second] = holds;

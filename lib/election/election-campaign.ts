@@ -2,7 +2,7 @@ import type { Logger } from '@nestjs/common';
 import { BehaviorSubject, distinctUntilChanged, filter, map, type Observable } from 'rxjs';
 import { Contender } from '../queue/contender.js';
 import type { QueueContext } from '../queue/queue-context.js';
-import { type LeadershipLossReason, NotLeaderError } from '../errors.js';
+import { type LeadershipLossReason, type LeadershipLostError, NotLeaderError } from '../errors.js';
 import { LeaderPreference } from './leader-preference.js';
 import { type TransferTarget, transferLeadership } from './leadership-transfer.js';
 import { EtcdLockEventName, type EtcdLockEvents } from '../events/etcd-lock.events.js';
@@ -228,7 +228,14 @@ export class ElectionCampaign {
     const token = (term ?? ended)?.fencingToken;
     this.logger.log(`${leader ? 'Leadership gained' : 'Leadership ended'} in election '${this.name}' (${this.identity}, term ${token})`);
     this.current.next(term);
-    this.events.emit({ type: EtcdLockEventName.LeadershipChanged, election: this.name, leader, fencingToken: token });
+    const reason = leader ? undefined : (ended?.signal.reason as LeadershipLostError | undefined)?.reason;
+    this.events.emit({
+      type: EtcdLockEventName.LeadershipChanged,
+      election: this.name,
+      leader,
+      fencingToken: token,
+      ...(reason ? { reason } : {}),
+    });
   }
 
   /** The live session, or the next one granted; undefined if the campaign stops first. */

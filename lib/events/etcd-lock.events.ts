@@ -1,3 +1,4 @@
+import type { LeadershipLossReason } from '../errors.js';
 import { type Channel, channel } from 'node:diagnostics_channel';
 import { Injectable, Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
@@ -65,6 +66,8 @@ export interface LeadershipChangedEvent {
   readonly leader: boolean;
   /** The fencing token of the term that began (or, when `leader` is false, ended). */
   readonly fencingToken: bigint | undefined;
+  /** When `leader` is false: how the term ended (`transferred` by `transfer` or to a preferred leader, …). */
+  readonly reason?: LeadershipLossReason;
 }
 
 /**

@@ -32,6 +32,7 @@ interface Instruments {
   readonly held: UpDownCounter;
   readonly lost: Counter;
   readonly terms: Counter;
+  readonly termsEnded: Counter;
   readonly sessionLost: Counter;
   readonly sessionRenewed: Counter;
   readonly request: Histogram;
@@ -91,6 +92,10 @@ export class Telemetry implements OnApplicationShutdown {
       held: meter.createUpDownCounter('etcd_lock.lock.held', { unit: '{lock}', description: 'Locks held by this instance' }),
       lost: meter.createCounter('etcd_lock.lock.lost', { unit: '{lock}', description: 'Held locks lost before their release' }),
       terms: meter.createCounter('etcd_lock.leadership.terms', { unit: '{term}', description: 'Leadership terms started here' }),
+      termsEnded: meter.createCounter('etcd_lock.leadership.terms.ended', {
+        unit: '{term}',
+        description: 'Leadership terms ended here, by reason (transferred, resigned, key-deleted, session-lost)',
+      }),
       sessionLost: meter.createCounter('etcd_lock.session.lost', { unit: '{session}', description: 'Sessions lost without our asking' }),
       sessionRenewed: meter.createCounter('etcd_lock.session.renewed', { unit: '{session}', description: 'Sessions granted after a loss' }),
       request: seconds('etcd_lock.etcd.request.duration', 'Latency of each etcd request the library sends'),
@@ -212,6 +217,9 @@ export class Telemetry implements OnApplicationShutdown {
       case EtcdLockEventName.LeadershipChanged:
         this.leaders.set(event.election, event.leader ? 1 : 0);
         if (event.leader) instruments.terms.add(1, { 'etcd_lock.election': event.election });
+        else if (event.reason !== undefined && event.reason !== 'shutdown') {
+          instruments.termsEnded.add(1, { 'etcd_lock.election': event.election, 'etcd_lock.reason': event.reason });
+        }
         break;
       case EtcdLockEventName.SessionLost:
         instruments.sessionLost.add(1, { 'etcd_lock.reason': event.reason });
