@@ -378,6 +378,31 @@ describe('EtcdLockTestingModule', () => {
     }
   });
 
+  it('runs transfer, maxHoldMs, acquireAll and inspect in memory, as against etcd', async () => {
+    const clock = new ManualClock();
+    const etcd = new InMemoryEtcd({ clock });
+    const a = await start({ etcd, identity: 'a', election: 'moved' });
+    await a.get(LeaderElectionService).campaign();
+    const b = await start({ etcd, identity: 'b', election: 'moved' });
+    const c = await start({ etcd, identity: 'c', election: 'moved' });
+    await until(() => etcd.entries('election/moved/').length === 3);
+    expect(await a.get(LeaderElectionService).transfer(undefined, 'c')).toBe('c');
+    await until(() => c.get(LeaderElectionService).isLeader());
+    expect(b.get(LeaderElectionService).isLeader()).toBe(false);
+
+    const held = await a.get(LockService).acquire('bounded', { maxHoldMs: 1000 });
+    const next = b.get(LockService).acquire('bounded');
+    await clock.advance(1000);
+    expect((held.signal.reason as LockLostError).reason).toBe('max-hold');
+    const taken = await next;
+    expect((await c.get(LockService).inspect('bounded')).holders.map((h) => h.value)).toEqual(['b']);
+    await taken.release();
+
+    const both = await a.get(LockService).acquireAll(['y', 'x']);
+    expect(both.locks.map((l) => l.name)).toEqual(['x', 'y']);
+    await both.release();
+  });
+
   it('runs on a ManualClock: an hour keeps the session; timeouts, minHoldMs and lease expiry move only with it', async () => {
     const clock = new ManualClock();
     const app = await start({ ttl: 5, clock });
