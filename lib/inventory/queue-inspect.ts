@@ -14,6 +14,7 @@ export interface QueueEntry {
   readonly fencingToken: bigint;
   /** The lease (session) the key lives on, in hex. */
   readonly leaseId: string;
+  /** The key itself. */
   readonly key: string;
   /** For read/write locks: what the key holds or waits for. */
   readonly mode?: 'read' | 'write';
@@ -21,8 +22,11 @@ export interface QueueEntry {
 
 /** Who holds a name and who waits for it, read at one etcd revision. */
 export interface QueueSnapshot {
+  /** The name inspected. */
   readonly name: string;
+  /** Who holds it (the leader; the permits held; the readers or the writer), oldest first. */
   readonly holders: readonly QueueEntry[];
+  /** Who waits, in the order they will be served. */
   readonly waiters: readonly QueueEntry[];
   /** The etcd revision it was read at. */
   readonly revision: bigint;

@@ -12,6 +12,7 @@ export interface MultiLock {
   readonly signal: AbortSignal;
   /** Releases every lock (in reverse order); resolves once all are released. */
   release(): Promise<void>;
+  /** `await using locks = await service.acquireAll(…)` releases them at the end of the block. */
   [Symbol.asyncDispose](): Promise<void>;
 }
 
