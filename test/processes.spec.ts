@@ -22,4 +22,26 @@ describe('mutual exclusion across OS processes', () => {
     expect(new Set(writes.map((w) => w.identity)).size).toBe(3);
     await etcd.client.delete().key('counter');
   });
+
+  it('2 processes take overlapping sets of locks in opposite orders, 1,000 rounds each: no deadlock, never held together', async () => {
+    const sets = [
+      ['x', 'y', 'z'],
+      ['z', 'y', 'w'],
+    ];
+    const workers = sets.map(
+      (names, i) => new NodeProcess('test/workers/multi-lock-worker.mjs', [etcd.endpoint, `m${i}`, names.join(','), '1000']),
+    );
+    await Promise.all(workers.map((w) => w.line((l) => l === 'ready')));
+    for (const w of workers) w.send('go');
+    expect(await Promise.all(workers.map((w) => w.exited))).toEqual([0, 0]);
+    const rounds = workers.map((w) => w.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { start: number; end: number }));
+    expect(rounds.map((r) => r.length)).toEqual([1000, 1000]);
+    // The sets share y and z: no round of one overlaps a round of the other.
+    const [first, second] = rounds;
+    let j = 0;
+    for (const r of first) {
+      while (j < second.length && second[j].end <= r.start) j++;
+      for (let k = j; k < second.length && second[k].start < r.end; k++) expect([r, second[k]]).toBe('never overlapping');
+    }
+  });
 });

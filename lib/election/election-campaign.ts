@@ -1,5 +1,6 @@
 import type { Logger } from '@nestjs/common';
 import { BehaviorSubject, distinctUntilChanged, filter, map, type Observable } from 'rxjs';
+import { createdAt } from '../etcd/requests.js';
 import { Contender } from '../queue/contender.js';
 import type { QueueContext } from '../queue/queue-context.js';
 import { type LeadershipLossReason, type LeadershipLostError, NotLeaderError } from '../errors.js';
@@ -30,6 +31,8 @@ export class ElectionCampaign {
   /** Which start the loop running now serves: a loop of an earlier one ends at its next turn. */
   private generation = 0;
   private running: Promise<void> | undefined;
+  /** Our priority key and the election key it stands beside, once written. */
+  private announced: { readonly priorityKey: Buffer; readonly electionKey: Buffer } | undefined;
   private stopWaiting: AbortController | undefined;
   /** The term in progress while this instance leads, else undefined. */
   private readonly current = new BehaviorSubject<LeadershipTerm | undefined>(undefined);
@@ -116,6 +119,7 @@ export class ElectionCampaign {
     this.stopWaiting?.abort();
     await this.contender?.leave();
     await running;
+    if (!this.active) await this.withdrawPriority();
   }
 
   /**
@@ -183,29 +187,48 @@ export class ElectionCampaign {
     }
   }
 
-  /** With a `leaderPriority`: writes it beside our election key, on the same lease (the leader matches them). */
+  /**
+   * With a `leaderPriority`: writes it beside our election key, on the same lease (the leader matches them by
+   * lease), only while that key is ours: a write applied late, after the key left, writes nothing.
+   */
   private async announcePriority(contender: Contender): Promise<void> {
     if (!this.preference) return;
     const lease = contender.key.slice(contender.key.lastIndexOf('/') + 1);
+    const key = Buffer.from(`${this.preference.root}${lease}`);
+    this.announced = { priorityKey: key, electionKey: Buffer.from(contender.key) };
     try {
       await this.ctx.rpc.txn(
         {
-          compare: [],
-          success: [
-            {
-              request_put: {
-                key: Buffer.from(`${this.preference.root}${lease}`),
-                value: Buffer.from(String(this.preference.priority)),
-                lease: BigInt(`0x${lease}`).toString(),
-              },
-            },
-          ],
+          compare: [createdAt(Buffer.from(contender.key), contender.createRevision)],
+          success: [{ request_put: { key, value: Buffer.from(String(this.preference.priority)), lease: BigInt(`0x${lease}`).toString() } }],
         },
         `write the leader priority in election '${this.name}'`,
       );
     } catch (err) {
       // Campaigning goes on without it: a leader just does not know to prefer us.
       this.failure.report(() => `Could not write the leader priority in election '${this.name}': ${messageOf(err)}`);
+    }
+  }
+
+  /**
+   * Deletes our priority once we no longer campaign, only while no election key of ours exists (a delete applied
+   * late cannot take the priority of a later campaign). If it fails, the key goes with the session's lease.
+   */
+  private async withdrawPriority(): Promise<void> {
+    const announced = this.announced;
+    if (!announced) return;
+    this.announced = undefined;
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      try {
+        await this.ctx.rpc.txn(
+          { compare: [createdAt(announced.electionKey, 0n)], success: [{ request_delete_range: { key: announced.priorityKey } }] },
+          `delete the leader priority in election '${this.name}'`,
+        );
+        return;
+      } catch {
+        // Repeating it is safe (guarded as above); after three tries the lease takes the key.
+        await sleep(this.retry.next()).catch(() => undefined);
+      }
     }
   }
 

@@ -127,6 +127,23 @@ describe('mutual-exclusion checker (Jepsen-style), with requests in doubt', () =
     expect(new Set(result.ops.filter((o) => o.ok).map((o) => o.token)).size).toBeGreaterThan(1);
   }, 150_000);
 
+  it('preferred leaders (each worker a random leaderPriority, so leaders hand over as workers come and go) under the same nemesis: no fenced violation', async () => {
+    const result = await underNemesis({
+      worker: 'test/workers/leader-checker-worker.mjs',
+      env: { LEADER_PRIORITY: 'random' },
+      holders: 'election/jepsen-leader/',
+      counters: ['checker/leader-fenced', 'checker/leader-unfenced'],
+      alsoStranded: ['priority/jepsen-leader/'],
+      liveness: async (app) => {
+        const elections = app.get(LeaderElectionService);
+        await elections.campaign('jepsen-leader', { signal: AbortSignal.timeout(LIVENESS_MS) });
+        await elections.resign('jepsen-leader');
+      },
+    });
+    expectSafeAndLive(result, 20);
+    expect(new Set(result.ops.filter((o) => o.ok).map((o) => o.token)).size).toBeGreaterThan(1);
+  }, 150_000);
+
   it('sharded work written through each shard’s fencedTxn() under the same nemesis: no fenced violation on any shard', async () => {
     const result = await underNemesis({
       worker: 'test/workers/shard-checker-worker.mjs',

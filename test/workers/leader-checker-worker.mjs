@@ -1,6 +1,8 @@
 // The checker's leader workload: while this instance leads election 'jepsen-leader', its `@OnLeadership` work
 // loops read-modify-writes of a counter, written once through the term's fencedTxn() and once unfenced, until its
 // term ends or it is told to quiesce or stop (commands.mjs). argv: <hosts> <identity>. One JSON line per operation.
+// LEADER_PRIORITY=random: each worker campaigns with a leaderPriority of 0-3, so leaders hand over to the workers
+// that outrank them as the nemesis kills and restarts them (transfers under faults).
 import 'reflect-metadata';
 import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -10,6 +12,7 @@ import { onCommands } from './commands.mjs';
 import { counterSection } from './counter-section.mjs';
 
 const [hosts, identity] = process.argv.slice(2);
+const priority = process.env.LEADER_PRIORITY === 'random' ? { leaderPriority: Math.floor(Math.random() * 4) } : {};
 let stopping = false;
 const client = new Etcd3({ hosts: hosts.split(',') });
 
@@ -35,7 +38,7 @@ Injectable()(Counter);
 
 class WorkerModule {}
 Module({
-  imports: [EtcdLockModule.forRoot({ hosts: hosts.split(','), identity, ttl: 2, requestTimeout: 1000 })],
+  imports: [EtcdLockModule.forRoot({ hosts: hosts.split(','), identity, ttl: 2, requestTimeout: 1000, ...priority })],
   providers: [Counter],
 })(WorkerModule);
 const app = await NestFactory.createApplicationContext(WorkerModule, { logger: false });
