@@ -11,7 +11,8 @@ const TTL = 2;
 
 interface Line {
   identity: string;
-  event: 'ready' | 'leader' | 'run-start' | 'run-end' | 'hold-start' | 'hold-end' | 'write';
+  event: 'ready' | 'leader' | 'run-start' | 'run-end' | 'hold-start' | 'hold-end' | 'write' | 'transferred';
+  to?: string;
   token?: string;
   at: number;
   reason?: string;
@@ -131,6 +132,25 @@ describe('leadership terms across processes', () => {
     expect(BigInt(first.hold.token as string)).toBeLessThan(BigInt(hold.token as string));
     expect(await etcd.client.get('leader-worker/stale').string()).toBeNull();
     await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('transfer to the third process: the second never leads, the work ends before the chosen one’s begins, tokens grow', async () => {
+    const a = new Replica('a');
+    const first = await a.leading();
+    const [b, c] = await standbys('b', 'c');
+    const [fromA, fromB] = [a.mark, b.mark];
+    const next = nextHolder([b, c]);
+    a.process.send('transfer c');
+    const [done, ended, { replica, hold }] = await Promise.all([a.next('transferred', fromA), a.next('hold-end', fromA), next]);
+    expect(done.to).toBe('c');
+    expect(replica.identity).toBe('c');
+    expect(ended.reason).toBe('transferred');
+    // The leader-only work ended (drained) before the next term's work began.
+    expect(ended.at).toBeLessThan(hold.at);
+    expect(BigInt(hold.token as string)).toBeGreaterThan(BigInt(first.hold.token as string));
+    // By the time c holds, b has not held (and could not have: its key went while a's still led).
+    expect(b.process.lines.slice(fromB).some((l) => l.includes('"hold-start"'))).toBe(false);
+    await Promise.all([a, b, c].map((r) => r.stop()));
   });
 
   it('@OnLeadership work moves to another instance right after a clean stop, and within TTL + 1 s of a SIGKILL, held by one at a time', async () => {

@@ -5,7 +5,8 @@
 //   {event:'run-start'|'run-end', token, at, reason?}   the @LeaderOnly job
 //   {event:'hold-start'|'hold-end', token, at, reason?} the @OnLeadership work
 //   {event:'write', ok, error?, token}       after "write" on stdin: a fenced write with the last term seen
-// "stop" on stdin closes the app (a clean stop).
+// "transfer <identity>" on stdin hands the leadership to that candidate: {event:'transferred', to, at} (or
+// {event:'transferred', error}). "stop" on stdin closes the app (a clean stop).
 import 'reflect-metadata';
 import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -75,6 +76,15 @@ process.stdin.on('data', async (data) => {
       print({ event: 'write', ok: true, token: lastTerm.fencingToken.toString() });
     } catch (err) {
       print({ event: 'write', ok: false, error: err.name, token: lastTerm?.fencingToken.toString() });
+    }
+  }
+  const transfer = /transfer (\S+)/.exec(text);
+  if (transfer) {
+    try {
+      const to = await app.get(LeaderElectionService).transfer(undefined, transfer[1]);
+      print({ event: 'transferred', to, at: now() });
+    } catch (err) {
+      print({ event: 'transferred', error: err.name, at: now() });
     }
   }
   if (text.includes('stop')) {
