@@ -1,5 +1,6 @@
 import { AsyncResource } from 'node:async_hooks';
-import type { INestApplicationContext } from '@nestjs/common';
+import 'reflect-metadata';
+import { Injectable, type INestApplicationContext } from '@nestjs/common';
 import { filter, firstValueFrom } from 'rxjs';
 import {
   EtcdLockEventName,
@@ -13,6 +14,7 @@ import {
   LockTimeoutError,
   ReadWriteLockService,
   SemaphoreService,
+  Singleton,
 } from '../lib/index.js';
 import { ManualClock } from '../lib/testing/index.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
@@ -88,6 +90,42 @@ describe('maxHoldMs: one bound for every kind of hold', () => {
     await expect(app.get(LockService).acquire('x', { maxHoldMs: bad as number })).rejects.toThrow(InvalidArgumentError);
     await expect(app.get(LockService).tryAcquire('x', { maxHoldMs: bad as number })).rejects.toThrow(/options\.maxHoldMs/);
     await expect(app.get(SemaphoreService).acquire('x', { limit: 2, maxHoldMs: bad as number })).rejects.toThrow(/options\.maxHoldMs/);
+  });
+});
+
+/** A `@Singleton` method bounded by `maxHoldMs`: it waits for the test to let it finish. */
+@Injectable()
+class BoundedJob {
+  static finish: () => void = () => undefined;
+  static entered: (lock: Lock) => void = () => undefined;
+  constructor(readonly locks: LockService) {}
+
+  @Singleton('bounded-job', { maxHoldMs: 2000 })
+  async run(): Promise<string> {
+    const lock = LockService.current() as Lock;
+    // Inside the method, the same lock again, reentrantly: at once, the same token.
+    const again = await this.locks.acquire('bounded-job', { reentrant: true });
+    expect(again.fencingToken).toBe(lock.fencingToken);
+    await again.release();
+    BoundedJob.entered(lock);
+    await new Promise<void>((resolve) => (BoundedJob.finish = resolve));
+    return 'done';
+  }
+}
+
+describe('@Singleton with maxHoldMs (ShedLock’s lockAtMostFor)', () => {
+  it('the call’s lock signal aborts at the bound; the lock is released when the call settles; reentrant inside it', async () => {
+    const clock = new ManualClock(Date.now());
+    const app = await etcd.app({ identity: 'a', clock }, [], [BoundedJob]);
+    const entered = new Promise<Lock>((resolve) => (BoundedJob.entered = resolve));
+    const call = app.get(BoundedJob).run();
+    const lock = await entered;
+    await clock.advance(2000);
+    expect((lock.signal.reason as LockLostError).reason).toBe('max-hold');
+    expect((await app.get(LockService).inspect('bounded-job')).holders).toHaveLength(1);
+    BoundedJob.finish();
+    expect(await call).toBe('done');
+    expect((await app.get(LockService).inspect('bounded-job')).holders).toEqual([]);
   });
 });
 

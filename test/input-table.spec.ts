@@ -111,6 +111,8 @@ const probes: Record<string, Probe[]> = {
     [(app) => app.get(SemaphoreService).tryAcquire('x', { limit: 1, maxHoldMs: 1.5 }), 'options.maxHoldMs'],
     [(app) => app.get(ReadWriteLockService).acquireRead('x', { maxHoldMs: -1 }), 'options.maxHoldMs'],
     [(app) => app.get(LockService).acquireAll(['x', 'y'], { maxHoldMs: Number.NaN }), 'options.maxHoldMs'],
+    [() => Singleton('x', { maxHoldMs: 0 }), 'options.maxHoldMs'],
+    [() => MaxConcurrent('x', 2, { maxHoldMs: D }), 'options.maxHoldMs'],
   ],
   'options.reentrant': [
     [(app) => app.get(LockService).acquire('x', { reentrant: 'yes' as never }), 'options.reentrant'],

@@ -5,7 +5,7 @@ import type { SingletonOptions } from './singleton-options.interface.js';
 import { LeaderElectionService } from '../election/leader-election.service.js';
 import { leadershipContext } from '../election/leadership-term.js';
 import type { HoldKind } from '../events/etcd-lock.events.js';
-import { holdContext } from '../locks/hold-context.js';
+import { runInHold } from '../locks/hold-path.js';
 import { LockService } from '../locks/lock.service.js';
 import { EtcdSessionService } from '../session/session.service.js';
 import { shardContext } from '../sharding/shard-set.js';
@@ -93,8 +93,8 @@ export class GuardedRunner {
     return this.runHeld(key, options, label, fn, {
       span: 'etcd_lock singleton',
       kind: 'lock',
-      acquire: (timeout) => this.locks.acquire(key, timeout === undefined ? undefined : { timeout }),
-      tryAcquire: () => this.locks.tryAcquire(key),
+      acquire: (timeout) => this.locks.acquire(key, { timeout, maxHoldMs: options.maxHoldMs }),
+      tryAcquire: () => this.locks.tryAcquire(key, { maxHoldMs: options.maxHoldMs }),
     });
   }
 
@@ -118,8 +118,8 @@ export class GuardedRunner {
     return this.runHeld(key, options, label, fn, {
       span: 'etcd_lock max_concurrent',
       kind: 'semaphore',
-      acquire: (timeout) => this.semaphores.acquire(key, timeout === undefined ? { limit } : { limit, timeout }),
-      tryAcquire: () => this.semaphores.tryAcquire(key, { limit }),
+      acquire: (timeout) => this.semaphores.acquire(key, { limit, timeout, maxHoldMs: options.maxHoldMs }),
+      tryAcquire: () => this.semaphores.tryAcquire(key, { limit, maxHoldMs: options.maxHoldMs }),
     });
   }
 
@@ -150,7 +150,7 @@ export class GuardedRunner {
     const takenAt = this.runs.clock.monotonic();
     const run = (async () => {
       try {
-        const inContext = () => holdContext(source.kind).run(held, fn);
+        const inContext = () => runInHold(source.kind, held, fn);
         if (!this.telemetry.enabled) return await inContext();
         const attributes = { 'etcd_lock.lock.name': key, 'etcd_lock.fencing_token': held.fencingToken.toString(), 'code.function': label };
         return await this.telemetry.run(source.span, attributes, (span) => traced(span, inContext));

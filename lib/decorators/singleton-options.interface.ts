@@ -12,6 +12,11 @@ export interface SingletonOptions {
    * exactly once across replicas (the others find the lock still held and skip).
    */
   minHoldMs?: number;
+  /**
+   * Bound the hold (ShedLock's `lockAtMostFor`): after this many ms the call's lock signal aborts with reason
+   * `max-hold`, and the lock is released once the call settles. Default: no bound.
+   */
+  maxHoldMs?: number;
 }
 
 /** The key of a `@Singleton` lock: a name, or a function of the method's arguments returning one. */

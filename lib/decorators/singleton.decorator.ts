@@ -1,3 +1,4 @@
+import { assertMaxHold } from '../locks/hold-path.js';
 import { SINGLETON_METADATA } from '../options/etcd-lock.constants.js';
 import { InvalidArgumentError } from '../errors.js';
 import type { SingletonKey, SingletonOptions } from './singleton-options.interface.js';
@@ -27,9 +28,10 @@ export function Singleton(key: SingletonKey, options: SingletonOptions = {}): Me
 /** @internal The checks `@Singleton` and `@MaxConcurrent` make of their key and options, at decoration time. */
 export function assertHeldOptions(key: SingletonKey, options: SingletonOptions): void {
   if (typeof key !== 'function') assertName(key, 'key');
-  assertOptions(options, 'options', ['wait', 'timeout', 'onBusy', 'minHoldMs']);
+  assertOptions(options, 'options', ['wait', 'timeout', 'onBusy', 'minHoldMs', 'maxHoldMs']);
   if (options.timeout !== undefined) assertDuration(options.timeout, 'options.timeout');
   if (options.minHoldMs !== undefined) assertDuration(options.minHoldMs, 'options.minHoldMs');
+  assertMaxHold(options.maxHoldMs);
   if (options.wait !== undefined && typeof options.wait !== 'boolean') {
     throw new InvalidArgumentError('options.wait', 'must be a boolean');
   }

@@ -28,6 +28,32 @@ export interface WaitOptions {
 /** The longest `maxHoldMs`: a timer's limit (about 24.8 days). */
 export const MAX_HOLD_LIMIT_MS = 2 ** 31 - 1;
 
+/** `maxHoldMs`: undefined, or a whole number of milliseconds from 1 to `MAX_HOLD_LIMIT_MS`. */
+export function assertMaxHold(maxHoldMs: unknown): void {
+  if (maxHoldMs === undefined) return;
+  if (typeof maxHoldMs !== 'number' || !Number.isInteger(maxHoldMs) || maxHoldMs < 1 || maxHoldMs > MAX_HOLD_LIMIT_MS) {
+    throw new InvalidArgumentError(
+      'options.maxHoldMs',
+      `must be a whole number of milliseconds from 1 to ${MAX_HOLD_LIMIT_MS}, got ${String(maxHoldMs)}`,
+    );
+  }
+}
+
+/** Runs `fn` with `lock` as `kind`'s `current()` hold, and known by name to reentrant acquires inside it. */
+function inHoldContext<T>(kind: HoldKind, lock: Lock, fn: () => T): T {
+  const held = new Map(heldInContext(kind).getStore()).set(lock.name, lock);
+  return holdContext(kind).run(lock, () => heldInContext(kind).run(held, fn));
+}
+
+/**
+ * Runs the work of a hold (a `with*` callback, a `@Singleton` or `@MaxConcurrent` call) in its context, so that at
+ * `maxHoldMs` the signal aborts and the release waits for the work to settle.
+ */
+export function runInHold<T>(kind: HoldKind, lock: Lock, fn: () => T | Promise<T>): Promise<T> {
+  const work = () => inHoldContext(kind, lock, async () => fn());
+  return lock instanceof HeldLock ? lock.whileWorking(work) : work();
+}
+
 /** A contender of one hold, and what to call when it is let go (a slot in an in-process queue, if any). */
 export interface Joined {
   readonly contender: Contender;
@@ -188,9 +214,7 @@ export class HoldPath {
     assertFunction(fn, 'fn');
     const lock = await acquire();
     try {
-      const work = () => this.run(lock, async () => fn(lock));
-      // At `maxHoldMs` the signal aborts, and the release below waits for the callback to settle.
-      return await (lock instanceof HeldLock ? lock.whileWorking(work) : work());
+      return await runInHold(this.kind, lock, () => fn(lock));
     } finally {
       await lock.release();
     }
@@ -198,9 +222,7 @@ export class HoldPath {
 
   /** Runs `fn` with `lock` as this kind's `current()` hold (a `with*` callback, a guarded method). */
   run<T>(lock: Lock, fn: () => T): T {
-    const outer = heldInContext(this.kind).getStore();
-    const held = new Map(outer).set(lock.name, lock);
-    return holdContext(this.kind).run(lock, () => heldInContext(this.kind).run(held, fn));
+    return inHoldContext(this.kind, lock, fn);
   }
 
   /** The hold of this kind whose `with*` callback or guarded method is running now, if any. */
