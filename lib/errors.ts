@@ -59,7 +59,7 @@ export class LockLostError extends EtcdLockError {
 }
 
 /** How a leadership term ended. */
-export type LeadershipLossReason = 'session-lost' | 'key-deleted' | 'resigned' | 'shutdown' | 'transferred';
+export type LeadershipLossReason = 'session-lost' | 'key-deleted' | 'resigned' | 'shutdown' | 'transferred' | 'max-hold';
 
 const termEndText: Record<LeadershipLossReason, string> = {
   'session-lost': 'the etcd session (lease) of this instance was lost (its local deadline passed, or the lease was revoked or expired)',
@@ -67,6 +67,7 @@ const termEndText: Record<LeadershipLossReason, string> = {
   resigned: 'this instance resigned',
   shutdown: 'this instance is shutting down',
   transferred: 'this instance handed the leadership to another (transfer)',
+  'max-hold': 'the term lasted its maxTermMs',
 };
 
 /** The reason a `Leadership`'s `signal` aborts with: the term ended, and another instance may lead from now on. */

@@ -24,7 +24,10 @@ import { useEtcd } from './harness/fixtures.js';
 /** Max hold time, reentrancy, several locks at once and queue introspection, on real etcd. */
 const etcd = useEtcd();
 
-/** Two instances; the first on a manual clock (its `maxHoldMs` timers move only when the test says). */
+/**
+ * Two instances; the first on a manual clock (its `maxHoldMs` timers move only when the test says). Bounds stay
+ * below the session's keepalive interval (TTL/3): the clock moves the keepalives too, and etcd answers in real time.
+ */
 async function pair(): Promise<{ clock: ManualClock; a: INestApplicationContext; b: INestApplicationContext }> {
   const clock = new ManualClock(Date.now());
   const [a, b] = await Promise.all([etcd.app({ identity: 'a', clock }), etcd.app({ identity: 'b' })]);
@@ -71,13 +74,13 @@ describe('maxHoldMs: one bound for every kind of hold', () => {
           inside(lock);
           return new Promise<void>((resolve) => (finish = resolve));
         },
-        { maxHoldMs: 5000 },
+        { maxHoldMs: 1000 },
       );
     });
     const lock = await entered;
     const next = b.get(LockService).acquire('job');
     await etcd.waitForKeys('lock/job/', 2);
-    await clock.advance(5000);
+    await clock.advance(1000);
     expect((lock.signal.reason as LockLostError).reason).toBe('max-hold');
     // The work goes on: the key stays until it settles.
     expect((await a.get(LockService).inspect('job')).holders.map((h) => h.value)).toEqual(['a']);
@@ -100,7 +103,7 @@ class BoundedJob {
   static entered: (lock: Lock) => void = () => undefined;
   constructor(readonly locks: LockService) {}
 
-  @Singleton('bounded-job', { maxHoldMs: 2000 })
+  @Singleton('bounded-job', { maxHoldMs: 1000 })
   async run(): Promise<string> {
     const lock = LockService.current() as Lock;
     // Inside the method, the same lock again, reentrantly: at once, the same token.
@@ -120,7 +123,7 @@ describe('@Singleton with maxHoldMs (ShedLock’s lockAtMostFor)', () => {
     const entered = new Promise<Lock>((resolve) => (BoundedJob.entered = resolve));
     const call = app.get(BoundedJob).run();
     const lock = await entered;
-    await clock.advance(2000);
+    await clock.advance(1000);
     expect((lock.signal.reason as LockLostError).reason).toBe('max-hold');
     expect((await app.get(LockService).inspect('bounded-job')).holders).toHaveLength(1);
     BoundedJob.finish();

@@ -61,6 +61,7 @@ const probes: Record<string, Probe[]> = {
   ],
   clock: [option({ clock: Date }), option({ clock: { now: () => 0 } })],
   leaderPriority: [option({ leaderPriority: Number.NaN }), option({ leaderPriority: '1' })],
+  maxTermMs: [option({ maxTermMs: 0 }), option({ maxTermMs: D })],
   'any other option': [option({ tll: 10 })],
   name: [
     [(app) => app.get(LockService).acquire(''), 'name'],

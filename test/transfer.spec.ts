@@ -13,6 +13,7 @@ import {
   OnLeadership,
   UnknownCandidateError,
 } from '../lib/index.js';
+import { ManualClock } from '../lib/testing/index.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
 import { useEtcd } from './harness/fixtures.js';
 
@@ -150,5 +151,32 @@ describe('LeaderElectionService.transfer', () => {
     await a.get(LeaderElectionService).campaign();
     await expect(a.get(LeaderElectionService).transfer()).rejects.toThrow(UnknownCandidateError);
     expect(a.get(LeaderElectionService).isLeader()).toBe(true);
+  });
+});
+
+describe('maxTermMs: a bound on every term', () => {
+  // The bound stays below the session's keepalive interval (TTL/3): the manual clock moves the keepalives too, and
+  // real etcd answers them in real time.
+  it('when it passes, the term ends (max-hold) after its work drains, and the next candidate leads; alone, a new term of its own', async () => {
+    const clock = new ManualClock(Date.now());
+    const a = await etcd.app({ identity: 'a', clock, maxTermMs: 1000 }, [], [LeaderWork]);
+    await a.get(LeaderElectionService).campaign();
+    const first = a.get(LeaderElectionService).term() as Leadership;
+    // Alone: its key goes, and it leads again, in a new term.
+    const again = leads(a);
+    await clock.advance(1000);
+    expect((first.signal.reason as LeadershipLostError).reason).toBe('max-hold');
+    expect((await again).fencingToken).toBeGreaterThan(first.fencingToken);
+
+    const b = await replica('b');
+    await etcd.waitForKeys('election/leader/', 2);
+    const second = a.get(LeaderElectionService).term() as Leadership;
+    const bLeads = leads(b);
+    await clock.advance(1000);
+    expect((second.signal.reason as LeadershipLostError).reason).toBe('max-hold');
+    expect((await bLeads).fencingToken).toBeGreaterThan(second.fencingToken);
+    const ended = holds.find((h) => h.token === second.fencingToken);
+    expect(ended?.reason).toBe('max-hold');
+    expect(ended?.to).toBeLessThanOrEqual(holds.find((h) => h.identity === 'b')?.from as number);
   });
 });

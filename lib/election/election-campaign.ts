@@ -1,5 +1,6 @@
 import type { Logger } from '@nestjs/common';
 import { BehaviorSubject, distinctUntilChanged, filter, map, type Observable } from 'rxjs';
+import type { Clock, ClockTimer } from '../clock/clock.js';
 import { createdAt } from '../etcd/requests.js';
 import { Contender } from '../queue/contender.js';
 import type { QueueContext } from '../queue/queue-context.js';
@@ -48,7 +49,10 @@ export class ElectionCampaign {
     /** Resolves once the leader-only work of this election has ended (bounded): before a transfer. */
     private readonly drained: () => Promise<unknown>,
     /** This instance's `leaderPriority` and where the election's priorities live, if it has one. */
-    private readonly preference?: { readonly priority: number; readonly root: string },
+    private readonly preference: { readonly priority: number; readonly root: string } | undefined,
+    /** The `maxTermMs` bound of every term, if any, and the clock it runs on. */
+    private readonly maxTermMs: number | undefined,
+    private readonly clock: Clock,
   ) {
     this.failure = new LogOnce((message) => this.logger.warn(message));
   }
@@ -128,14 +132,20 @@ export class ElectionCampaign {
    * this instance then campaigns again behind. `NotLeaderError` unless leading; `UnknownCandidateError` (and the
    * term goes on) when there is no such candidate.
    */
-  async transfer(to: TransferTarget): Promise<string | null> {
+  async transfer(to: TransferTarget, reason: 'transferred' | 'max-hold' = 'transferred'): Promise<string | null> {
     const term = this.term;
     const contender = this.contender;
     if (!term || !contender) throw new NotLeaderError(this.name);
-    return transferLeadership(this.ctx, contender, to, async () => {
-      term.end('transferred');
-      await this.drained();
-    });
+    return transferLeadership(
+      this.ctx,
+      contender,
+      to,
+      async () => {
+        term.end(reason);
+        await this.drained();
+      },
+      reason === 'max-hold',
+    );
   }
 
   /** Completes the leadership stream; call once the campaign is stopped for good. */
@@ -152,6 +162,7 @@ export class ElectionCampaign {
       this.contender = contender;
       let term: LeadershipTerm | undefined;
       let preference: LeaderPreference | undefined;
+      let bound: ClockTimer | undefined;
       // The term ends in the same tick as the loss is known: at the local deadline, before etcd can elect another.
       const lost = new Promise<void>((resolve) =>
         contender.onLoss((err) => {
@@ -173,11 +184,13 @@ export class ElectionCampaign {
         onAbort(started.signal, () => this.setTerm(undefined, started));
         this.setTerm(started);
         preference = this.preferring();
+        bound = this.bounded(started);
         // A term ended by endTerm() keeps its key until stop(): the work it guarded ends before another can lead.
         await Promise.race([lost, whenAborted(this.stopWaiting.signal)]);
       } catch (err) {
         if (current() && !contender.lostError) await this.backOff(err);
       } finally {
+        bound?.cancel();
         await preference?.stop();
         term?.end('resigned'); // no-op unless it ended some other way already
         this.setTerm(undefined, term);
@@ -230,6 +243,21 @@ export class ElectionCampaign {
         await sleep(this.retry.next()).catch(() => undefined);
       }
     }
+  }
+
+  /** With `maxTermMs`: when it passes, the term ends (`max-hold`) and the next candidate leads (or a new term of ours). */
+  private bounded(term: LeadershipTerm): ClockTimer | undefined {
+    if (this.maxTermMs === undefined) return undefined;
+    return this.clock.setTimer(
+      () => {
+        if (this.term !== term) return;
+        void this.transfer(undefined, 'max-hold').catch((err: unknown) =>
+          this.failure.report(() => `Ending the term in election '${this.name}' at maxTermMs failed: ${messageOf(err)}`),
+        );
+      },
+      this.maxTermMs,
+      { unref: true },
+    );
   }
 
   /** While leading with a `leaderPriority`: hand over to a candidate that outranks us. */

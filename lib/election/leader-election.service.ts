@@ -251,6 +251,8 @@ export class LeaderElectionService implements OnApplicationBootstrap {
         this.options.leaderPriority === undefined
           ? undefined
           : { priority: this.options.leaderPriority, root: priorityPrefix(this.options.prefix, name) },
+        this.options.maxTermMs,
+        this.options.clock,
       );
       this.campaigns.set(name, campaign);
     }

@@ -71,8 +71,10 @@ export async function transferLeadership(
   leader: TransferLeader,
   to: TransferTarget,
   beforeCommit: () => Promise<void>,
+  /** With nobody else campaigning, delete our key anyway (a term bounded by `maxTermMs`): resolves with null. */
+  evenAlone = false,
 ): Promise<string | null> {
-  let current = await plan(ctx, leader, to, false);
+  let current = await plan(ctx, leader, to, evenAlone);
   if (!current) return null;
   await beforeCommit();
   for (let attempt = 1; ; attempt++) {

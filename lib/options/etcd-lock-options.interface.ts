@@ -28,6 +28,12 @@ export interface EtcdLockOptions {
    * keeps leading. Set it on every replica: a leader without it never yields. Default: none.
    */
   leaderPriority?: number;
+  /**
+   * Bound every leadership term of this instance, in ms: when it passes, the term's signal aborts with reason
+   * `max-hold`, its leader-only work drains, and the leadership goes to the next candidate (by `transfer`), or, with
+   * nobody else, to a new term of this instance. Default: none.
+   */
+  maxTermMs?: number;
   /** How long shutdown waits for running leader-only and singleton methods, in ms. Default 10000. */
   shutdownTimeout?: number;
   /**

@@ -18,6 +18,7 @@ export interface ResolvedEtcdLockOptions {
   readonly requestTimeout: number;
   readonly election: string;
   readonly leaderPriority: number | undefined;
+  readonly maxTermMs: number | undefined;
   readonly shutdownTimeout: number;
   readonly telemetry: { readonly enabled: boolean; readonly lockNames: boolean };
   readonly clock: Clock;
@@ -34,6 +35,7 @@ const KNOWN = [
   'requestTimeout',
   'election',
   'leaderPriority',
+  'maxTermMs',
   'shutdownTimeout',
   'telemetry',
   'clock',
@@ -67,6 +69,7 @@ export function resolveOptions(raw: unknown): ResolvedEtcdLockOptions {
     requestTimeout: msOption(o, 'requestTimeout', 5000),
     election: electionOption(o.election),
     leaderPriority: priorityOption(o.leaderPriority),
+    maxTermMs: o.maxTermMs === undefined ? undefined : msOption(o, 'maxTermMs', 0),
     shutdownTimeout: msOption(o, 'shutdownTimeout', 10000, true),
     telemetry: telemetryOption(o.telemetry),
     clock: clockOption(o.clock),
