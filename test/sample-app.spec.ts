@@ -3,38 +3,12 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from './harness/etcd.js';
 import { useEtcd } from './harness/fixtures.js';
-import { NodeProcess, ROOT } from './harness/processes.js';
+import { ROOT } from './harness/processes.js';
+import { SampleReplica } from './harness/sample-replica.js';
 
 const etcd = useEtcd();
 
-class SampleReplica {
-  readonly process: NodeProcess;
-  constructor(
-    readonly identity: string,
-    readonly port: number,
-  ) {
-    this.process = new NodeProcess('sample-app/dist/main.js', [], {
-      ETCD_HOSTS: etcd.endpoint,
-      PORT: String(port),
-      IDENTITY: identity,
-      // Longer than the test's timeout: a leader that stops hands over by resigning, never by its lease expiring.
-      LOCK_TTL: '60',
-      NO_COLOR: '1',
-    });
-  }
-  url(path: string) {
-    return `http://127.0.0.1:${this.port}${path}`;
-  }
-  async get<T>(path: string): Promise<T> {
-    return (await (await fetch(this.url(path))).json()) as T;
-  }
-  ready() {
-    return this.process.line((l) => l.includes('listening on'));
-  }
-  leads(from = 0) {
-    return this.process.line((l) => l.includes('Leadership gained'), from).then(() => this);
-  }
-}
+const replicaOf = (identity: string, port: number) => new SampleReplica(etcd.endpoint, identity, port);
 
 /**
  * The sample app reads its watch into a cache that an HTTP call reads: ask until it shows `expected`, bounded
@@ -73,7 +47,7 @@ describe('sample-app as three processes', () => {
   it('serves its endpoints, has exactly one leader, fails over, and never loses or creates money', async () => {
     const accounts = ['a', 'b', 'c'];
     for (const id of accounts) await etcd.client.put(`sample/accounts/${id}`).value('1000');
-    const replicas = await Promise.all(['r1', 'r2', 'r3'].map(async (id) => new SampleReplica(id, await freePort())));
+    const replicas = await Promise.all(['r1', 'r2', 'r3'].map(async (id) => replicaOf(id, await freePort())));
     const firstLeader = Promise.race(replicas.map((r) => r.leads()));
     await Promise.all(replicas.map((r) => r.ready()));
     const leader = await firstLeader;

@@ -132,20 +132,14 @@ export class ElectionCampaign {
    * this instance then campaigns again behind. `NotLeaderError` unless leading; `UnknownCandidateError` (and the
    * term goes on) when there is no such candidate.
    */
-  async transfer(to: TransferTarget, reason: 'transferred' | 'max-hold' = 'transferred'): Promise<string | null> {
+  async transfer(to: TransferTarget): Promise<string | null> {
     const term = this.term;
     const contender = this.contender;
     if (!term || !contender) throw new NotLeaderError(this.name);
-    return transferLeadership(
-      this.ctx,
-      contender,
-      to,
-      async () => {
-        term.end(reason);
-        await this.drained();
-      },
-      reason === 'max-hold',
-    );
+    return transferLeadership(this.ctx, contender, to, async () => {
+      term.end('transferred');
+      await this.drained();
+    });
   }
 
   /** Completes the leadership stream; call once the campaign is stopped for good. */
@@ -184,7 +178,7 @@ export class ElectionCampaign {
         onAbort(started.signal, () => this.setTerm(undefined, started));
         this.setTerm(started);
         preference = this.preferring();
-        bound = this.bounded(started);
+        bound = this.bounded(started, contender);
         // A term ended by endTerm() keeps its key until stop(): the work it guarded ends before another can lead.
         await Promise.race([lost, whenAborted(this.stopWaiting.signal)]);
       } catch (err) {
@@ -245,15 +239,29 @@ export class ElectionCampaign {
     }
   }
 
-  /** With `maxTermMs`: when it passes, the term ends (`max-hold`) and the next candidate leads (or a new term of ours). */
-  private bounded(term: LeadershipTerm): ClockTimer | undefined {
+  /**
+   * With `maxTermMs`: when it passes, the term ends at once (`max-hold`), then, once its work drained, the next
+   * candidate is handed the leadership (or, alone, our key goes and a new term of ours begins). A hand-over that
+   * fails is tried again until it is done or our key is gone: an ended term must not keep the key.
+   */
+  private bounded(term: LeadershipTerm, contender: Contender): ClockTimer | undefined {
     if (this.maxTermMs === undefined) return undefined;
     return this.clock.setTimer(
       () => {
         if (this.term !== term) return;
-        void this.transfer(undefined, 'max-hold').catch((err: unknown) =>
-          this.failure.report(() => `Ending the term in election '${this.name}' at maxTermMs failed: ${messageOf(err)}`),
-        );
+        term.end('max-hold');
+        void (async () => {
+          for (;;) {
+            try {
+              await transferLeadership(this.ctx, contender, undefined, () => this.drained().then(() => undefined), true);
+              return;
+            } catch (err) {
+              if (!contender.isOwner) return;
+              this.failure.report(() => `Ending the term in election '${this.name}' at maxTermMs failed, retrying: ${messageOf(err)}`);
+              await sleep(this.retry.next()).catch(() => undefined);
+            }
+          }
+        })();
       },
       this.maxTermMs,
       { unref: true },

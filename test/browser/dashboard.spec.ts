@@ -11,7 +11,8 @@ import { whenAborted } from '../../lib/util/wait-signal.js';
 import { launchChromium } from '../harness/browser.js';
 import { freePort } from '../harness/etcd.js';
 import { useEtcd } from '../harness/fixtures.js';
-import { NodeProcess, ROOT } from '../harness/processes.js';
+import { ROOT } from '../harness/processes.js';
+import { SampleReplica } from '../harness/sample-replica.js';
 
 /** Screenshots for docs/dashboard.md, taken by these tests. */
 const SHOTS = join(ROOT, 'docs', 'images');
@@ -43,33 +44,9 @@ afterAll(async () => {
   await browser?.close();
 });
 
-class SampleReplica {
-  readonly process: NodeProcess;
-  constructor(
-    readonly identity: string,
-    port: number,
-  ) {
-    this.process = new NodeProcess('sample-app/dist/main.js', [], {
-      ETCD_HOSTS: etcd.endpoint,
-      PORT: String(port),
-      IDENTITY: identity,
-      // A stopped replica hands over by resigning, never by its lease expiring.
-      LOCK_TTL: '60',
-      NO_COLOR: '1',
-    });
-    replicas.push(this);
-  }
-  ready() {
-    return this.process.line((l) => l.includes('listening on'));
-  }
-  async stop(): Promise<void> {
-    this.process.kill('SIGTERM');
-    await this.process.exited;
-  }
-}
-
 async function startReplicas(ids: string[]): Promise<SampleReplica[]> {
-  const started = await Promise.all(ids.map(async (id) => new SampleReplica(id, await freePort())));
+  const started = await Promise.all(ids.map(async (id) => new SampleReplica(etcd.endpoint, id, await freePort())));
+  replicas.push(...started);
   await Promise.all(started.map((r) => r.ready()));
   return started;
 }
