@@ -17,7 +17,7 @@ import { startApp } from './app.js';
 import type { BenchContext, CaseResult } from './case.js';
 import { decoratorOverhead } from './cases/decorators.js';
 import { fanOut } from './cases/fan-out.js';
-import { gracefulLeaderHandover } from './cases/elections.js';
+import { gracefulLeaderHandover, leadershipTransfer } from './cases/elections.js';
 import { localContention, tenThousand, tryAcquireHeld, uncontended } from './cases/locks.js';
 import { crashFailover, fairness, handover } from './cases/processes.js';
 import { sharding } from './cases/sharding.js';
@@ -75,6 +75,7 @@ const cases: Array<[string, () => Promise<CaseResult>]> = [
   ['handover', () => handover(ctx)],
   ['fairness', () => fairness(ctx)],
   ['graceful-leader', async () => gracefulLeaderHandover(ctx, [appA, await second()])],
+  ['transfer', () => leadershipTransfer(ctx)],
   ['crash-failover', async () => crashFailover(ctx, await second(), CRASH_TTL)],
   ['decorators', () => decoratorOverhead(ctx)],
   ['held-10k', () => tenThousand(ctx)],

@@ -87,3 +87,46 @@ async function closeToElected(ctx: BenchContext, runs: number): Promise<number[]
   }
   return samples;
 }
+
+/**
+ * `transfer` to a chosen candidate (three instances: the leader hands to the third, skipping the second) against
+ * `resign` (to the next in line), call to the new leader's term, and what each asks of etcd.
+ */
+export async function leadershipTransfer(ctx: BenchContext): Promise<CaseResult> {
+  const rounds = scaled(ctx, 100, 10);
+  const name = 'bench-transfer';
+  const apps = [];
+  for (const identity of ['t-a', 't-b', 't-c']) apps.push(await startApp(ctx.endpoints, { identity }));
+  const services = apps.map((a) => a.get(LeaderElectionService));
+  try {
+    await services[0].campaign(name);
+    for (const s of services.slice(1)) void s.campaign(name);
+    await candidates(ctx, `election/${name}/`, 3);
+    const byIdentity = new Map(services.map((s, i) => [['t-a', 't-b', 't-c'][i], s]));
+    const samples: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      await candidates(ctx, `election/${name}/`, 3);
+      const leaderId = (await services[0].inspect(name)).holders[0].value;
+      const last = (await services[0].inspect(name)).waiters.at(-1)?.value as string;
+      const chosen = byIdentity.get(last) as LeaderElectionService;
+      const elected = firstValueFrom(chosen.changes(name).pipe(filter(Boolean)));
+      const t0 = performance.now();
+      await (byIdentity.get(leaderId) as LeaderElectionService).transfer(name, last);
+      await elected;
+      samples.push(performance.now() - t0);
+    }
+    const s = summarize(samples);
+    return {
+      id: 'transfer',
+      title: 'leadership transfer to the last candidate (skipping the one between)',
+      target: 'reported (a read, two guarded transactions and a re-read; resign is one delete)',
+      met: null,
+      result: `p50 ${fmt(s.median)} (p99 ${fmt(s.p99)}) over ${rounds} transfers`,
+      metrics: { transfer: s },
+      latencies: { 'transfer → chosen elected': samples },
+    };
+  } finally {
+    await Promise.all(services.map((s) => s.resign(name)));
+    await Promise.all(apps.map((a) => a.close()));
+  }
+}
