@@ -11,7 +11,7 @@ const TTL = 2;
 
 interface Line {
   identity: string;
-  event: 'ready' | 'leader' | 'run-start' | 'run-end' | 'hold-start' | 'hold-end' | 'write' | 'transferred';
+  event: 'ready' | 'leader' | 'run-start' | 'run-end' | 'hold-start' | 'hold-end' | 'write' | 'transferred' | 'session-lost';
   to?: string;
   token?: string;
   at: number;
@@ -170,12 +170,18 @@ describe('leadership terms across processes', () => {
     expect(second.hold.at - stopEnd.at).toBeLessThan(TTL * 1000);
     // Crash: the lease expires after its TTL, then the last one takes over.
     const last = second.replica === b ? c : b;
+    const lastMark = last.mark;
     const afterKill = nextHolder([last]);
     const killedAt = performance.timeOrigin + performance.now();
     second.replica.process.kill('SIGKILL');
     const third = await afterKill;
-    console.log(`SIGKILL: work moved in ${(third.hold.at - killedAt).toFixed(0)} ms (TTL ${TTL} s)`);
-    expect(third.hold.at - killedAt).toBeLessThan((TTL + 1) * 1000);
+    // The bound holds for a successor that kept its session: one starved of CPU past its deadline loses it
+    // (correctly), and its old key may hold the election until etcd lets that lease go. Reported, not asserted.
+    const starved = last.process.lines.slice(lastMark).some((l) => l.includes('"session-lost"'));
+    console.log(
+      `SIGKILL: work moved in ${(third.hold.at - killedAt).toFixed(0)} ms (TTL ${TTL} s)${starved ? ', the successor lost its session meanwhile' : ''}`,
+    );
+    if (!starved) expect(third.hold.at - killedAt).toBeLessThan((TTL + 1) * 1000);
     const tokens = [first.hold, second.hold, third.hold].map((h) => BigInt(h.token as string));
     expect(tokens[1]).toBeGreaterThan(tokens[0]);
     expect(tokens[2]).toBeGreaterThan(tokens[1]);

@@ -5,7 +5,7 @@ import { NodeProcess } from './processes.js';
 /** A JSON line printed by `test/workers/cron-worker.mjs`. Times are real-clock milliseconds. */
 export interface CronLine {
   identity: string;
-  event: 'ready' | 'leader' | 'run';
+  event: 'ready' | 'leader' | 'run' | 'session-lost';
   leader?: boolean;
   at?: number;
   start?: number;
@@ -41,6 +41,11 @@ export interface LeaderFailover {
   electionMs: number;
   /** Whether etcd's raft leader changed meanwhile: etcd 3.4 then renews every lease to its full TTL. */
   raftLeaderChanged: boolean;
+  /**
+   * Whether a survivor lost its own session meanwhile (a CPU-starved process misses its keepalives): its old key,
+   * possibly first in line, then blocks the election until etcd lets that lease go.
+   */
+  survivorLostSession: boolean;
   /** Which replicas ran in each second. */
   runnersPerSecond: number[];
 }
@@ -89,10 +94,12 @@ export async function killLeaderReplica(endpoints: string | readonly string[], t
       const second = Math.floor((run.start as number) / 1000);
       bySecond.set(second, (bySecond.get(second) ?? new Set()).add(run.identity));
     }
+    const lostAt = others.flatMap(parseLines).filter((l) => l.event === 'session-lost' && (l.at as number) >= killedAt - ttl * 1000);
     return {
       expiryMs: deletedAt - killedAt,
       electionMs: electedAt - deletedAt,
       raftLeaderChanged: termAfter !== termBefore,
+      survivorLostSession: lostAt.some((l) => (l.at as number) <= electedAt),
       runnersPerSecond: [...bySecond.values()].map((s) => s.size),
     };
   } finally {
@@ -102,18 +109,20 @@ export async function killLeaderReplica(endpoints: string | readonly string[], t
 }
 
 /**
- * Scenario 10 with its expected outcome: no second has two runners; a survivor leads within 1 s of etcd deleting
- * the dead leader's key, and etcd deletes it within TTL + 1 s of the kill, unless etcd's raft leader changed
- * meanwhile (a new raft leader renews every lease to its full TTL in etcd 3.4: the expiry is etcd's, reported).
+ * Scenario 10 with its expected outcome: no second has two runners, ever. The timing is promised for survivors that
+ * keep their sessions: a survivor leads within 1 s of etcd deleting the dead leader's key, and etcd deletes it
+ * within TTL + 1 s of the kill unless its raft leader changed meanwhile (a new raft leader renews every lease to its
+ * full TTL in etcd 3.4). A survivor starved of CPU past its own deadline loses its session, correctly: its old key
+ * may be first in line and hold the election until etcd lets it go. That is reported, not asserted.
  */
 export async function expectLeaderReplicaFailover(endpoints: string | readonly string[], ttl: number): Promise<void> {
-  const { expiryMs, electionMs, raftLeaderChanged, runnersPerSecond } = await killLeaderReplica(endpoints, ttl);
+  const { expiryMs, electionMs, raftLeaderChanged, survivorLostSession, runnersPerSecond } = await killLeaderReplica(endpoints, ttl);
   console.log(
-    `leader replica killed: its key deleted by etcd after ${expiryMs.toFixed(0)} ms (TTL ${ttl} s${raftLeaderChanged ? ', raft leader changed meanwhile' : ''}), a survivor led ${electionMs.toFixed(0)} ms later`,
+    `leader replica killed: its key deleted by etcd after ${expiryMs.toFixed(0)} ms (TTL ${ttl} s${raftLeaderChanged ? ', raft leader changed meanwhile' : ''}), a survivor led ${electionMs.toFixed(0)} ms later${survivorLostSession ? ' (a survivor lost its session meanwhile)' : ''}`,
   );
   // Our watch and the survivor hear the deletion from etcd apart: the survivor may be a few ms ahead of ours.
-  expect(electionMs).toBeLessThan(1000);
-  if (!raftLeaderChanged) expect(expiryMs).toBeLessThan((ttl + 1) * 1000);
+  if (!survivorLostSession) expect(electionMs).toBeLessThan(1000);
+  if (!raftLeaderChanged && !survivorLostSession) expect(expiryMs).toBeLessThan((ttl + 1) * 1000);
   expect(runnersPerSecond.length).toBeGreaterThan(1);
   for (const runners of runnersPerSecond) expect(runners).toBe(1);
 }

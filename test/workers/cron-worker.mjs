@@ -1,6 +1,7 @@
 // A replica with a per-second cron job, as an OS process whose clock can be skewed.
 // argv: <endpoints, comma-separated> <identity> <clockOffsetMs> <mode: leader|singleton> <ttl> [minHoldMs]
-// Prints JSON lines: {event:'leader', leader} on each leadership change, {event:'run', start, end, token} per run
+// Prints JSON lines: {event:'leader', leader} on each leadership change, {event:'run', start, end, token} per run,
+// {event:'session-lost', at} when its session is lost
 // (times from performance.timeOrigin, i.e. the real clock, not the skewed one). "stop" on stdin closes the app.
 const [endpoint, identity, offset, mode, ttl, minHoldMs] = process.argv.slice(2);
 
@@ -22,7 +23,9 @@ await import('reflect-metadata');
 const { Injectable, Module } = await import('@nestjs/common');
 const { NestFactory } = await import('@nestjs/core');
 const { Cron, ScheduleModule } = await import('@nestjs/schedule');
-const { EtcdLockModule, LeaderElectionService, LeaderOnly, LockService, Singleton } = await import('../../dist/index.js');
+const { EtcdLockEventName, EtcdLockEvents, EtcdLockModule, LeaderElectionService, LeaderOnly, LockService, Singleton } = await import(
+  '../../dist/index.js'
+);
 
 const now = () => performance.timeOrigin + performance.now();
 const print = (line) => process.stdout.write(`${JSON.stringify({ identity, ...line })}\n`);
@@ -55,6 +58,11 @@ app
   .get(LeaderElectionService)
   .changes()
   .subscribe((leader) => print({ event: 'leader', leader, at: now() }));
+// A session lost by its local deadline (a CPU-starved process misses its keepalives): told, so that a test can
+// tell a slow failover caused by it from one of ours.
+app
+  .get(EtcdLockEvents)
+  .events$.subscribe((e) => e.type === EtcdLockEventName.SessionLost && print({ event: 'session-lost', at: now(), reason: e.reason }));
 print({ event: 'ready' });
 process.stdin.on('data', async (data) => {
   if (data.toString().includes('stop')) {

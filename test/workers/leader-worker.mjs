@@ -5,6 +5,7 @@
 //   {event:'run-start'|'run-end', token, at, reason?}   the @LeaderOnly job
 //   {event:'hold-start'|'hold-end', token, at, reason?} the @OnLeadership work
 //   {event:'write', ok, error?, token}       after "write" on stdin: a fenced write with the last term seen
+//   {event:'session-lost', at, reason}       this instance's session was lost
 // "transfer <identity>" on stdin hands the leadership to that candidate: {event:'transferred', to, at} (or
 // {event:'transferred', error}). "stop" on stdin closes the app (a clean stop).
 import 'reflect-metadata';
@@ -60,13 +61,12 @@ Module({
 })(WorkerModule);
 
 const app = await NestFactory.createApplicationContext(WorkerModule, { logger: false });
-app
-  .get(EtcdLockEvents)
-  .events$.subscribe(
-    (e) =>
-      e.type === EtcdLockEventName.LeadershipChanged &&
-      print({ event: 'leader', leader: e.leader, token: e.fencingToken?.toString(), at: now() }),
-  );
+app.get(EtcdLockEvents).events$.subscribe((e) => {
+  if (e.type === EtcdLockEventName.LeadershipChanged)
+    print({ event: 'leader', leader: e.leader, token: e.fencingToken?.toString(), at: now() });
+  // Lost by its local deadline (a CPU-starved process misses keepalives): a test tells such a slow hand-over apart.
+  if (e.type === EtcdLockEventName.SessionLost) print({ event: 'session-lost', at: now(), reason: e.reason });
+});
 print({ event: 'ready' });
 process.stdin.on('data', async (data) => {
   const text = data.toString();
