@@ -43,7 +43,11 @@ describe('set-up without etcd', () => {
     expect(output).toMatch(/\| failed +\| 0 +\|/);
     expect(output).toContain('no money lost or created');
     // The scheduled heartbeat: every fire time of the run, once, across the graceful stop and the crash.
-    expect(output).toMatch(/\nHeartbeat: (\d+) fire times from [\d:]+ to [\d:]+; \1 ran once, 0 lost, 0 ran twice/);
+    const summary = output.match(/\nHeartbeat: (\d+) fire times from [\d:]+ to [\d:]+; \1 ran once, 0 lost, 0 ran twice/);
+    expect(summary).not.toBeNull();
+    // ...and each of them shown, in order, by who ran it and how: nothing lost (·) or doubled (!).
+    const timeline = output.match(/\n {2}[\d:]+ ([123rcm]+) [\d:]+\n/);
+    expect(timeline?.[1]).toHaveLength(Number(summary?.[1]));
     // Tenant shards: all 16 owned, spread over the live replicas, at start and after each stop.
     expect(output).toMatch(/tenant shards at start: replica-\d \d+, replica-\d \d+, replica-\d \d+/);
     expect(output).toMatch(/tenant shards after the graceful stop: replica-\d 8, replica-\d 8/);

@@ -89,6 +89,14 @@ class Reports {
     return hold?.signal.aborted ? 'cancelled' : 'refreshed';
   }
 
+  // A fire time that comes while a run goes on waits for it; one waits, later ones are skipped.
+  @ScheduledJob('digest', { overlap: 'buffer-one' })
+  @Interval(1000)
+  async digest() {
+    await record(this.sessions);
+    return 'digested';
+  }
+
   // The other decorator order, no retries, and overlapping runs allowed.
   @Interval(1000)
   @ScheduledJob('sweep', { overlap: 'allow' })
@@ -257,6 +265,7 @@ describe('@ScheduledJob', () => {
     expect(await Promise.all([a, b].map((app) => app.get(Reports).report()))).toEqual([undefined, undefined]);
     const listed = JSON.parse((await cli('list', '--json')).stdout) as Array<{ name: string; paused: boolean; schedule: string }>;
     expect(listed).toEqual([
+      expect.objectContaining({ name: 'digest', paused: false }),
       expect.objectContaining({ name: 'refresh', paused: false }),
       expect.objectContaining({ name: 'report', paused: true, schedule: 'every 1000 ms' }),
       expect.objectContaining({ name: 'sweep', paused: false }),
@@ -298,6 +307,35 @@ describe('@ScheduledJob', () => {
       [1000, 'b', 'ok'],
       [0, 'a', 'cancelled'],
     ]);
+  });
+
+  it('runs one fire time that came during a run after it (overlap: buffer-one), and skips the ones after that', async () => {
+    const clock = new ManualClock(T0 + 100);
+    const [a, b] = [await replica('a', clock), await replica('b', clock)];
+    gate = closedGate();
+    const inside = whenEntered();
+    const first = a.get(Reports).digest();
+    await inside;
+    await clock.advance(1000);
+    expect(await b.get(Reports).digest()).toBeUndefined(); // kept for after the run going on
+    await clock.advance(1000);
+    expect(await a.get(Reports).digest()).toBeUndefined(); // one is kept already: skipped
+    const buffered = firstValueFrom(
+      merge(...[a, b].map((app) => app.get(EtcdLockEvents).events$)).pipe(
+        filter((e): e is JobRunEvent => e.type === EtcdLockEventName.JobRunEnded && e.run.fireTime.getTime() === T0 + 1000),
+      ),
+    );
+    gate.open();
+    expect(await first).toBe('digested');
+    expect((await buffered).run).toMatchObject({ kind: 'scheduled', outcome: 'ok', attempt: 1 });
+    expect(runs.map((r) => r.fireTime - T0)).toEqual([0, 1000]);
+    const history = await b.get(ScheduledJobsService).history('digest');
+    expect(history.map((r) => [r.fireTime.getTime() - T0, r.outcome])).toEqual([
+      [2000, 'skipped'],
+      [1000, 'ok'],
+      [0, 'ok'],
+    ]);
+    expect(await etcd.client.get('job/digest/buffered').exists()).toBe(false);
   });
 
   it('rejects an unknown job, a job without a schedule, and bad options with typed errors', async () => {

@@ -66,6 +66,8 @@ export const jobKeys = {
   root: (prefix: string) => `${prefix}job/`,
   triggers: (prefix: string, job: string) => `${prefix}job/${job}/trigger/`,
   trigger: (prefix: string, job: string, at: number) => `${prefix}job/${job}/trigger/${fireSegment(at)}`,
+  /** The one fire time waiting for the run going on (overlap `buffer-one`); its value is the fire time. */
+  buffered: (prefix: string, job: string) => `${prefix}job/${job}/buffered`,
 } as const;
 
 /** A fire time as a key segment: epoch milliseconds, zero-padded to 16 digits. */

@@ -34,6 +34,9 @@ export class JobKeys {
   trigger(at: number): Buffer {
     return Buffer.from(jobKeys.trigger(this.prefix, this.job, at));
   }
+  get buffered(): Buffer {
+    return Buffer.from(jobKeys.buffered(this.prefix, this.job));
+  }
   /**
    * The time a key under `root` names (`run/<fire time>`, `hold/<fire time>/<lease>`, `floor/<fire time>`,
    * `trigger/<at>`): its first segment after the root.
@@ -153,6 +156,28 @@ export function resumeRequest(keys: JobKeys, fireTime: number): ITxnRequest {
 /** Pauses a job: the claims of its fire times fail while this key exists. */
 export function pauseRequest(keys: JobKeys, by: string, at: number): ITxnRequest {
   return { compare: [], success: [{ request_put: { key: keys.paused, value: Buffer.from(JSON.stringify({ by, at })) } }] };
+}
+
+/**
+ * Overlap `buffer-one`: keeps `fireTime` to run when the run going on ends, unless a fire time is already kept
+ * (the policy keeps one; the later ones are skipped). Not bound to a lease: any replica of the job claims it.
+ */
+export function bufferRequest(keys: JobKeys, fireTime: number): ITxnRequest {
+  return {
+    compare: [createdAt(keys.buffered, 0n)],
+    success: [{ request_put: { key: keys.buffered, value: Buffer.from(String(fireTime)) } }],
+  };
+}
+
+/**
+ * Drops a kept fire time whose claim was refused for good: it was run or recorded (`done`), or the job is paused.
+ * Only the copy that was read (`createRevision`), and only while the reason holds.
+ */
+export function dropBufferedRequest(keys: JobKeys, fireTime: number, createRevision: bigint, why: 'done' | 'paused'): ITxnRequest {
+  return {
+    compare: [createdAt(keys.buffered, createRevision), exists(why === 'paused' ? keys.paused : keys.run(fireTime))],
+    success: [{ request_delete_range: { key: keys.buffered } }],
+  };
 }
 
 /** Asks for a manual run at `at`: the first replica of the job to see it claims it. */

@@ -23,7 +23,9 @@ import {
   type StoredRecord,
 } from './job-record.js';
 import {
+  bufferRequest,
   claimGuard,
+  dropBufferedRequest,
   finishOps,
   JobKeys,
   newestRecords,
@@ -81,13 +83,36 @@ export class JobRuntime {
     this.watch = new JobWatch(deps.rpc, this.keys, {
       abandoned: (record) => void this.recover(record),
       triggered: (kv) => this.onTrigger(kv),
+      buffered: (kv) => this.onBuffered(kv),
     });
   }
 
   /** A tick: claims the fire time at or before now and runs `fn` if this replica claimed it. */
   tick<T>(fn: () => T | Promise<T>): Promise<T | undefined> {
     const fireTime = this.decl.fireTimes.atOrBefore(this.deps.clock.now());
-    return this.track(this.attempt(fireTime, 'scheduled', { absent: true }, [], fn)).then((claim) => (claim.ran ? claim.value : undefined));
+    return this.track(this.attempt(fireTime, 'scheduled', { absent: true }, [], fn)).then(async (claim) => {
+      if (claim.ran) return claim.value;
+      if (claim.why === 'overlap') await this.overlapped(fireTime);
+      return undefined;
+    });
+  }
+
+  /**
+   * A tick refused because a run goes on: by the overlap policy, the fire time is kept to run after it
+   * (`buffer-one`, if no other is kept) or recorded as skipped. Never rejects: the tick's caller is a timer.
+   */
+  private async overlapped(fireTime: number): Promise<void> {
+    const { rpc } = this.deps;
+    try {
+      if (this.decl.options.overlap === 'buffer-one') {
+        const kept = await rpc.txn(bufferRequest(this.keys, fireTime), `keep a fire time of '${this.decl.name}'`);
+        if (kept.succeeded) return;
+      }
+      const skipped: StoredRecord = { fireTime, attempts: [{ kind: 'scheduled', outcome: 'skipped', start: this.deps.clock.now() }] };
+      await rpc.txn(recordIfAbsent(this.keys, skipped), `record a skipped run of '${this.decl.name}'`);
+    } catch (err) {
+      this.logFailure(fireTime, err);
+    }
   }
 
   /** Starts watching the job's keys (abandoned runs, triggers) and writes its schedule for the CLI. */
@@ -148,7 +173,7 @@ export class JobRuntime {
     expect: RecordExpectation,
     earlier: readonly StoredAttempt[],
     trigger?: { key: Buffer; createRevision: bigint },
-  ): Promise<Refusal | 'ran'> {
+  ): Promise<Exclude<Refusal, 'overlap'> | 'ran'> {
     while (!this.stopped) {
       // Listen before the claim: the run that refuses it ends after the claim's read, so its end is heard.
       const released = this.watch.nextRelease();
@@ -197,11 +222,7 @@ export class JobRuntime {
         },
         false,
       );
-      if (!lock || !contender) {
-        const why = contender?.lastRefusal ? refusalOf(contender.lastRefusal) : 'done';
-        if (why === 'overlap' && kind === 'scheduled' && overlap === 'skip') await this.recordSkipped(fireTime);
-        return { ran: false, why };
-      }
+      if (!lock || !contender) return { ran: false, why: contender?.lastRefusal ? refusalOf(contender.lastRefusal) : 'done' };
       const info: RunInfo = { job: this.decl.name, fireTime: new Date(fireTime), kind, attempt: record.attempts.length };
       this.emit(EtcdLockEventName.JobRunStarted, { ...record, modRevision: lock.fencingToken });
       let outcome: 'ok' | 'failed' = 'ok';
@@ -272,12 +293,6 @@ export class JobRuntime {
     return fireTimesToCatchUp(this.decl.fireTimes, this.decl.options, range);
   }
 
-  /** A tick refused because another run went on (overlap `skip`): the fire time is recorded as skipped, once. */
-  private async recordSkipped(fireTime: number): Promise<void> {
-    const skipped: StoredRecord = { fireTime, attempts: [{ kind: 'scheduled', outcome: 'skipped', start: this.deps.clock.now() }] };
-    await this.deps.rpc.txn(recordIfAbsent(this.keys, skipped), `record a skipped run of '${this.decl.name}'`).catch(() => undefined);
-  }
-
   /** Overlap `cancel-previous`: ends every other run of the job, recording each as cancelled. */
   private async cancelOthers(fireTime: number): Promise<void> {
     const res = await this.deps.rpc.range(
@@ -326,6 +341,20 @@ export class JobRuntime {
     const at = this.keys.timeIn(this.keys.triggers, kv.key);
     const trigger = { key: kv.key, createRevision: BigInt(kv.create_revision) };
     void this.claimWhenFree(at, 'manual', { absent: true }, [], trigger);
+  }
+
+  /**
+   * A fire time kept for after the run going on (overlap `buffer-one`): claimed once that run ends, deleting the
+   * kept copy in the same write; dropped if the fire time was run meanwhile or the job was paused.
+   */
+  private onBuffered(kv: IKeyValue): void {
+    const fireTime = Number(kv.value.toString());
+    const createRevision = BigInt(kv.create_revision);
+    void this.claimWhenFree(fireTime, 'scheduled', { absent: true }, [], { key: kv.key, createRevision }).then(async (end) => {
+      if (end === 'ran' || this.stopped) return;
+      const drop = dropBufferedRequest(this.keys, fireTime, createRevision, end);
+      await this.deps.rpc.txn(drop, `drop a kept fire time of '${this.decl.name}'`).catch((err) => this.logFailure(fireTime, err));
+    });
   }
 
   private emit(type: typeof EtcdLockEventName.JobRunStarted | typeof EtcdLockEventName.JobRunEnded, record: ReadRecord): void {

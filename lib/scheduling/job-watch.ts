@@ -11,13 +11,15 @@ export interface JobWatchListener {
   abandoned(record: ReadRecord): void;
   /** A manual run was asked for (`trigger/<at>`). */
   triggered(kv: IKeyValue): void;
+  /** A fire time was kept to run after the run going on (`buffered`, overlap `buffer-one`). */
+  buffered(kv: IKeyValue): void;
 }
 
 /**
  * The watch of one job's keys, on every replica that declares the job (and only those: a replica is told nothing
  * of jobs it does not have). It keeps the records whose last attempt is running; a run's own end writes its record
  * before its hold goes, so a hold deleted under a record still running was abandoned. It reads the keys first
- * (and again after etcd cancels the watch), so runs abandoned and triggers put while nobody watched are found too.
+ * (and again after etcd cancels the watch), so runs abandoned, triggers and kept fire times put while nobody watched are found too.
  */
 export class JobWatch {
   private readonly running = new Map<number, ReadRecord>();
@@ -62,6 +64,7 @@ export class JobWatch {
         const record = decodeRecord(kv);
         if (record && lastAttempt(record).outcome === 'running') records.push(record);
       } else if (startsWith(kv.key, keys.triggers)) this.listener.triggered(kv);
+      else if (kv.key.equals(keys.buffered)) this.listener.buffered(kv);
     }
     this.running.clear();
     for (const record of records) {
@@ -86,6 +89,8 @@ export class JobWatch {
       this.listener.abandoned(record);
     } else if (type === 'put' && startsWith(kv.key, keys.triggers)) {
       this.listener.triggered(kv);
+    } else if (type === 'put' && kv.key.equals(keys.buffered)) {
+      this.listener.buffered(kv);
     }
   }
 }

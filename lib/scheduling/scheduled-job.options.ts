@@ -2,7 +2,7 @@ import { InvalidArgumentError } from '../errors.js';
 import { assertDuration, assertOptions } from '../util/validation.js';
 
 /** What `@ScheduledJob` does when a fire time comes while a run of the job still goes on (anywhere in the fleet). */
-export type OverlapPolicy = 'skip' | 'allow' | 'cancel-previous';
+export type OverlapPolicy = 'skip' | 'buffer-one' | 'allow' | 'cancel-previous';
 
 /** Which fire times missed while no replica could run them are run when one can. */
 export type CatchUpPolicy = 'none' | 'latest' | 'all';
@@ -10,8 +10,9 @@ export type CatchUpPolicy = 'none' | 'latest' | 'all';
 /** Options of `@ScheduledJob`. */
 export interface ScheduledJobOptions {
   /**
-   * When a fire time comes while a run goes on: `skip` it (recorded as skipped; the default), `allow` both to run,
-   * or `cancel-previous` (the running one's `signal` aborts and its fenced writes fail).
+   * When a fire time comes while a run goes on: `skip` it (recorded as skipped; the default), `buffer-one` (run it
+   * when the run going on ends; one fire time is kept, later ones are skipped), `allow` both to run, or
+   * `cancel-previous` (the running one's `signal` aborts and its fenced writes fail).
    */
   overlap?: OverlapPolicy;
   /**
@@ -50,7 +51,7 @@ export function resolveJobOptions(options: ScheduledJobOptions | undefined): Res
   };
   if (o.catchUpWindowMs !== undefined) assertDuration(o.catchUpWindowMs, 'options.catchUpWindowMs');
   return {
-    overlap: oneOf('overlap', o.overlap, ['skip', 'allow', 'cancel-previous'], 'skip'),
+    overlap: oneOf('overlap', o.overlap, ['skip', 'buffer-one', 'allow', 'cancel-previous'], 'skip'),
     catchUp: oneOf('catchUp', o.catchUp, ['none', 'latest', 'all'], 'all'),
     catchUpWindowMs: o.catchUpWindowMs ?? 60_000,
     retries: count('retries', o.retries, 0, 0),

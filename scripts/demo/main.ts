@@ -228,6 +228,10 @@ async function main(): Promise<number> {
         `${heartbeats.ranOnce} ran once, ${heartbeats.missing} lost, ${heartbeats.twice} ran twice` +
         (heartbeats.abandoned > 0 ? ` (${heartbeats.abandoned} abandoned by the crashed replica and run again)` : ''),
     );
+    console.log(
+      'Each fire time, in order: the replica that ran it on time, r run again after its replica died, ' +
+        `c caught up, · lost, ! ran twice\n  ${heartbeats.from} ${heartbeats.timeline} ${heartbeats.to}`,
+    );
     const ok = total === expected && !negative && withdrawals.failed === 0 && heartbeats.missing === 0 && heartbeats.twice === 0;
     console.log(
       `\nMoney: ${ACCOUNTS.length * OPENING_BALANCE} opening - ${withdrawals.acceptedAmount} withdrawn = ${expected}; ` +
@@ -291,7 +295,17 @@ function summarizeHeartbeats(values: string[]) {
   const last = Math.max(...times);
   const fireTimes = records.length === 0 ? 0 : (last - first) / 1000 + 1;
   const clock = (t: number) => new Date(t).toISOString().slice(11, 19);
+  // Every fire time, in order: the number of the replica that ran it on time, or how it ran otherwise.
+  const byTime = new Map(records.map((r) => [r.fireTime, r.attempts.filter((a) => a.outcome === 'ok')]));
+  const mark = (ok: Array<{ kind: string; identity?: string }> | undefined) => {
+    if (!ok || ok.length === 0) return '·';
+    if (ok.length > 1) return '!';
+    if (ok[0].kind === 'scheduled') return ok[0].identity?.split('-').pop() ?? '?';
+    return ({ retried: 'r', 'caught-up': 'c', manual: 'm' } as Record<string, string>)[ok[0].kind] ?? '?';
+  };
+  const timeline = Array.from({ length: fireTimes }, (_, i) => mark(byTime.get(first + i * 1000))).join('');
   return {
+    timeline,
     fireTimes,
     from: records.length ? clock(first) : '—',
     to: records.length ? clock(last) : '—',
