@@ -25,6 +25,7 @@ import { telemetryOverhead } from './cases/telemetry.js';
 import { fencedWrite, readerThroughput, semaphoreCycle } from './cases/recipes.js';
 import { scheduledJobs } from './cases/scheduled.js';
 import { dashboardPages } from './cases/dashboard.js';
+import { contentionScale } from './cases/contention-scale.js';
 import { latencyChart } from './svg.js';
 
 const args = process.argv.slice(2);
@@ -87,6 +88,7 @@ const cases: Array<[string, () => Promise<CaseResult>]> = [
   ['fenced-write', () => fencedWrite(ctx, appA)],
   ['scheduled', () => scheduledJobs(ctx)],
   ['dashboard', () => dashboardPages(ctx)],
+  ['contention-scale', () => contentionScale(ctx)],
 ];
 
 const results: CaseResult[] = [];

@@ -48,7 +48,8 @@ const badCalls: Array<[string, Call, string]> = [
  */
 async function settled(app: INestApplicationContext): Promise<void> {
   await firstValueFrom(app.get(LeaderElectionService).changes().pipe(filter(Boolean)));
-  await app.get(DeletionWatches).of('election').watching('leader');
+  const watches = app.get(DeletionWatches).of('election');
+  await watches.watching(watches.watchedKeys()[0]);
 }
 
 describe('bad input to LockService', () => {
@@ -77,7 +78,7 @@ describe('bad input to LockService', () => {
 
   it('setValue rejects a value over 1 MiB without a request, and the lock stays held', async () => {
     const lock = await locks.acquire('x');
-    await app.get(DeletionWatches).of('lock').watching('x'); // the holder watches its name from the join on
+    await app.get(DeletionWatches).of('lock').watching(lock.key); // the holder watches its key from the join on
     const before = await etcdRequestCount(etcd.endpoint);
     await expect(lock.setValue(bigValue)).rejects.toBeInstanceOf(InvalidArgumentError);
     expect(await etcdRequestCount(etcd.endpoint)).toBe(before);

@@ -18,7 +18,8 @@ async function settledApp(options: EtcdLockOptions = {}) {
   const app = await etcd.app(options);
   await firstValueFrom(app.get(LeaderElectionService).changes().pipe(filter(Boolean)));
   // The leader's own watch (a holder's) is made after a delay on the app's clock: on a clock that stands still, never.
-  if (!options.clock) await app.get(DeletionWatches).of('election').watching('leader');
+  const watches = app.get(DeletionWatches).of('election');
+  if (!options.clock) await watches.watching(watches.watchedKeys()[0]);
   return app;
 }
 
@@ -41,13 +42,12 @@ describe('deletion watches scoped to interest', () => {
   it('a watch stays open between cycles (no message), and goes after 8 holds in a row with no waiter', async () => {
     const rpc = new EtcdRpc(new Etcd3({ hosts: etcd.endpoint }), [etcd.endpoint], 2000);
     const deletes = new DeleteWatch(rpc, 'lock/', () => undefined);
-    const subscriber = { onDelete: () => undefined, onResync: () => undefined };
+    const subscriber = { onDelete: () => undefined, onGap: () => undefined };
     const { header } = await etcd.client.kv.range({ key: Buffer.from('lock/') });
     const cycle = async (holder: boolean) => {
-      deletes.subscribe('hot', subscriber);
-      deletes.watchFrom('hot', BigInt(header.revision) + 1n, holder);
-      expect(await deletes.watching('hot')).toBe(true);
-      deletes.unsubscribe('hot', subscriber);
+      deletes.subscribe('lock/hot/1', subscriber, BigInt(header.revision) + 1n, holder);
+      expect(await deletes.watching('lock/hot/1')).toBe(true);
+      deletes.unsubscribe('lock/hot/1', subscriber);
     };
     await cycle(false); // a waiter: its watch lingers…
     expect(deletes.size).toBe(1);
@@ -78,21 +78,20 @@ describe('deletion watches scoped to interest', () => {
   });
 
   it('a watch made after a deletion replays it: the holder whose key went meanwhile is told', async () => {
-    // A holder alone would not watch before the test ends: its watch is due on a clock that stands still.
-    const app = await settledApp({ clock: new ManualClock(), ttl: 60 });
+    // A holder's watch is due on the module's clock: it stands still here until the test moves it.
+    const clock = new ManualClock();
+    const app = await settledApp({ clock, ttl: 60 });
     const semaphores = app.get(SemaphoreService);
     const watchers = await metric('etcd_debugging_mvcc_watcher_total');
     const first = await semaphores.acquire('pool', { limit: 1 });
     expect(await metric('etcd_debugging_mvcc_watcher_total')).toBe(watchers);
-    await etcd.client.delete().key(first.key); // deleted from outside while no watch of the name exists
+    await etcd.client.delete().key(first.key); // deleted from outside while no watch of the key exists
     const other = await (await etcd.app({ identity: 'other' })).get(SemaphoreService).acquire('pool', { limit: 1 });
     expect(first.isHeld).toBe(true); // not known here yet
-    // A second caller here waits behind the other instance: the name's watch is made now, from the first join on.
-    const second = semaphores.acquire('pool', { limit: 1 });
+    await clock.advance(1000); // the holder's watch is made now, from its join on
     expect(await whenAborted(first.signal)).toMatchObject({ reason: 'key-deleted' });
     expect(first.signal.reason).toBeInstanceOf(LockLostError);
     await other.release();
-    await (await second).release();
     await first.release();
   });
 });

@@ -15,6 +15,7 @@ import type {
 export interface WatchRequest {
   readonly prefix: string;
   readonly exact?: boolean;
+  /** The first revision to report; `0n` for "from now" (the `connected` answer's header says which that was). */
   readonly startRevision: bigint;
   readonly onlyDeletes?: boolean;
 }

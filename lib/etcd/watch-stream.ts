@@ -134,7 +134,7 @@ export class WatchStream {
     this.backoff.reset();
     watcher.id = res.watch_id;
     this.byId.set(res.watch_id, watcher);
-    watcher.emit('connected', res);
+    watcher.created(res);
   }
 
   private onBroken(stream: Stream): void {
@@ -194,6 +194,12 @@ class StreamWatcher extends EventEmitter implements PortWatcher {
       start_revision: this.next.toString(),
       filters: this.req.onlyDeletes ? [FilterType.Noput] : [],
     };
+  }
+
+  /** etcd made the watch: one asked for "from now" (start 0) is from just after the store's revision then on. */
+  created(res: IWatchResponse): void {
+    if (this.next === 0n) this.next = BigInt(res.header.revision) + 1n;
+    this.emit('connected', res);
   }
 
   deliver(res: IWatchResponse): void {

@@ -8,13 +8,20 @@ import { joinRequest, readJoin, resyncRequest } from './queue-requests.js';
 import { OwnKeys } from './own-keys.js';
 import { contendersAmong, isBusy } from './queue-reads.js';
 import { isLeaseGone } from '../etcd/etcd-rpc.js';
-import { NOBODY, QueuePlace } from './queue-place.js';
+import { type KeysAhead, NOBODY, QueuePlace } from './queue-place.js';
 import { releaseKey } from './key-release.js';
+import { Backoff } from '../util/backoff.js';
+import { pause } from '../util/wait-signal.js';
+
+const CHECK_RETRY_MIN_MS = 100;
+const CHECK_RETRY_MAX_MS = 2000;
 
 /**
  * One key in etcd's queue for a name (`<namePrefix><lease hex>`, etcd's own layout): joins with one request,
- * waits until every key created before it is deleted (told by the name's deletion watch, never by polling),
- * owns the name, and leaves with one delete of its key (see `deleteKey`).
+ * waits until every key created before it is deleted, owns the name, and leaves with one delete of its key (see
+ * `deleteKey`). It watches its own key, and while it waits only the keys just ahead that it waits for (the one
+ * just ahead for a lock, the `slots` just ahead for a semaphore, as etcd's `Mutex` does): a release wakes the
+ * next in line, never every waiter. When one of those goes and it still waits, one read tells what is left.
  */
 export class Contender implements DeleteSubscriber, FenceHolder {
   readonly key: string;
@@ -36,6 +43,12 @@ export class Contender implements DeleteSubscriber, FenceHolder {
   lastRefusal: ITxnResponse | undefined;
   /** Made at the first fenced write (most holds make none). */
   private fencedWrites: FencedWrites | undefined;
+  /** The keys whose deletions we are told of now: ours, and while we wait the ones just ahead. */
+  private readonly watched = new Set<string>();
+  /** Keys whose watch may have missed revisions, to read (one request for all). */
+  private readonly gaps = new Set<string>();
+  /** A re-read of the queue is under way, and whether another was asked for meanwhile. */
+  private rereading: { again: boolean } | undefined;
 
   constructor(
     private readonly ctx: QueueContext,
@@ -49,7 +62,6 @@ export class Contender implements DeleteSubscriber, FenceHolder {
     this.slots = ctx.slots ?? 1;
     this.keyBuf = Buffer.from(this.key);
     this.place = new QueuePlace(ctx.name, this.key, session, (ahead) => this.slotsInForce(ahead));
-    ctx.deletes.subscribe(ctx.name, this);
     session.onEnd(this.sessionEnded);
   }
 
@@ -260,7 +272,8 @@ export class Contender implements DeleteSubscriber, FenceHolder {
   }
 
   private dispose(): void {
-    this.ctx.deletes.unsubscribe(this.ctx.name, this);
+    for (const key of this.watched) this.ctx.deletes.unsubscribe(key, this);
+    this.watched.clear();
     this.session.offEnd(this.sessionEnded);
     this.own.disown(this.key);
   }
@@ -269,34 +282,128 @@ export class Contender implements DeleteSubscriber, FenceHolder {
    * How many of the oldest keys hold: our own `slots`, unless the context says the oldest key sets it (a
    * semaphore's limit in force is its oldest holder's, so a rolling deploy that changes it never fails a caller).
    */
-  private slotsInForce(ahead: ReadonlySet<string>): number {
+  private slotsInForce(ahead: KeysAhead): number {
     if (!this.ctx.slotsOf) return this.slots;
-    const oldest: string | undefined = ahead.values().next().value;
+    const oldest: string | undefined = ahead.keys().next().value;
     return this.ctx.slotsOf(oldest ?? this.key);
   }
 
   /** The join answered at `revision` with these keys ahead of ours. */
-  private placeAt(ahead: ReadonlySet<string>, revision: bigint): void {
+  private placeAt(ahead: KeysAhead, revision: bigint): void {
     if (this.place.state !== 'joining') return;
-    // Watch the name from just after our join's revision: every deletion we must hear of comes later. A waiter
-    // needs it now; a holder only to hear of its own key's deletion, which a watch made later still replays.
-    this.ctx.deletes.watchFrom(this.ctx.name, revision + 1n, ahead.size < this.slotsInForce(ahead));
     this.place.placed(ahead, revision);
+    // Every deletion we must hear of comes after our join. A holder from the join on watches only its own key,
+    // and later (see `DeleteWatch`); a waiter its own key and the keys it waits for, now.
+    this.watchWhatBlocks(revision + 1n, this.place.isOwner);
   }
 
-  /** @internal A deletion under the name (told by the name's watch). */
+  /**
+   * Watches our key (first: its answers come before the others' on the one stream) and, while we wait, the keys
+   * just ahead that we wait for, from `from`; stops watching the rest.
+   */
+  private watchWhatBlocks(from: bigint, holder = false): void {
+    const want = new Set<string>();
+    if (this.place.isQueued) {
+      want.add(this.key);
+      if (this.place.state === 'waiting') for (const key of this.waitedFor()) want.add(key);
+    }
+    for (const key of this.watched) {
+      if (want.has(key)) continue;
+      this.watched.delete(key);
+      this.ctx.deletes.unsubscribe(key, this);
+    }
+    for (const key of want) {
+      if (this.watched.has(key)) continue;
+      this.watched.add(key);
+      this.ctx.deletes.subscribe(key, this, from, holder);
+    }
+  }
+
+  /**
+   * The keys whose deletion can give us our turn: the `slots` just ahead, as etcd's `Mutex` does for one slot (the
+   * older ones can only go first or with them). All of them when fewer than twice the slots are ahead (a waiter
+   * near the front of a semaphore then learns of each permit's release, so its turn needs no read), or while keys
+   * ahead ask for another number of slots (a semaphore's limit changing in a rolling deploy: whichever is oldest
+   * then sets the slots).
+   */
+  private waitedFor(): string[] {
+    const ahead = [...this.place.keysAhead.keys()];
+    const slots = this.slotsInForce(this.place.keysAhead);
+    const named = this.ctx.slotsNamedBy;
+    if (ahead.length < 2 * slots || (named && ahead.some((key) => (named(key) ?? this.slots) !== this.slots))) return ahead;
+    return ahead.slice(-slots);
+  }
+
+  /** @internal A key we watch was deleted at `revision`. */
   onDelete(key: string, revision: bigint): void {
+    const waited = this.place.state === 'waiting' && key !== this.key;
     this.place.onDelete(key, revision);
+    // Still waiting after a key we waited for went: older keys we did not watch may be gone too; read them.
+    if (waited && this.place.state === 'waiting') this.reread();
+    else this.watchWhatBlocks(this.place.asOf + 1n);
   }
 
-  /** @internal The name's watch restarted. */
-  onResync(): void {
-    void this.resync();
+  /** @internal The watch of `key` may have missed revisions since we knew it: read it (with any others). */
+  onGap(key: string): void {
+    if (key === this.key) this.place.unverified(true);
+    this.gaps.add(key);
+    if (this.gaps.size === 1) queueMicrotask(() => void this.checkGaps(new Backoff(CHECK_RETRY_MIN_MS, CHECK_RETRY_MAX_MS)));
   }
 
-  /** The delete watch restarted: deletions may have been missed, so re-read what is ahead of us. */
-  private async resync(): Promise<void> {
-    if (!this.place.isQueued) return;
+  /**
+   * Reads the keys whose watch may have missed their deletion (taken from `gaps`, so a gap told meanwhile starts
+   * a read of its own); a key gone, or made again, counts as deleted.
+   */
+  private async checkGaps(backoff: Backoff): Promise<void> {
+    const keys = [...this.gaps];
+    this.gaps.clear();
+    if (keys.length === 0 || !this.place.isQueued) return;
+    try {
+      const res = await this.ctx.rpc.txn(
+        { compare: [], success: keys.map((key) => ({ request_range: { key: Buffer.from(key), keys_only: true } })) },
+        `check the keys '${this.ctx.name}' waits for`,
+      );
+      const revision = BigInt(res.header.revision);
+      keys.forEach((key, i) => {
+        const kv = res.responses[i].response_range.kvs[0];
+        const known = key === this.key ? this.revision : this.place.keysAhead.get(key);
+        if (known !== undefined && (!kv || BigInt(kv.create_revision) !== known)) this.onDelete(key, revision);
+      });
+      if (keys.includes(this.key) && !this.gaps.has(this.key)) this.place.unverified(false);
+    } catch {
+      // etcd unreachable: read again later; meanwhile our turn waits (the session deadline decides the rest).
+      const retry = this.gaps.size === 0;
+      for (const key of keys) this.gaps.add(key);
+      if (retry) setTimeout(() => void this.checkGaps(backoff), backoff.next()).unref();
+    }
+  }
+
+  /**
+   * Re-reads our key and the keys ahead: after a key we waited for went with others ahead that we do not watch,
+   * or after a watch restarted. Retried while etcd does not answer and we are still in the queue.
+   */
+  private reread(): void {
+    if (this.rereading) {
+      this.rereading.again = true;
+      return;
+    }
+    const state = { again: false };
+    this.rereading = state;
+    void (async () => {
+      const backoff = new Backoff(CHECK_RETRY_MIN_MS, CHECK_RETRY_MAX_MS);
+      try {
+        do {
+          state.again = false;
+          while (this.place.isQueued && !(await this.resync())) await pause(backoff.next());
+        } while (state.again && this.place.isQueued);
+      } finally {
+        this.rereading = undefined;
+      }
+    })();
+  }
+
+  /** Reads what is ahead of us now; false when etcd did not answer. */
+  private async resync(): Promise<boolean> {
     try {
       const res = await this.ctx.rpc.txn(
         resyncRequest(this.waitPrefix(), this.keyBuf, this.revision),
@@ -305,15 +412,20 @@ export class Contender implements DeleteSubscriber, FenceHolder {
       const mine = res.responses[0].response_range.kvs[0];
       if (!mine || BigInt(mine.create_revision) !== this.revision) {
         this.lose('key-deleted');
-        return;
+        this.watchWhatBlocks(0n);
+        return true;
       }
-      this.place.resynced(keysOf(this.queueKeys(res.responses[1].response_range.kvs).keys), BigInt(res.header.revision));
+      const revision = BigInt(res.header.revision);
+      this.place.resynced(keysOf(this.queueKeys(res.responses[1].response_range.kvs).keys), revision);
+      this.watchWhatBlocks(revision + 1n);
+      return true;
     } catch {
-      // etcd unreachable: the session deadline decides; the watch will resync us again when it restarts.
+      return false;
     }
   }
 }
 
-function keysOf(kvs: ReadonlyArray<{ key: Buffer }>): Set<string> {
-  return new Set(kvs.map((kv) => kv.key.toString()));
+/** Keys and their create revisions, in the order read (oldest first). */
+function keysOf(kvs: ReadonlyArray<{ key: Buffer; create_revision: string }>): Map<string, bigint> {
+  return new Map(kvs.map((kv) => [kv.key.toString(), BigInt(kv.create_revision)]));
 }

@@ -21,6 +21,11 @@ export interface QueueContext {
   /** The slots in force given the oldest key under the name, when that key sets them (a semaphore's limit). */
   readonly slotsOf?: (oldestKey: string) => number;
   /**
+   * The slots a key asks for, when keys name them (a semaphore's permit keys name their limit): while every key
+   * ahead asks for ours, whichever is oldest sets the same, and a waiter watches only the keys just ahead of it.
+   */
+  readonly slotsNamedBy?: (key: string) => number | undefined;
+  /**
    * Our key after the name prefix, from the lease's tag: its hex (etcd's layout, and the default key), or
    * `<hex>.<n>` once a write there went unanswered (`own-keys.ts`).
    */

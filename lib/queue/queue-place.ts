@@ -5,7 +5,7 @@ import { settled } from '../util/settle-once.js';
 
 /**
  * Where a contender stands, one state at a time:
- * - `joining`: the join request is not answered yet (deletions heard meanwhile are kept until it is);
+ * - `joining`: the join request is not answered yet;
  * - `waiting`: our key is in, behind `ahead`;
  * - `owner`: fewer keys than the slots in force are ahead of ours;
  * - `left`: we left, or never got in (a `joinIfFree` that found the name taken);
@@ -13,22 +13,28 @@ import { settled } from '../util/settle-once.js';
  */
 export type PlaceState = 'joining' | 'waiting' | 'owner' | 'left' | 'lost';
 
+/** Keys ahead of ours, oldest first, with their create revisions. */
+export type KeysAhead = ReadonlyMap<string, bigint>;
+
 /** "No key ahead", shared by every owner (never added to; deleting from it is a no-op). */
-export const NOBODY: ReadonlySet<string> = new Set();
+export const NOBODY: KeysAhead = new Map();
 
 /**
  * A contender's place in its name's queue: which keys are ahead of ours as of which revision, the one caller
  * waiting for our turn, and the loss listener. It sends nothing; the contender feeds it what etcd answered and
- * what the name's deletion watch told.
+ * what the deletion watches of the keys it waits for told.
  */
 export class QueuePlace {
   private current: PlaceState = 'joining';
-  /** Keys created before ours that still exist as of `snapshot`. */
-  private ahead: Set<string> = new Set();
+  /**
+   * Keys created before ours that existed as of `snapshot`, oldest first; the ones nobody watches may be gone
+   * since (an overestimate: it only ever delays our turn).
+   */
+  private ahead = new Map<string, bigint>();
   private snapshot = 0n;
-  /** Deletions heard before the join answered (the contender subscribes first so none is missed). */
-  private early: Array<[string, bigint]> = [];
   private waiter: { resolve: () => void; reject: (err: unknown) => void } | undefined;
+  /** Our key's watch may have missed its deletion, and the read that tells is not answered yet: no turn till then. */
+  private ownKeyInDoubt = false;
   private lossListener: ((err: LockLostError) => void) | undefined;
   lostError: LockLostError | undefined;
 
@@ -38,7 +44,7 @@ export class QueuePlace {
     /** Whether the session is alive by our clock: an owner's turn never resolves without it. */
     private readonly session: Pick<LeaseSession, 'alive'>,
     /** How many of the oldest keys hold, given the keys ahead (see `Contender.slotsInForce`). */
-    private readonly slotsInForce: (ahead: ReadonlySet<string>) => number,
+    private readonly slotsInForce: (ahead: KeysAhead) => number,
   ) {}
 
   get state(): PlaceState {
@@ -59,37 +65,41 @@ export class QueuePlace {
     return this.current === 'waiting' || this.current === 'owner';
   }
 
-  /** The join answered: these keys were ahead of ours at `revision`. Replays the deletions heard meanwhile. */
-  placed(ahead: ReadonlySet<string>, revision: bigint): void {
+  /** The keys ahead of ours as last known, oldest first. */
+  get keysAhead(): KeysAhead {
+    return this.ahead;
+  }
+
+  /** The join answered: these keys were ahead of ours at `revision`. */
+  placed(ahead: KeysAhead, revision: bigint): void {
     if (this.current !== 'joining') return;
     this.snapshot = revision;
-    this.ahead = new Set(ahead);
+    this.ahead = new Map(ahead);
     this.current = 'waiting';
-    const early = this.early;
-    this.early = [];
-    for (const [key, rev] of early) this.onDelete(key, rev);
     this.ownIfFirst();
   }
 
-  /** The queue was read again at `revision` (the watch restarted and deletions may have been missed). */
-  resynced(ahead: ReadonlySet<string>, revision: bigint): void {
+  /** The queue was read again at `revision` (keys we did not watch may be gone, or a watch missed revisions). */
+  resynced(ahead: KeysAhead, revision: bigint): void {
     if (!this.isQueued) return;
     this.snapshot = revision;
-    this.ahead = new Set(ahead);
+    this.ahead = new Map(ahead);
     this.ownIfFirst();
   }
 
-  /** A deletion under the name at `revision`. */
+  /** A deletion of our key or of a key ahead, at `revision` (or found gone by a read at `revision`). */
   onDelete(key: string, revision: bigint): void {
-    if (this.current === 'joining') {
-      this.early.push([key, revision]);
-      return;
-    }
     if (revision <= this.snapshot || !this.isQueued) return;
     // etcd reports our key deleted: we own nothing from now on, reported within this event's handling, before
     // anyone else can act on the name. Whoever deleted it (someone else, or etcd revoking or expiring our lease).
     if (key === this.ownKey) this.lose('key-deleted');
     else if (this.ahead.delete(key)) this.ownIfFirst();
+  }
+
+  /** Whether our own key's deletion may have been missed (a watch that started late); the turn waits for the read. */
+  unverified(inDoubt: boolean): void {
+    this.ownKeyInDoubt = inDoubt;
+    if (!inDoubt) this.ownIfFirst();
   }
 
   /** Resolves when we own. Rejects on abort (with its reason), on loss, or when we leave. */
@@ -140,7 +150,7 @@ export class QueuePlace {
    * resolves.
    */
   private ownIfFirst(): void {
-    if (this.current !== 'waiting' || this.ahead.size >= this.slotsInForce(this.ahead)) return;
+    if (this.current !== 'waiting' || this.ownKeyInDoubt || this.ahead.size >= this.slotsInForce(this.ahead)) return;
     if (!this.session.alive) {
       this.lose('session-lost');
       return;

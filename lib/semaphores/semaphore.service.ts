@@ -2,14 +2,14 @@ import { Injectable, type Logger } from '@nestjs/common';
 import type { Observable } from 'rxjs';
 import { oldestFirst } from '../etcd/requests.js';
 import { holdContext } from '../locks/hold-context.js';
-import { HoldPath } from '../locks/hold-path.js';
+import type { HoldPath, Joined } from '../locks/hold-path.js';
 import type { QueueSnapshot } from '../inventory/queue-inspect.js';
 import { HoldPaths } from '../locks/hold-paths.js';
 import type { Lock, LockHolder } from '../locks/lock.interface.js';
 import type { Contender } from '../queue/contender.js';
 import { queueKeyFilter, toHolder, watchQueue } from '../queue/holder-watch.js';
 import { assertLimit, assertName, assertOptions } from '../util/validation.js';
-import { limitOfKey, permitKeyName } from './permit-key.js';
+import { limitOfKey, PermitSequences, permitKeyName } from './permit-key.js';
 
 /**
  * A held permit of a semaphore: the surface of a `Lock` (its fencing token is its key's create revision, unique
@@ -47,7 +47,7 @@ const ACQUIRE_OPTIONS = ['limit', 'value', 'timeout', 'signal', 'maxHoldMs'];
 @Injectable()
 export class SemaphoreService {
   private readonly logger: Logger;
-  private sequence = 0;
+  private readonly sequences = new PermitSequences();
   /** `<name> <asked> <in force>` already warned about. */
   private readonly warned = new Set<string>();
   private readonly path: HoldPath;
@@ -65,7 +65,7 @@ export class SemaphoreService {
   async acquire(name: string, options: AcquirePermitOptions): Promise<Permit> {
     const { limit, value } = this.check(name, options, ACQUIRE_OPTIONS);
     this.path.checkWait(options);
-    return this.path.acquire(name, 'acquire_permit', options, () => HoldPath.alone(this.contender(name, limit, value)));
+    return this.path.acquire(name, 'acquire_permit', options, () => this.join(name, limit, value));
   }
 
   /** Takes a permit if one is free now; `null` when all `limit` are held (one read). */
@@ -75,7 +75,7 @@ export class SemaphoreService {
     return this.path.tryAcquire(
       name,
       'try_acquire_permit',
-      () => HoldPath.alone(this.contender(name, limit, value)),
+      () => this.join(name, limit, value),
       true,
       options.maxHoldMs,
     );
@@ -129,15 +129,22 @@ export class SemaphoreService {
     return { limit: options.limit, value: this.path.valueOf(options) };
   }
 
-  private contender(name: string, limit: number, value: string): Contender {
+  /** A permit's contender, on the smallest sequence number free here; the number is free again once it left. */
+  private join(name: string, limit: number, value: string): Joined {
+    const sequence = this.sequences.take(name);
+    return { contender: this.contender(name, limit, value, sequence), exit: () => this.sequences.give(name, sequence) };
+  }
+
+  private contender(name: string, limit: number, value: string, sequence: number): Contender {
     return this.path.contender(name, value, {
       slots: limit,
-      keyName: permitKeyName(++this.sequence, limit),
+      keyName: permitKeyName(sequence, limit),
       slotsOf: (oldest) => {
         const inForce = limitOfKey(oldest) ?? limit;
         if (inForce !== limit) this.warnLimit(name, limit, inForce);
         return inForce;
       },
+      slotsNamedBy: limitOfKey,
     });
   }
 

@@ -131,7 +131,7 @@ export class InMemoryEtcd {
     return new MemoryWatcher(this.store, this.link, this.watchers, {
       key,
       rangeEnd: exact ? Buffer.alloc(0) : prefixRangeEnd(key),
-      startRevision,
+      startRevision: startRevision === 0n ? undefined : startRevision,
       noPut: onlyDeletes,
       noDelete: false,
     });

@@ -1,6 +1,9 @@
 import { LockLostError } from '../../lib/errors.js';
 import { NOBODY, QueuePlace } from '../../lib/queue/queue-place.js';
 
+/** Keys ahead, oldest first, with made-up create revisions. */
+const ahead = (...keys: string[]) => new Map(keys.map((key, i) => [key, BigInt(i + 1)]));
+
 function place(slots = 1, session = { alive: true }): QueuePlace {
   return new QueuePlace('orders', 'p/mine', session, () => slots);
 }
@@ -13,7 +16,7 @@ describe('QueuePlace (a contender’s state: joining, waiting, owner, left, lost
     await first.wait();
 
     const second = place();
-    second.placed(new Set(['p/a', 'p/b']), 10n);
+    second.placed(ahead('p/a', 'p/b'), 10n);
     expect(second.state).toBe('waiting');
     const turn = second.wait();
     second.onDelete('p/a', 11n);
@@ -23,20 +26,31 @@ describe('QueuePlace (a contender’s state: joining, waiting, owner, left, lost
     expect(second.isOwner).toBe(true);
   });
 
-  it('keeps deletions heard before the join answered, and ignores those at or before its snapshot', () => {
+  it('ignores deletions at or before its snapshot (already counted) and before it is placed', () => {
     const waiting = place();
-    waiting.onDelete('p/a', 9n); // at or before the join's revision: already counted
-    waiting.onDelete('p/b', 11n); // after it: replayed once placed
+    waiting.onDelete('p/b', 11n); // not queued yet: nobody tells it of this
     expect(waiting.state).toBe('joining');
-    waiting.placed(new Set(['p/a', 'p/b']), 10n);
+    waiting.placed(ahead('p/a', 'p/b'), 10n);
+    waiting.onDelete('p/a', 9n);
     expect(waiting.state).toBe('waiting');
     waiting.onDelete('p/a', 12n);
+    waiting.onDelete('p/b', 12n);
+    expect(waiting.state).toBe('owner');
+  });
+
+  it('waits while its own key may have been deleted unseen, and owns once a read says it was not', () => {
+    const waiting = place();
+    waiting.placed(ahead('p/a'), 10n);
+    waiting.unverified(true);
+    waiting.onDelete('p/a', 11n);
+    expect(waiting.state).toBe('waiting');
+    waiting.unverified(false);
     expect(waiting.state).toBe('owner');
   });
 
   it('counts the slots in force: a semaphore of 2 owns with one key ahead', () => {
     const permit = place(2);
-    permit.placed(new Set(['p/a', 'p/b']), 10n);
+    permit.placed(ahead('p/a', 'p/b'), 10n);
     expect(permit.state).toBe('waiting');
     permit.onDelete('p/b', 11n);
     expect(permit.state).toBe('owner');
@@ -46,7 +60,7 @@ describe('QueuePlace (a contender’s state: joining, waiting, owner, left, lost
     const waiting = place();
     const losses: string[] = [];
     waiting.onLoss((err) => losses.push(err.reason));
-    waiting.placed(new Set(['p/a']), 10n);
+    waiting.placed(ahead('p/a'), 10n);
     const turn = waiting.wait();
     waiting.onDelete('p/mine', 11n);
     await expect(turn).rejects.toBeInstanceOf(LockLostError);
@@ -59,7 +73,7 @@ describe('QueuePlace (a contender’s state: joining, waiting, owner, left, lost
   it('never owns on a session its clock says has run out (a pause)', async () => {
     const session = { alive: true };
     const waiting = place(1, session);
-    waiting.placed(new Set(['p/a']), 10n);
+    waiting.placed(ahead('p/a'), 10n);
     session.alive = false;
     waiting.onDelete('p/a', 11n);
     expect(waiting.state).toBe('lost');
@@ -68,7 +82,7 @@ describe('QueuePlace (a contender’s state: joining, waiting, owner, left, lost
 
   it('rejects a waiter when it leaves, and one that aborts with the abort’s reason', async () => {
     const waiting = place();
-    waiting.placed(new Set(['p/a']), 10n);
+    waiting.placed(ahead('p/a'), 10n);
     const quit = new AbortController();
     const aborted = waiting.wait(quit.signal);
     quit.abort('enough');
@@ -82,7 +96,7 @@ describe('QueuePlace (a contender’s state: joining, waiting, owner, left, lost
 
   it('re-reads the queue on a resync: a waiter whose keys ahead went meanwhile owns', () => {
     const waiting = place();
-    waiting.placed(new Set(['p/a']), 10n);
+    waiting.placed(ahead('p/a'), 10n);
     waiting.resynced(NOBODY, 20n);
     expect(waiting.state).toBe('owner');
     expect(waiting.asOf).toBe(20n);

@@ -1,0 +1,165 @@
+import type { INestApplicationContext } from '@nestjs/common';
+import { LeaderElectionService, LockService, SemaphoreService } from 'nestjs-etcd-lock';
+import { grpcCounts } from '../../test/harness/etcd.js';
+import { now, startApp } from '../app.js';
+import { type BenchContext, type CaseResult, fmt } from '../case.js';
+import { received, requestsByMethod, sentByCalls } from '../etcd-metrics.js';
+import { percentile } from '../stats.js';
+
+/** What one contended name costs per hand-over, at P processes each waiting on it. */
+export interface ContentionRound {
+  readonly kind: 'lock' | 'semaphore-5' | 'election';
+  readonly processes: number;
+  readonly handovers: number;
+  /** Watch responses etcd sent, per hand-over: each wakes one process. */
+  readonly watchMessagesPerHandover: number;
+  /** Requests sent by the callers (keepalives left out), per hand-over. */
+  readonly requestsPerHandover: number;
+  readonly handoverP50Ms: number;
+  readonly handoverP99Ms: number;
+  /** What etcd received per hand-over, by method (keepalives left out). */
+  readonly perHandover: Record<string, number>;
+}
+
+/** Counts by method divided by `n`, keepalives left out, to two decimals. */
+function perOperation(counts: Record<string, number>, n: number): Record<string, number> {
+  const { LeaseKeepAlive: _, ...calls } = counts;
+  return Object.fromEntries(Object.entries(calls).map(([method, count]) => [method, Math.round((count / n) * 100) / 100]));
+}
+
+/** Watch response messages etcd has sent, over all its members. */
+async function watchMessagesSent(endpoints: readonly string[]): Promise<number> {
+  return (await grpcCounts(endpoints, 'grpc_server_msg_sent_total')).get('Watch') ?? 0;
+}
+
+/**
+ * One name contended by P app instances (each its own etcd client and session, as P replicas would be), each with
+ * one caller that takes the name, lets it go, and queues again, for `handovers` hand-overs. A hand-over's time runs
+ * from the release's start to the next holder's acquire resolving; a semaphore of 5 counts each acquire after the
+ * first 5 against the latest release before it.
+ */
+async function round(
+  ctx: BenchContext,
+  kind: ContentionRound['kind'],
+  processes: number,
+  handovers: number,
+): Promise<ContentionRound> {
+  const apps: INestApplicationContext[] = [];
+  for (let i = 0; i < processes; i++) apps.push(await startApp(ctx.endpoints, { identity: `p${i}`, ttl: 30 }));
+  const name = `contended-${kind}-${processes}`;
+  const events: Array<{ at: number; what: 'acquired' | 'releasing' }> = [];
+  try {
+    if (kind === 'election') return await electionRound(ctx, apps, name, handovers);
+    let done = 0;
+    let stop = false;
+    const take = async (app: INestApplicationContext) => {
+      if (kind === 'lock') return app.get(LockService).acquire(name, { timeout: 120_000 });
+      return app.get(SemaphoreService).acquire(name, { limit: 5, timeout: 120_000 });
+    };
+    // Every caller queues once before the measurement starts, so all P wait from the first hand-over.
+    const loops = apps.map(async (app) => {
+      while (!stop) {
+        const held = await take(app);
+        events.push({ at: now(), what: 'acquired' });
+        if (++done >= handovers + processes) stop = true;
+        await new Promise((resolve) => setImmediate(resolve));
+        events.push({ at: now(), what: 'releasing' });
+        await held.release();
+      }
+    });
+    const [watchBefore, before] = await Promise.all([watchMessagesSent(ctx.endpoints), requestsByMethod(ctx.endpoints)]);
+    await Promise.all(loops);
+    const [watchAfter, after] = await Promise.all([watchMessagesSent(ctx.endpoints), requestsByMethod(ctx.endpoints)]);
+    const times: number[] = [];
+    let lastRelease: number | undefined;
+    let acquiredSoFar = 0;
+    for (const e of events) {
+      if (e.what === 'releasing') lastRelease = e.at;
+      else if (++acquiredSoFar > (kind === 'lock' ? 1 : 5) && lastRelease !== undefined) times.push(e.at - lastRelease);
+    }
+    const measured = done;
+    return {
+      kind,
+      processes,
+      handovers: measured,
+      watchMessagesPerHandover: (watchAfter - watchBefore) / measured,
+      requestsPerHandover: sentByCalls(received(before, after)) / measured,
+      perHandover: perOperation(received(before, after), measured),
+      handoverP50Ms: percentile(times.sort((a, b) => a - b), 50),
+      handoverP99Ms: percentile(times, 99),
+    };
+  } finally {
+    await Promise.all(apps.map((app) => app.close()));
+  }
+}
+
+/** P candidates in one election; the leader resigns and campaigns again, `handovers` times. */
+async function electionRound(ctx: BenchContext, apps: INestApplicationContext[], name: string, handovers: number): Promise<ContentionRound> {
+  const elections = apps.map((app) => app.get(LeaderElectionService));
+  // Each candidate's campaign, resolving with its index and the time it came to lead (never, once the app closes).
+  const campaign = (j: number) =>
+    elections[j].campaign(name).then(
+      () => ({ j, at: now() }),
+      () => new Promise<never>(() => {}),
+    );
+  const pending = new Map(elections.map((_, j) => [j, campaign(j)]));
+  const race = () => Promise.race(pending.values());
+  let leader = (await race()).j;
+  pending.delete(leader);
+  const [watchBefore, before] = await Promise.all([watchMessagesSent(ctx.endpoints), requestsByMethod(ctx.endpoints)]);
+  const times: number[] = [];
+  for (let i = 0; i < handovers; i++) {
+    const started = now();
+    await elections[leader].resign(name);
+    const next = await race();
+    times.push(next.at - started);
+    pending.delete(next.j);
+    pending.set(leader, campaign(leader));
+    leader = next.j;
+  }
+  const [watchAfter, after] = await Promise.all([watchMessagesSent(ctx.endpoints), requestsByMethod(ctx.endpoints)]);
+  await Promise.all(elections.map((e) => e.resign(name)));
+  return {
+    kind: 'election',
+    processes: apps.length,
+    handovers,
+    watchMessagesPerHandover: (watchAfter - watchBefore) / handovers,
+    requestsPerHandover: sentByCalls(received(before, after)) / handovers,
+    perHandover: perOperation(received(before, after), handovers),
+    handoverP50Ms: percentile(times.sort((a, b) => a - b), 50),
+    handoverP99Ms: percentile(times, 99),
+  };
+}
+
+/**
+ * Scale case 1: a contended name at P = 2, 10, 50, 100 processes. The goal: watch messages (wake-ups) per
+ * hand-over independent of P, and the hand-over p50 at P = 100 within 2x of P = 2.
+ */
+export async function contentionScale(
+  ctx: BenchContext,
+  counts = ctx.quick ? [2, 10] : [2, 10, 50, 100],
+  kinds: ReadonlyArray<ContentionRound['kind']> = ['lock', 'semaphore-5', 'election'],
+): Promise<CaseResult> {
+  const rounds: ContentionRound[] = [];
+  for (const kind of kinds) {
+    for (const processes of counts) {
+      if (kind === 'semaphore-5' && processes <= 5) continue;
+      rounds.push(await round(ctx, kind, processes, ctx.quick ? 20 : kind === 'election' ? 100 : 300));
+    }
+  }
+  const of = (kind: ContentionRound['kind']) => rounds.filter((r) => r.kind === kind);
+  const ratio = (list: ContentionRound[], f: (r: ContentionRound) => number) => f(list[list.length - 1]) / f(list[0]);
+  const measured = kinds.filter((k) => of(k).length > 0);
+  const wakeGrowth = Math.max(...measured.map((k) => ratio(of(k), (r) => r.watchMessagesPerHandover)));
+  const latencyGrowth = Math.max(...measured.map((k) => ratio(of(k), (r) => r.handoverP50Ms)));
+  return {
+    id: 'contention-scale',
+    title: `One contended name, ${counts.join('/')} processes waiting (lock, semaphore of 5, election)`,
+    target: 'wake-ups per hand-over flat in P (within 1.5x); hand-over p50 at the largest P within 2x of the smallest, each kind',
+    met: wakeGrowth <= 1.5 && latencyGrowth <= 2,
+    result: rounds
+      .map((r) => `${r.kind} P=${r.processes}: ${r.watchMessagesPerHandover.toFixed(1)} wake-ups, ${fmt(r.handoverP50Ms)}`)
+      .join('; '),
+    metrics: { rounds, wakeGrowth, latencyGrowth },
+  };
+}
