@@ -19,6 +19,8 @@ export interface CaseResult {
   readonly metrics: Record<string, unknown>;
   /** Latency samples in ms by series, for the chart. */
   readonly latencies?: Record<string, number[]>;
+  /** Charts of the case's own, by file name (`<name>.svg`), written next to the JSON. */
+  readonly charts?: Record<string, string>;
 }
 
 /** `n`, or a tenth of it (at least `min`) in a quick run. */

@@ -26,6 +26,7 @@ import { fencedWrite, readerThroughput, semaphoreCycle } from './cases/recipes.j
 import { scheduledJobs } from './cases/scheduled.js';
 import { dashboardPages } from './cases/dashboard.js';
 import { contentionScale } from './cases/contention-scale.js';
+import { idleFleet, manyNames } from './cases/fleet-scale.js';
 import { latencyChart } from './svg.js';
 
 const args = process.argv.slice(2);
@@ -89,6 +90,8 @@ const cases: Array<[string, () => Promise<CaseResult>]> = [
   ['scheduled', () => scheduledJobs(ctx)],
   ['dashboard', () => dashboardPages(ctx)],
   ['contention-scale', () => contentionScale(ctx)],
+  ['idle-fleet', () => idleFleet(ctx, etcdPids())],
+  ['many-names', () => manyNames(ctx)],
 ];
 
 const results: CaseResult[] = [];
@@ -144,8 +147,9 @@ const meta = {
 };
 writeFileSync(
   join(outDir, 'latest.json'),
-  `${JSON.stringify({ meta, leftovers, cases: results.map(({ latencies: _, ...r }) => r) }, null, 2)}\n`,
+  `${JSON.stringify({ meta, leftovers, cases: results.map(({ latencies: _, charts: __, ...r }) => r) }, null, 2)}\n`,
 );
+for (const r of results) for (const [file, svg] of Object.entries(r.charts ?? {})) writeFileSync(join(outDir, file), svg);
 const series = results.flatMap((r) => Object.entries(r.latencies ?? {}).map(([label, samples]) => ({ label, samples })));
 writeFileSync(join(outDir, 'latest.svg'), latencyChart(series, `nestjs-etcd-lock vs etcd3, ${meta.mode} etcd, ${meta.date.slice(0, 10)}`));
 log(`bench: wrote ${join(outDir, 'latest.json')} and latest.svg`);

@@ -50,3 +50,59 @@ export function latencyChart(series: Array<{ label: string; samples: number[] }>
 function xmlEscape(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
+
+/** One line of a scale chart: `points` are [x, y], x ascending. */
+export interface ScaleSeries {
+  readonly label: string;
+  readonly points: ReadonlyArray<readonly [number, number]>;
+}
+
+/**
+ * Cost against scale on log-log axes (a flat line is a cost that does not grow; a line at 45° grows in
+ * proportion): one polyline with dots per series, a legend, decade grid lines. A self-contained SVG.
+ */
+export function scaleChart(series: readonly ScaleSeries[], title: string, xLabel: string, yLabel: string): string {
+  const [left, right, top, bottom, width, height] = [80, 220, 50, 60, 900, 420];
+  const points = series.flatMap((s) => s.points).filter(([x, y]) => x > 0 && y > 0);
+  const decade = (v: number, up: boolean) => 10 ** (up ? Math.ceil(Math.log10(v)) : Math.floor(Math.log10(v)));
+  const [xlo, xhi] = [decade(Math.min(...points.map((p) => p[0])), false), decade(Math.max(...points.map((p) => p[0])), true)];
+  const [ylo, yhi] = [decade(Math.min(...points.map((p) => p[1])), false), decade(Math.max(...points.map((p) => p[1])), true)];
+  const scale = (v: number, lo: number, hi: number) => (Math.log10(v) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo) || 1);
+  const x = (v: number) => left + scale(v, xlo, xhi) * (width - left - right);
+  const y = (v: number) => height - bottom - scale(v, ylo, yhi) * (height - top - bottom);
+  const colors = ['#2b6cb0', '#c05621', '#2f855a', '#6b46c1', '#b7791f', '#c53030'];
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" role="img" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
+    `<title>${xmlEscape(title)}</title>`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="${(left + width - right) / 2}" y="24" text-anchor="middle" font-size="15">${xmlEscape(title)}</text>`,
+  ];
+  for (let t = xlo; t <= xhi * 1.0001; t *= 10) {
+    parts.push(
+      `<line x1="${x(t).toFixed(1)}" x2="${x(t).toFixed(1)}" y1="${top}" y2="${height - bottom}" stroke="#ddd"/>`,
+      `<text x="${x(t).toFixed(1)}" y="${height - bottom + 18}" text-anchor="middle">${t}</text>`,
+    );
+  }
+  for (let t = ylo; t <= yhi * 1.0001; t *= 10) {
+    parts.push(
+      `<line x1="${left}" x2="${width - right}" y1="${y(t).toFixed(1)}" y2="${y(t).toFixed(1)}" stroke="#ddd"/>`,
+      `<text x="${left - 8}" y="${(y(t) + 4).toFixed(1)}" text-anchor="end">${t}</text>`,
+    );
+  }
+  parts.push(
+    `<text x="${(left + width - right) / 2}" y="${height - 18}" text-anchor="middle">${xmlEscape(xLabel)} (log)</text>`,
+    `<text x="18" y="${(top + height - bottom) / 2}" text-anchor="middle" transform="rotate(-90 18 ${(top + height - bottom) / 2})">${xmlEscape(yLabel)} (log)</text>`,
+  );
+  series.forEach((s, i) => {
+    const color = colors[i % colors.length];
+    const shown = s.points.filter(([px, py]) => px > 0 && py > 0);
+    parts.push(
+      `<polyline fill="none" stroke="${color}" stroke-width="2" points="${shown.map(([px, py]) => `${x(px).toFixed(1)},${y(py).toFixed(1)}`).join(' ')}"/>`,
+      ...shown.map(([px, py]) => `<circle cx="${x(px).toFixed(1)}" cy="${y(py).toFixed(1)}" r="3.5" fill="${color}"/>`),
+      `<line x1="${width - right + 16}" x2="${width - right + 40}" y1="${top + 10 + i * 20}" y2="${top + 10 + i * 20}" stroke="${color}" stroke-width="2"/>`,
+      `<text x="${width - right + 46}" y="${top + 14 + i * 20}">${xmlEscape(s.label)}</text>`,
+    );
+  });
+  parts.push('</svg>');
+  return parts.join('\n');
+}

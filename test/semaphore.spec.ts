@@ -115,7 +115,10 @@ describe('SemaphoreService', () => {
     const { leaseId } = app.get(EtcdSessionService).status();
     await etcd.client.leaseClient.leaseRevoke({ ID: BigInt(`0x${leaseId}`).toString() });
     // Whichever tells first: the deletion of the key, or the session's keepalive finding the lease gone.
-    expect(await whenAborted(two.signal)).toMatchObject({ name: LockLostError.name, reason: expect.stringMatching(/^(key-deleted|session-lost)$/) });
+    expect(await whenAborted(two.signal)).toMatchObject({
+      name: LockLostError.name,
+      reason: expect.stringMatching(/^(key-deleted|session-lost)$/),
+    });
   });
 
   it('watch() follows the permits held, from etcd', async () => {

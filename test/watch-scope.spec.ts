@@ -1,4 +1,8 @@
+import { EventEmitter } from 'node:events';
+import type { INestApplicationContext } from '@nestjs/common';
 import { filter, firstValueFrom } from 'rxjs';
+import { EtcdConnection } from '../lib/connection/etcd-connection.js';
+import type { PortWatcher } from '../lib/etcd/etcd-port.js';
 import { type EtcdLockOptions, LeaderElectionService, LockLostError, LockService, SemaphoreService } from '../lib/index.js';
 import { ManualClock } from '../lib/testing/index.js';
 import { Etcd3 } from 'etcd3';
@@ -93,5 +97,76 @@ describe('deletion watches scoped to interest', () => {
     expect(first.signal.reason).toBeInstanceOf(LockLostError);
     await other.release();
     await first.release();
+  });
+});
+
+/**
+ * Holds back the creation of `app`'s lock watches until `open()`: each is made on etcd then, "from now", as if the
+ * stream had been slow, so the revisions between the join and the watch are the ones it may have missed.
+ */
+function slowWatches(app: INestApplicationContext) {
+  const port = app.get(EtcdConnection).port;
+  const original = port.watch;
+  let open: () => void = () => {};
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  const checks: string[] = [];
+  const txn = port.txn;
+  port.txn = (req, what, timeoutMs) => {
+    if (what === "check the keys 'g' waits for") checks.push(what);
+    return txn.call(port, req, what, timeoutMs);
+  };
+  port.watch = (req) => {
+    if (!req.prefix.startsWith('lock/')) return original.call(port, req);
+    const delayed = new EventEmitter() as EventEmitter & PortWatcher;
+    let real: PortWatcher | undefined;
+    let cancelled = false;
+    delayed.cancel = async () => {
+      cancelled = true;
+      await real?.cancel();
+    };
+    void opened.then(() => {
+      if (cancelled) return;
+      real = original.call(port, req);
+      for (const event of ['connected', 'data', 'put', 'delete', 'error'] as const) {
+        real.on(event as 'data', (...args: unknown[]) => delayed.emit(event, ...args));
+      }
+    });
+    return delayed;
+  };
+  return { open, checks };
+}
+
+describe('a waiter whose watches start after keys went', () => {
+  it('reads the keys it waits for once etcd says revisions passed: the holder gone meanwhile gives it its turn', async () => {
+    const [holderApp, waiterApp] = [await etcd.app({ identity: 'holder' }), await etcd.app({ identity: 'waiter' })];
+    const held = await holderApp.get(LockService).acquire('g');
+    const slow = slowWatches(waiterApp);
+    const waiting = waiterApp.get(LockService).acquire('g');
+    await etcd.waitForKeys('lock/g/', 2);
+    await held.release(); // nobody watches the holder's key for the waiter yet
+    slow.open();
+    const lock = await waiting;
+    expect(lock.isHeld).toBe(true);
+    // The watches started after the release: its turn came from the read, not from an event.
+    expect(slow.checks.length).toBeGreaterThanOrEqual(1);
+    await lock.release();
+  });
+
+  it('does not take its turn when the same read finds its own key deleted: it is told it lost it', async () => {
+    const [holderApp, waiterApp] = [await etcd.app({ identity: 'holder' }), await etcd.app({ identity: 'waiter' })];
+    const held = await holderApp.get(LockService).acquire('g');
+    const slow = slowWatches(waiterApp);
+    const waiting = waiterApp
+      .get(LockService)
+      .acquire('g')
+      .catch((err: unknown) => err);
+    const [, mine] = await etcd
+      .waitForKeys('lock/g/', 2)
+      .then((keys) => keys.sort((a, b) => (a === held.key ? -1 : b === held.key ? 1 : 0)));
+    await etcd.client.delete().key(mine); // its own key, from outside, before any watch of it exists
+    await held.release();
+    slow.open();
+    expect(await waiting).toMatchObject({ name: LockLostError.name, reason: 'key-deleted' });
+    expect(await etcd.client.getAll().prefix('lock/').keys()).toEqual([]);
   });
 });

@@ -5,6 +5,7 @@ import { now, startApp } from '../app.js';
 import { type BenchContext, type CaseResult, fmt } from '../case.js';
 import { received, requestsByMethod, sentByCalls } from '../etcd-metrics.js';
 import { percentile } from '../stats.js';
+import { scaleChart } from '../svg.js';
 
 /** What one contended name costs per hand-over, at P processes each waiting on it. */
 export interface ContentionRound {
@@ -38,12 +39,7 @@ async function watchMessagesSent(endpoints: readonly string[]): Promise<number> 
  * from the release's start to the next holder's acquire resolving; a semaphore of 5 counts each acquire after the
  * first 5 against the latest release before it.
  */
-async function round(
-  ctx: BenchContext,
-  kind: ContentionRound['kind'],
-  processes: number,
-  handovers: number,
-): Promise<ContentionRound> {
+async function round(ctx: BenchContext, kind: ContentionRound['kind'], processes: number, handovers: number): Promise<ContentionRound> {
   const apps: INestApplicationContext[] = [];
   for (let i = 0; i < processes; i++) apps.push(await startApp(ctx.endpoints, { identity: `p${i}`, ttl: 30 }));
   const name = `contended-${kind}-${processes}`;
@@ -85,7 +81,10 @@ async function round(
       watchMessagesPerHandover: (watchAfter - watchBefore) / measured,
       requestsPerHandover: sentByCalls(received(before, after)) / measured,
       perHandover: perOperation(received(before, after), measured),
-      handoverP50Ms: percentile(times.sort((a, b) => a - b), 50),
+      handoverP50Ms: percentile(
+        times.sort((a, b) => a - b),
+        50,
+      ),
       handoverP99Ms: percentile(times, 99),
     };
   } finally {
@@ -94,7 +93,12 @@ async function round(
 }
 
 /** P candidates in one election; the leader resigns and campaigns again, `handovers` times. */
-async function electionRound(ctx: BenchContext, apps: INestApplicationContext[], name: string, handovers: number): Promise<ContentionRound> {
+async function electionRound(
+  ctx: BenchContext,
+  apps: INestApplicationContext[],
+  name: string,
+  handovers: number,
+): Promise<ContentionRound> {
   const elections = apps.map((app) => app.get(LeaderElectionService));
   // Each candidate's campaign, resolving with its index and the time it came to lead (never, once the app closes).
   const campaign = (j: number) =>
@@ -126,7 +130,10 @@ async function electionRound(ctx: BenchContext, apps: INestApplicationContext[],
     watchMessagesPerHandover: (watchAfter - watchBefore) / handovers,
     requestsPerHandover: sentByCalls(received(before, after)) / handovers,
     perHandover: perOperation(received(before, after), handovers),
-    handoverP50Ms: percentile(times.sort((a, b) => a - b), 50),
+    handoverP50Ms: percentile(
+      times.sort((a, b) => a - b),
+      50,
+    ),
     handoverP99Ms: percentile(times, 99),
   };
 }
@@ -161,5 +168,16 @@ export async function contentionScale(
       .map((r) => `${r.kind} P=${r.processes}: ${r.watchMessagesPerHandover.toFixed(1)} wake-ups, ${fmt(r.handoverP50Ms)}`)
       .join('; '),
     metrics: { rounds, wakeGrowth, latencyGrowth },
+    charts: {
+      'contention-scale.svg': scaleChart(
+        measured.flatMap((k) => [
+          { label: `${k}: wake-ups`, points: of(k).map((r) => [r.processes, r.watchMessagesPerHandover] as const) },
+          { label: `${k}: p50 ms`, points: of(k).map((r) => [r.processes, r.handoverP50Ms] as const) },
+        ]),
+        'One contended name: cost of a hand-over against the processes waiting',
+        'processes waiting (P)',
+        'watch messages per hand-over; hand-over p50 in ms',
+      ),
+    },
   };
 }

@@ -9,7 +9,7 @@ const WORKER = 'build/bench/worker.js';
  * CPU time of process `pid` so far, in ms: the sum of its threads' time on a CPU, which Linux's schedstat counts in
  * nanoseconds (`/proc/<pid>/stat` counts 10 ms ticks, too coarse for a 10% comparison of a few seconds' work).
  */
-function processCpuMs(pid: number): number {
+export function processCpuMs(pid: number): number {
   let ns = 0;
   for (const task of readdirSync(`/proc/${pid}/task`)) {
     try {

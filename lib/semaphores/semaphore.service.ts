@@ -72,13 +72,7 @@ export class SemaphoreService {
   async tryAcquire(name: string, options: PermitOptions): Promise<Permit | null> {
     const { limit, value } = this.check(name, options, ['limit', 'value', 'maxHoldMs']);
     this.path.checkMaxHold(options.maxHoldMs);
-    return this.path.tryAcquire(
-      name,
-      'try_acquire_permit',
-      () => this.join(name, limit, value),
-      true,
-      options.maxHoldMs,
-    );
+    return this.path.tryAcquire(name, 'try_acquire_permit', () => this.join(name, limit, value), true, options.maxHoldMs);
   }
 
   /**

@@ -1,3 +1,4 @@
+import { DeletionWatches } from '../../lib/connection/deletion-watches.js';
 import { once } from 'node:events';
 import { ConsoleLogger } from '@nestjs/common';
 import { filter, firstValueFrom } from 'rxjs';
@@ -158,7 +159,9 @@ describe('fault scenarios on one etcd node', () => {
         seen = () => holders.length >= 1 && resolve();
         seen();
       });
-      // The waiter's connection is cut while the holder releases and etcd compacts that history away.
+      // The waiter watches the holder's key (etcd confirmed it) before its connection is cut while the holder
+      // releases and etcd compacts that history away.
+      expect(await waiterApp.get(DeletionWatches).of('lock').watching(held.key)).toBe(true);
       proxy.cut();
       await held.release();
       for (let i = 0; i < 20; i++) await etcd.client.put('filler').value(String(i));

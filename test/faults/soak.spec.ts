@@ -26,10 +26,10 @@ function resources(): Record<string, number> {
 /** What the library keeps per lock name: must be empty when nothing is held or awaited. */
 function internals(app: { get: (t: unknown) => unknown }) {
   const locks = app.get(LockService) as unknown as { local: { names: Map<string, unknown> } };
-  type Watches = { names: Map<string, { subscribers: unknown[] }> };
+  type Watches = { keys: Map<string, { subscriptions: unknown[] }> };
   const watches = (app.get(DeletionWatches) as DeletionWatches).of('lock') as unknown as Watches;
-  const names = [...watches.names.values()];
-  return { localQueue: locks.local.names.size, lockSubscribers: names.reduce((n, w) => n + w.subscribers.length, 0) };
+  const keys = [...watches.keys.values()];
+  return { localQueue: locks.local.names.size, lockSubscribers: keys.reduce((n, w) => n + w.subscriptions.length, 0) };
 }
 
 describe('soak', () => {
