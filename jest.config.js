@@ -5,7 +5,7 @@ export default {
   roots: ['<rootDir>/test', '<rootDir>/sample-app/test'],
   testMatch: ['**/*.spec.ts'],
   // The fault scenarios and the browser tests run on their own: `npm run test:faults`, `npm run test:browser`.
-  testPathIgnorePatterns: ['/node_modules/', '/test/faults/', '/test/browser/'],
+  testPathIgnorePatterns: ['/node_modules/', '/test/faults/', '/test/browser/', '/test/scale/'],
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: {

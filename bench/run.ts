@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --cluster] [-- --quick] [-- --only=id,id] [-- --out=dir]`: starts its own etcd (one node, or three members
+ * `npm run bench [-- --cluster] [-- --quick] [-- --scale] [-- --only=id,id] [-- --out=dir]`: starts its own etcd (one node, or three members
  * with --cluster), runs every case against its peer in the same run, prints a table, and writes
  * bench/results/latest.json and bench/results/latest.svg.
  */
@@ -32,11 +32,17 @@ import { latencyChart } from './svg.js';
 const args = process.argv.slice(2);
 const clusterMode = args.includes('--cluster');
 const quick = args.includes('--quick');
-const only = args
-  .find((a) => a.startsWith('--only='))
-  ?.slice('--only='.length)
-  .split(',');
-const outDir = args.find((a) => a.startsWith('--out='))?.slice('--out='.length) ?? join(ROOT, 'bench', 'results');
+/** The scale cases (`--scale` runs only these, into `bench/results/scale/`). */
+const SCALE_CASES = ['contention-scale', 'idle-fleet', 'many-names'];
+const scale = args.includes('--scale');
+const only = scale
+  ? SCALE_CASES
+  : args
+      .find((a) => a.startsWith('--only='))
+      ?.slice('--only='.length)
+      .split(',');
+const outDir =
+  args.find((a) => a.startsWith('--out='))?.slice('--out='.length) ?? join(ROOT, 'bench', 'results', ...(scale ? ['scale'] : []));
 const CRASH_TTL = 2;
 
 let etcdVersion: string;

@@ -4,13 +4,14 @@ import { keyRoots } from '../etcd/keys.js';
 import { Backoff } from '../util/backoff.js';
 import { sleep } from '../util/wait-signal.js';
 import type { EtcdPort } from '../etcd/etcd-port.js';
-import { type Inventory, readInventory } from './inventory.js';
+import { type Inventory, LeaseTtls, readInventory } from './inventory.js';
 
 /**
  * The CLI's `status --watch` and the dashboard's feed: one inventory, then a new one after each change etcd reports under the library's key roots
  * (watched from the revision after the first read, so no change is missed; never polled; a watch that etcd
  * cancels starts again from a new read, and the inventory is read anew). Changes that arrive during a read are
- * folded into the next one. Runs until `signal` aborts. TTLs are as read, and are not counted down.
+ * folded into the next one. Runs until `signal` aborts. A lease's TTL is read when it is first seen and once a third
+ * of its TTL has passed since (see `LeaseTtls`), not at every change.
  */
 export async function watchInventory(
   rpc: EtcdPort,
@@ -19,6 +20,7 @@ export async function watchInventory(
   signal: AbortSignal,
 ): Promise<void> {
   const backoff = new Backoff(250, 5000);
+  const leaseTtls = new LeaseTtls();
   let watches: ResilientWatch[] = [];
   let dirty = false;
   let wake: (() => void) | undefined;
@@ -32,7 +34,7 @@ export async function watchInventory(
       let inv: Inventory;
       try {
         dirty = false;
-        inv = await readInventory(rpc, prefix);
+        inv = await readInventory(rpc, prefix, leaseTtls);
         backoff.reset();
       } catch (err) {
         // Only an unreachable etcd is waited out; refused credentials and the like end the command.

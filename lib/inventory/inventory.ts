@@ -75,11 +75,42 @@ export interface Inventory {
 }
 
 /**
+ * The TTLs of the leases an inventory shows, read once per lease and again only once its holder has renewed it
+ * since (a third of its TTL later): a watch that reads the inventory at every change does not ask etcd about every
+ * replica's lease each time. In between, the seconds left are counted down from the last read.
+ */
+export class LeaseTtls {
+  private readonly known = new Map<string, { ttl: number; granted: number; at: number }>();
+
+  async read(rpc: EtcdPort, leases: ReadonlySet<string>): Promise<Map<string, { ttl: number; granted: number }>> {
+    const now = Date.now();
+    for (const id of this.known.keys()) if (!leases.has(id)) this.known.delete(id);
+    const stale = [...leases].filter((id) => {
+      const seen = this.known.get(id);
+      return !seen || seen.ttl < 0 || now - seen.at >= Math.max(1000, (seen.granted * 1000) / 3);
+    });
+    await Promise.all(
+      stale.map(async (id) => {
+        const ttl = await rpc.leaseTimeToLive(id);
+        this.known.set(id, { ttl: ttl?.ttl ?? -1, granted: ttl?.grantedTtl ?? 0, at: Date.now() });
+      }),
+    );
+    const ttls = new Map<string, { ttl: number; granted: number }>();
+    for (const id of leases) {
+      const { ttl, granted, at } = this.known.get(id) as { ttl: number; granted: number; at: number };
+      ttls.set(leaseHex(id), { ttl: ttl < 0 ? ttl : Math.max(0, ttl - Math.floor((Date.now() - at) / 1000)), granted });
+    }
+    return ttls;
+  }
+}
+
+/**
  * Reads the library's keys under `prefix`: one transaction of a range per key root (`KEY_ROOTS`: locks,
  * elections, shard locks, semaphores, read/write locks, sharding members, assignment records) at one revision,
- * then one TTL lookup per lease seen. Keys of other layouts under the prefix are not read.
+ * then one TTL lookup per lease seen (per lease not looked up lately, with the `leaseTtls` of an earlier read).
+ * Keys of other layouts under the prefix are not read.
  */
-export async function readInventory(rpc: EtcdPort, prefix: string): Promise<Inventory> {
+export async function readInventory(rpc: EtcdPort, prefix: string, leaseTtls = new LeaseTtls()): Promise<Inventory> {
   const started = performance.now();
   const res = await rpc.txn(
     {
@@ -102,14 +133,7 @@ export async function readInventory(rpc: EtcdPort, prefix: string): Promise<Inve
 
   const leases = new Set<string>();
   for (const list of kvs) for (const kv of list) if (kv.lease !== '0') leases.add(kv.lease);
-  const ttls = new Map(
-    await Promise.all(
-      [...leases].map(async (id) => {
-        const ttl = await rpc.leaseTimeToLive(id);
-        return [leaseHex(id), { ttl: ttl?.ttl ?? -1, granted: ttl?.grantedTtl ?? 0 }] as const;
-      }),
-    ),
-  );
+  const ttls = await leaseTtls.read(rpc, leases);
   return {
     revision: BigInt(res.header.revision),
     readMs: performance.now() - started,

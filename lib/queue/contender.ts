@@ -320,18 +320,19 @@ export class Contender implements DeleteSubscriber, FenceHolder {
   }
 
   /**
-   * The keys whose deletion can give us our turn: the `slots` just ahead, as etcd's `Mutex` does for one slot (the
-   * older ones can only go first or with them). All of them when fewer than twice the slots are ahead (a waiter
-   * near the front of a semaphore then learns of each permit's release, so its turn needs no read), or while keys
-   * ahead ask for another number of slots (a semaphore's limit changing in a rolling deploy: whichever is oldest
-   * then sets the slots).
+   * The keys whose deletion can give us our turn: the `slots` just ahead (the older ones can only go first or
+   * with them), and one more, so that the waiter next in line has read the queue (after the deletion of the key
+   * two ahead) before its turn comes and takes it on the event alone. All of them when fewer than twice the slots
+   * are ahead (a waiter near the front of a semaphore then learns of each permit's release), or while keys ahead
+   * ask for another number of slots (a semaphore's limit changing in a rolling deploy: whichever is oldest then
+   * sets the slots).
    */
   private waitedFor(): string[] {
     const ahead = [...this.place.keysAhead.keys()];
     const slots = this.slotsInForce(this.place.keysAhead);
     const named = this.ctx.slotsNamedBy;
     if (ahead.length < 2 * slots || (named && ahead.some((key) => (named(key) ?? this.slots) !== this.slots))) return ahead;
-    return ahead.slice(-slots);
+    return ahead.slice(-(slots + 1));
   }
 
   /** @internal A key we watch was deleted at `revision`. */
@@ -347,7 +348,8 @@ export class Contender implements DeleteSubscriber, FenceHolder {
   onGap(key: string): void {
     if (key === this.key) this.place.unverified(true);
     this.gaps.add(key);
-    if (this.gaps.size === 1) queueMicrotask(() => void this.checkGaps(new Backoff(CHECK_RETRY_MIN_MS, CHECK_RETRY_MAX_MS)));
+    // After the I/O at hand: the answers to the other watches made with this one usually come in the same read.
+    if (this.gaps.size === 1) setImmediate(() => void this.checkGaps(new Backoff(CHECK_RETRY_MIN_MS, CHECK_RETRY_MAX_MS)));
   }
 
   /**
