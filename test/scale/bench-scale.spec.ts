@@ -23,7 +23,7 @@ describe('npm run bench -- --scale --quick', () => {
       expect((idle.metrics.rounds as Array<{ otherRequests: number }>).map((r) => r.otherRequests)).toEqual([0]);
       expect(many.metrics).toMatchObject({ locks: 10_000, keysLeft: 0 });
       expect(report.leftovers).toEqual({ keys: 0, leases: 0 });
-      expect(readFileSync(join(out, 'contention-scale.svg'), 'utf8')).toContain('wake-ups');
+      expect(readFileSync(join(out, 'contention-scale.svg'), 'utf8')).toContain('events per hand-over');
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
