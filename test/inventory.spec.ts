@@ -46,4 +46,24 @@ describe('the inventory a watch reads at every change', () => {
     const last = seen[seen.length - 1].sessions;
     expect(last.map((s) => s.ttl).every((ttl) => ttl > 50 && ttl <= 60)).toBe(true);
   });
+
+  it('stops when its signal aborts during a read, with no change after it to wake it', async () => {
+    const app = await etcd.app({ identity: 'watcher' });
+    const port = app.get(EtcdConnection).port;
+    const txn = port.txn;
+    const stop = new AbortController();
+    let reads = 0;
+    // The second read of the inventory is answered only after the abort.
+    port.txn = async (req, what, timeoutMs) => {
+      if (what.startsWith('read the keys under the prefix') && ++reads === 2) stop.abort();
+      return txn.call(port, req, what, timeoutMs);
+    };
+    let shows = 0;
+    const watching = watchInventory(port, '', () => void shows++, stop.signal);
+    const lock = await app.get(LockService).tryAcquire('one-change');
+    await watching;
+    port.txn = txn;
+    expect(shows).toBe(2);
+    await lock?.release();
+  });
 });

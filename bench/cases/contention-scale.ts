@@ -30,6 +30,46 @@ function perOperation(counts: Record<string, number>, n: number): Record<string,
   return Object.fromEntries(Object.entries(calls).map(([method, count]) => [method, Math.round((count / n) * 100) / 100]));
 }
 
+/** What etcd has counted so far that a round reads before and after it. */
+interface Counters {
+  readonly events: number;
+  readonly watchMessages: number;
+  readonly requests: Map<string, number>;
+}
+
+async function counters(endpoints: readonly string[]): Promise<Counters> {
+  const [events, watchMessages, requests] = await Promise.all([
+    eventsSent(endpoints),
+    watchMessagesSent(endpoints),
+    requestsByMethod(endpoints),
+  ]);
+  return { events, watchMessages, requests };
+}
+
+/** A round's figures from the counters around it and its hand-over times. */
+function roundOf(
+  kind: ContentionRound['kind'],
+  processes: number,
+  handovers: number,
+  before: Counters,
+  after: Counters,
+  times: number[],
+): ContentionRound {
+  const requests = received(before.requests, after.requests);
+  const sorted = [...times].sort((a, b) => a - b);
+  return {
+    kind,
+    processes,
+    handovers,
+    eventsPerHandover: (after.events - before.events) / handovers,
+    watchMessagesPerHandover: (after.watchMessages - before.watchMessages) / handovers,
+    requestsPerHandover: sentByCalls(requests) / handovers,
+    perHandover: perOperation(requests, handovers),
+    handoverP50Ms: percentile(sorted, 50),
+    handoverP99Ms: percentile(sorted, 99),
+  };
+}
+
 /** Events etcd has sent to watchers, over all its members. */
 async function eventsSent(endpoints: readonly string[]): Promise<number> {
   let total = 0;
@@ -72,17 +112,9 @@ async function round(ctx: BenchContext, kind: ContentionRound['kind'], processes
         await held.release();
       }
     });
-    const [watchBefore, before, eventsBefore] = await Promise.all([
-      watchMessagesSent(ctx.endpoints),
-      requestsByMethod(ctx.endpoints),
-      eventsSent(ctx.endpoints),
-    ]);
+    const before = await counters(ctx.endpoints);
     await Promise.all(loops);
-    const [watchAfter, after, eventsAfter] = await Promise.all([
-      watchMessagesSent(ctx.endpoints),
-      requestsByMethod(ctx.endpoints),
-      eventsSent(ctx.endpoints),
-    ]);
+    const after = await counters(ctx.endpoints);
     const times: number[] = [];
     let lastRelease: number | undefined;
     let acquiredSoFar = 0;
@@ -90,21 +122,7 @@ async function round(ctx: BenchContext, kind: ContentionRound['kind'], processes
       if (e.what === 'releasing') lastRelease = e.at;
       else if (++acquiredSoFar > (kind === 'lock' ? 1 : 5) && lastRelease !== undefined) times.push(e.at - lastRelease);
     }
-    const measured = done;
-    return {
-      kind,
-      processes,
-      handovers: measured,
-      eventsPerHandover: (eventsAfter - eventsBefore) / measured,
-      watchMessagesPerHandover: (watchAfter - watchBefore) / measured,
-      requestsPerHandover: sentByCalls(received(before, after)) / measured,
-      perHandover: perOperation(received(before, after), measured),
-      handoverP50Ms: percentile(
-        times.sort((a, b) => a - b),
-        50,
-      ),
-      handoverP99Ms: percentile(times, 99),
-    };
+    return roundOf(kind, processes, done, before, after, times);
   } finally {
     await Promise.all(apps.map((app) => app.close()));
   }
@@ -128,11 +146,7 @@ async function electionRound(
   const race = () => Promise.race(pending.values());
   let leader = (await race()).j;
   pending.delete(leader);
-  const [watchBefore, before, eventsBefore] = await Promise.all([
-    watchMessagesSent(ctx.endpoints),
-    requestsByMethod(ctx.endpoints),
-    eventsSent(ctx.endpoints),
-  ]);
+  const before = await counters(ctx.endpoints);
   const times: number[] = [];
   for (let i = 0; i < handovers; i++) {
     const started = now();
@@ -143,26 +157,9 @@ async function electionRound(
     pending.set(leader, campaign(leader));
     leader = next.j;
   }
-  const [watchAfter, after, eventsAfter] = await Promise.all([
-    watchMessagesSent(ctx.endpoints),
-    requestsByMethod(ctx.endpoints),
-    eventsSent(ctx.endpoints),
-  ]);
+  const after = await counters(ctx.endpoints);
   await Promise.all(elections.map((e) => e.resign(name)));
-  return {
-    kind: 'election',
-    processes: apps.length,
-    handovers,
-    eventsPerHandover: (eventsAfter - eventsBefore) / handovers,
-    watchMessagesPerHandover: (watchAfter - watchBefore) / handovers,
-    requestsPerHandover: sentByCalls(received(before, after)) / handovers,
-    perHandover: perOperation(received(before, after), handovers),
-    handoverP50Ms: percentile(
-      times.sort((a, b) => a - b),
-      50,
-    ),
-    handoverP99Ms: percentile(times, 99),
-  };
+  return roundOf('election', apps.length, handovers, before, after, times);
 }
 
 /**

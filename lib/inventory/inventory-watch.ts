@@ -47,7 +47,8 @@ export async function watchInventory(
         watches = keyRoots(prefix).map((root) => changeWatch(rpc, root, changed).start(from));
       }
       await show(inv);
-      if (!dirty) await new Promise<void>((resolve) => (wake = resolve));
+      // An abort during the read or the show found no one to wake: it must not leave this waiting for a change.
+      if (!dirty && !signal.aborted) await new Promise<void>((resolve) => (wake = resolve));
       wake = undefined;
     }
   } finally {
