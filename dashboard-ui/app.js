@@ -34,13 +34,25 @@ function useFeed() {
     const source = new EventSource(`${BASE}/events`);
     source.onopen = () => setState((s) => ({ ...s, live: true }));
     source.onerror = () => setState((s) => ({ ...s, live: false }));
-    source.onmessage = (event) => {
-      const message = JSON.parse(event.data);
+    // Each message is a whole view: when they come faster than the page draws (a burst of changes), only the
+    // latest is parsed and drawn, once per frame, so the page never falls behind etcd.
+    let latest;
+    let frame = 0;
+    const draw = () => {
+      frame = 0;
+      const message = JSON.parse(latest);
       setState((s) =>
         message.view ? { view: message.view, error: undefined, live: true, receivedAt: Date.now() } : { ...s, error: message.error, live: true },
       );
     };
-    return () => source.close();
+    source.onmessage = (event) => {
+      latest = event.data;
+      frame ||= requestAnimationFrame(draw);
+    };
+    return () => {
+      cancelAnimationFrame(frame);
+      source.close();
+    };
   }, []);
   return state;
 }
