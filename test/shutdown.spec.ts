@@ -2,11 +2,28 @@ import { EtcdLeaseInvalidError } from 'etcd3';
 import { filter, firstValueFrom } from 'rxjs';
 import { EtcdUnavailableError, LeaderElectionService, LockLostError, LockService } from '../lib/index.js';
 import { EtcdConnection } from '../lib/connection/etcd-connection.js';
+import type { EtcdPort } from '../lib/etcd/etcd-port.js';
+import { OrphanLeases } from '../lib/session/orphan-leases.js';
 import { whenAborted } from '../lib/util/wait-signal.js';
 import { useEtcd } from './harness/fixtures.js';
 import { RecordingLogger } from './harness/logger.js';
 
 const etcd = useEtcd();
+
+/**
+ * Makes the port's first `failures` revokes fail as a killed cluster member does (the try never reaches etcd);
+ * returns how many revokes were sent.
+ */
+function failFirstRevokes(port: EtcdPort, failures: number): () => number {
+  const revoke = port.leaseRevoke.bind(port);
+  let sent = 0;
+  port.leaseRevoke = (id) => {
+    sent++;
+    if (sent <= failures) return Promise.reject(new EtcdUnavailableError('connect ECONNREFUSED (a killed member)', port.endpoints));
+    return revoke(id);
+  };
+  return () => sent;
+}
 
 describe('shutdown', () => {
   it('a clean stop: each lock still held ends with reason `shutdown` at LOG level, and a pending acquire rejects saying so', async () => {
@@ -32,7 +49,33 @@ describe('shutdown', () => {
     await held.release();
   });
 
-  it('with etcd frozen: close() ends within shutdownTimeout (and one revoke attempt), grants no session, logs no error', async () => {
+  it('a revoke at shutdown that meets a dead member is sent again until etcd answers: no lease left to expire', async () => {
+    const logger = new RecordingLogger();
+    const app = await etcd.app({ identity: 'a', ttl: 30 }, [], [], logger);
+    const lock = await app.get(LockService).acquire('kept');
+    const sent = failFirstRevokes(app.get(EtcdConnection).port, 3);
+    await app.close();
+    // Three failed tries, then the one etcd answered (three tries in all left the lease to its TTL, in CI).
+    expect(sent()).toBe(4);
+    expect(lock.signal.reason).toMatchObject({ reason: 'shutdown' });
+    expect(logger.at('warn')).toEqual([]);
+    expect(logger.at('log').some((line) => /Session lease [0-9a-f]+ revoked/.test(line))).toBe(true);
+    expect(await etcd.leftovers()).toEqual({ keys: [], leases: [] });
+  });
+
+  it('an orphan lease (a grant in doubt, a session given up on) is revoked at shutdown until etcd answers', async () => {
+    const app = await etcd.app({ identity: 'a' });
+    const port = app.get(EtcdConnection).port;
+    const { ID } = await etcd.client.leaseClient.leaseGrant({ TTL: 60 });
+    const sent = failFirstRevokes(port, 5);
+    const orphans = new OrphanLeases(port);
+    orphans.add(ID, 60_000, true);
+    await orphans.revokeNow(performance.now() + 5000);
+    expect(sent()).toBeGreaterThan(5);
+    expect((await etcd.client.leaseClient.leaseLeases({})).leases.map((l) => l.ID)).not.toContain(ID);
+  });
+
+  it('with etcd frozen: close() ends by shutdownTimeout, grants no session, logs no error', async () => {
     const logger = new RecordingLogger();
     const shutdownTimeout = 1500;
     const app = await etcd.app({ identity: 'a', ttl: 10, requestTimeout: 1000, shutdownTimeout }, [], [], logger);

@@ -5,6 +5,7 @@ import { Backoff } from '../util/backoff.js';
 import type { EtcdPort } from '../etcd/etcd-port.js';
 import { leaseHex } from '../etcd/keys.js';
 import type { Clock, ClockTimer } from '../clock/clock.js';
+import { revokeUntil } from './lease-revoke.js';
 
 /** Why a session ended. `revoked` is our own clean shutdown; every other reason is a loss. */
 export type SessionEndReason = 'revoked' | 'deadline-passed' | 'lease-expired' | 'closed';
@@ -85,10 +86,13 @@ export class LeaseSession {
     return () => this.renewListeners.delete(listener);
   }
 
-  /** Ends the session and revokes the lease, so every key on it is deleted at once. */
-  async revoke(): Promise<void> {
+  /**
+   * Ends the session and revokes the lease, so every key on it is deleted at once: tried again until etcd answers
+   * or `until` (a `performance.now()` time) comes. True if etcd answered.
+   */
+  revoke(until: number): Promise<boolean> {
     this.end('revoked');
-    await this.rpc.leaseRevoke(this.id);
+    return revokeUntil(this.rpc, this.id, until);
   }
 
   /**

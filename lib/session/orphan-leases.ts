@@ -1,6 +1,7 @@
 import type { EtcdPort } from '../etcd/etcd-port.js';
 import { pause } from '../util/wait-signal.js';
 import { jittered } from '../util/backoff.js';
+import { revokeUntil } from './lease-revoke.js';
 
 const RETRY_MS = 500;
 
@@ -26,11 +27,12 @@ export class OrphanLeases {
     this.running ??= this.loop().finally(() => (this.running = undefined));
   }
 
-  /** At shutdown: stops the loop and revokes every lease left, once. */
-  async revokeNow(): Promise<void> {
+  /** At shutdown: stops the loop and revokes every lease left, each until etcd answers or `until` comes. */
+  async revokeNow(until: number): Promise<void> {
     this.stopped = true;
-    await Promise.all([...this.leases.keys()].map((id) => this.rpc.leaseRevoke(id).catch(() => undefined)));
+    const ids = [...this.leases.keys()];
     this.leases.clear();
+    await Promise.all(ids.map((id) => revokeUntil(this.rpc, id, until)));
   }
 
   private async loop(): Promise<void> {

@@ -20,7 +20,7 @@ import type { EtcdPort } from '../etcd/etcd-port.js';
 import { LeaseSession, randomLeaseId, type SessionEndReason } from './lease-session.js';
 import { OrphanLeases } from './orphan-leases.js';
 import { Telemetry } from '../telemetry/telemetry.js';
-import { Backoff, jittered } from '../util/backoff.js';
+import { Backoff } from '../util/backoff.js';
 import { LogOnce } from '../util/log-once.js';
 import { onAbort, sleep, withTimeout } from '../util/wait-signal.js';
 import { messageOf } from '../util/error-message.js';
@@ -44,18 +44,6 @@ const REGRANT_MIN_MS = 250;
 /** The revoke at shutdown gets at least this long, even when draining the calls used all of `shutdownTimeout`. */
 const REVOKE_AT_LEAST_MS = 500;
 const REGRANT_MAX_MS = 5000;
-
-/** Three tries, about half a second apart (a breaker may be half-open right after an outage). */
-async function retryBriefly(fn: () => Promise<void> | undefined): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (attempt >= 3) throw err;
-      await sleep(jittered(500));
-    }
-  }
-}
 
 /**
  * The app instance's session with etcd: one lease, granted at start-up, kept alive, revoked at shutdown.
@@ -104,8 +92,8 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
       await checkAccess(this.rpc, keyRoots(this.options.prefix), left());
     } catch (err) {
       this.shuttingDown = true;
-      await session?.revoke().catch(() => undefined);
-      await this.orphans.revokeNow();
+      const until = this.revokeDeadline(performance.now() + this.options.shutdownTimeout);
+      await Promise.all([session?.revoke(until), this.orphans.revokeNow(until)]);
       await this.watches.close();
       this.connection.close();
       if (!(err instanceof EtcdUnavailableError)) throw err;
@@ -147,33 +135,24 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
   }
 
   /**
-   * Nest lifecycle hook: revokes the lease: every lock and leadership is handed over at once. Bounded by the
-   * shutdown deadline (with one attempt of up to `REVOKE_AT_LEAST_MS` when the calls used it all): an etcd that
-   * does not answer leaves the lease to expire after its TTL, and says so.
+   * Nest lifecycle hook: revokes the lease: every lock and leadership is handed over at once. The revoke is sent
+   * again until etcd answers, up to the shutdown deadline (or `REVOKE_AT_LEAST_MS` when the calls used it all): an
+   * etcd that does not answer by then leaves the lease to expire after its TTL, and says so.
    */
   async onApplicationShutdown(): Promise<void> {
-    const deadline = this.beginShutdown();
+    const until = this.revokeDeadline(this.beginShutdown());
     const session = this.lease;
     this.lease = undefined;
-    const handover = Promise.all([
-      retryBriefly(() => session?.revoke()).then(
-        () => session && this.logger.log(`Session lease ${session.hex} revoked`),
-        (err: unknown) =>
-          this.logger.warn(`Could not revoke lease ${session?.hex} at shutdown; it expires in ${session?.ttl}s: ${messageOf(err)}`),
-      ),
+    // Every hold on the session ends now (the revoke ends the session first), whether etcd answers or not.
+    const [revoked] = await Promise.all([
+      session?.revoke(until),
       // A grant under way brings a lease of its own, which it revokes itself once shutdown has begun.
-      this.regranting,
-      this.orphans.revokeNow(),
+      this.regranting && withTimeout(this.regranting, Math.max(1, until - performance.now()), () => new Error()).catch(() => undefined),
+      this.orphans.revokeNow(until),
     ]);
-    const inTime = await withTimeout(
-      handover.then(() => true),
-      Math.max(REVOKE_AT_LEAST_MS, deadline - performance.now()),
-      () => new Error(),
-    ).catch(() => false);
-    // Every hold on the session ends now, whether etcd answered or not.
-    session?.close('revoked');
-    if (!inTime && session) {
-      this.logger.warn(`etcd did not answer the revoke of lease ${session.hex} within shutdownTimeout; it expires in ${session.ttl}s`);
+    if (revoked === true) this.logger.log(`Session lease ${session?.hex} revoked`);
+    if (revoked === false) {
+      this.logger.warn(`etcd did not answer the revoke of lease ${session?.hex} within shutdownTimeout; it expires in ${session?.ttl}s`);
     }
     await this.watches.close();
     this.connection.close();
@@ -221,6 +200,11 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
       settle.onEnd(this.onSession((session) => settle.resolve(session)));
       settle.onEnd(onAbort(signal, () => settle.resolve(undefined)));
     });
+  }
+
+  /** When revokes at shutdown give up: `deadline`, but at least `REVOKE_AT_LEAST_MS` from now. */
+  private revokeDeadline(deadline: number): number {
+    return Math.max(performance.now() + REVOKE_AT_LEAST_MS, deadline);
   }
 
   private adopt(session: LeaseSession): void {
@@ -292,7 +276,7 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
       const session = await this.grant();
       if (this.shuttingDown) {
         // Shutdown began while this grant was under way: it waits for us, so revoke before the client closes.
-        await retryBriefly(() => session.revoke()).catch(() => undefined);
+        await session.revoke(this.revokeDeadline(this.shutdownDeadline ?? performance.now()));
         return;
       }
       this.regrantBackoff.reset();
