@@ -1,4 +1,4 @@
-import { EtcdUnavailableError } from '../errors.js';
+import { EtcdUnavailableError, LockLostError } from '../errors.js';
 import { Backoff } from '../util/backoff.js';
 import { sleep } from '../util/wait-signal.js';
 import type { Contender } from './contender.js';
@@ -23,7 +23,8 @@ export async function joinPatiently(contender: Contender, signal: AbortSignal | 
       await sleep(backoff.next(), signal);
       // The session ended while the join was in doubt (it may have been applied: a process paused past its TTL
       // finds its request timed out on resume): the queue place, if it had one, is lost with it.
-      if (!contender.session.alive) throw contender.lostError ?? err;
+      // (By our clock it may have ended before its deadline timer told anyone: then no loss is recorded yet.)
+      if (!contender.session.alive) throw contender.lostError ?? new LockLostError(contender.name, 'session-lost', { cause: err });
     }
   }
 }

@@ -92,7 +92,8 @@ export class EtcdSessionService implements OnModuleInit, OnApplicationBootstrap,
       await checkAccess(this.rpc, keyRoots(this.options.prefix), left());
     } catch (err) {
       this.shuttingDown = true;
-      const until = this.revokeDeadline(performance.now() + this.options.shutdownTimeout);
+      // Briefly: a start that failed mostly failed to reach etcd, and must not wait out a shutdown's time for it.
+      const until = this.revokeDeadline(performance.now());
       await Promise.all([session?.revoke(until), this.orphans.revokeNow(until)]);
       await this.watches.close();
       this.connection.close();
