@@ -20,6 +20,7 @@ export class LockWorker {
     ttl: number,
   ) {
     this.process = new NodeProcess('test/workers/lock-worker.mjs', [hosts.join(','), identity, String(ttl)]);
+    this.process.showIfLeft = true;
   }
 
   get events(): WorkerEvent[] {
@@ -55,6 +56,7 @@ export class LockWorker {
   }
 
   async close(): Promise<void> {
+    this.process.showIfLeft = false;
     this.send('close');
     await this.process.exited;
   }

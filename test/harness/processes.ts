@@ -18,6 +18,10 @@ const running = new Set<NodeProcess>();
 /** Kills every child process still running (called after each test, so a failed test leaks none). */
 export async function killAll(): Promise<void> {
   const all = [...running];
+  // A process that should have been closed by its test is left by a test that failed or hung: show what it said.
+  for (const p of all.filter((p) => p.showIfLeft)) {
+    console.log(`${p.script} was still running after the test; its last lines:\n${p.lines.slice(-30).join('\n')}`);
+  }
   for (const p of all) p.kill('SIGKILL');
   await Promise.all(all.map((p) => p.exited));
 }
@@ -29,8 +33,14 @@ export class NodeProcess {
   /** The exit code, or the signal that ended the process. */
   readonly exited: Promise<number | NodeJS.Signals | null>;
   private waiters: Array<() => void> = [];
+  /** Whether its test closes it: if it still runs when the test is over, its lines are printed (see `killAll`). */
+  showIfLeft = false;
 
-  constructor(script: string, args: string[], env: NodeJS.ProcessEnv = {}) {
+  constructor(
+    readonly script: string,
+    args: string[],
+    env: NodeJS.ProcessEnv = {},
+  ) {
     if (!existsSync(join(ROOT, 'dist', 'index.js'))) {
       throw new Error('dist/ is missing: run `npm run build` first (`npm test` does it for you)');
     }

@@ -28,7 +28,7 @@ const commands = {
       void whenAborted(lock.signal).then((reason) => emit('aborted', { reason: reason?.name }));
       emit('acquired', { token: lock.fencingToken.toString() });
     } catch (err) {
-      emit('acquire-failed', { error: err.name });
+      emit('acquire-failed', { error: err.name, message: err.message });
     }
   },
   async write({ key, value }) {
