@@ -13,6 +13,7 @@ import { Backoff } from '../util/backoff.js';
 import { LogOnce } from '../util/log-once.js';
 import { onAbort, sleep } from '../util/wait-signal.js';
 import { type Assignment, rebalance, sameAssignment } from './assignment.js';
+import { RecordWriter } from './record-writer.js';
 import { GroupStore, withLeases } from './group-store.js';
 import { ShardSlot } from './shard-slot.js';
 import { ShardChangeLog } from './change-log.js';
@@ -65,6 +66,7 @@ export class ShardGroup {
   mismatch: ShardCountMismatchError | undefined;
 
   private readonly store: GroupStore;
+  private readonly writer = new RecordWriter(() => this.schedule());
 
   constructor(
     readonly name: string,
@@ -105,6 +107,7 @@ export class ShardGroup {
     this.stopped.abort();
     clearTimeout(this.retryTimer);
     clearTimeout(this.reserveTimer);
+    this.writer.settled();
     for (const slot of this.slots.values()) slot.end(reason);
     const session = this.session;
     if (session?.alive) await this.store.leave(session).catch(() => undefined); // the key goes with the lease anyway
@@ -193,8 +196,12 @@ export class ShardGroup {
     }
     this.mismatch = undefined;
     const next = withLeases(rebalance(record, live, this.count, this.reserved(record, live)), ids, record);
-    // Someone else wrote first: its record arrives by the watch, and we look again.
-    if (!sameAssignment(record, next) && !(await this.store.write(next, recordRevision))) return;
+    if (!sameAssignment(record, next)) {
+      const oldest = ids.keys().next().value === session.hex;
+      // Not ours to write (yet), or someone else wrote first: the record arrives by the watch, and we look again.
+      if (!this.writer.mayWrite(oldest, recordRevision) || !(await this.store.write(next, recordRevision))) return;
+    }
+    this.writer.settled();
     this.firstPass?.resolve();
     this.firstPass = undefined;
     this.converge(next.owners[myId] ?? [], session);
