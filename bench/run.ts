@@ -27,13 +27,14 @@ import { scheduledJobs } from './cases/scheduled.js';
 import { dashboardPages } from './cases/dashboard.js';
 import { contentionScale } from './cases/contention-scale.js';
 import { idleFleet, manyNames } from './cases/fleet-scale.js';
+import { shardFleet } from './cases/shard-fleet.js';
 import { latencyChart } from './svg.js';
 
 const args = process.argv.slice(2);
 const clusterMode = args.includes('--cluster');
 const quick = args.includes('--quick');
 /** The scale cases (`--scale` runs only these, into `bench/results/scale/`). */
-const SCALE_CASES = ['contention-scale', 'idle-fleet', 'many-names'];
+const SCALE_CASES = ['contention-scale', 'shard-fleet', 'idle-fleet', 'many-names'];
 const scale = args.includes('--scale');
 const only = scale
   ? SCALE_CASES
@@ -96,6 +97,7 @@ const cases: Array<[string, () => Promise<CaseResult>]> = [
   ['scheduled', () => scheduledJobs(ctx)],
   ['dashboard', () => dashboardPages(ctx)],
   ['contention-scale', () => contentionScale(ctx)],
+  ['shard-fleet', () => shardFleet(ctx)],
   ['idle-fleet', () => idleFleet(ctx, etcdPids())],
   ['many-names', () => manyNames(ctx)],
 ];

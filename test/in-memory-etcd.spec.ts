@@ -46,7 +46,8 @@ async function script(port: EtcdPort): Promise<unknown[]> {
       const check = () => (seen.get(w) ?? 0n) >= revision && resolve();
       if (!check()) w.on('data', check);
     });
-  for (const w of [deleteWatcher, allWatcher]) w.prependListener('data', (res: IWatchResponse) => seen.set(w, BigInt(res.header.revision)));
+  // Added before any wait's listener: listeners are called in the order added.
+  for (const w of [deleteWatcher, allWatcher]) w.on('data', (res: IWatchResponse) => seen.set(w, BigInt(res.header.revision)));
   deleteWatcher.on('data', (res: IWatchResponse) => deletes.push(res.events));
   allWatcher.on('data', (res: IWatchResponse) => all.push(res.events));
   await Promise.all([deleteWatcher, allWatcher].map((w) => new Promise((resolve) => w.once('connected', resolve))));

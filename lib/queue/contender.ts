@@ -25,7 +25,6 @@ const CHECK_RETRY_MAX_MS = 2000;
  */
 export class Contender implements DeleteSubscriber, FenceHolder {
   readonly key: string;
-  readonly keyBuf: Buffer;
   private readonly slots: number;
   private readonly own: OwnKeys;
   /** Where we stand in the queue: the one state machine of a contender. */
@@ -43,10 +42,13 @@ export class Contender implements DeleteSubscriber, FenceHolder {
   lastRefusal: ITxnResponse | undefined;
   /** Made at the first fenced write (most holds make none). */
   private fencedWrites: FencedWrites | undefined;
-  /** The keys whose deletions we are told of now: ours, and while we wait the ones just ahead. */
-  private readonly watched = new Set<string>();
+  /**
+   * The keys whose deletions we are told of now: ours, and while we wait the ones just ahead. (An array, and no
+   * set of gaps until one is told: 100,000 held locks are 100,000 contenders, and each set costs about 200 bytes.)
+   */
+  private watched: readonly string[] = [];
   /** Keys whose watch may have missed revisions, to read (one request for all). */
-  private readonly gaps = new Set<string>();
+  private gaps: Set<string> | undefined;
   /** A re-read of the queue is under way, and whether another was asked for meanwhile. */
   private rereading: { again: boolean } | undefined;
 
@@ -60,13 +62,17 @@ export class Contender implements DeleteSubscriber, FenceHolder {
     this.key = ctx.namePrefix + (ctx.keyName?.(tag) ?? tag);
     this.own.claim(this.key);
     this.slots = ctx.slots ?? 1;
-    this.keyBuf = Buffer.from(this.key);
     this.place = new QueuePlace(ctx.name, this.key, session, (ahead) => this.slotsInForce(ahead));
     session.onEnd(this.sessionEnded);
   }
 
   get name(): string {
     return this.ctx.name;
+  }
+
+  /** Our key as bytes, for a request (made when needed: one fewer Buffer per held lock). */
+  get keyBuf(): Buffer {
+    return Buffer.from(this.key);
   }
 
   get leaseId(): string {
@@ -273,7 +279,7 @@ export class Contender implements DeleteSubscriber, FenceHolder {
 
   private dispose(): void {
     for (const key of this.watched) this.ctx.deletes.unsubscribe(key, this);
-    this.watched.clear();
+    this.watched = [];
     this.session.offEnd(this.sessionEnded);
     this.own.disown(this.key);
   }
@@ -302,21 +308,11 @@ export class Contender implements DeleteSubscriber, FenceHolder {
    * just ahead that we wait for, from `from`; stops watching the rest.
    */
   private watchWhatBlocks(from: bigint, holder = false): void {
-    const want = new Set<string>();
-    if (this.place.isQueued) {
-      want.add(this.key);
-      if (this.place.state === 'waiting') for (const key of this.waitedFor()) want.add(key);
-    }
-    for (const key of this.watched) {
-      if (want.has(key)) continue;
-      this.watched.delete(key);
-      this.ctx.deletes.unsubscribe(key, this);
-    }
-    for (const key of want) {
-      if (this.watched.has(key)) continue;
-      this.watched.add(key);
-      this.ctx.deletes.subscribe(key, this, from, holder);
-    }
+    const want = !this.place.isQueued ? [] : this.place.state === 'waiting' ? [this.key, ...this.waitedFor()] : [this.key];
+    const before = this.watched;
+    this.watched = want;
+    for (const key of before) if (!want.includes(key)) this.ctx.deletes.unsubscribe(key, this);
+    for (const key of want) if (!before.includes(key)) this.ctx.deletes.subscribe(key, this, from, holder);
   }
 
   /**
@@ -347,6 +343,7 @@ export class Contender implements DeleteSubscriber, FenceHolder {
   /** @internal The watch of `key` may have missed revisions since we knew it: read it (with any others). */
   onGap(key: string): void {
     if (key === this.key) this.place.unverified(true);
+    this.gaps ??= new Set();
     this.gaps.add(key);
     // After the I/O at hand: the answers to the other watches made with this one usually come in the same read.
     if (this.gaps.size === 1) setImmediate(() => void this.checkGaps(new Backoff(CHECK_RETRY_MIN_MS, CHECK_RETRY_MAX_MS)));
@@ -357,8 +354,8 @@ export class Contender implements DeleteSubscriber, FenceHolder {
    * a read of its own); a key gone, or made again, counts as deleted.
    */
   private async checkGaps(backoff: Backoff): Promise<void> {
-    const keys = [...this.gaps];
-    this.gaps.clear();
+    const keys = [...(this.gaps ?? [])];
+    this.gaps = undefined;
     if (keys.length === 0 || !this.place.isQueued) return;
     try {
       const res = await this.ctx.rpc.txn(
@@ -371,10 +368,14 @@ export class Contender implements DeleteSubscriber, FenceHolder {
         const known = key === this.key ? this.revision : this.place.keysAhead.get(key);
         if (known !== undefined && (!kv || BigInt(kv.create_revision) !== known)) this.onDelete(key, revision);
       });
-      if (keys.includes(this.key) && !this.gaps.has(this.key)) this.place.unverified(false);
+      // (A gap told meanwhile made a new set: read through the field, not this call's narrowing of it.)
+      const toldMeanwhile = this.gaps as Set<string> | undefined;
+      if (keys.includes(this.key) && !toldMeanwhile?.has(this.key)) this.place.unverified(false);
     } catch {
       // etcd unreachable: read again later; meanwhile our turn waits (the session deadline decides the rest).
-      const retry = this.gaps.size === 0;
+      const toldMeanwhile = this.gaps as Set<string> | undefined;
+      const retry = (toldMeanwhile?.size ?? 0) === 0;
+      this.gaps = toldMeanwhile ?? new Set();
       for (const key of keys) this.gaps.add(key);
       if (retry) setTimeout(() => void this.checkGaps(backoff), backoff.next()).unref();
     }

@@ -117,11 +117,10 @@ export class DeleteWatch {
    * just before). A `holder` watching its own key gets a watch that replays from `from`, after `holderDelayMs`.
    */
   subscribe(key: string, subscriber: DeleteSubscriber, from: bigint, holder = false): void {
-    const entry = this.entry(key);
+    const subscription = { subscriber, from };
+    const entry = this.entry(key, subscription);
     clearTimeout(entry.linger);
     entry.linger = undefined;
-    const subscription = { subscriber, from };
-    entry.subscriptions.push(subscription);
     if (!holder) entry.wanted = true;
     if (entry.watcher) {
       // A watch made earlier may have reported the deletion already, or may start after `from`: told on the next
@@ -191,15 +190,18 @@ export class DeleteWatch {
     await Promise.all([...this.keys.values()].map((entry) => this.drop(entry, cancel)));
   }
 
-  private entry(key: string): KeyWatch {
+  /** The key's entry with `subscription` added; a new entry's list is made with it (an empty list grown by a push
+   * reserves room for 16 more: 150 bytes per held lock). */
+  private entry(key: string, subscription: Subscription): KeyWatch {
     let entry = this.keys.get(key);
-    if (!entry) {
+    if (entry) entry.subscriptions.push(subscription);
+    else {
       entry = {
         key,
         watcher: undefined,
         coveredFrom: undefined,
         onConnected: undefined,
-        subscriptions: [],
+        subscriptions: [subscription],
         lastDelete: 0n,
         linger: undefined,
         wanted: false,

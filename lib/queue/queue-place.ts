@@ -20,6 +20,14 @@ export type KeysAhead = ReadonlyMap<string, bigint>;
 export const NOBODY: KeysAhead = new Map();
 
 /**
+ * Our own copy of `ahead`, which deletions then shrink: the shared empty map when no key is ahead (an owner's
+ * usual case; an empty Map costs about 370 bytes, and 100,000 held locks would each keep one).
+ */
+function copyOf(ahead: KeysAhead): Map<string, bigint> {
+  return ahead.size === 0 ? (NOBODY as Map<string, bigint>) : new Map(ahead);
+}
+
+/**
  * A contender's place in its name's queue: which keys are ahead of ours as of which revision, the one caller
  * waiting for our turn, and the loss listener. It sends nothing; the contender feeds it what etcd answered and
  * what the deletion watches of the keys it waits for told.
@@ -30,7 +38,7 @@ export class QueuePlace {
    * Keys created before ours that existed as of `snapshot`, oldest first; the ones nobody watches may be gone
    * since (an overestimate: it only ever delays our turn).
    */
-  private ahead = new Map<string, bigint>();
+  private ahead = NOBODY as Map<string, bigint>;
   private snapshot = 0n;
   private waiter: { resolve: () => void; reject: (err: unknown) => void } | undefined;
   /** Our key's watch may have missed its deletion, and the read that tells is not answered yet: no turn till then. */
@@ -74,7 +82,7 @@ export class QueuePlace {
   placed(ahead: KeysAhead, revision: bigint): void {
     if (this.current !== 'joining') return;
     this.snapshot = revision;
-    this.ahead = new Map(ahead);
+    this.ahead = copyOf(ahead);
     this.current = 'waiting';
     this.ownIfFirst();
   }
@@ -83,7 +91,7 @@ export class QueuePlace {
   resynced(ahead: KeysAhead, revision: bigint): void {
     if (!this.isQueued) return;
     this.snapshot = revision;
-    this.ahead = new Map(ahead);
+    this.ahead = copyOf(ahead);
     this.ownIfFirst();
   }
 

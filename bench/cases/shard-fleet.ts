@@ -1,0 +1,165 @@
+import type { INestApplicationContext } from '@nestjs/common';
+import type { CallOptionsFactory } from 'etcd3';
+import { LeaderElectionService, ShardingService } from 'nestjs-etcd-lock';
+import { combineLatest, filter, firstValueFrom, type Subscription } from 'rxjs';
+import { startApp } from '../app.js';
+import type { BenchContext, CaseResult } from '../case.js';
+import { quiet, received, requestsByMethod, sentByCalls } from '../etcd-metrics.js';
+import { percentile } from '../stats.js';
+
+const SHARDS = 1024;
+const median = (xs: number[]) =>
+  percentile(
+    [...xs].sort((a, b) => a - b),
+    50,
+  );
+const GROUP = 'fleet';
+const PREFIX = 'shardfleet/';
+const RECORD = Buffer.from(`${PREFIX}assignment/${GROUP}/current`);
+
+/** Record writes the apps sent (each txn that puts the record): seen in etcd3's call options, before the send. */
+class RecordWrites {
+  sent = 0;
+  readonly factory: CallOptionsFactory = (context) => {
+    const params = (context as { params?: unknown }).params as { success?: Array<{ request_put?: { key?: Buffer } }> } | undefined;
+    if (context.method === 'txn' && params?.success?.some((op) => op.request_put?.key?.equals(RECORD))) this.sent++;
+    return {};
+  };
+}
+
+/** A replica: a Nest app in this process with its own etcd client, campaigning and in the shard group. */
+async function replica(ctx: BenchContext, identity: string, writes: RecordWrites): Promise<INestApplicationContext> {
+  const app = await startApp(ctx.endpoints, { identity, prefix: PREFIX, etcd: { defaultCallOptions: writes.factory } });
+  app.get(LeaderElectionService).changes('fleet-leader').subscribe();
+  await app.get(ShardingService).join(GROUP, { shards: SHARDS });
+  return app;
+}
+
+/** Resolves once the apps own every shard exactly once, each ⌊S/R⌋ or ⌈S/R⌉. */
+function balanced(apps: INestApplicationContext[]): Promise<unknown> {
+  const floor = Math.floor(SHARDS / apps.length);
+  return firstValueFrom(
+    combineLatest(apps.map((app) => app.get(ShardingService).owned(GROUP))).pipe(
+      filter((owned) => {
+        const all = owned.flat();
+        return all.length === SHARDS && new Set(all).size === SHARDS && owned.every((l) => l.length === floor || l.length === floor + 1);
+      }),
+    ),
+  );
+}
+
+/** Counts every shard an app gains (one move each), from the app's next change on. */
+function countGains(app: INestApplicationContext, moves: { count: number }): Subscription {
+  let before: number[] | undefined;
+  return app
+    .get(ShardingService)
+    .owned(GROUP)
+    .subscribe((now) => {
+      if (before) moves.count += now.filter((s) => !before?.includes(s)).length;
+      before = now;
+    });
+}
+
+/**
+ * Scale case 2, a fleet starting and rolling: R replicas (apps in this process, each with its own etcd client),
+ * one group of 1,024 shards and one election. Cold start: every replica joins at once; time until balanced and
+ * requests per replica. Then a rolling restart, one replica at a time (a clean stop, then a new app with the same
+ * identity): shard moves per step (goal: at most the restarted replica's shards, out and back), requests per replica
+ * per step, record writes and the compares among them that failed (goal: not growing with R), time to balanced.
+ */
+export async function shardFleet(ctx: BenchContext): Promise<CaseResult> {
+  const sizes = ctx.quick ? [10] : [10, 50, 100];
+  const rounds = [];
+  for (const r of sizes) {
+    const writes = new RecordWrites();
+    const recordPuts = { count: 0 };
+    const watcher = await ctx.client.watch().key(RECORD.toString()).create();
+    watcher.on('put', () => recordPuts.count++);
+    let apps: INestApplicationContext[] = [];
+    try {
+      let counts = await requestsByMethod(ctx.endpoints);
+      let t0 = performance.now();
+      apps = await Promise.all(Array.from({ length: r }, (_, i) => replica(ctx, `fleet-${i}`, writes)));
+      await balanced(apps);
+      const coldMs = performance.now() - t0;
+      const coldRequests = sentByCalls(received(counts, await requestsByMethod(ctx.endpoints)));
+      const cold = { writes: writes.sent, conflicts: writes.sent - recordPuts.count };
+      await quiet(ctx.endpoints);
+
+      const steps: Array<{
+        moves: number;
+        requestsPerReplica: number;
+        writes: number;
+        conflicts: number;
+        leaveMs: number;
+        rejoinMs: number;
+      }> = [];
+      for (let i = 0; i < r; i++) {
+        const moves = { count: 0 };
+        const subs = apps.map((app) => countGains(app, moves));
+        const [sentBefore, putsBefore] = [writes.sent, recordPuts.count];
+        counts = await requestsByMethod(ctx.endpoints);
+        t0 = performance.now();
+        const [leaving] = apps.splice(i, 1);
+        const handed = balanced(apps);
+        await leaving.close();
+        await handed;
+        const leaveMs = performance.now() - t0;
+        t0 = performance.now();
+        const back = await replica(ctx, `fleet-${i}`, writes);
+        subs.push(countGains(back, moves));
+        apps.splice(i, 0, back);
+        await balanced(apps);
+        const rejoinMs = performance.now() - t0;
+        for (const sub of subs) sub.unsubscribe();
+        const stepWrites = writes.sent - sentBefore;
+        steps.push({
+          // The new app's first list counts as gains too: its subscription starts empty.
+          moves: moves.count,
+          requestsPerReplica: sentByCalls(received(counts, await requestsByMethod(ctx.endpoints))) / r,
+          writes: stepWrites,
+          conflicts: stepWrites - (recordPuts.count - putsBefore),
+          leaveMs,
+          rejoinMs,
+        });
+      }
+      const sum = (k: 'moves' | 'writes' | 'conflicts') => steps.reduce((n, s) => n + s[k], 0);
+      rounds.push({
+        replicas: r,
+        coldMs,
+        coldRequestsPerReplica: coldRequests / r,
+        coldWrites: cold.writes,
+        coldConflicts: cold.conflicts,
+        movesPerStep: sum('moves') / r,
+        maxMovesPerStep: Math.max(...steps.map((s) => s.moves)),
+        ideal: 2 * Math.ceil(SHARDS / r),
+        requestsPerReplicaPerStep: median(steps.map((s) => s.requestsPerReplica)),
+        writesPerStep: sum('writes') / r,
+        conflictsPerStep: sum('conflicts') / r,
+        leaveMsP50: median(steps.map((s) => s.leaveMs)),
+        rejoinMsP50: median(steps.map((s) => s.rejoinMs)),
+        rejoinMsMax: Math.max(...steps.map((s) => s.rejoinMs)),
+      });
+    } finally {
+      await Promise.all(apps.map((app) => app.close()));
+      await watcher.cancel();
+    }
+  }
+  return {
+    id: 'shard-fleet',
+    title: `A fleet of ${sizes.join('/')} replicas: ${SHARDS} shards and one election, cold start and a rolling restart`,
+    target: 'a restart moves at most the restarted replica’s shards twice (out and back); record conflicts not growing with R',
+    met: rounds.every((x) => x.maxMovesPerStep <= x.ideal && x.conflictsPerStep === 0),
+    result: rounds
+      .map(
+        (x) =>
+          `R=${x.replicas}: cold start balanced in ${(x.coldMs / 1000).toFixed(1)} s (${x.coldRequestsPerReplica.toFixed(0)} req/replica, ` +
+          `${x.coldWrites} record writes, ${x.coldConflicts} conflicts); rolling: ${x.movesPerStep.toFixed(1)} moves/step ` +
+          `(max ${x.maxMovesPerStep}, ideal ≤ ${x.ideal}), ${x.requestsPerReplicaPerStep.toFixed(1)} req/replica/step, ` +
+          `${x.writesPerStep.toFixed(1)} writes and ${x.conflictsPerStep.toFixed(2)} conflicts/step, ` +
+          `stop → balanced p50 ${x.leaveMsP50.toFixed(0)} ms, rejoin → balanced p50 ${x.rejoinMsP50.toFixed(0)} ms`,
+      )
+      .join('; '),
+    metrics: { shards: SHARDS, rounds },
+  };
+}
