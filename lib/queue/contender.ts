@@ -30,7 +30,6 @@ export class Contender implements DeleteSubscriber, FenceHolder {
   /** Where we stand in the queue: the one state machine of a contender. */
   private readonly place: QueuePlace;
   private revision = 0n;
-  private readonly sessionEnded = (reason: SessionEndReason) => this.lose(reason === 'revoked' ? 'shutdown' : 'session-lost');
   private leaving: Promise<void> | undefined;
   /** Set once a join request was sent: from then on our key may exist even if the request failed. */
   private joinSent = false;
@@ -62,12 +61,17 @@ export class Contender implements DeleteSubscriber, FenceHolder {
     this.key = ctx.namePrefix + (ctx.keyName?.(tag) ?? tag);
     this.own.claim(this.key);
     this.slots = ctx.slots ?? 1;
-    this.place = new QueuePlace(ctx.name, this.key, session, (ahead) => this.slotsInForce(ahead));
-    session.onEnd(this.sessionEnded);
+    this.place = new QueuePlace(ctx.name, this.key, session, this);
+    session.onEnd(this);
   }
 
   get name(): string {
     return this.ctx.name;
+  }
+
+  /** @internal The session ended: our key went (or goes) with its lease. */
+  sessionEnded(reason: SessionEndReason): void {
+    this.lose(reason === 'revoked' ? 'shutdown' : 'session-lost');
   }
 
   /** Our key as bytes, for a request (made when needed: one fewer Buffer per held lock). */
@@ -280,15 +284,15 @@ export class Contender implements DeleteSubscriber, FenceHolder {
   private dispose(): void {
     for (const key of this.watched) this.ctx.deletes.unsubscribe(key, this);
     this.watched = [];
-    this.session.offEnd(this.sessionEnded);
+    this.session.offEnd(this);
     this.own.disown(this.key);
   }
 
   /**
-   * How many of the oldest keys hold: our own `slots`, unless the context says the oldest key sets it (a
+   * @internal How many of the oldest keys hold: our own `slots`, unless the context says the oldest key sets it (a
    * semaphore's limit in force is its oldest holder's, so a rolling deploy that changes it never fails a caller).
    */
-  private slotsInForce(ahead: KeysAhead): number {
+  slotsInForce(ahead: KeysAhead): number {
     if (!this.ctx.slotsOf) return this.slots;
     const oldest: string | undefined = ahead.keys().next().value;
     return this.ctx.slotsOf(oldest ?? this.key);

@@ -51,8 +51,8 @@ export class QueuePlace {
     private readonly ownKey: string,
     /** Whether the session is alive by our clock: an owner's turn never resolves without it. */
     private readonly session: Pick<LeaseSession, 'alive'>,
-    /** How many of the oldest keys hold, given the keys ahead (see `Contender.slotsInForce`). */
-    private readonly slotsInForce: (ahead: KeysAhead) => number,
+    /** How many of the oldest keys hold, given the keys ahead (the contender: see `Contender.slotsInForce`). */
+    private readonly slots: { slotsInForce(ahead: KeysAhead): number },
   ) {}
 
   get state(): PlaceState {
@@ -158,7 +158,7 @@ export class QueuePlace {
    * resolves.
    */
   private ownIfFirst(): void {
-    if (this.current !== 'waiting' || this.ownKeyInDoubt || this.ahead.size >= this.slotsInForce(this.ahead)) return;
+    if (this.current !== 'waiting' || this.ownKeyInDoubt || this.ahead.size >= this.slots.slotsInForce(this.ahead)) return;
     if (!this.session.alive) {
       this.lose('session-lost');
       return;

@@ -11,6 +11,17 @@ import { revokeUntil } from './lease-revoke.js';
 export type SessionEndReason = 'revoked' | 'deadline-passed' | 'lease-expired' | 'closed';
 
 /**
+ * Told once when a session ends: a function, or an object with a `sessionEnded` method (a contender registers
+ * itself: with one contender per held lock, a closure each would cost about 100 bytes per lock).
+ */
+export type SessionEndListener = ((reason: SessionEndReason) => void) | { sessionEnded(reason: SessionEndReason): void };
+
+function tell(listener: SessionEndListener, reason: SessionEndReason): void {
+  if (typeof listener === 'function') listener(reason);
+  else listener.sessionEnded(reason);
+}
+
+/**
  * One granted etcd lease, kept alive over one keepalive stream, with a local deadline on the monotonic
  * clock. The deadline is computed from when a keepalive was *sent* (etcd extends the lease when it receives
  * it, never earlier), minus a safety margin for clock drift and timer lateness, so we declare the lease lost
@@ -26,7 +37,7 @@ export class LeaseSession {
   private deadlineTimer: ClockTimer | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private readonly reconnectBackoff = new Backoff(RECONNECT_MIN_MS, RECONNECT_MAX_MS);
-  private readonly endListeners = new Set<(reason: SessionEndReason) => void>();
+  private readonly endListeners = new Set<SessionEndListener>();
   private readonly renewListeners = new Set<() => void>();
 
   private constructor(
@@ -65,10 +76,10 @@ export class LeaseSession {
   }
 
   /** Calls `listener` once when the session ends for any reason. Returns an unsubscribe function. */
-  onEnd(listener: (reason: SessionEndReason) => void): () => void {
+  onEnd(listener: SessionEndListener): () => void {
     if (this.endReason !== undefined) {
       const reason = this.endReason;
-      queueMicrotask(() => listener(reason));
+      queueMicrotask(() => tell(listener, reason));
       return () => {};
     }
     this.endListeners.add(listener);
@@ -76,7 +87,7 @@ export class LeaseSession {
   }
 
   /** Stops calling `listener` (given to `onEnd`) when the session ends. */
-  offEnd(listener: (reason: SessionEndReason) => void): void {
+  offEnd(listener: SessionEndListener): void {
     this.endListeners.delete(listener);
   }
 
@@ -219,7 +230,7 @@ export class LeaseSession {
     const listeners = [...this.endListeners];
     this.endListeners.clear();
     this.renewListeners.clear();
-    for (const listener of listeners) listener(reason);
+    for (const listener of listeners) tell(listener, reason);
   }
 }
 
