@@ -7,6 +7,7 @@ import { startApp } from '../app.js';
 import { type BenchContext, type CaseResult, scaled } from '../case.js';
 import { received, requestsByMethod } from '../etcd-metrics.js';
 import { processCpuMs } from './fan-out.js';
+import { scaleChart } from '../svg.js';
 
 /** etcd's resident memory in MiB, summed over members, from each member's own metric. */
 async function etcdMemoryMiB(endpoints: readonly string[]): Promise<number> {
@@ -97,6 +98,19 @@ export async function idleFleet(ctx: BenchContext, etcdPids: number[]): Promise<
       )
       .join('; '),
     metrics: { windowMs, rounds, lastEtcdCpuPercent: last.etcdCpuPercent },
+    charts: {
+      'idle-fleet.svg': scaleChart(
+        [
+          { label: 'requests/replica/min', points: rounds.map((x) => [x.replicas, x.requestsPerReplicaPerMinute]) },
+          { label: 'etcd CPU, % of a core', points: rounds.map((x) => [x.replicas, x.etcdCpuPercent]) },
+          { label: 'etcd watchers', points: rounds.map((x) => [x.replicas, x.watchers]) },
+          { label: 'etcd memory, MiB', points: rounds.map((x) => [x.replicas, x.etcdMemoryMiB]) },
+        ],
+        'An idle fleet: each replica holds 10 locks and campaigns in 3 elections',
+        'replicas R',
+        'cost',
+      ),
+    },
   };
 }
 

@@ -6,6 +6,7 @@ import { startApp } from '../app.js';
 import type { BenchContext, CaseResult } from '../case.js';
 import { quiet, received, requestsByMethod, sentByCalls } from '../etcd-metrics.js';
 import { percentile } from '../stats.js';
+import { scaleChart } from '../svg.js';
 
 const SHARDS = 1024;
 const median = (xs: number[]) =>
@@ -161,5 +162,19 @@ export async function shardFleet(ctx: BenchContext): Promise<CaseResult> {
       )
       .join('; '),
     metrics: { shards: SHARDS, rounds },
+    charts: {
+      'shard-fleet.svg': scaleChart(
+        [
+          { label: 'moves per restart', points: rounds.map((x) => [x.replicas, x.movesPerStep]) },
+          { label: 'ideal: 2⌈S/R⌉', points: rounds.map((x) => [x.replicas, x.ideal]) },
+          { label: 'requests/replica/restart', points: rounds.map((x) => [x.replicas, x.requestsPerReplicaPerStep]) },
+          { label: 'record writes/restart', points: rounds.map((x) => [x.replicas, x.writesPerStep]) },
+          { label: 'cold start req/replica', points: rounds.map((x) => [x.replicas, x.coldRequestsPerReplica]) },
+        ],
+        `A rolling restart, ${SHARDS} shards (record conflicts: 0 at every R)`,
+        'replicas R',
+        'count',
+      ),
+    },
   };
 }

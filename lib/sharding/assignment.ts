@@ -105,17 +105,24 @@ export function parseAssignment(text: string): Assignment | undefined {
   }
 }
 
-/** Rendezvous weights, computed once per member per call (a join's moves look each up many times). */
+/**
+ * Rendezvous weights, each computed when first looked up and kept for the call (a join's moves look each up many
+ * times). Not a whole row per member: a departed member's shards, given out among 100 members at the floor, looked
+ * up all 1,024 weights of each, 18 ms of CPU on every replica at every change.
+ */
 function weights(shards: number): (shard: number, member: string) => number {
-  const cache = new Map<string, Uint32Array>();
+  const cache = new Map<string, { row: Uint32Array; known: Uint8Array }>();
   return (shard, member) => {
-    let row = cache.get(member);
-    if (!row) {
-      row = new Uint32Array(shards);
-      for (let i = 0; i < shards; i++) row[i] = rendezvousWeight(i, member);
-      cache.set(member, row);
+    let entry = cache.get(member);
+    if (!entry) {
+      entry = { row: new Uint32Array(shards), known: new Uint8Array(shards) };
+      cache.set(member, entry);
     }
-    return row[shard];
+    if (entry.known[shard] === 0) {
+      entry.row[shard] = rendezvousWeight(shard, member);
+      entry.known[shard] = 1;
+    }
+    return entry.row[shard];
   };
 }
 
