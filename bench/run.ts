@@ -46,6 +46,18 @@ const outDir =
   args.find((a) => a.startsWith('--out='))?.slice('--out='.length) ?? join(ROOT, 'bench', 'results', ...(scale ? ['scale'] : []));
 const CRASH_TTL = 2;
 
+function gitDescribe(): string {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8' }).trim() !== '';
+    return dirty ? `${commit}+dirty` : commit;
+  } catch {
+    return 'unknown (not a git checkout)';
+  }
+}
+/** Read before the cases run: a commit made meanwhile is not the code measured. */
+const measuredCommit = gitDescribe();
+
 let etcdVersion: string;
 try {
   etcdVersion = execFileSync(ETCD_BIN, ['--version'], { encoding: 'utf8' }).split('\n')[0];
@@ -132,19 +144,10 @@ console.log(
 );
 
 mkdirSync(outDir, { recursive: true });
-function gitDescribe(): string {
-  try {
-    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8' }).trim() !== '';
-    return dirty ? `${commit}+dirty` : commit;
-  } catch {
-    return 'unknown (not a git checkout)';
-  }
-}
 const meta = {
   date: new Date().toISOString(),
   /** The commit measured (with `+dirty` when the tree had changes), so that a result can be dated by commit. */
-  commit: gitDescribe(),
+  commit: measuredCommit,
   node: process.version,
   etcd: etcdVersion,
   mode: clusterMode ? 'cluster-3' : 'single',
