@@ -16,14 +16,18 @@ describe('npm run bench -- --scale --quick', () => {
       const bench = new NodeProcess('build/bench/run.js', ['--scale', '--quick', `--out=${out}`]);
       expect(await bench.exited).toBe(0);
       const report = JSON.parse(readFileSync(join(out, 'latest.json'), 'utf8')) as { cases: Case[]; leftovers: unknown };
-      expect(report.cases.map((c) => c.id)).toEqual(['contention-scale', 'idle-fleet', 'many-names']);
-      const [contention, idle, many] = report.cases;
-      // Quick runs are rough, but what they count is exact: every round ran, and an idle replica sent keepalives only.
+      expect(report.cases.map((c) => c.id)).toEqual(['contention-scale', 'shard-fleet', 'idle-fleet', 'many-names']);
+      const [contention, fleet, idle, many] = report.cases;
+      // Quick runs are rough, but what they count is exact: every round ran, an idle replica sent keepalives only,
+      // a rolling restart wrote the record once per change with no compare refused, and the heap was measured.
       expect(contention.metrics.rounds).toHaveLength(5);
+      expect(fleet.metrics.rounds).toEqual([expect.objectContaining({ replicas: 10, writesPerStep: 2, conflictsPerStep: 0 })]);
       expect((idle.metrics.rounds as Array<{ otherRequests: number }>).map((r) => r.otherRequests)).toEqual([0]);
       expect(many.metrics).toMatchObject({ locks: 10_000, keysLeft: 0 });
+      expect(Number.isFinite(many.metrics.bytesPerLock)).toBe(true);
       expect(report.leftovers).toEqual({ keys: 0, leases: 0 });
       expect(readFileSync(join(out, 'contention-scale.svg'), 'utf8')).toContain('events per hand-over');
+      expect(readFileSync(join(out, 'shard-fleet.svg'), 'utf8')).toContain('moves per restart');
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
