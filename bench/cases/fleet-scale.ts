@@ -122,8 +122,18 @@ export async function idleFleet(ctx: BenchContext, etcdPids: number[]): Promise<
 export async function manyNames(ctx: BenchContext): Promise<CaseResult> {
   const total = scaled(ctx, 100_000, 10_000);
   const replicas = 10;
-  const perReplica = total / replicas;
   const apps: INestApplicationContext[] = [];
+  try {
+    return await takeMany(ctx, apps, total, replicas);
+  } finally {
+    // A failed run (a session lost under the load, say) still lets go of everything it took.
+    await Promise.all(apps.map((app) => app.close()));
+  }
+}
+
+/** The case's run; each instance it starts goes into `apps`, which the caller closes whatever happens. */
+async function takeMany(ctx: BenchContext, apps: INestApplicationContext[], total: number, replicas: number): Promise<CaseResult> {
+  const perReplica = total / replicas;
   for (let i = 0; i < replicas; i++) apps.push(await startApp(ctx.endpoints, { identity: `many-${i}`, prefix: 'many/' }));
   const held: Lock[][] = apps.map(() => []);
   const heapBefore = heapAfterGc();
@@ -148,7 +158,7 @@ export async function manyNames(ctx: BenchContext): Promise<CaseResult> {
   const memoryMiB = await etcdMemoryMiB(ctx.endpoints);
   const dbBytes = await sum(ctx.endpoints, 'etcd_mvcc_db_total_size_in_use_in_bytes');
   const releaseStarted = performance.now();
-  await Promise.all(apps.map((app) => app.close()));
+  await Promise.all(apps.splice(0).map((app) => app.close()));
   const shutdownMs = performance.now() - releaseStarted;
   const left = (await ctx.client.getAll().prefix('many/').keys()).length;
   return {
