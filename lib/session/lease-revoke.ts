@@ -7,10 +7,10 @@ const RETRY_MAX_MS = 500;
 
 /**
  * Revokes lease `id`, sending the revoke again after each failure until etcd answers or `until` (a
- * `performance.now()` time) comes (a try under way then is not waited for); true if etcd answered. Safe to repeat: a lease already gone counts as revoked.
- * Each try goes to the member etcd3 picks for it: with a member down, a try that meets it fails at once, and a few
- * quick tries reach a live one (three tries half a second apart all met a killed member in CI, and left the
- * lease to expire after a clean shutdown).
+ * `performance.now()` time) comes (a try under way then is not waited for); true if etcd answered. Safe to repeat:
+ * a lease already gone counts as revoked. Each try goes to the member etcd3 picks for it: with a member down, a try
+ * that meets it fails at once, and a few quick tries reach a live one (three tries half a second apart all met a
+ * killed member in CI, and left the lease to expire after a clean shutdown).
  */
 export async function revokeUntil(rpc: EtcdPort, id: string, until: number): Promise<boolean> {
   const backoff = new Backoff(RETRY_MIN_MS, RETRY_MAX_MS);

@@ -31,7 +31,7 @@ export class RecordWriter {
     return false;
   }
 
-  /** The record is as this member would write it (or it just wrote it): nothing to wait for. */
+  /** The record is as this member would write it (or it just wrote it), or the member stops: nothing to wait for. */
   settled(): void {
     this.stale = undefined;
     clearTimeout(this.timer);
