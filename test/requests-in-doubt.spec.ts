@@ -119,6 +119,27 @@ describe('a join whose answer is lost, applied after its caller gave up, strands
     await reader?.release();
   });
 
+  it('read lock: a join applied whose answer is lost is sent again and keeps the first put as its place', async () => {
+    const a = await etcd.app({ identity: 'a' });
+    const port = a.get(EtcdConnection).port;
+    const txn = port.txn.bind(port);
+    let appliedAt: string | undefined;
+    // The first join reaches etcd and is applied; its answer is lost.
+    port.txn = async (req, what, timeoutMs) => {
+      if (appliedAt !== undefined || !what.startsWith('join the queue of')) return txn(req, what, timeoutMs);
+      appliedAt = (await txn(req, what, timeoutMs)).header.revision;
+      throw new EtcdUnavailableError(`etcd did not answer when trying to ${what} (answer dropped by the test)`, [etcd.endpoint]);
+    };
+    const reader = await a.get(ReadWriteLockService).acquireRead('doc', { timeout: 5000 });
+    // The retry put the same key again: its create revision is still the first put's, and so is the token.
+    const keys = await etcd.client.getAll().prefix('rwlock/doc/').exec();
+    expect(keys.kvs.map((kv) => kv.key.toString())).toEqual([reader.key]);
+    expect(keys.kvs[0].create_revision).toBe(appliedAt);
+    expect(reader.fencingToken).toBe(BigInt(appliedAt as string));
+    await reader.release();
+    await etcd.waitForNoKeys('rwlock/doc/');
+  });
+
   it('election: a campaign whose first join is lost leads with one key; the late key is removed', async () => {
     const a = await etcd.app({ identity: 'a' });
     const joins = withholdJoins(a);

@@ -3,7 +3,14 @@ import type { INestApplicationContext } from '@nestjs/common';
 import { filter, firstValueFrom } from 'rxjs';
 import { EtcdConnection } from '../lib/connection/etcd-connection.js';
 import type { PortWatcher } from '../lib/etcd/etcd-port.js';
-import { type EtcdLockOptions, LeaderElectionService, LockLostError, LockService, SemaphoreService } from '../lib/index.js';
+import {
+  type EtcdLockOptions,
+  LeaderElectionService,
+  LockLostError,
+  LockService,
+  ReadWriteLockService,
+  SemaphoreService,
+} from '../lib/index.js';
 import { ManualClock } from '../lib/testing/index.js';
 import { Etcd3 } from 'etcd3';
 import { EtcdRpc } from '../lib/etcd/etcd-rpc.js';
@@ -66,6 +73,30 @@ describe('deletion watches scoped to interest', () => {
     expect(deletes.size).toBe(0);
     await deletes.close();
     rpc.close();
+  });
+
+  it("a permit's or a read lock's watch goes with its hold: their keys are named by a sequence and never return", async () => {
+    const app = await settledApp();
+    const holds = [
+      { kind: 'semaphore' as const, take: () => app.get(SemaphoreService).acquire('pool', { limit: 2 }) },
+      { kind: 'rwlock' as const, take: () => app.get(ReadWriteLockService).acquireRead('doc') },
+      { kind: 'rwlock' as const, take: () => app.get(ReadWriteLockService).acquireWrite('doc') },
+    ];
+    for (const { kind, take } of holds) {
+      const deletes = app.get(DeletionWatches).of(kind);
+      const hold = await take();
+      // Held past the holder's delay: its own key's watch is made and confirmed.
+      const [key] = deletes.watchedKeys();
+      expect(await deletes.watching(key)).toBe(true);
+      await hold.release();
+      expect(deletes.size).toBe(0);
+    }
+    // A lock's key name returns at its next take: its watch stays for it (see the test above).
+    const lock = await app.get(LockService).acquire('again');
+    const locks = app.get(DeletionWatches).of('lock');
+    expect(await locks.watching(locks.watchedKeys()[0])).toBe(true);
+    await lock.release();
+    expect(locks.size).toBe(1);
   });
 
   it('a hold that ends before its watch is due costs no watch at all: no create, no cancel, no event', async () => {

@@ -1,27 +1,57 @@
 import type { INestApplicationContext } from '@nestjs/common';
+import { CompareResult, CompareTarget, SortOrder, SortTarget } from 'etcd3';
 import { LockService } from 'nestjs-etcd-lock';
 import { startApp } from '../app.js';
 import { type BenchContext, type CaseResult, fmt, scaled } from '../case.js';
 import { received, requestsByMethod, streamsStarted, total } from '../etcd-metrics.js';
-import { compare } from '../measure.js';
+import { compare, type Measured } from '../measure.js';
 
 /** Uncontended acquire + release against etcd3's `Lock.do` and a raw put + delete (the floor). */
 export async function uncontended(ctx: BenchContext, app: INestApplicationContext): Promise<CaseResult> {
   const locks = app.get(LockService);
-  const m = await compare(
-    ctx.endpoints,
-    {
-      ours: async () => (await locks.acquire('bench-uncontended')).release(),
-      etcd3Lock: () => ctx.client.lock('bench-etcd3-lock').do(async () => {}),
-      floor: async () => {
-        await ctx.client.put('bench-floor').value('x');
-        await ctx.client.delete().key('bench-floor');
+  // Our cycle's two requests with no library around them (the join, a transaction that puts the key on a lease only
+  // if the name is empty and reads the queue otherwise, and the delete): what the request shape costs by itself.
+  const lease = (await ctx.client.leaseClient.leaseGrant({ TTL: 60 })).ID;
+  const prefix = Buffer.from('bench-bare/');
+  const key = Buffer.from(`bench-bare/${BigInt(lease).toString(16)}`);
+  const rangeEnd = Buffer.from('bench-bare0');
+  const queue = {
+    request_range: { key: prefix, range_end: rangeEnd, sort_order: SortOrder.Ascend, sort_target: SortTarget.Create, keys_only: true },
+  };
+  const put = { request_put: { key, value: Buffer.from('bench'), lease } };
+  const join = {
+    compare: [{ key: prefix, range_end: rangeEnd, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: '0' }],
+    success: [put],
+    failure: [put, queue],
+  };
+  try {
+    const m = await compare(
+      ctx.endpoints,
+      {
+        ours: async () => (await locks.acquire('bench-uncontended')).release(),
+        bare: async () => {
+          await ctx.client.kv.txn(join);
+          await ctx.client.kv.deleteRange({ key });
+        },
+        etcd3Lock: () => ctx.client.lock('bench-etcd3-lock').do(async () => {}),
+        floor: async () => {
+          await ctx.client.put('bench-floor').value('x');
+          await ctx.client.delete().key('bench-floor');
+        },
       },
-    },
-    { rounds: 20, perRound: scaled(ctx, 75, 10), warmup: scaled(ctx, 100, 10) },
-  );
+      { rounds: 20, perRound: scaled(ctx, 75, 10), warmup: scaled(ctx, 100, 10) },
+    );
+    return uncontendedResult(m);
+  } finally {
+    await ctx.client.leaseClient.leaseRevoke({ ID: lease });
+  }
+}
+
+function uncontendedResult(m: Record<string, Measured>): CaseResult {
   const vsLock = m.ours.opsPerSec / m.etcd3Lock.opsPerSec;
   const vsFloor = m.ours.opsPerSec / m.floor.opsPerSec;
+  const bareVsFloor = m.bare.opsPerSec / m.floor.opsPerSec;
+  const vsBare = m.ours.opsPerSec / m.bare.opsPerSec;
   return {
     id: 'uncontended',
     title: 'uncontended acquire + release, one caller',
@@ -30,9 +60,15 @@ export async function uncontended(ctx: BenchContext, app: INestApplicationContex
     result:
       `${m.ours.opsPerSec.toFixed(0)}/s (p50 ${fmt(m.ours.latency.median)}, p99 ${fmt(m.ours.latency.p99)}, ` +
       `${m.ours.requestsPerOpTotal} req); etcd3 Lock ${m.etcd3Lock.opsPerSec.toFixed(0)}/s ` +
-      `(${m.etcd3Lock.requestsPerOpTotal} req) = ${vsLock.toFixed(2)}x; floor ${m.floor.opsPerSec.toFixed(0)}/s = ${vsFloor.toFixed(2)}x`,
-    metrics: { ...strip(m), oursVsEtcd3Lock: vsLock, oursVsFloor: vsFloor },
-    latencies: { 'acquire+release': m.ours.samples, 'etcd3 Lock.do': m.etcd3Lock.samples, 'put+delete': m.floor.samples },
+      `(${m.etcd3Lock.requestsPerOpTotal} req) = ${vsLock.toFixed(2)}x; floor ${m.floor.opsPerSec.toFixed(0)}/s = ${vsFloor.toFixed(2)}x; ` +
+      `the same two requests bare ${m.bare.opsPerSec.toFixed(0)}/s = ${bareVsFloor.toFixed(2)}x the floor (ours = ${vsBare.toFixed(2)}x bare)`,
+    metrics: { ...strip(m), oursVsEtcd3Lock: vsLock, oursVsFloor: vsFloor, bareVsFloor, oursVsBare: vsBare },
+    latencies: {
+      'acquire+release': m.ours.samples,
+      'join+delete, bare': m.bare.samples,
+      'etcd3 Lock.do': m.etcd3Lock.samples,
+      'put+delete': m.floor.samples,
+    },
   };
 }
 

@@ -26,6 +26,8 @@ export class DeletionWatches {
         kindPrefix(this.options.prefix, kind),
         (err) => this.logger.warn(`Watch on ${kind} keys restarted: ${messageOf(err)}`),
         this.options.clock,
+        // A permit's and a read or write lock's key is named by a sequence: once deleted, its name never returns.
+        kind !== 'semaphore' && kind !== 'rwlock',
       );
       this.kinds.set(kind, watch);
     }

@@ -128,7 +128,10 @@ export class Contender implements DeleteSubscriber, FenceHolder {
   /** The join request, both ways; true when `onlyIfFree` found the name taken. */
   private async put(onlyIfFree: boolean): Promise<boolean> {
     this.joinSent = true;
-    const outside = this.ctx.waitPrefix !== undefined;
+    // Our key is read on its own only when it is outside the range we wait for and an earlier attempt of this join
+    // went unanswered: that attempt may have put it, and its create revision is our place. A first attempt never
+    // meets our key (every contender's key name is new: a sequence, or a name retired after a write in doubt).
+    const outside = this.ctx.waitPrefix !== undefined && this.joinInDoubt;
     const res = await this.send(
       joinRequest(
         this.waitPrefix(),

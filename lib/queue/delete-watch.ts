@@ -83,11 +83,18 @@ export class DeleteWatch {
     error(this: PortWatcher, err: unknown): void;
   };
 
+  /**
+   * `keysReused`: whether a key name comes back after its deletion (a lock's `<name>/<lease hex>` does at its
+   * holder's next take). Where every key is new (a permit's or a read or write lock's, named by a sequence), a
+   * watch goes with its last subscriber: lingering, it would never serve again (1,000 read holds a second, each
+   * past the holder's delay, kept 2,000 watches open in etcd).
+   */
   constructor(
     private readonly rpc: EtcdPort,
     private readonly kindPrefix: string,
     private readonly onError: (err: unknown) => void,
     private readonly clock: Clock = systemClock,
+    private readonly keysReused = true,
   ) {
     this.holderDelayMs = rpc.freeWatches ? 0 : HOLDER_WATCH_DELAY_MS;
     const watches = this;
@@ -156,7 +163,7 @@ export class DeleteWatch {
     }
     entry.holderOnly = entry.wanted ? 0 : entry.holderOnly + 1;
     entry.wanted = false;
-    if (entry.holderOnly >= HOLDER_ONLY_CYCLES) {
+    if (!this.keysReused || entry.holderOnly >= HOLDER_ONLY_CYCLES) {
       void this.drop(entry);
       return;
     }

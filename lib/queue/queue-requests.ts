@@ -10,8 +10,8 @@ import { createdAt, nothingUnder, oldestFirst } from '../etcd/requests.js';
  * Join: put our key if no key exists in the range we wait for (`waitPrefix`: the name's whole queue, or a part
  * of it, e.g. the writers for a reader); otherwise (unless `onlyIfFree`) put it anyway and read the keys there by
  * create revision, so the one request tells who is ahead. With `onlyIfFree` a taken range reads only its oldest key.
- * When our key is outside that range (`ownKeyOutside`), both branches also read it, for its create revision: a
- * retried join whose first attempt was applied keeps the first one. A `guard` (only with `onlyIfFree`) adds
+ * When our key is outside that range and the join is sent again (`ownKeyOutside`), both branches also read it, for
+ * its create revision: a retried join whose first attempt was applied keeps the first one. A `guard` (only with `onlyIfFree`) adds
  * compares and writes to the join, and reads or writes to its failure (see `QueueContext.joinGuard`).
  */
 export function joinRequest(

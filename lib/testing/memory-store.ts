@@ -60,6 +60,11 @@ export class MemoryStore {
   private readonly keys = new Map<string, StoredKey>();
   private readonly leases = new Map<bigint, StoredLease>();
   private readonly history: Array<{ revision: bigint; events: StoreEvent[] }> = [];
+  /**
+   * Where the kept history starts in `history`: entries before it are compacted, and dropped in one splice once
+   * there are `HISTORY_REVISIONS` of them (a shift per write moved 10,000 entries each time once the history was full).
+   */
+  private historyStart = 0;
   /** The newest revision whose changes are no longer kept. */
   private compacted = 0n;
   private readonly listeners = new Set<(revision: bigint, events: StoreEvent[]) => void>();
@@ -187,8 +192,8 @@ export class MemoryStore {
   changesSince(fromRevision: bigint): Array<{ revision: bigint; events: StoreEvent[] }> | undefined {
     if (fromRevision <= this.compacted) return undefined;
     // One entry per revision, in order: the history is contiguous.
-    const first = this.history[0]?.revision ?? this.rev + 1n;
-    return fromRevision > this.rev ? [] : this.history.slice(Math.max(0, Number(fromRevision - first)));
+    const first = this.history[this.historyStart]?.revision ?? this.rev + 1n;
+    return fromRevision > this.rev ? [] : this.history.slice(this.historyStart + Math.max(0, Number(fromRevision - first)));
   }
 
   /** Called after every write, with the changes of its revision. */
@@ -219,11 +224,21 @@ export class MemoryStore {
     if (events.length > 0) {
       this.rev += 1n;
       this.history.push({ revision: this.rev, events });
-      if (this.history.length > HISTORY_REVISIONS) this.compacted = (this.history.shift() as { revision: bigint }).revision;
+      if (this.history.length - this.historyStart > HISTORY_REVISIONS) this.compactOne();
     }
     res.header = this.header();
     if (events.length > 0) for (const listener of [...this.listeners]) listener(this.rev, events);
     return res;
+  }
+
+  /** Forgets the oldest kept revision. */
+  private compactOne(): void {
+    this.compacted = this.history[this.historyStart].revision;
+    this.historyStart += 1;
+    if (this.historyStart >= HISTORY_REVISIONS) {
+      this.history.splice(0, this.historyStart);
+      this.historyStart = 0;
+    }
   }
 
   /** One operation of a transaction: the name of its answer and the answer. */
