@@ -1,5 +1,4 @@
-import type { EventEmitter } from 'node:events';
-import { CompareResult, CompareTarget, type IRequestOp, type IWatchResponse, SortOrder, SortTarget } from 'etcd3';
+import { CompareResult, CompareTarget, type IRequestOp, SortOrder, SortTarget } from 'etcd3';
 import type { EtcdPort } from '../lib/etcd/etcd-port.js';
 import { EtcdRpc } from '../lib/etcd/etcd-rpc.js';
 import { joinRequest } from '../lib/queue/queue-requests.js';
@@ -35,22 +34,33 @@ async function script(port: EtcdPort): Promise<unknown[]> {
   const deletes: unknown[] = [];
   const all: unknown[] = [];
   const watchFrom = base + 1n;
-  const deleteWatcher = port.watch({ prefix: 't/', startRevision: watchFrom, onlyDeletes: true }) as unknown as EventEmitter & {
-    cancel(): Promise<void>;
+  // The newest revision each watcher reported, and waits for it to reach one (told by the watcher's events).
+  const seen = new Map<unknown[], bigint>();
+  const waits: Array<() => void> = [];
+  const sink = (events: unknown[]) => {
+    let connected: () => void = () => undefined;
+    const created = new Promise<void>((resolve) => (connected = resolve));
+    const watcher = port.watch(
+      { prefix: 't/', startRevision: watchFrom, onlyDeletes: events === deletes },
+      {
+        connected,
+        event: (type, kv) => {
+          events.push([type, kv]);
+          seen.set(events, BigInt(kv.mod_revision));
+          for (const wait of waits.splice(0)) wait();
+        },
+        error: (err) => events.push(['error', err]),
+      },
+    );
+    return { watcher, created };
   };
-  const allWatcher = port.watch({ prefix: 't/', startRevision: watchFrom }) as unknown as EventEmitter & { cancel(): Promise<void> };
-  // The newest revision each watcher reported, and a wait for it to reach one (told by the watcher's events).
-  const seen = new Map<object, bigint>();
-  const seenUpTo = (w: typeof allWatcher, revision: bigint) =>
-    new Promise<void>((resolve) => {
-      const check = () => (seen.get(w) ?? 0n) >= revision && resolve();
-      if (!check()) w.on('data', check);
-    });
-  // Added before any wait's listener: listeners are called in the order added.
-  for (const w of [deleteWatcher, allWatcher]) w.on('data', (res: IWatchResponse) => seen.set(w, BigInt(res.header.revision)));
-  deleteWatcher.on('data', (res: IWatchResponse) => deletes.push(res.events));
-  allWatcher.on('data', (res: IWatchResponse) => all.push(res.events));
-  await Promise.all([deleteWatcher, allWatcher].map((w) => new Promise((resolve) => w.once('connected', resolve))));
+  const seenUpTo = (events: unknown[], revision: bigint): Promise<void> =>
+    (seen.get(events) ?? 0n) >= revision
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => waits.push(resolve)).then(() => seenUpTo(events, revision));
+  const deleteWatch = sink(deletes);
+  const allWatch = sink(all);
+  await Promise.all([deleteWatch.created, allWatch.created]);
 
   // Ids chosen, as the library does (they also fix the order of the keys named after them).
   const a = await port.leaseGrant('7340000000000000001', 30, 5000);
@@ -209,8 +219,8 @@ async function script(port: EtcdPort): Promise<unknown[]> {
 
   // Every watcher has seen the last revision (the last revoke deleted a key): then compare what they saw.
   const target = BigInt(last.header.revision);
-  await Promise.all([deleteWatcher, allWatcher].map((w) => seenUpTo(w, target)));
-  await Promise.all([deleteWatcher.cancel(), allWatcher.cancel()]);
+  await Promise.all([seenUpTo(deletes, target), seenUpTo(all, target)]);
+  await Promise.all([deleteWatch.watcher.cancel(), allWatch.watcher.cancel()]);
   log.push(['deletes seen', deletes], ['all seen', all]);
   return normalize(log, base);
 }

@@ -1,4 +1,3 @@
-import { EventEmitter } from 'node:events';
 import type { INestApplicationContext } from '@nestjs/common';
 import { filter, firstValueFrom } from 'rxjs';
 import { EtcdConnection } from '../lib/connection/etcd-connection.js';
@@ -146,23 +145,19 @@ function slowWatches(app: INestApplicationContext) {
     if (what === "check the keys 'g' waits for") checks.push(what);
     return txn.call(port, req, what, timeoutMs);
   };
-  port.watch = (req) => {
-    if (!req.prefix.startsWith('lock/')) return original.call(port, req);
-    const delayed = new EventEmitter() as EventEmitter & PortWatcher;
+  port.watch = (req, sink) => {
+    if (!req.prefix.startsWith('lock/')) return original.call(port, req, sink);
     let real: PortWatcher | undefined;
     let cancelled = false;
-    delayed.cancel = async () => {
-      cancelled = true;
-      await real?.cancel();
-    };
     void opened.then(() => {
-      if (cancelled) return;
-      real = original.call(port, req);
-      for (const event of ['connected', 'data', 'put', 'delete', 'error'] as const) {
-        real.on(event as 'data', (...args: unknown[]) => delayed.emit(event, ...args));
-      }
+      if (!cancelled) real = original.call(port, req, sink);
     });
-    return delayed;
+    return {
+      cancel: async () => {
+        cancelled = true;
+        await real?.cancel();
+      },
+    };
   };
   return { open, checks };
 }

@@ -21,17 +21,19 @@ export interface WatchRequest {
 }
 
 /**
- * One watch: `connected` once etcd created it, `data` with each revision's events (and `put`/`delete` per event),
- * `error` when etcd cancelled it (compaction). `cancel()` ends it.
+ * Told of one watch's life, in order: `connected` once etcd created it, then each event, and `error` at most once,
+ * when etcd cancelled the watch (a compaction of the history it replays, or a refusal): nothing comes after it.
+ * An object rather than listeners: a held lock watches its key, and 100,000 held locks are 100,000 watches.
  */
-export interface PortWatcher {
+export interface WatchSink {
   /** With etcd's answer to the create: its header's revision is the store's then. */
-  on(event: 'connected', listener: (res: IWatchResponse) => void): this;
-  on(event: 'data', listener: (res: IWatchResponse) => void): this;
-  on(event: 'put' | 'delete', listener: (kv: IKeyValue) => void): this;
-  on(event: 'error', listener: (err: unknown) => void): this;
-  once(event: 'connected', listener: (res: IWatchResponse) => void): this;
-  removeAllListeners(): this;
+  connected?(res: IWatchResponse): void;
+  event(type: 'put' | 'delete', kv: IKeyValue): void;
+  error(err: unknown): void;
+}
+
+/** One watch. After `cancel()` its sink is told nothing more. */
+export interface PortWatcher {
   cancel(): Promise<void>;
 }
 
@@ -68,7 +70,7 @@ export interface EtcdPort {
   /** A lease's remaining and granted TTL in seconds; `undefined` when it is gone. */
   leaseTimeToLive(id: string): Promise<LeaseTimeToLive | undefined>;
   keepAlive(): Promise<KeepAliveStream>;
-  watch(req: WatchRequest): PortWatcher;
+  watch(req: WatchRequest, sink: WatchSink): PortWatcher;
   /** Closes the client (only the one the library created). */
   close(): void;
 }

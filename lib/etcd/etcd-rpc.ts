@@ -18,7 +18,7 @@ import {
 } from 'etcd3';
 import { isBrokenCircuitError } from 'cockatiel';
 import { EtcdAccessDeniedError, EtcdLockError, EtcdRequestError, EtcdUnavailableError } from '../errors.js';
-import type { EtcdPort, KeepAliveStream, LeaseTimeToLive, PortWatcher, WatchRequest } from './etcd-port.js';
+import type { EtcdPort, KeepAliveStream, LeaseTimeToLive, PortWatcher, WatchRequest, WatchSink } from './etcd-port.js';
 import { WatchStream } from './watch-stream.js';
 import { messageOf } from '../util/error-message.js';
 
@@ -96,8 +96,8 @@ export class EtcdRpc implements EtcdPort {
   }
 
   /** On our own multiplexed stream, not etcd3's watch manager (which creates watches one round trip at a time). */
-  watch(req: WatchRequest): PortWatcher {
-    return this.watches.watch(req);
+  watch(req: WatchRequest, sink: WatchSink): PortWatcher {
+    return this.watches.watch(req, sink);
   }
 
   close(): void {

@@ -47,25 +47,24 @@ export class ResilientWatch {
     this.closed = true;
     const watcher = this.watcher;
     this.watcher = undefined;
-    watcher?.removeAllListeners();
-    watcher?.on('error', () => undefined);
     await watcher?.cancel().catch(() => undefined);
   }
 
   private watchFrom(revision: bigint): void {
     if (this.closed) return;
-    const watcher = this.rpc.watch({ ...this.request, startRevision: revision });
+    const watcher = this.rpc.watch(
+      { ...this.request, startRevision: revision },
+      {
+        event: (type, kv) => this.handlers.onEvent(type, kv),
+        error: () => {
+          if (this.watcher !== watcher) return;
+          // etcd already cancelled it (and tells it nothing more): forget it and start over.
+          this.watcher = undefined;
+          void this.restart();
+        },
+      },
+    );
     this.watcher = watcher;
-    watcher.on('put', (kv) => this.handlers.onEvent('put', kv));
-    watcher.on('delete', (kv) => this.handlers.onEvent('delete', kv));
-    watcher.on('error', () => {
-      if (this.watcher !== watcher) return;
-      // etcd already cancelled it. Cancelling again would make etcd answer for a watch id that etcd3 has dropped,
-      // which etcd3 throws on, uncaught: just forget it and start over.
-      this.watcher = undefined;
-      watcher.removeAllListeners();
-      void this.restart();
-    });
   }
 
   private async restart(): Promise<void> {

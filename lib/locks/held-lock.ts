@@ -1,5 +1,6 @@
 import type { Clock, ClockTimer } from '../clock/clock.js';
 import type { Contender } from '../queue/contender.js';
+import type { LocalSlot } from '../queue/local-queue.js';
 import { LockLostError, LockReleasedError } from '../errors.js';
 import { FencedTxn, lockFence } from './fenced-txn.js';
 import type { Lock } from './lock.interface.js';
@@ -20,16 +21,21 @@ export class HeldLock implements Lock {
   constructor(
     readonly name: string,
     private readonly contender: Contender,
-    private readonly exitLocalQueue: () => void,
+    /** Its turn in an in-process queue: given back once the key is deleted. */
+    private readonly localSlot: LocalSlot,
     private readonly onLost: (lock: HeldLock, err: LockLostError) => void,
     /** Told once when the lock is let go (released or lost): the hold-time metric. */
     private readonly onLetGo?: () => void,
   ) {
-    contender.onLoss((err) => {
-      if (this.releasing) return;
-      this.end(() => err);
-      onLost(this, err);
-    });
+    // The lock itself listens (`keyLost`): no closure per held lock.
+    contender.onLoss(this);
+  }
+
+  /** @internal The contender's key stopped being ours. */
+  keyLost(err: LockLostError): void {
+    if (this.releasing) return;
+    this.end(() => err);
+    this.onLost(this, err);
   }
 
   /**
@@ -115,7 +121,7 @@ export class HeldLock implements Lock {
       await this.contender.leave();
     } finally {
       // Only now may the next caller in this process put the same key again.
-      this.exitLocalQueue();
+      this.localSlot.exit();
     }
   }
 }

@@ -5,6 +5,7 @@ import { inspectQueue, type QueueSnapshot } from '../inventory/queue-inspect.js'
 import { namePrefix } from '../etcd/keys.js';
 import type { HoldKind } from '../events/etcd-lock.events.js';
 import { Contender } from '../queue/contender.js';
+import { type LocalSlot, NO_LOCAL_SLOT } from '../queue/local-queue.js';
 import type { QueueContext } from '../queue/queue-context.js';
 import { takeTurn, tryTakeTurn } from '../queue/turn.js';
 import type { AcquireOperation } from '../telemetry/telemetry.js';
@@ -54,13 +55,11 @@ export function runInHold<T>(kind: HoldKind, lock: Lock, fn: () => T | Promise<T
   return lock instanceof HeldLock ? lock.whileWorking(work) : work();
 }
 
-/** A contender of one hold, and what to call when it is let go (a slot in an in-process queue, if any). */
+/** A contender of one hold, and what to give back when it is let go (its turn in an in-process queue, if any). */
 export interface Joined {
   readonly contender: Contender;
-  readonly exit: () => void;
+  readonly slot: LocalSlot;
 }
-
-const nothing = () => undefined;
 
 /**
  * The one path every lock-like hold takes (a lock, a semaphore permit, a read or a write lock): validate the wait,
@@ -165,7 +164,7 @@ export class HoldPath {
       try {
         await takeTurn(joined.contender, wait.signal);
       } catch (err) {
-        joined.exit();
+        joined.slot.exit();
         throw err;
       }
       span?.('acquired', joined.contender.createRevision);
@@ -197,12 +196,12 @@ export class HoldPath {
     try {
       taken = joined !== undefined && (await tryTakeTurn(joined.contender, probe));
     } catch (err) {
-      joined?.exit();
+      joined?.slot.exit();
       this.deps.telemetry.acquired(name, operation, this.deps.telemetry.acquireOutcome(err, undefined), start);
       throw err;
     }
     if (!joined || !taken) {
-      joined?.exit();
+      joined?.slot.exit();
       this.deps.telemetry.acquired(name, operation, 'busy', start);
       return null;
     }
@@ -232,11 +231,11 @@ export class HoldPath {
 
   /** A contender that needs nothing let go beside its key. */
   static alone(contender: Contender): Joined {
-    return { contender, exit: nothing };
+    return { contender, slot: NO_LOCAL_SLOT };
   }
 
   private held(name: string, joined: Joined, letGo: (() => void) | undefined, maxHoldMs: number | undefined): HeldLock {
-    const lock = new HeldLock(name, joined.contender, joined.exit, this.onLost, letGo);
+    const lock = new HeldLock(name, joined.contender, joined.slot, this.onLost, letGo);
     if (maxHoldMs !== undefined) lock.boundTo(maxHoldMs, this.clock);
     return lock;
   }

@@ -73,11 +73,11 @@ export class LockService {
     if (nested) return nested;
     return this.path.acquire(name, 'acquire', options, async (signal) => {
       // One key per lease and name: callers in this process take turns locally first.
-      const exit = await this.local.enter(name, signal);
+      const slot = await this.local.enter(name, signal);
       try {
-        return { contender: this.path.contender(name, value), exit };
+        return { contender: this.path.contender(name, value), slot };
       } catch (err) {
-        exit(); // no session now: the next caller here must not wait for a slot nobody will give back
+        slot.exit(); // no session now: the next caller here must not wait for a slot nobody will give back
         throw err;
       }
     });
@@ -100,12 +100,12 @@ export class LockService {
       name,
       'try_acquire',
       () => {
-        const exit = this.local.tryEnter(name);
-        if (!exit) return undefined;
+        const slot = this.local.tryEnter(name);
+        if (!slot) return undefined;
         try {
-          return { contender: this.path.contender(name, value), exit };
+          return { contender: this.path.contender(name, value), slot };
         } catch (err) {
-          exit();
+          slot.exit();
           throw err;
         }
       },

@@ -1,9 +1,10 @@
-import type { IKeyValue, IWatchResponse } from 'etcd3';
-import type { PortWatcher } from '../etcd/etcd-port.js';
-import type { EtcdPort } from '../etcd/etcd-port.js';
+import type { EtcdPort, PortWatcher } from '../etcd/etcd-port.js';
 import { Backoff } from '../util/backoff.js';
-import { type Clock, type ClockTimer, systemClock } from '../clock/clock.js';
+import { type Clock, systemClock } from '../clock/clock.js';
 import { readRevision, rewatch } from '../etcd/resilient-watch.js';
+import { type DeleteSubscriber, KeyWatch, type KeyWatchOwner, type Subscription } from './key-watch.js';
+
+export type { DeleteSubscriber } from './key-watch.js';
 
 const RETRY_MIN_MS = 250;
 const RETRY_MAX_MS = 2000;
@@ -22,43 +23,6 @@ const HOLDER_ONLY_CYCLES = 8;
  */
 const HOLDER_WATCH_DELAY_MS = 20;
 
-/** Told of the deletion of a key it watches, and asked to check the key when the watch may have missed one. */
-export interface DeleteSubscriber {
-  onDelete(key: string, revision: bigint): void;
-  /**
-   * The watch of `key` does not cover every revision since the one the subscriber asked for (it was made "from
-   * now", after that revision; or etcd cancelled it and it started over): read the key to know if it is gone.
-   */
-  onGap(key: string): void;
-}
-
-/** One subscriber, and the first revision it must hear of. */
-interface Subscription {
-  readonly subscriber: DeleteSubscriber;
-  readonly from: bigint;
-}
-
-/** The watch of one key, and who listens to it. */
-interface KeyWatch {
-  readonly key: string;
-  watcher: PortWatcher | undefined;
-  /** The first revision the watcher reports: known at creation for a replay, at `connected` for "from now". */
-  coveredFrom: bigint | undefined;
-  /** Callers of `watching` until etcd confirmed the watch (tests only); told false if it never is. */
-  onConnected: Array<(connected: boolean) => void> | undefined;
-  /** Usually one (an array is lighter than a Set: 10,000 held names have one each). */
-  readonly subscriptions: Subscription[];
-  /** The revision of the last deletion the watcher reported: told to a subscriber that comes later. */
-  lastDelete: bigint;
-  linger: NodeJS.Timeout | undefined;
-  /** A waiter asked for the watch since the key was last left. */
-  wanted: boolean;
-  /** Times in a row the key was left with no waiter since the time before. */
-  holderOnly: number;
-  /** A watch to create later (a holder's), from the oldest revision asked for. */
-  deferred: { from: bigint; timer: ClockTimer } | undefined;
-}
-
 /**
  * Deletion watches of single keys: a contender watches its own key (to know when it stops being its own) and,
  * while it waits, the few keys just ahead of it that it waits for (etcd's `Mutex` waits on the key just ahead),
@@ -70,19 +34,11 @@ interface KeyWatch {
  * (`onGap`). A holder's own watch starts at its join's revision + 1, `HOLDER_WATCH_DELAY_MS` later: it misses
  * nothing, and it is not in a hurry.
  */
-export class DeleteWatch {
+export class DeleteWatch implements KeyWatchOwner {
   private readonly keys = new Map<string, KeyWatch>();
   private closed = false;
   /** How long a holder waits for its watch, on the module's clock. */
   private readonly holderDelayMs: number;
-  /** The key each watcher serves, for the listeners below: shared by every watcher, so a key costs no closures. */
-  private readonly served = new WeakMap<PortWatcher, KeyWatch>();
-  private readonly listeners: {
-    connected(this: PortWatcher, res: IWatchResponse): void;
-    delete(this: PortWatcher, kv: IKeyValue): void;
-    error(this: PortWatcher, err: unknown): void;
-  };
-
   /**
    * `keysReused`: whether a key name comes back after its deletion (a lock's `<name>/<lease hex>` does at its
    * holder's next take). Where every key is new (a permit's or a read or write lock's, named by a sequence), a
@@ -97,21 +53,6 @@ export class DeleteWatch {
     private readonly keysReused = true,
   ) {
     this.holderDelayMs = rpc.freeWatches ? 0 : HOLDER_WATCH_DELAY_MS;
-    const watches = this;
-    this.listeners = {
-      connected(res) {
-        const entry = watches.served.get(this);
-        if (entry) watches.connected(entry, BigInt(res.header.revision) + 1n);
-      },
-      delete(kv) {
-        const entry = watches.served.get(this);
-        if (entry) watches.dispatch(entry, kv);
-      },
-      error(err) {
-        const entry = watches.served.get(this);
-        if (entry) void watches.restart(entry, this, err);
-      },
-    };
   }
 
   /** Number of keys watched now (lingering ones included). */
@@ -124,8 +65,8 @@ export class DeleteWatch {
    * just before). A `holder` watching its own key gets a watch that replays from `from`, after `holderDelayMs`.
    */
   subscribe(key: string, subscriber: DeleteSubscriber, from: bigint, holder = false): void {
-    const subscription = { subscriber, from };
-    const entry = this.entry(key, subscription);
+    const entry = this.entry(key);
+    entry.add(subscriber, from);
     clearTimeout(entry.linger);
     entry.linger = undefined;
     if (!holder) entry.wanted = true;
@@ -133,7 +74,10 @@ export class DeleteWatch {
       // A watch made earlier may have reported the deletion already, or may start after `from`: told on the next
       // microtask (before any other event), not inside the subscriber's own call.
       if (entry.coveredFrom !== undefined && (entry.lastDelete >= from || entry.coveredFrom > from)) {
-        queueMicrotask(() => entry.subscriptions.includes(subscription) && this.tell(entry, subscription));
+        queueMicrotask(() => {
+          const subscription = entry.subscriptionOf(subscriber);
+          if (subscription?.from === from) this.tell(entry, subscription);
+        });
       }
       return;
     }
@@ -152,10 +96,7 @@ export class DeleteWatch {
 
   unsubscribe(key: string, subscriber: DeleteSubscriber): void {
     const entry = this.keys.get(key);
-    const index = entry?.subscriptions.findIndex((s) => s.subscriber === subscriber) ?? -1;
-    if (!entry || index < 0) return;
-    entry.subscriptions.splice(index, 1);
-    if (entry.subscriptions.length > 0) return;
+    if (!entry?.remove(subscriber) || entry.size > 0) return;
     if (!entry.watcher) {
       // Never watched (a short hold, or a tryAcquire that found the name taken): nothing to keep.
       this.forget(entry);
@@ -168,7 +109,7 @@ export class DeleteWatch {
       return;
     }
     entry.linger = setTimeout(() => {
-      if (entry.subscriptions.length === 0 && this.keys.get(key) === entry) void this.drop(entry);
+      if (entry.size === 0 && this.keys.get(key) === entry) void this.drop(entry);
     }, LINGER_MS);
     entry.linger.unref();
   }
@@ -197,24 +138,10 @@ export class DeleteWatch {
     await Promise.all([...this.keys.values()].map((entry) => this.drop(entry, cancel)));
   }
 
-  /** The key's entry with `subscription` added; a new entry's list is made with it (an empty list grown by a push
-   * reserves room for 16 more: 150 bytes per held lock). */
-  private entry(key: string, subscription: Subscription): KeyWatch {
+  private entry(key: string): KeyWatch {
     let entry = this.keys.get(key);
-    if (entry) entry.subscriptions.push(subscription);
-    else {
-      entry = {
-        key,
-        watcher: undefined,
-        coveredFrom: undefined,
-        onConnected: undefined,
-        subscriptions: [subscription],
-        lastDelete: 0n,
-        linger: undefined,
-        wanted: false,
-        holderOnly: 0,
-        deferred: undefined,
-      };
+    if (!entry) {
+      entry = new KeyWatch(key, this);
       this.keys.set(key, entry);
     }
     return entry;
@@ -252,34 +179,22 @@ export class DeleteWatch {
     const watcher = entry.watcher;
     entry.watcher = undefined;
     if (!watcher) return;
-    watcher.removeAllListeners();
-    watcher.on('error', () => undefined);
+    // A watcher cancelled tells its sink nothing more; one left to the client's close is told nothing either way.
     if (cancel) await watcher.cancel();
   }
 
   /** A watch of the key from `fromRevision` (a replay), or from now (`0n`: its start is known once connected). */
   private create(entry: KeyWatch, fromRevision: bigint): void {
-    const watcher = this.rpc.watch({
-      prefix: entry.key,
-      exact: true,
-      startRevision: fromRevision,
-      onlyDeletes: true,
-    });
-    entry.watcher = watcher;
     entry.coveredFrom = undefined;
-    this.served.set(watcher, entry);
-    const replayFrom = fromRevision;
-    // Shared listeners, and `connected` only until it fires.
-    watcher.once('connected', replayFrom === 0n ? this.listeners.connected : () => this.connected(entry, replayFrom));
-    watcher.on('delete', this.listeners.delete);
-    watcher.on('error', this.listeners.error);
+    entry.replayFrom = fromRevision;
+    entry.watcher = this.rpc.watch({ prefix: entry.key, exact: true, startRevision: fromRevision, onlyDeletes: true }, entry);
   }
 
-  /** The watch reports every deletion from `coveredFrom` on: subscribers that needed earlier ones check the key. */
-  private connected(entry: KeyWatch, coveredFrom: bigint): void {
+  /** @internal The watch reports every deletion from `coveredFrom` on: subscribers that needed earlier ones check the key. */
+  covered(entry: KeyWatch, coveredFrom: bigint): void {
     entry.coveredFrom = coveredFrom;
     for (const resolve of entry.onConnected?.splice(0) ?? []) resolve(true);
-    for (const subscription of [...entry.subscriptions]) this.tell(entry, subscription);
+    for (const subscription of entry.subscriptions()) this.tell(entry, subscription);
   }
 
   /** What a subscriber must hear now: a deletion reported before it came, or that the watch started too late. */
@@ -288,10 +203,16 @@ export class DeleteWatch {
     else if ((entry.coveredFrom ?? 0n) > from) subscriber.onGap(entry.key);
   }
 
-  private dispatch(entry: KeyWatch, kv: IKeyValue): void {
-    const revision = BigInt(kv.mod_revision);
+  /** @internal The watch reported the key's deletion at `revision`. */
+  deleted(entry: KeyWatch, revision: bigint): void {
     if (revision > entry.lastDelete) entry.lastDelete = revision;
-    for (const { subscriber } of [...entry.subscriptions]) subscriber.onDelete(entry.key, revision);
+    for (const { subscriber } of entry.subscriptions()) subscriber.onDelete(entry.key, revision);
+  }
+
+  /** @internal etcd cancelled the watch of `entry`. */
+  failed(entry: KeyWatch, err: unknown): void {
+    const old = entry.watcher;
+    if (old) void this.restart(entry, old, err);
   }
 
   /**
@@ -302,8 +223,6 @@ export class DeleteWatch {
     const live = () => !this.closed && entry.watcher === old && this.keys.get(entry.key) === entry;
     if (!live()) return;
     this.onError(err);
-    old.removeAllListeners();
-    old.on('error', () => undefined);
     // Once the new watch is confirmed, each subscriber that needed earlier revisions is asked to check (`tell`).
     await rewatch(
       () => readRevision(this.rpc, this.kindPrefix),

@@ -19,6 +19,9 @@ export type KeysAhead = ReadonlyMap<string, bigint>;
 /** "No key ahead", shared by every owner (never added to; deleting from it is a no-op). */
 export const NOBODY: KeysAhead = new Map();
 
+/** Told once if the key stops being ours: a function, or an object (a held lock listens itself: no closure each). */
+export type LossListener = ((err: LockLostError) => void) | { keyLost(err: LockLostError): void };
+
 /**
  * Our own copy of `ahead`, which deletions then shrink: the shared empty map when no key is ahead (an owner's
  * usual case; an empty Map costs about 370 bytes, and 100,000 held locks would each keep one).
@@ -43,7 +46,7 @@ export class QueuePlace {
   private waiter: { resolve: () => void; reject: (err: unknown) => void } | undefined;
   /** Our key's watch may have missed its deletion, and the read that tells is not answered yet: no turn till then. */
   private ownKeyInDoubt = false;
-  private lossListener: ((err: LockLostError) => void) | undefined;
+  private lossListener: LossListener | undefined;
   lostError: LockLostError | undefined;
 
   constructor(
@@ -132,7 +135,7 @@ export class QueuePlace {
   }
 
   /** Called once if the key stops being ours while we own it or wait. */
-  onLoss(listener: (err: LockLostError) => void): void {
+  onLoss(listener: LossListener): void {
     this.lossListener = listener;
   }
 
@@ -143,7 +146,9 @@ export class QueuePlace {
     this.lostError = err;
     this.current = 'lost';
     this.settleWaiter((waiter) => waiter.reject(err));
-    this.lossListener?.(err);
+    const listener = this.lossListener;
+    if (typeof listener === 'function') listener(err);
+    else listener?.keyLost(err);
   }
 
   /** We leave (or never got in): a waiter is told so. A lost place stays lost, for its reason. */

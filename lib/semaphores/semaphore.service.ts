@@ -126,7 +126,7 @@ export class SemaphoreService {
   /** A permit's contender, on the smallest sequence number free here; the number is free again once it left. */
   private join(name: string, limit: number, value: string): Joined {
     const sequence = this.sequences.take(name);
-    return { contender: this.contender(name, limit, value, sequence), exit: () => this.sequences.give(name, sequence) };
+    return { contender: this.contender(name, limit, value, sequence), slot: { exit: () => this.sequences.give(name, sequence) } };
   }
 
   private contender(name: string, limit: number, value: string, sequence: number): Contender {

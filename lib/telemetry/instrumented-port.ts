@@ -31,7 +31,7 @@ export function instrumentedPort(port: EtcdPort, telemetry: Telemetry): EtcdPort
     leaseRevoke: (id) => timed('lease_revoke', () => port.leaseRevoke(id)),
     leaseTimeToLive: (id) => timed('lease_time_to_live', () => port.leaseTimeToLive(id)),
     keepAlive: () => port.keepAlive(),
-    watch: (req) => port.watch(req),
+    watch: (req, sink) => port.watch(req, sink),
     close: () => port.close(),
   };
 }

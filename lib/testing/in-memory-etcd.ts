@@ -17,7 +17,7 @@ import { describe } from '../util/validation.js';
 import { etcdError, later } from './etcd-rules.js';
 import { MemoryStore } from './memory-store.js';
 import { MemoryWatcher } from './memory-watch.js';
-import type { LeaseTimeToLive, WatchRequest } from '../etcd/etcd-port.js';
+import type { LeaseTimeToLive, WatchRequest, WatchSink } from '../etcd/etcd-port.js';
 import { isLeaseGone, translateError } from '../etcd/etcd-rpc.js';
 import { prefixRangeEnd } from '../etcd/keys.js';
 
@@ -126,15 +126,16 @@ export class InMemoryEtcd {
   }
 
   /** @internal The port: a watch of the keys under a prefix. */
-  watch({ prefix, exact = false, startRevision, onlyDeletes = false }: WatchRequest): MemoryWatcher {
+  watch({ prefix, exact = false, startRevision, onlyDeletes = false }: WatchRequest, sink: WatchSink): MemoryWatcher {
     const key = Buffer.from(prefix);
-    return new MemoryWatcher(this.store, this.link, this.watchers, {
+    const request = {
       key,
       rangeEnd: exact ? Buffer.alloc(0) : prefixRangeEnd(key),
       startRevision: startRevision === 0n ? undefined : startRevision,
       noPut: onlyDeletes,
       noDelete: false,
-    });
+    };
+    return new MemoryWatcher(this.store, this.link, this.watchers, request, sink);
   }
 
   /** @internal The store itself, for the testing controls (they act as etcd or other replicas, never unreachable). */

@@ -1,5 +1,6 @@
-import { ScopedEmitter } from './scoped-emitter.js';
+import { AsyncResource } from 'node:async_hooks';
 import type { IKeyValue, IWatchResponse } from 'etcd3';
+import type { PortWatcher, WatchSink } from '../etcd/etcd-port.js';
 import { etcdError, keyRange, later } from './etcd-rules.js';
 import type { MemoryStore, StoreEvent } from './memory-store.js';
 
@@ -19,12 +20,18 @@ export interface Reachability {
 
 let nextWatchId = 0;
 
+/** A sink told nothing: a watch's once it is cancelled. */
+const ENDED: WatchSink = { event: () => undefined, error: () => undefined };
+
 /**
- * etcd3's `Watcher`: emits `connected` once created, then `data` with each revision's matching events (and `put`
- * / `delete` per event), replaying from `startRevision` first; `disconnected` while etcd is unreachable, then
- * `connected` again and what it missed; `error` if the history it asks for is gone; `end` once cancelled.
+ * A watch, as the port's: tells its sink `connected` once created, then each matching event, replaying from
+ * `startRevision` first; while etcd is unreachable it holds them, and tells what it missed once it is back; `error`
+ * if the history it asks for is gone. Its sink runs in the async context of the code that made the watch, as a
+ * real client's stream events do (they come from its own socket): otherwise an event would run in the context of
+ * whichever client made the write, and AsyncLocalStorage-based logging or tracing of several apps in one process
+ * would credit the wrong app.
  */
-export class MemoryWatcher extends ScopedEmitter {
+export class MemoryWatcher implements PortWatcher {
   readonly id = String(nextWatchId++);
   private next: bigint | undefined;
   private connected = false;
@@ -32,20 +39,18 @@ export class MemoryWatcher extends ScopedEmitter {
   private readonly unsubscribe: () => void;
   private flushing = false;
   private readonly inRange: (key: Buffer) => boolean;
+  private readonly scope = new AsyncResource('InMemoryEtcd');
 
   constructor(
     private readonly store: MemoryStore,
     private readonly link: Reachability,
     private readonly registry: Set<MemoryWatcher>,
     private readonly request: MemoryWatchRequest,
+    private sink: WatchSink,
   ) {
-    super();
     this.next = request.startRevision;
     this.inRange = keyRange(request.key, request.rangeEnd);
     registry.add(this);
-    this.on('data', (res: IWatchResponse) => {
-      for (const event of res.events) this.emit(event.type.toLowerCase(), event.kv, event.prev_kv);
-    });
     // Told of every write, but reads the store itself when it delivers: one code path for live and replayed.
     this.unsubscribe = store.onChange(() => this.schedule());
     this.schedule();
@@ -59,20 +64,17 @@ export class MemoryWatcher extends ScopedEmitter {
   cancel(): Promise<void> {
     if (!this.cancelled) {
       this.cancelled = true;
+      this.sink = ENDED;
       this.unsubscribe();
       this.registry.delete(this);
-      later(() => this.emit('end'));
     }
     return Promise.resolve();
   }
 
-  /** @internal The link went down or came back. */
+  /** @internal The link went down or came back: once back, the watch is made again and tells what it missed. */
   linkChanged(): void {
     if (this.cancelled) return;
-    if (!this.link.reachable && this.connected) {
-      this.connected = false;
-      this.emit('disconnected', etcdError(14, 'UNAVAILABLE', 'InMemoryEtcd is disconnected'));
-    }
+    if (!this.link.reachable && this.connected) this.connected = false;
     this.schedule();
   }
 
@@ -92,21 +94,29 @@ export class MemoryWatcher extends ScopedEmitter {
     if (!this.connected) {
       this.connected = true;
       this.next ??= revision + 1n;
-      this.emit('connected', this.response([], revision, true));
+      const created = this.response(revision);
+      this.tell((sink) => sink.connected?.(created));
     }
     const changes = this.store.changesSince(this.next as bigint);
     if (!changes) {
+      const sink = this.sink;
       this.cancel();
       const err = etcdError(11, 'OUT_OF_RANGE', 'etcdserver: mvcc: required revision has been compacted');
-      if (this.listenerCount('error') > 0) this.emit('error', err);
+      this.scope.runInAsyncScope(() => sink.error(err));
       return;
     }
     for (const change of changes) {
       if (this.cancelled) return;
       this.next = change.revision + 1n;
-      const events = change.events.filter((e) => this.matches(e));
-      if (events.length > 0) this.emit('data', this.response(events, change.revision, false));
+      for (const event of change.events) {
+        if (this.matches(event)) this.tell((sink) => sink.event(event.type === 'Put' ? 'put' : 'delete', copy(event.kv)));
+      }
     }
+  }
+
+  /** Tells the sink in force now (none once cancelled), in the watch's own async context. */
+  private tell(fn: (sink: WatchSink) => void): void {
+    this.scope.runInAsyncScope(() => fn(this.sink));
   }
 
   private matches(event: StoreEvent): boolean {
@@ -114,15 +124,16 @@ export class MemoryWatcher extends ScopedEmitter {
     return this.inRange(event.kv.key);
   }
 
-  private response(events: StoreEvent[], revision: bigint, created: boolean): IWatchResponse {
+  /** etcd's answer to the create. */
+  private response(revision: bigint): IWatchResponse {
     return {
       header: this.store.header(revision),
       watch_id: this.id,
-      created,
+      created: true,
       canceled: false,
       compact_revision: '0',
       cancel_reason: '',
-      events: events.map((e) => ({ type: e.type, kv: copy(e.kv), prev_kv: null as unknown as IKeyValue })),
+      events: [],
     } as unknown as IWatchResponse;
   }
 }

@@ -15,21 +15,25 @@ describe('LocalQueue (callers of one name in this process take turns)', () => {
     });
     quitter.abort('enough');
     await gaveUp;
-    first?.();
-    (await second)();
+    first?.exit();
+    const secondSlot = await second;
+    // A turn given back twice gives nothing more: the second caller keeps the name.
+    first?.exit();
+    expect(queue.tryEnter('x')).toBeUndefined();
+    secondSlot.exit();
     expect(order).toEqual(['gave up: enough', 'second in']);
     // Everyone left: the name is free again.
     const again = queue.tryEnter('x');
     expect(again).toBeDefined();
-    again?.();
+    again?.exit();
   });
 
   it('rejects at once with an aborted signal while the name is taken, and resolves at once when free', async () => {
     const queue = new LocalQueue();
     const holder = queue.tryEnter('y');
     await expect(queue.enter('y', AbortSignal.abort('no'))).rejects.toBe('no');
-    holder?.();
-    const exit = await queue.enter('y', AbortSignal.abort('free anyway'));
-    exit();
+    holder?.exit();
+    const slot = await queue.enter('y', AbortSignal.abort('free anyway'));
+    slot.exit();
   });
 });

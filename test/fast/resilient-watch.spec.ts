@@ -1,22 +1,39 @@
-import { EventEmitter } from 'node:events';
 import { jest } from '@jest/globals';
 import type { IKeyValue } from 'etcd3';
-import type { EtcdPort, PortWatcher, WatchRequest } from '../../lib/etcd/etcd-port.js';
+import type { EtcdPort, PortWatcher, WatchRequest, WatchSink } from '../../lib/etcd/etcd-port.js';
 import { ResilientWatch } from '../../lib/etcd/resilient-watch.js';
 
-/** A port that only watches: each watch is an emitter the test drives, as etcd would. */
+/** A watch the test drives, as etcd would; as the port promises, once failed or cancelled it tells nothing more. */
+class FakeWatcher implements PortWatcher {
+  cancelled = false;
+  private ended = false;
+
+  constructor(private readonly sink: WatchSink) {}
+
+  emit(type: 'put' | 'delete', kv: IKeyValue): void {
+    if (!this.ended) this.sink.event(type, kv);
+  }
+
+  fail(err: unknown): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.sink.error(err);
+  }
+
+  async cancel(): Promise<void> {
+    this.cancelled = true;
+    this.ended = true;
+  }
+}
+
+/** A port that only watches. */
 function fakePort() {
-  const watches: Array<{ req: WatchRequest; watcher: EventEmitter & { cancelled: boolean } }> = [];
+  const watches: Array<{ req: WatchRequest; watcher: FakeWatcher }> = [];
   const port = {
-    watch(req: WatchRequest) {
-      const watcher = Object.assign(new EventEmitter(), {
-        cancelled: false,
-        async cancel() {
-          watcher.cancelled = true;
-        },
-      });
+    watch(req: WatchRequest, sink: WatchSink) {
+      const watcher = new FakeWatcher(sink);
       watches.push({ req, watcher });
-      return watcher as unknown as PortWatcher;
+      return watcher;
     },
   } as unknown as EtcdPort;
   return { port, watches };
@@ -47,7 +64,7 @@ describe('ResilientWatch (the one restart mechanism of every watch that keeps st
     expect(watches.map((w) => w.req.startRevision)).toEqual([7n]);
     watches[0].watcher.emit('put', kv('lock/a/1'));
     // etcd cancels it (a compaction): a read, which fails, then again after a backoff.
-    watches[0].watcher.emit('error', new Error('compacted'));
+    watches[0].watcher.fail(new Error('compacted'));
     await jest.advanceTimersByTimeAsync(0);
     expect(reads).toBe(1);
     await jest.advanceTimersByTimeAsync(250);
