@@ -108,6 +108,24 @@ describe('WatchStream: every watch of a client on one etcd stream', () => {
     await watcher.cancel();
   });
 
+  it('after a restart makes again only the watches still live: one cancelled while etcd was down is not', async () => {
+    const revision = BigInt((await etcd.client.kv.range({ key: Buffer.from('w/') })).header.revision);
+    const [kept, dropped] = [new Recorder(), new Recorder()];
+    const keptWatcher = rpc.watch({ prefix: 'w/kept/', startRevision: revision + 1n }, kept);
+    const droppedWatcher = rpc.watch({ prefix: 'w/dropped/', startRevision: revision + 1n }, dropped);
+    await Promise.all([kept.whenConnected(), dropped.whenConnected()]);
+    await etcd.server.stop();
+    await droppedWatcher.cancel();
+    await etcd.server.start();
+    const next = kept.nextPuts(1);
+    await etcd.client.put('w/dropped/1').value('nobody listens');
+    await etcd.client.put('w/kept/1').value('after the restart');
+    expect(await next).toEqual(['w/kept/1']);
+    expect(dropped.puts).toEqual([]);
+    expect(await gauge('etcd_debugging_mvcc_watcher_total')).toBe(1);
+    await keptWatcher.cancel();
+  });
+
   it('a watch of compacted history gets an error naming the oldest revision left', async () => {
     await etcd.client.put('w/c').value('1');
     const { header } = await etcd.client.kv.put({ key: Buffer.from('w/c'), value: Buffer.from('2') });

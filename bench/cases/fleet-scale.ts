@@ -115,8 +115,17 @@ export async function idleFleet(ctx: BenchContext, etcdPids: number[]): Promise<
 }
 
 /**
+ * Joins in flight per instance. etcd 3.4 renews a lease only once it has applied every write it committed, and
+ * fails the keepalive stream ("waiting for the applied index took too long") after 1 s of waiting: with 10 instances
+ * taking 500 at a time (5,000 writes in flight, about 1.7 s of etcd's apply rate on this machine) every renewal
+ * failed for seconds and a session was lost in 3 of 6 runs. 100 at a time (1,000 in flight) keeps the backlog
+ * under a second. See docs/capacity.md.
+ */
+const TAKEN_AT_ONCE = 100;
+
+/**
  * Scale case 4, many names: N locks held across 10 app instances (in this process, so one heap tells the
- * client's memory per held lock), taken 500 at a time per instance, then released. Measured: heap per held lock
+ * client's memory per held lock), `TAKEN_AT_ONCE` at a time per instance, then released. Measured: heap per held lock
  * (goal ≤ 1 KiB), etcd's memory and database growth per key, the time to take them all and to let them all go.
  */
 export async function manyNames(ctx: BenchContext): Promise<CaseResult> {
@@ -145,10 +154,13 @@ async function takeMany(ctx: BenchContext, apps: INestApplicationContext[], tota
   await Promise.all(
     apps.map(async (app, r) => {
       const locks = app.get(LockService);
-      for (let i = 0; i < perReplica; i += 500) {
-        const batch = Array.from({ length: Math.min(500, perReplica - i) }, (_, j) => locks.acquire(`r${r}-n${i + j}`));
-        held[r].push(...(await Promise.all(batch)));
-      }
+      // `TAKEN_AT_ONCE` takers, each taking the next name as soon as it holds one: a steady number in flight.
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: TAKEN_AT_ONCE }, async () => {
+          for (let i = next++; i < perReplica; i = next++) held[r].push(await locks.acquire(`r${r}-n${i}`));
+        }),
+      );
     }),
   );
   const acquireMs = performance.now() - started;

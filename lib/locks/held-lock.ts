@@ -19,7 +19,6 @@ export class HeldLock implements Lock {
   private workRunning = false;
 
   constructor(
-    readonly name: string,
     private readonly contender: Contender,
     /** Its turn in an in-process queue: given back once the key is deleted. */
     private readonly localSlot: LocalSlot,
@@ -54,6 +53,10 @@ export class HeldLock implements Lock {
     } finally {
       this.workRunning = false;
     }
+  }
+
+  get name(): string {
+    return this.contender.name;
   }
 
   get key(): string {

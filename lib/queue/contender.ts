@@ -14,6 +14,23 @@ import { Backoff } from '../util/backoff.js';
 import { pause } from '../util/wait-signal.js';
 
 const CHECK_RETRY_MIN_MS = 100;
+const JOIN_SENT = 1;
+const JOIN_IN_DOUBT = 2;
+const WATCHING_OWN = 4;
+
+/**
+ * What a held contender does not need: a refused `joinIfFree`'s answer, fenced writes, keys to check, a re-read
+ * under way, the leave under way. One object made at first use, not five fields on every contender (100,000 held
+ * locks are 100,000 contenders).
+ */
+interface Rare {
+  lastRefusal: ITxnResponse | undefined;
+  fencedWrites: FencedWrites | undefined;
+  gaps: Set<string> | undefined;
+  rereading: { again: boolean } | undefined;
+  leaving: Promise<void> | undefined;
+}
+
 /** No keys: the keys ahead a holder watches (shared by all of them). */
 const NONE: readonly string[] = [];
 const CHECK_RETRY_MAX_MS = 2000;
@@ -27,50 +44,103 @@ const CHECK_RETRY_MAX_MS = 2000;
  */
 export class Contender implements DeleteSubscriber, FenceHolder {
   readonly key: string;
-  private readonly slots: number;
-  private readonly own: OwnKeys;
   /** Where we stand in the queue: the one state machine of a contender. */
   private readonly place: QueuePlace;
   private revision = 0n;
-  private leaving: Promise<void> | undefined;
-  /** Set once a join request was sent: from then on our key may exist even if the request failed. */
-  private joinSent = false;
-  /** Set once a join went unanswered: etcd may apply it at any later time, even after we left (see `OwnKeys`). */
-  private joinInDoubt = false;
+  /** `JOIN_SENT`, `JOIN_IN_DOUBT`, `WATCHING_OWN` (see their accessors): one field, not three. */
+  private flags = 0;
   /** Our key's mod revision after the last request of ours that put it and was answered (a join). */
   private writtenAt = 0n;
-  /** The answer to a `joinIfFree` that found the name taken or its guard failing: what the guard's failure read. */
-  lastRefusal: ITxnResponse | undefined;
-  /** Made at the first fenced write (most holds make none). */
-  private fencedWrites: FencedWrites | undefined;
-  /**
-   * Whether we are told of our own key's deletion, and the keys just ahead whose deletions we are told of while we
-   * wait. (A flag and a shared empty list for a holder, and no set of gaps until one is told: 100,000 held locks are
-   * 100,000 contenders, and a set costs about 200 bytes, a list of one key 64.)
-   */
-  private watchingOwn = false;
+  /** The keys just ahead whose deletions we are told of while we wait (a holder: none, a shared empty list). */
   private watchedAhead: readonly string[] = NONE;
-  /** Keys whose watch may have missed revisions, to read (one request for all). */
-  private gaps: Set<string> | undefined;
-  /** A re-read of the queue is under way, and whether another was asked for meanwhile. */
-  private rereading: { again: boolean } | undefined;
+  /** What few holds need (see `Rare`), made at first use. */
+  private rare: Rare | undefined;
 
   constructor(
     private readonly ctx: QueueContext,
     readonly session: LeaseSession,
     private currentValue: string,
   ) {
-    this.own = OwnKeys.of(session);
-    const tag = this.own.tag(ctx.namePrefix);
+    const own = OwnKeys.of(session);
+    const tag = own.tag(ctx.namePrefix);
     this.key = ctx.namePrefix + (ctx.keyName?.(tag) ?? tag);
-    this.own.claim(this.key);
-    this.slots = ctx.slots ?? 1;
-    this.place = new QueuePlace(ctx.name, this.key, session, this);
+    own.claim(this.key);
+    this.place = new QueuePlace(this);
     session.onEnd(this);
   }
 
   get name(): string {
     return this.ctx.name;
+  }
+
+  /** How many of the oldest keys hold, by our own count (see `slotsInForce`). Read, not kept: every field of a
+   * contender is paid once per held lock. */
+  private get slots(): number {
+    return this.ctx.slots ?? 1;
+  }
+
+  /** The keys our session's lease may hold (one record per session, looked up, not kept: as `slots`). */
+  private get own(): OwnKeys {
+    return OwnKeys.of(this.session);
+  }
+
+  /** Set once a join request was sent: from then on our key may exist even if the request failed. */
+  private get joinSent(): boolean {
+    return (this.flags & JOIN_SENT) !== 0;
+  }
+
+  private set joinSent(sent: boolean) {
+    this.flags = sent ? this.flags | JOIN_SENT : this.flags & ~JOIN_SENT;
+  }
+
+  /** Set once a join went unanswered: etcd may apply it at any later time, even after we left (see `OwnKeys`). */
+  private get joinInDoubt(): boolean {
+    return (this.flags & JOIN_IN_DOUBT) !== 0;
+  }
+
+  private set joinInDoubt(inDoubt: boolean) {
+    this.flags = inDoubt ? this.flags | JOIN_IN_DOUBT : this.flags & ~JOIN_IN_DOUBT;
+  }
+
+  /** Whether we are told of our own key's deletion. */
+  private get watchingOwn(): boolean {
+    return (this.flags & WATCHING_OWN) !== 0;
+  }
+
+  private set watchingOwn(watching: boolean) {
+    this.flags = watching ? this.flags | WATCHING_OWN : this.flags & ~WATCHING_OWN;
+  }
+
+  /** The answer to a `joinIfFree` that found the name taken or its guard failing: what the guard's failure read. */
+  get lastRefusal(): ITxnResponse | undefined {
+    return this.rare?.lastRefusal;
+  }
+
+  private set lastRefusal(res: ITxnResponse) {
+    this.rareFields().lastRefusal = res;
+  }
+
+  /** Keys whose watch may have missed revisions, to read (one request for all). */
+  private get gaps(): Set<string> | undefined {
+    return this.rare?.gaps;
+  }
+
+  private set gaps(keys: Set<string> | undefined) {
+    if (keys || this.rare) this.rareFields().gaps = keys;
+  }
+
+  /** A re-read of the queue is under way, and whether another was asked for meanwhile. */
+  private get rereading(): { again: boolean } | undefined {
+    return this.rare?.rereading;
+  }
+
+  private set rereading(state: { again: boolean } | undefined) {
+    if (state || this.rare) this.rareFields().rereading = state;
+  }
+
+  private rareFields(): Rare {
+    this.rare ??= { lastRefusal: undefined, fencedWrites: undefined, gaps: undefined, rereading: undefined, leaving: undefined };
+    return this.rare;
   }
 
   /** @internal The session ended: our key went (or goes) with its lease. */
@@ -92,8 +162,9 @@ export class Contender implements DeleteSubscriber, FenceHolder {
    * leaving `value` (default: the current one) as our key's value.
    */
   commitFenced(compares: ICompare[], success: IRequestOp[], failure: IRequestOp[], value = this.currentValue): Promise<FencedOutcome> {
-    this.fencedWrites ??= new FencedWrites(this, this.writtenAt);
-    return this.fencedWrites.commit(compares, success, failure, value);
+    const rare = this.rareFields();
+    rare.fencedWrites ??= new FencedWrites(this, this.writtenAt);
+    return rare.fencedWrites.commit(compares, success, failure, value);
   }
 
   /** The key's create revision: the fencing token. */
@@ -253,8 +324,9 @@ export class Contender implements DeleteSubscriber, FenceHolder {
    * retries, and once the session has ended the lease takes the key with it.
    */
   leave(): Promise<void> {
-    this.leaving ??= this.deleteKey();
-    return this.leaving;
+    const rare = this.rareFields();
+    rare.leaving ??= this.deleteKey();
+    return rare.leaving;
   }
 
   /** Marks the key lost (e.g. a fenced transaction found it gone). */

@@ -2,7 +2,7 @@ import type { EtcdPort, PortWatcher } from '../etcd/etcd-port.js';
 import { Backoff } from '../util/backoff.js';
 import { type Clock, systemClock } from '../clock/clock.js';
 import { readRevision, rewatch } from '../etcd/resilient-watch.js';
-import { type DeleteSubscriber, KeyWatch, type KeyWatchOwner, type Subscription } from './key-watch.js';
+import { type DeleteSubscriber, KeyWatch, type KeyWatchOwner, type Subscription, WANTED } from './key-watch.js';
 
 export type { DeleteSubscriber } from './key-watch.js';
 
@@ -36,6 +36,8 @@ const HOLDER_WATCH_DELAY_MS = 20;
  */
 export class DeleteWatch implements KeyWatchOwner {
   private readonly keys = new Map<string, KeyWatch>();
+  /** Callers of `watching` until etcd confirmed the watch (tests only); told false if it never is. */
+  private readonly confirming = new Map<KeyWatch, Array<(connected: boolean) => void>>();
   private closed = false;
   /** How long a holder waits for its watch, on the module's clock. */
   private readonly holderDelayMs: number;
@@ -69,7 +71,7 @@ export class DeleteWatch implements KeyWatchOwner {
     entry.add(subscriber, from);
     clearTimeout(entry.linger);
     entry.linger = undefined;
-    if (!holder) entry.wanted = true;
+    if (!holder) entry.holderOnly = WANTED;
     if (entry.watcher) {
       // A watch made earlier may have reported the deletion already, or may start after `from`: told on the next
       // microtask (before any other event), not inside the subscriber's own call.
@@ -102,8 +104,7 @@ export class DeleteWatch implements KeyWatchOwner {
       this.forget(entry);
       return;
     }
-    entry.holderOnly = entry.wanted ? 0 : entry.holderOnly + 1;
-    entry.wanted = false;
+    entry.holderOnly = entry.holderOnly === WANTED ? 0 : entry.holderOnly + 1;
     if (!this.keysReused || entry.holderOnly >= HOLDER_ONLY_CYCLES) {
       void this.drop(entry);
       return;
@@ -119,8 +120,8 @@ export class DeleteWatch implements KeyWatchOwner {
     const entry = this.keys.get(key);
     if (!entry || (!entry.watcher && !entry.deferred)) return false;
     if (entry.coveredFrom !== undefined) return true;
-    entry.onConnected ??= [];
-    const waiting = entry.onConnected;
+    let waiting = this.confirming.get(entry);
+    if (!waiting) this.confirming.set(entry, (waiting = []));
     return new Promise<boolean>((resolve) => waiting.push(resolve));
   }
 
@@ -171,7 +172,7 @@ export class DeleteWatch implements KeyWatchOwner {
     entry.deferred?.timer.cancel();
     entry.deferred = undefined;
     if (this.keys.get(entry.key) === entry) this.keys.delete(entry.key);
-    for (const resolve of entry.onConnected?.splice(0) ?? []) resolve(false);
+    this.confirmed(entry, false);
   }
 
   private async drop(entry: KeyWatch, cancel = true): Promise<void> {
@@ -190,10 +191,17 @@ export class DeleteWatch implements KeyWatchOwner {
     entry.watcher = this.rpc.watch({ prefix: entry.key, exact: true, startRevision: fromRevision, onlyDeletes: true }, entry);
   }
 
+  /** Tells the callers of `watching(entry.key)` whether its watch was confirmed. */
+  private confirmed(entry: KeyWatch, connected: boolean): void {
+    const waiting = this.confirming.get(entry);
+    this.confirming.delete(entry);
+    for (const resolve of waiting ?? []) resolve(connected);
+  }
+
   /** @internal The watch reports every deletion from `coveredFrom` on: subscribers that needed earlier ones check the key. */
   covered(entry: KeyWatch, coveredFrom: bigint): void {
     entry.coveredFrom = coveredFrom;
-    for (const resolve of entry.onConnected?.splice(0) ?? []) resolve(true);
+    this.confirmed(entry, true);
     for (const subscription of entry.subscriptions()) this.tell(entry, subscription);
   }
 

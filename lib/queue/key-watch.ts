@@ -12,6 +12,9 @@ export interface DeleteSubscriber {
   onGap(key: string): void;
 }
 
+/** `KeyWatch.holderOnly` while a waiter asked for the watch since the key was last left. */
+export const WANTED = -1;
+
 /** One subscriber, and the first revision it must hear of. */
 export interface Subscription {
   readonly subscriber: DeleteSubscriber;
@@ -38,14 +41,13 @@ export class KeyWatch implements WatchSink {
   coveredFrom: bigint | undefined;
   /** Where the current watcher replays from; 0n for "from now" (its answer's header tells). */
   replayFrom = 0n;
-  /** Callers of `DeleteWatch.watching` until etcd confirmed the watch (tests only); told false if it never is. */
-  onConnected: Array<(connected: boolean) => void> | undefined;
   /** The revision of the last deletion the watcher reported: told to a subscriber that comes later. */
   lastDelete = 0n;
   linger: NodeJS.Timeout | undefined;
-  /** A waiter asked for the watch since the key was last left. */
-  wanted = false;
-  /** Times in a row the key was left with no waiter since the time before. */
+  /**
+   * Times in a row the key was left with no waiter since the time before; `WANTED` (-1) while a waiter asked for the
+   * watch since the key was last left (one field for both).
+   */
   holderOnly = 0;
   /** A watch to create later (a holder's), from the oldest revision asked for. */
   deferred: { from: bigint; timer: ClockTimer } | undefined;

@@ -55,16 +55,15 @@ export class LocalQueue {
 
 /** One turn at a name (an object, not a closure: a held lock keeps it, and 100,000 held locks keep 100,000). */
 class LocalTurn implements LocalSlot {
-  private done = false;
-
   constructor(
-    private readonly queue: LocalQueue,
+    /** Until the turn is given back. */
+    private queue: LocalQueue | undefined,
     private readonly name: string,
   ) {}
 
   exit(): void {
-    if (this.done) return;
-    this.done = true;
-    this.queue.handOn(this.name);
+    const queue = this.queue;
+    this.queue = undefined;
+    queue?.handOn(this.name);
   }
 }

@@ -19,6 +19,17 @@ export type KeysAhead = ReadonlyMap<string, bigint>;
 /** "No key ahead", shared by every owner (never added to; deleting from it is a no-op). */
 export const NOBODY: KeysAhead = new Map();
 
+/** What a place knows of its contender. */
+export interface PlaceHost {
+  readonly name: string;
+  /** Our key. */
+  readonly key: string;
+  /** Whether the session is alive by our clock: an owner's turn never resolves without it. */
+  readonly session: Pick<LeaseSession, 'alive'>;
+  /** How many of the oldest keys hold, given the keys ahead (see `Contender.slotsInForce`). */
+  slotsInForce(ahead: KeysAhead): number;
+}
+
 /** Told once if the key stops being ours: a function, or an object (a held lock listens itself: no closure each). */
 export type LossListener = ((err: LockLostError) => void) | { keyLost(err: LockLostError): void };
 
@@ -49,14 +60,12 @@ export class QueuePlace {
   private lossListener: LossListener | undefined;
   lostError: LockLostError | undefined;
 
-  constructor(
-    private readonly name: string,
-    private readonly ownKey: string,
-    /** Whether the session is alive by our clock: an owner's turn never resolves without it. */
-    private readonly session: Pick<LeaseSession, 'alive'>,
-    /** How many of the oldest keys hold, given the keys ahead (the contender: see `Contender.slotsInForce`). */
-    private readonly slots: { slotsInForce(ahead: KeysAhead): number },
-  ) {}
+  /** The contender whose place it is (one reference, not four fields: one place per held lock). */
+  constructor(private readonly host: PlaceHost) {}
+
+  private get name(): string {
+    return this.host.name;
+  }
 
   get state(): PlaceState {
     return this.current;
@@ -68,7 +77,7 @@ export class QueuePlace {
   }
 
   get isOwner(): boolean {
-    return this.current === 'owner' && this.session.alive;
+    return this.current === 'owner' && this.host.session.alive;
   }
 
   /** Whether we might be in the queue (waiting or owning): what a resync re-reads. */
@@ -103,7 +112,7 @@ export class QueuePlace {
     if (revision <= this.snapshot || !this.isQueued) return;
     // etcd reports our key deleted: we own nothing from now on, reported within this event's handling, before
     // anyone else can act on the name. Whoever deleted it (someone else, or etcd revoking or expiring our lease).
-    if (key === this.ownKey) this.lose('key-deleted');
+    if (key === this.host.key) this.lose('key-deleted');
     else if (this.ahead.delete(key)) this.ownIfFirst();
   }
 
@@ -117,7 +126,7 @@ export class QueuePlace {
   wait(signal?: AbortSignal): Promise<void> {
     if (this.current === 'owner') {
       // Owner by etcd, but also by our clock: the session may have run out since (a pause).
-      if (this.session.alive) return Promise.resolve();
+      if (this.host.session.alive) return Promise.resolve();
       this.lose('session-lost');
     }
     if (this.current === 'lost') return Promise.reject(this.lostError ?? new LockLostError(this.name, 'session-lost'));
@@ -163,8 +172,8 @@ export class QueuePlace {
    * resolves.
    */
   private ownIfFirst(): void {
-    if (this.current !== 'waiting' || this.ownKeyInDoubt || this.ahead.size >= this.slots.slotsInForce(this.ahead)) return;
-    if (!this.session.alive) {
+    if (this.current !== 'waiting' || this.ownKeyInDoubt || this.ahead.size >= this.host.slotsInForce(this.ahead)) return;
+    if (!this.host.session.alive) {
       this.lose('session-lost');
       return;
     }

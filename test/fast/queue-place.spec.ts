@@ -5,7 +5,7 @@ import { NOBODY, QueuePlace } from '../../lib/queue/queue-place.js';
 const ahead = (...keys: string[]) => new Map(keys.map((key, i) => [key, BigInt(i + 1)]));
 
 function place(slots = 1, session = { alive: true }): QueuePlace {
-  return new QueuePlace('orders', 'p/mine', session, { slotsInForce: () => slots });
+  return new QueuePlace({ name: 'orders', key: 'p/mine', session, slotsInForce: () => slots });
 }
 
 describe('QueuePlace (a contender’s state: joining, waiting, owner, left, lost)', () => {
