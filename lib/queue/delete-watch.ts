@@ -120,8 +120,8 @@ export class DeleteWatch implements KeyWatchOwner {
     const entry = this.keys.get(key);
     if (!entry || (!entry.watcher && !entry.deferred)) return false;
     if (entry.coveredFrom !== undefined) return true;
-    let waiting = this.confirming.get(entry);
-    if (!waiting) this.confirming.set(entry, (waiting = []));
+    const waiting = this.confirming.get(entry) ?? [];
+    this.confirming.set(entry, waiting);
     return new Promise<boolean>((resolve) => waiting.push(resolve));
   }
 

@@ -31,9 +31,8 @@ export class LocalQueue {
     const now = this.tryEnter(name);
     if (now) return Promise.resolve(now);
     if (signal?.aborted) return Promise.reject(signal.reason);
-    let waiters = this.names.get(name);
-    if (!waiters) this.names.set(name, (waiters = []));
-    const queued = waiters;
+    const queued = this.names.get(name) ?? [];
+    this.names.set(name, queued);
     return settled((settle) => {
       const wake = () => settle.resolve(new LocalTurn(this, name));
       queued.push(wake);
