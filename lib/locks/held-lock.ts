@@ -19,6 +19,8 @@ export class HeldLock implements Lock {
   private workRunning = false;
 
   constructor(
+    /** The name the caller gave (a scheduled job's, whose contender holds a name of its own per fire time). */
+    readonly name: string,
     private readonly contender: Contender,
     /** Its turn in an in-process queue: given back once the key is deleted. */
     private readonly localSlot: LocalSlot,
@@ -53,10 +55,6 @@ export class HeldLock implements Lock {
     } finally {
       this.workRunning = false;
     }
-  }
-
-  get name(): string {
-    return this.contender.name;
   }
 
   get key(): string {

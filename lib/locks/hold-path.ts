@@ -168,7 +168,7 @@ export class HoldPath {
         throw err;
       }
       span?.('acquired', joined.contender.createRevision);
-      return this.held(joined, this.deps.telemetry.acquired(name, operation, 'acquired', start), options?.maxHoldMs);
+      return this.held(name, joined, this.deps.telemetry.acquired(name, operation, 'acquired', start), options?.maxHoldMs);
     } catch (err) {
       const outcome = this.deps.telemetry.acquireOutcome(err, wait.signal);
       this.deps.telemetry.acquired(name, operation, outcome, start);
@@ -205,7 +205,7 @@ export class HoldPath {
       this.deps.telemetry.acquired(name, operation, 'busy', start);
       return null;
     }
-    return this.held(joined, this.deps.telemetry.acquired(name, operation, 'acquired', start), maxHoldMs);
+    return this.held(name, joined, this.deps.telemetry.acquired(name, operation, 'acquired', start), maxHoldMs);
   }
 
   /** Acquires with `acquire()`, runs `fn(hold)` inside the hold's context, and releases in every case. */
@@ -234,8 +234,8 @@ export class HoldPath {
     return { contender, slot: NO_LOCAL_SLOT };
   }
 
-  private held(joined: Joined, letGo: (() => void) | undefined, maxHoldMs: number | undefined): HeldLock {
-    const lock = new HeldLock(joined.contender, joined.slot, this.onLost, letGo);
+  private held(name: string, joined: Joined, letGo: (() => void) | undefined, maxHoldMs: number | undefined): HeldLock {
+    const lock = new HeldLock(name, joined.contender, joined.slot, this.onLost, letGo);
     if (maxHoldMs !== undefined) lock.boundTo(maxHoldMs, this.clock);
     return lock;
   }
