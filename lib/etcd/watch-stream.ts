@@ -70,6 +70,7 @@ export class WatchStream {
 
   /** @internal A live watcher was cancelled by its owner (it tells its sink nothing more already). */
   cancelled(watcher: StreamWatcher): void {
+    if (this.closed) return; // every watch went with the stream
     this.live -= 1;
     if (watcher.id !== undefined) {
       this.byId.delete(watcher.id);

@@ -86,29 +86,37 @@ export class Contender implements DeleteSubscriber, FenceHolder {
 
   /** Set once a join request was sent: from then on our key may exist even if the request failed. */
   private get joinSent(): boolean {
-    return (this.flags & JOIN_SENT) !== 0;
+    return this.has(JOIN_SENT);
   }
 
   private set joinSent(sent: boolean) {
-    this.flags = sent ? this.flags | JOIN_SENT : this.flags & ~JOIN_SENT;
+    this.mark(JOIN_SENT, sent);
   }
 
   /** Set once a join went unanswered: etcd may apply it at any later time, even after we left (see `OwnKeys`). */
   private get joinInDoubt(): boolean {
-    return (this.flags & JOIN_IN_DOUBT) !== 0;
+    return this.has(JOIN_IN_DOUBT);
   }
 
   private set joinInDoubt(inDoubt: boolean) {
-    this.flags = inDoubt ? this.flags | JOIN_IN_DOUBT : this.flags & ~JOIN_IN_DOUBT;
+    this.mark(JOIN_IN_DOUBT, inDoubt);
   }
 
   /** Whether we are told of our own key's deletion. */
   private get watchingOwn(): boolean {
-    return (this.flags & WATCHING_OWN) !== 0;
+    return this.has(WATCHING_OWN);
   }
 
   private set watchingOwn(watching: boolean) {
-    this.flags = watching ? this.flags | WATCHING_OWN : this.flags & ~WATCHING_OWN;
+    this.mark(WATCHING_OWN, watching);
+  }
+
+  private has(flag: number): boolean {
+    return (this.flags & flag) !== 0;
+  }
+
+  private mark(flag: number, on: boolean): void {
+    this.flags = on ? this.flags | flag : this.flags & ~flag;
   }
 
   /** The answer to a `joinIfFree` that found the name taken or its guard failing: what the guard's failure read. */

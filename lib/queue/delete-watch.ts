@@ -180,7 +180,7 @@ export class DeleteWatch implements KeyWatchOwner {
     const watcher = entry.watcher;
     entry.watcher = undefined;
     if (!watcher) return;
-    // A watcher cancelled tells its sink nothing more; one left to the client's close is told nothing either way.
+    // A watcher cancelled tells its sink nothing more; one left to the client's close is ignored once closed.
     if (cancel) await watcher.cancel();
   }
 
@@ -200,6 +200,7 @@ export class DeleteWatch implements KeyWatchOwner {
 
   /** @internal The watch reports every deletion from `coveredFrom` on: subscribers that needed earlier ones check the key. */
   covered(entry: KeyWatch, coveredFrom: bigint): void {
+    if (this.closed) return; // a watch left to the client's close (see `close`) tells no one
     entry.coveredFrom = coveredFrom;
     this.confirmed(entry, true);
     for (const subscription of entry.subscriptions()) this.tell(entry, subscription);
@@ -213,6 +214,7 @@ export class DeleteWatch implements KeyWatchOwner {
 
   /** @internal The watch reported the key's deletion at `revision`. */
   deleted(entry: KeyWatch, revision: bigint): void {
+    if (this.closed) return;
     if (revision > entry.lastDelete) entry.lastDelete = revision;
     for (const { subscriber } of entry.subscriptions()) subscriber.onDelete(entry.key, revision);
   }
