@@ -1,20 +1,30 @@
 import type { INestApplicationContext } from '@nestjs/common';
-import { filter, firstValueFrom } from 'rxjs';
 import { InvalidOptionsError, LeaderElectionService } from '../lib/index.js';
 import { useEtcd } from './harness/fixtures.js';
 
 /** Preferred leaders (`leaderPriority`): a candidate of a higher priority is handed the leadership at a safe point. */
 const etcd = useEtcd();
 
-/** An instance that only watches the election `leader` (it campaigns in an election of its own). */
+/**
+ * An instance that only watches the election `leader` (it campaigns in an election of its own). One subscription
+ * records the leaders and wakes `until`: a second subscription (its own read and watch) could see a leader before
+ * the recording one has.
+ */
 async function observer(): Promise<{ leaders: string[]; until: (identity: string) => Promise<void> }> {
   const app = await etcd.app({ identity: 'observer', election: 'observer-own' });
   const leaders: string[] = [];
-  const stream = app.get(LeaderElectionService).observe('leader');
-  stream.subscribe((leader) => {
-    if (leader !== null && leaders.at(-1) !== leader) leaders.push(leader);
-  });
-  return { leaders, until: async (identity) => void (await firstValueFrom(stream.pipe(filter((l) => l === identity)))) };
+  const waiting: Array<() => void> = [];
+  app
+    .get(LeaderElectionService)
+    .observe('leader')
+    .subscribe((leader) => {
+      if (leader !== null && leaders.at(-1) !== leader) leaders.push(leader);
+      for (const wake of waiting.splice(0)) wake();
+    });
+  const until = async (identity: string) => {
+    while (leaders.at(-1) !== identity) await new Promise<void>((resolve) => waiting.push(resolve));
+  };
+  return { leaders, until };
 }
 
 /**
