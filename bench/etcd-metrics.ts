@@ -33,15 +33,18 @@ export function sentByCalls(counts: Record<string, number>): number {
 
 /**
  * Waits (at most 2 s) until etcd receives nothing but keepalives for 100 ms: apps just started still send their
- * campaigns' joins and watch creations, which a count of what a call sends must not include.
+ * campaigns' joins and watch creations, which a count of what a call sends must not include. `ongoing` counts
+ * calls that go on whatever happens (a scheduled job's ticks), which are left out.
  */
-export async function quiet(endpoints: readonly string[]): Promise<void> {
+export async function quiet(endpoints: readonly string[], ongoing: () => number = () => 0): Promise<void> {
   let last = await requestsByMethod(endpoints);
+  let lastOngoing = ongoing();
   for (let i = 0; i < 20; i++) {
     await new Promise((resolve) => setTimeout(resolve, 100));
     const now = await requestsByMethod(endpoints);
-    if (sentByCalls(received(last, now)) === 0) return;
-    last = now;
+    const nowOngoing = ongoing();
+    if (sentByCalls(received(last, now)) <= nowOngoing - lastOngoing) return;
+    [last, lastOngoing] = [now, nowOngoing];
   }
 }
 

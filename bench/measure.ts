@@ -10,6 +10,8 @@ export interface Measured {
   /** etcd requests received per operation, by method (etcd's own metrics). */
   readonly requestsPerOp: Record<string, number>;
   readonly requestsPerOpTotal: number;
+  /** Operations per second in each run (see `CompareOptions.runs`), in run order. */
+  readonly runOpsPerSec: number[];
 }
 
 export interface CompareOptions {
@@ -18,16 +20,32 @@ export interface CompareOptions {
   perRound: number;
   /** Operations per contender before measuring. */
   warmup: number;
+  /**
+   * Runs, each of `rounds` rounds: a ratio is judged by its median over the runs (`medianRatio`), not by one
+   * block, which a noisy second on a shared machine can move by 20%. Default 1.
+   */
+  runs?: number;
+}
+
+/** The median over runs of `a`'s rate divided by `b`'s in the same run. */
+export function medianRatio(a: Measured, b: Measured): number {
+  return summarize(a.runOpsPerSec.map((ops, i) => ops / b.runOpsPerSec[i])).median;
+}
+
+/** The lowest and highest over runs of `a`'s rate divided by `b`'s, as `0.81–0.88x`. */
+export function ratioRange(a: Measured, b: Measured): string {
+  const ratios = a.runOpsPerSec.map((ops, i) => ops / b.runOpsPerSec[i]);
+  return `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}x`;
 }
 
 /**
- * Runs each contender's operation `rounds × perRound` times, interleaved, after a warm-up. Requests are counted
+ * Runs each contender's operation `runs × rounds × perRound` times, interleaved, after a warm-up. Requests are counted
  * in a pass of their own: reading etcd's metrics between timed blocks would slow the block after it.
  */
 export async function compare(
   endpoints: readonly string[],
   contenders: Record<string, () => Promise<unknown>>,
-  { rounds, perRound, warmup }: CompareOptions,
+  { rounds, perRound, warmup, runs = 1 }: CompareOptions,
 ): Promise<Record<string, Measured>> {
   const names = Object.keys(contenders);
   for (const name of names) for (let i = 0; i < warmup; i++) await contenders[name]();
@@ -37,21 +55,27 @@ export async function compare(
     for (let i = 0; i < perRound; i++) await contenders[name]();
     requests.set(name, received(before, await requestsByMethod(endpoints)));
   }
-  const timed = new Map(names.map((name) => [name, { ms: 0, samples: [] as number[] }]));
-  for (let round = 0; round < rounds; round++) {
-    for (const name of names) {
-      const entry = timed.get(name) as { ms: number; samples: number[] };
-      const started = performance.now();
-      for (let i = 0; i < perRound; i++) {
-        const t = performance.now();
-        await contenders[name]();
-        entry.samples.push(performance.now() - t);
+  const timed = new Map(names.map((name) => [name, { ms: 0, samples: [] as number[], runs: [] as number[] }]));
+  for (let run = 0; run < runs; run++) {
+    const runMs = new Map(names.map((name) => [name, 0]));
+    for (let round = 0; round < rounds; round++) {
+      for (const name of names) {
+        const entry = timed.get(name) as { ms: number; samples: number[] };
+        const started = performance.now();
+        for (let i = 0; i < perRound; i++) {
+          const t = performance.now();
+          await contenders[name]();
+          entry.samples.push(performance.now() - t);
+        }
+        const ms = performance.now() - started;
+        entry.ms += ms;
+        runMs.set(name, (runMs.get(name) ?? 0) + ms);
       }
-      entry.ms += performance.now() - started;
     }
+    for (const name of names) timed.get(name)?.runs.push((rounds * perRound) / ((runMs.get(name) ?? 0) / 1000));
   }
   const result: Record<string, Measured> = {};
-  for (const [name, { ms, samples }] of timed) {
+  for (const [name, { ms, samples, runs: runOpsPerSec }] of timed) {
     const counted = requests.get(name) ?? {};
     const perOp = Object.fromEntries(Object.entries(counted).map(([m, c]) => [m, Number((c / perRound).toFixed(2))]));
     result[name] = {
@@ -60,6 +84,7 @@ export async function compare(
       samples,
       requestsPerOp: perOp,
       requestsPerOpTotal: Number((total(counted) / perRound).toFixed(2)),
+      runOpsPerSec,
     };
   }
   return result;

@@ -1,5 +1,5 @@
 import type { INestApplicationContext } from '@nestjs/common';
-import type { CallOptionsFactory } from 'etcd3';
+import { ScheduleModule } from '@nestjs/schedule';
 import { LeaderElectionService, ShardingService } from 'nestjs-etcd-lock';
 import { combineLatest, filter, firstValueFrom, type Subscription } from 'rxjs';
 import { startApp } from '../app.js';
@@ -7,6 +7,7 @@ import type { BenchContext, CaseResult } from '../case.js';
 import { quiet, received, requestsByMethod, sentByCalls } from '../etcd-metrics.js';
 import { percentile } from '../stats.js';
 import { scaleChart } from '../svg.js';
+import { CallTally, FIRE_MS, FleetJob, FleetRuns, nextFireAfter } from './fleet-job.js';
 
 const SHARDS = 1024;
 const median = (xs: number[]) =>
@@ -17,20 +18,20 @@ const median = (xs: number[]) =>
 const GROUP = 'fleet';
 const PREFIX = 'shardfleet/';
 const RECORD = Buffer.from(`${PREFIX}assignment/${GROUP}/current`);
+const JOB_ROOT = Buffer.from(`${PREFIX}job/`);
+/** How long a fire time may take to run once it has come (a bound on the wait, not a figure). */
+const RUN_WITHIN_MS = 5000;
+/** Fire times the job's ticks are counted over after the roll, at rest. */
+const REST_FIRES = 3;
 
-/** Record writes the apps sent (each txn that puts the record): seen in etcd3's call options, before the send. */
-class RecordWrites {
-  sent = 0;
-  readonly factory: CallOptionsFactory = (context) => {
-    const params = (context as { params?: unknown }).params as { success?: Array<{ request_put?: { key?: Buffer } }> } | undefined;
-    if (context.method === 'txn' && params?.success?.some((op) => op.request_put?.key?.equals(RECORD))) this.sent++;
-    return {};
-  };
-}
-
-/** A replica: a Nest app in this process with its own etcd client, campaigning and in the shard group. */
-async function replica(ctx: BenchContext, identity: string, writes: RecordWrites): Promise<INestApplicationContext> {
-  const app = await startApp(ctx.endpoints, { identity, prefix: PREFIX, etcd: { defaultCallOptions: writes.factory } });
+/** A replica: a Nest app in this process with its own etcd client, campaigning, in the shard group, with the job. */
+async function replica(ctx: BenchContext, identity: string, tally: CallTally, runs: FleetRuns): Promise<INestApplicationContext> {
+  const app = await startApp(
+    ctx.endpoints,
+    { identity, prefix: PREFIX, etcd: { defaultCallOptions: tally.factory } },
+    [FleetJob, { provide: FleetRuns, useValue: runs }],
+    [ScheduleModule.forRoot()],
+  );
   app.get(LeaderElectionService).changes('fleet-leader').subscribe();
   await app.get(ShardingService).join(GROUP, { shards: SHARDS });
   return app;
@@ -63,29 +64,34 @@ function countGains(app: INestApplicationContext, moves: { count: number }): Sub
 
 /**
  * Scale case 2, a fleet starting and rolling: R replicas (apps in this process, each with its own etcd client),
- * one group of 1,024 shards and one election. Cold start: every replica joins at once; time until balanced and
- * requests per replica. Then a rolling restart, one replica at a time (a clean stop, then a new app with the same
- * identity): shard moves per step (goal: at most the restarted replica's shards, out and back), requests per replica
- * per step, record writes and the compares among them that failed (goal: not growing with R), time to balanced.
+ * one group of 1,024 shards, one election and a scheduled job every second (each replica's own timer ticks it; its
+ * calls are counted apart and left out of the steps' counts, and every fire time must run exactly once). Cold
+ * start: every replica joins at once; time until balanced and requests per replica. Then a rolling restart, one
+ * replica at a time (a clean stop, then a new app with the same identity): shard moves per step (goal: at most the
+ * restarted replica's shards, out and back), requests per replica per step, record writes and the compares among
+ * them that failed (goal: not growing with R), time to balanced.
  */
 export async function shardFleet(ctx: BenchContext): Promise<CaseResult> {
   const sizes = ctx.quick ? [10] : [10, 50, 100];
   const rounds = [];
   for (const r of sizes) {
-    const writes = new RecordWrites();
+    const tally = new CallTally(RECORD, JOB_ROOT);
+    const runs = new FleetRuns();
     const recordPuts = { count: 0 };
     const watcher = await ctx.client.watch().key(RECORD.toString()).create();
     watcher.on('put', () => recordPuts.count++);
     let apps: INestApplicationContext[] = [];
     try {
       let counts = await requestsByMethod(ctx.endpoints);
+      let jobCalls = tally.jobCalls;
       let t0 = performance.now();
-      apps = await Promise.all(Array.from({ length: r }, (_, i) => replica(ctx, `fleet-${i}`, writes)));
+      apps = await Promise.all(Array.from({ length: r }, (_, i) => replica(ctx, `fleet-${i}`, tally, runs)));
       await balanced(apps);
       const coldMs = performance.now() - t0;
-      const coldRequests = sentByCalls(received(counts, await requestsByMethod(ctx.endpoints)));
-      const cold = { writes: writes.sent, conflicts: writes.sent - recordPuts.count };
-      await quiet(ctx.endpoints);
+      const firstFire = nextFireAfter(Date.now());
+      const coldRequests = sentByCalls(received(counts, await requestsByMethod(ctx.endpoints))) - (tally.jobCalls - jobCalls);
+      const cold = { writes: tally.recordWrites, conflicts: tally.recordWrites - recordPuts.count };
+      await quiet(ctx.endpoints, () => tally.jobCalls);
 
       const steps: Array<{
         moves: number;
@@ -98,8 +104,9 @@ export async function shardFleet(ctx: BenchContext): Promise<CaseResult> {
       for (let i = 0; i < r; i++) {
         const moves = { count: 0 };
         const subs = apps.map((app) => countGains(app, moves));
-        const [sentBefore, putsBefore] = [writes.sent, recordPuts.count];
+        const [sentBefore, putsBefore] = [tally.recordWrites, recordPuts.count];
         counts = await requestsByMethod(ctx.endpoints);
+        jobCalls = tally.jobCalls;
         t0 = performance.now();
         const [leaving] = apps.splice(i, 1);
         const handed = balanced(apps);
@@ -107,23 +114,33 @@ export async function shardFleet(ctx: BenchContext): Promise<CaseResult> {
         await handed;
         const leaveMs = performance.now() - t0;
         t0 = performance.now();
-        const back = await replica(ctx, `fleet-${i}`, writes);
+        const back = await replica(ctx, `fleet-${i}`, tally, runs);
         subs.push(countGains(back, moves));
         apps.splice(i, 0, back);
         await balanced(apps);
         const rejoinMs = performance.now() - t0;
         for (const sub of subs) sub.unsubscribe();
-        const stepWrites = writes.sent - sentBefore;
+        const stepWrites = tally.recordWrites - sentBefore;
+        const stepRequests = sentByCalls(received(counts, await requestsByMethod(ctx.endpoints))) - (tally.jobCalls - jobCalls);
         steps.push({
           // The new app's first list counts as gains too: its subscription starts empty.
           moves: moves.count,
-          requestsPerReplica: sentByCalls(received(counts, await requestsByMethod(ctx.endpoints))) / r,
+          requestsPerReplica: stepRequests / r,
           writes: stepWrites,
           conflicts: stepWrites - (recordPuts.count - putsBefore),
           leaveMs,
           rejoinMs,
         });
       }
+      // At rest after the roll: what the job's ticks cost, over REST_FIRES fire times with no restart.
+      const restFire = nextFireAfter(Date.now());
+      await runs.ran(restFire, RUN_WITHIN_MS);
+      const restCalls = tally.jobCalls;
+      const lastFire = restFire + REST_FIRES * FIRE_MS;
+      await runs.ran(lastFire, RUN_WITHIN_MS + REST_FIRES * FIRE_MS);
+      const tickRequests = (tally.jobCalls - restCalls) / r / REST_FIRES;
+      // Every fire time from the first after the cold start to the last at rest ran once.
+      const job = { ...runs.check(firstFire, lastFire), tickRequestsPerReplica: tickRequests };
       const sum = (k: 'moves' | 'writes' | 'conflicts') => steps.reduce((n, s) => n + s[k], 0);
       rounds.push({
         replicas: r,
@@ -140,17 +157,21 @@ export async function shardFleet(ctx: BenchContext): Promise<CaseResult> {
         leaveMsP50: median(steps.map((s) => s.leaveMs)),
         rejoinMsP50: median(steps.map((s) => s.rejoinMs)),
         rejoinMsMax: Math.max(...steps.map((s) => s.rejoinMs)),
+        job,
       });
     } finally {
       await Promise.all(apps.map((app) => app.close()));
       await watcher.cancel();
+      await ctx.client.delete().prefix(JOB_ROOT.toString());
     }
   }
   return {
     id: 'shard-fleet',
-    title: `A fleet of ${sizes.join('/')} replicas: ${SHARDS} shards and one election, cold start and a rolling restart`,
-    target: 'a restart moves at most the restarted replica’s shards twice (out and back); record conflicts not growing with R',
-    met: rounds.every((x) => x.maxMovesPerStep <= x.ideal && x.conflictsPerStep === 0),
+    title: `A fleet of ${sizes.join('/')} replicas: ${SHARDS} shards, one election and a scheduled job, cold start and a rolling restart`,
+    target:
+      'a restart moves at most the restarted replica’s shards twice (out and back); record conflicts not growing with R; ' +
+      'each fire time of the job runs once through the roll',
+    met: rounds.every((x) => x.maxMovesPerStep <= x.ideal && x.conflictsPerStep === 0 && x.job.missed === 0 && x.job.doubled === 0),
     result: rounds
       .map(
         (x) =>
@@ -158,7 +179,9 @@ export async function shardFleet(ctx: BenchContext): Promise<CaseResult> {
           `${x.coldWrites} record writes, ${x.coldConflicts} conflicts); rolling: ${x.movesPerStep.toFixed(1)} moves/step ` +
           `(max ${x.maxMovesPerStep}, ideal ≤ ${x.ideal}), ${x.requestsPerReplicaPerStep.toFixed(1)} req/replica/step, ` +
           `${x.writesPerStep.toFixed(1)} writes and ${x.conflictsPerStep.toFixed(2)} conflicts/step, ` +
-          `stop → balanced p50 ${x.leaveMsP50.toFixed(0)} ms, rejoin → balanced p50 ${x.rejoinMsP50.toFixed(0)} ms`,
+          `stop → balanced p50 ${x.leaveMsP50.toFixed(0)} ms, rejoin → balanced p50 ${x.rejoinMsP50.toFixed(0)} ms; ` +
+          `job: ${x.job.fires} fire times, ${x.job.missed} missed, ${x.job.doubled} run twice, ${x.job.caughtUp} caught up, ` +
+          `${x.job.tickRequestsPerReplica.toFixed(2)} req/replica per fire time at rest`,
       )
       .join('; '),
     metrics: { shards: SHARDS, rounds },

@@ -127,13 +127,7 @@ export class HoldPath {
 
   /** `maxHoldMs`: a whole number of milliseconds, from 1 to `MAX_HOLD_LIMIT_MS`. */
   checkMaxHold(maxHoldMs: unknown): void {
-    if (maxHoldMs === undefined) return;
-    if (typeof maxHoldMs !== 'number' || !Number.isInteger(maxHoldMs) || maxHoldMs < 1 || maxHoldMs > MAX_HOLD_LIMIT_MS) {
-      throw new InvalidArgumentError(
-        'options.maxHoldMs',
-        `must be a whole number of milliseconds from 1 to ${MAX_HOLD_LIMIT_MS}, got ${String(maxHoldMs)}`,
-      );
-    }
+    assertMaxHold(maxHoldMs);
   }
 
   /**
