@@ -1,4 +1,4 @@
-import { grpcCounts } from '../test/harness/etcd.js';
+import { etcdMetric, grpcCounts } from '../test/harness/etcd.js';
 
 /**
  * etcd's own count of the gRPC messages it received, by method, summed over members: one per unary call (Range,
@@ -51,4 +51,11 @@ export async function quiet(endpoints: readonly string[], ongoing: () => number 
 /** Streams of `method` (e.g. LeaseKeepAlive) opened so far, summed over members. */
 export async function streamsStarted(endpoints: readonly string[], method: string): Promise<number> {
   return (await grpcCounts(endpoints, 'grpc_server_started_total')).get(method) ?? 0;
+}
+
+/** Events etcd has sent to watchers, over all its members. */
+export async function eventsSent(endpoints: readonly string[]): Promise<number> {
+  let total = 0;
+  for (const endpoint of endpoints) total += await etcdMetric(endpoint, 'etcd_debugging_mvcc_events_total');
+  return total;
 }

@@ -1,9 +1,9 @@
 import type { INestApplicationContext } from '@nestjs/common';
 import { LeaderElectionService, LockService, SemaphoreService } from 'nestjs-etcd-lock';
-import { etcdMetric, grpcCounts } from '../../test/harness/etcd.js';
+import { grpcCounts } from '../../test/harness/etcd.js';
 import { now, startApp } from '../app.js';
 import { type BenchContext, type CaseResult, fmt } from '../case.js';
-import { received, requestsByMethod, sentByCalls } from '../etcd-metrics.js';
+import { eventsSent, received, requestsByMethod, sentByCalls } from '../etcd-metrics.js';
 import { percentile } from '../stats.js';
 import { scaleChart } from '../svg.js';
 
@@ -68,13 +68,6 @@ function roundOf(
     handoverP50Ms: percentile(sorted, 50),
     handoverP99Ms: percentile(sorted, 99),
   };
-}
-
-/** Events etcd has sent to watchers, over all its members. */
-async function eventsSent(endpoints: readonly string[]): Promise<number> {
-  let total = 0;
-  for (const endpoint of endpoints) total += await etcdMetric(endpoint, 'etcd_debugging_mvcc_events_total');
-  return total;
 }
 
 /** Watch response messages etcd has sent, over all its members. */

@@ -14,7 +14,9 @@ export async function uncontended(ctx: BenchContext, app: INestApplicationContex
   const locks = app.get(LockService);
   // Our cycle's two requests with no library around them (the join, a transaction that puts the key on a lease only
   // if the name is empty and reads the queue otherwise, and the delete): what the request shape costs by itself.
-  const lease = (await ctx.client.leaseClient.leaseGrant({ TTL: 60 })).ID;
+  // Granted once, never renewed: its TTL outlasts the case (10 runs on a 3-member cluster take minutes); revoked
+  // at the end. (A 60 s lease expired mid-case on the cluster: "requested lease not found".)
+  const lease = (await ctx.client.leaseClient.leaseGrant({ TTL: 3600 })).ID;
   const prefix = Buffer.from('bench-bare/');
   const key = Buffer.from(`bench-bare/${BigInt(lease).toString(16)}`);
   const rangeEnd = Buffer.from('bench-bare0');

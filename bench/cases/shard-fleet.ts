@@ -4,7 +4,7 @@ import { LeaderElectionService, ShardingService } from 'nestjs-etcd-lock';
 import { combineLatest, filter, firstValueFrom, type Subscription } from 'rxjs';
 import { startApp } from '../app.js';
 import type { BenchContext, CaseResult } from '../case.js';
-import { quiet, received, requestsByMethod, sentByCalls } from '../etcd-metrics.js';
+import { eventsSent, quiet, received, requestsByMethod, sentByCalls } from '../etcd-metrics.js';
 import { percentile } from '../stats.js';
 import { scaleChart } from '../svg.js';
 import { CallTally, FIRE_MS, FleetJob, FleetRuns, nextFireAfter } from './fleet-job.js';
@@ -135,12 +135,17 @@ export async function shardFleet(ctx: BenchContext): Promise<CaseResult> {
       // At rest after the roll: what the job's ticks cost, over REST_FIRES fire times with no restart.
       const restFire = nextFireAfter(Date.now());
       await runs.ran(restFire, RUN_WITHIN_MS);
-      const restCalls = tally.jobCalls;
+      const [restCalls, restEvents] = [tally.jobCalls, await eventsSent(ctx.endpoints)];
       const lastFire = restFire + REST_FIRES * FIRE_MS;
       await runs.ran(lastFire, RUN_WITHIN_MS + REST_FIRES * FIRE_MS);
-      const tickRequests = (tally.jobCalls - restCalls) / r / REST_FIRES;
+      const perReplicaAndFire = (n: number) => n / r / REST_FIRES;
       // Every fire time from the first after the cold start to the last at rest ran once.
-      const job = { ...runs.check(firstFire, lastFire), tickRequestsPerReplica: tickRequests };
+      const job = {
+        ...runs.check(firstFire, lastFire),
+        tickRequestsPerReplica: perReplicaAndFire(tally.jobCalls - restCalls),
+        // Nothing else changes at rest (the shards and the election are settled): etcd's events are the job's.
+        eventsPerReplica: perReplicaAndFire((await eventsSent(ctx.endpoints)) - restEvents),
+      };
       const sum = (k: 'moves' | 'writes' | 'conflicts') => steps.reduce((n, s) => n + s[k], 0);
       rounds.push({
         replicas: r,
@@ -181,7 +186,7 @@ export async function shardFleet(ctx: BenchContext): Promise<CaseResult> {
           `${x.writesPerStep.toFixed(1)} writes and ${x.conflictsPerStep.toFixed(2)} conflicts/step, ` +
           `stop → balanced p50 ${x.leaveMsP50.toFixed(0)} ms, rejoin → balanced p50 ${x.rejoinMsP50.toFixed(0)} ms; ` +
           `job: ${x.job.fires} fire times, ${x.job.missed} missed, ${x.job.doubled} run twice, ${x.job.caughtUp} caught up, ` +
-          `${x.job.tickRequestsPerReplica.toFixed(2)} req/replica per fire time at rest`,
+          `${x.job.tickRequestsPerReplica.toFixed(2)} req and ${x.job.eventsPerReplica.toFixed(2)} events per replica per fire time at rest`,
       )
       .join('; '),
     metrics: { shards: SHARDS, rounds },
