@@ -149,6 +149,25 @@ describe('@ScheduledJob', () => {
     expect(history[0].endedAt?.getTime()).toBeGreaterThanOrEqual(history[0].startedAt?.getTime() ?? Number.NaN);
   });
 
+  it('skips with no request a fire time whose record its watch has seen; the next fire time it claims and runs', async () => {
+    const clock = new ManualClock(T0 + 300);
+    const [a, b] = [await replica('a', clock), await replica('b', clock)];
+    const seen = b.get(ScheduledJobsService).nextRunEnd('report');
+    expect(await a.get(Reports).report()).toBe('ran');
+    await seen; // b's watch saw the run's hold go, after its record
+    const before = await grpcCounts([etcd.endpoint]);
+    expect(await b.get(Reports).report()).toBeUndefined();
+    const after = await grpcCounts([etcd.endpoint]);
+    const sent = (name: string) => (after.get(name) ?? 0) - (before.get(name) ?? 0);
+    expect(sent('Txn') + sent('Range') + sent('DeleteRange') + sent('Put')).toBe(0);
+    await clock.advance(1000);
+    expect(await b.get(Reports).report()).toBe('ran');
+    expect(runs.map((r) => [r.identity, r.fireTime - T0])).toEqual([
+      ['a', 0],
+      ['b', 1000],
+    ]);
+  });
+
   it('names a fire time by the schedule, not by a replica’s clock: replicas 2 s early and late claim the same one', async () => {
     const early = new ManualClock(T0 - 2000);
     const late = new ManualClock(T0 + 2000);

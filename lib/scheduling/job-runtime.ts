@@ -87,9 +87,15 @@ export class JobRuntime {
     });
   }
 
-  /** A tick: claims the fire time at or before now and runs `fn` if this replica claimed it. */
+  /**
+   * A tick: claims the fire time at or before now and runs `fn` if this replica claimed it. A fire time whose
+   * record this replica's watch has seen is skipped with no request: it ran, runs or was skipped elsewhere, and
+   * its claim would be refused. In a fleet whose timers tick at different phases, only the replicas that tick
+   * before the winner's record reaches them send a claim, not all of them.
+   */
   tick<T>(fn: () => T | Promise<T>): Promise<T | undefined> {
     const fireTime = this.decl.fireTimes.atOrBefore(this.deps.clock.now());
+    if (this.watch.hasRecord(fireTime)) return Promise.resolve(undefined);
     return this.track(this.attempt(fireTime, 'scheduled', { absent: true }, [], fn)).then(async (claim) => {
       if (claim.ran) return claim.value;
       if (claim.why === 'overlap') await this.overlapped(fireTime);
@@ -123,6 +129,11 @@ export class JobRuntime {
       `describe job '${this.decl.name}'`,
     );
     await this.watch.start();
+  }
+
+  /** Resolves when the next run of the job ends anywhere (its hold deleted), as the watch sees it. */
+  nextRunEnd(): Promise<void> {
+    return this.watch.nextRelease();
   }
 
   async stop(): Promise<void> {

@@ -15,14 +15,20 @@ export interface JobWatchListener {
   buffered(kv: IKeyValue): void;
 }
 
+/** How many of the newest fire times with a record the watch remembers (a tick names the latest fire time). */
+const RECORDED_KEPT = 16;
+
 /**
  * The watch of one job's keys, on every replica that declares the job (and only those: a replica is told nothing
  * of jobs it does not have). It keeps the records whose last attempt is running; a run's own end writes its record
  * before its hold goes, so a hold deleted under a record still running was abandoned. It reads the keys first
  * (and again after etcd cancels the watch), so runs abandoned, triggers and kept fire times put while nobody watched are found too.
+ * It also remembers which of the newest fire times have a record: a tick of one of them skips with no request.
  */
 export class JobWatch {
   private readonly running = new Map<number, ReadRecord>();
+  /** Fire times whose record exists, as of the last event seen (the newest `RECORDED_KEPT`, in the order seen). */
+  private readonly recorded = new Set<number>();
   private releaseWaiters: Array<() => void> = [];
   private watch: ResilientWatch | undefined;
 
@@ -48,6 +54,14 @@ export class JobWatch {
     this.watch = undefined;
   }
 
+  /**
+   * Whether the fire time has a record, as of the last event seen: it ran, runs or was skipped somewhere, and a
+   * claim of it would be refused. False when not known (never seen, or forgotten): then only etcd can tell.
+   */
+  hasRecord(fireTime: number): boolean {
+    return this.recorded.has(fireTime);
+  }
+
   /** Resolves when the next run of the job ends anywhere (its hold deleted), or the watch closes. */
   nextRelease(): Promise<void> {
     return new Promise((resolve) => this.releaseWaiters.push(resolve));
@@ -58,9 +72,11 @@ export class JobWatch {
     const res = await this.rpc.range({ key: keys.all, range_end: prefixRangeEnd(keys.all) }, `read job '${keys.job}'`);
     const holds = new Set<number>();
     const records: ReadRecord[] = [];
+    this.recorded.clear();
     for (const kv of res.kvs) {
       if (startsWith(kv.key, keys.holds)) holds.add(keys.timeIn(keys.holds, kv.key));
       else if (startsWith(kv.key, keys.runs)) {
+        this.remember(keys.timeIn(keys.runs, kv.key));
         const record = decodeRecord(kv);
         if (record && lastAttempt(record).outcome === 'running') records.push(record);
       } else if (startsWith(kv.key, keys.triggers)) this.listener.triggered(kv);
@@ -74,9 +90,22 @@ export class JobWatch {
     return BigInt(res.header.revision);
   }
 
+  private remember(fireTime: number): void {
+    this.recorded.delete(fireTime);
+    this.recorded.add(fireTime);
+    // Sets iterate in insertion order: the first is the one seen longest ago.
+    if (this.recorded.size > RECORDED_KEPT) this.recorded.delete(this.recorded.values().next().value as number);
+  }
+
   private onEvent(type: 'put' | 'delete', kv: IKeyValue): void {
     const { keys } = this;
-    if (type === 'put' && startsWith(kv.key, keys.runs)) {
+    if (startsWith(kv.key, keys.runs)) {
+      const fireTime = keys.timeIn(keys.runs, kv.key);
+      if (type === 'delete') {
+        this.recorded.delete(fireTime);
+        return;
+      }
+      this.remember(fireTime);
       const record = decodeRecord(kv);
       if (record && lastAttempt(record).outcome === 'running') this.running.set(record.fireTime, record);
       else if (record) this.running.delete(record.fireTime);

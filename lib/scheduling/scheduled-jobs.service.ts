@@ -75,6 +75,11 @@ export class ScheduledJobsService implements OnApplicationBootstrap, BeforeAppli
     return job.tick(fn);
   }
 
+  /** @internal For tests: resolves when the next run of the job ends anywhere, as this replica's watch sees it. */
+  nextRunEnd(name: string): Promise<void> {
+    return this.job(name).nextRunEnd();
+  }
+
   /** Nest lifecycle hook: watches each job's keys, then catches up what was missed (and again after each outage). */
   async onApplicationBootstrap(): Promise<void> {
     await Promise.all([...this.jobs.values()].map((job) => job.start()));
