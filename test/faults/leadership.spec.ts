@@ -8,6 +8,7 @@ import { TcpProxy } from '../harness/proxy.js';
  */
 const etcd = useEtcd();
 const TTL = 2;
+const ELECTION = 'election/leader/';
 
 interface Line {
   identity: string;
@@ -55,7 +56,7 @@ class Replica {
 
 /** The lease of `identity`'s election key. */
 async function leaseOf(identity: string): Promise<string> {
-  const { kvs } = await etcd.client.kv.range({ key: Buffer.from('election/leader/'), range_end: Buffer.from('election/leader0') });
+  const { kvs } = await etcd.client.kv.range({ key: Buffer.from(ELECTION), range_end: Buffer.from('election/leader0') });
   const mine = kvs.find((kv) => kv.value.toString() === identity);
   if (!mine) throw new Error(`no election key of ${identity}`);
   return mine.lease;
@@ -66,10 +67,29 @@ function nextHolder(replicas: Replica[]): Promise<{ replica: Replica; hold: Line
   return Promise.race(replicas.map((replica) => replica.next('hold-start', replica.mark).then((hold) => ({ replica, hold }))));
 }
 
+/**
+ * Standby replicas, once each campaigns: its election key is in etcd. A worker prints `ready` when its app has
+ * started, and starts campaigning then without waiting for the join's answer: a transfer to a candidate whose key
+ * is not in yet is refused (`UnknownCandidateError`), as it must be, and a test waiting for the hand-over would hang.
+ */
 async function standbys(...identities: string[]): Promise<Replica[]> {
-  const replicas = identities.map((id) => new Replica(id));
-  await Promise.all(replicas.map((r) => r.next('ready')));
-  return replicas;
+  // Made before the processes start: every key they put comes after it.
+  const watcher = await etcd.client.watch().prefix(ELECTION).create();
+  try {
+    const campaigning = new Set<string>();
+    const all = new Promise<void>((resolve) => {
+      watcher.on('put', (kv) => {
+        campaigning.add(kv.value.toString());
+        if (identities.every((id) => campaigning.has(id))) resolve();
+      });
+    });
+    const replicas = identities.map((id) => new Replica(id));
+    await Promise.all(replicas.map((r) => r.next('ready')));
+    await all;
+    return replicas;
+  } finally {
+    await watcher.cancel();
+  }
 }
 
 describe('leadership terms across processes', () => {
