@@ -27,14 +27,19 @@ export interface CompareOptions {
   runs?: number;
 }
 
+/** `a`'s rate divided by `b`'s, run by run. */
+function runRatios(a: Measured, b: Measured): number[] {
+  return a.runOpsPerSec.map((ops, i) => ops / b.runOpsPerSec[i]);
+}
+
 /** The median over runs of `a`'s rate divided by `b`'s in the same run. */
 export function medianRatio(a: Measured, b: Measured): number {
-  return summarize(a.runOpsPerSec.map((ops, i) => ops / b.runOpsPerSec[i])).median;
+  return summarize(runRatios(a, b)).median;
 }
 
 /** The lowest and highest over runs of `a`'s rate divided by `b`'s, as `0.81–0.88x`. */
 export function ratioRange(a: Measured, b: Measured): string {
-  const ratios = a.runOpsPerSec.map((ops, i) => ops / b.runOpsPerSec[i]);
+  const ratios = runRatios(a, b);
   return `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}x`;
 }
 

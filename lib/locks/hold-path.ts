@@ -122,12 +122,7 @@ export class HoldPath {
   checkWait(options: WaitOptions | undefined): void {
     if (options?.timeout !== undefined) assertDuration(options.timeout, 'options.timeout');
     if (options?.signal !== undefined) assertSignal(options.signal, 'options.signal');
-    this.checkMaxHold(options?.maxHoldMs);
-  }
-
-  /** `maxHoldMs`: a whole number of milliseconds, from 1 to `MAX_HOLD_LIMIT_MS`. */
-  checkMaxHold(maxHoldMs: unknown): void {
-    assertMaxHold(maxHoldMs);
+    assertMaxHold(options?.maxHoldMs);
   }
 
   /**

@@ -7,7 +7,7 @@ import { assertFunction, assertName, assertOptions } from '../util/validation.js
 import type { QueueSnapshot } from '../inventory/queue-inspect.js';
 import { acquireAll, canonicalNames, type MultiLock } from './multi-lock.js';
 import { holdContext } from './hold-context.js';
-import type { HoldPath } from './hold-path.js';
+import { assertMaxHold, type HoldPath } from './hold-path.js';
 import { HoldPaths } from './hold-paths.js';
 import type { Lock, LockHolder } from './lock.interface.js';
 
@@ -92,7 +92,7 @@ export class LockService {
   async tryAcquire(name: string, options?: TryAcquireOptions): Promise<Lock | null> {
     assertName(name);
     assertOptions(options, 'options', ['value', 'maxHoldMs', 'reentrant']);
-    this.path.checkMaxHold(options?.maxHoldMs);
+    assertMaxHold(options?.maxHoldMs);
     const value = this.path.valueOf(options);
     const nested = this.reentered(name, options?.reentrant);
     if (nested) return nested;

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { holdContext } from '../locks/hold-context.js';
-import { HoldPath } from '../locks/hold-path.js';
+import { assertMaxHold, HoldPath } from '../locks/hold-path.js';
 import type { QueueSnapshot } from '../inventory/queue-inspect.js';
 import { HoldPaths } from '../locks/hold-paths.js';
 import type { Lock } from '../locks/lock.interface.js';
@@ -94,7 +94,7 @@ export class ReadWriteLockService {
 
   private async tryAcquire(mode: Mode, name: string, options: TryAcquireOptions | undefined): Promise<Lock | null> {
     const value = this.check(name, options, ['value', 'maxHoldMs']);
-    this.path.checkMaxHold(options?.maxHoldMs);
+    assertMaxHold(options?.maxHoldMs);
     const operation = mode === 'read' ? 'try_acquire_read' : 'try_acquire_write';
     return this.path.tryAcquire(name, operation, () => HoldPath.alone(this.contender(mode, name, value)), true, options?.maxHoldMs);
   }

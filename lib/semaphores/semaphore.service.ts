@@ -2,7 +2,7 @@ import { Injectable, type Logger } from '@nestjs/common';
 import type { Observable } from 'rxjs';
 import { oldestFirst } from '../etcd/requests.js';
 import { holdContext } from '../locks/hold-context.js';
-import type { HoldPath, Joined } from '../locks/hold-path.js';
+import { assertMaxHold, type HoldPath, type Joined } from '../locks/hold-path.js';
 import type { QueueSnapshot } from '../inventory/queue-inspect.js';
 import { HoldPaths } from '../locks/hold-paths.js';
 import type { Lock, LockHolder } from '../locks/lock.interface.js';
@@ -71,7 +71,7 @@ export class SemaphoreService {
   /** Takes a permit if one is free now; `null` when all `limit` are held (one read). */
   async tryAcquire(name: string, options: PermitOptions): Promise<Permit | null> {
     const { limit, value } = this.check(name, options, ['limit', 'value', 'maxHoldMs']);
-    this.path.checkMaxHold(options.maxHoldMs);
+    assertMaxHold(options.maxHoldMs);
     return this.path.tryAcquire(name, 'try_acquire_permit', () => this.join(name, limit, value), true, options.maxHoldMs);
   }
 
