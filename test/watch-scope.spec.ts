@@ -111,6 +111,38 @@ describe('deletion watches scoped to interest', () => {
     expect(deletes.size).toBe(0);
   });
 
+  it("holders' watches share one timer per kind, and each is made once its own hold is 20 ms old (every kind)", async () => {
+    const clock = new ManualClock();
+    const app = await settledApp({ clock, ttl: 60 });
+    await clock.advance(20); // the election's own watch, due like any holder's
+    const kinds = [
+      { kind: 'lock' as const, take: (i: number) => app.get(LockService).acquire(`timed-${i}`) },
+      { kind: 'semaphore' as const, take: () => app.get(SemaphoreService).acquire('timed', { limit: 2 }) },
+      { kind: 'rwlock' as const, take: (i: number) => app.get(ReadWriteLockService).acquireRead(`timed-${i}`) },
+    ];
+    const timers = clock.pending;
+    const watchers = await metric('etcd_debugging_mvcc_watcher_total');
+    const first = await Promise.all(kinds.map(({ take }) => take(1)));
+    await clock.advance(10);
+    const second = await Promise.all(kinds.map(({ take }) => take(2)));
+    // Two holds of each kind in wait, one timer for each kind, no watch yet.
+    expect(clock.pending).toBe(timers + kinds.length);
+    expect(await metric('etcd_debugging_mvcc_watcher_total')).toBe(watchers);
+    await clock.advance(10); // the first holds are 20 ms old, the second 10
+    for (const [i, { kind }] of kinds.entries()) {
+      expect(await app.get(DeletionWatches).of(kind).watching(first[i].key)).toBe(true);
+    }
+    expect(await metric('etcd_debugging_mvcc_watcher_total')).toBe(watchers + kinds.length);
+    expect(clock.pending).toBe(timers + kinds.length); // each timer set again, for the second hold
+    await clock.advance(10);
+    for (const [i, { kind }] of kinds.entries()) {
+      expect(await app.get(DeletionWatches).of(kind).watching(second[i].key)).toBe(true);
+    }
+    expect(await metric('etcd_debugging_mvcc_watcher_total')).toBe(watchers + 2 * kinds.length);
+    expect(clock.pending).toBe(timers); // nothing more is due
+    await Promise.all([...first, ...second].map((hold) => hold.release()));
+  });
+
   it('a watch made after a deletion replays it: the holder whose key went meanwhile is told', async () => {
     // A holder's watch is due on the module's clock: it stands still here until the test moves it.
     const clock = new ManualClock();

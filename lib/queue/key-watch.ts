@@ -1,6 +1,5 @@
 import type { IKeyValue, IWatchResponse } from 'etcd3';
 import type { PortWatcher, WatchSink } from '../etcd/etcd-port.js';
-import type { ClockTimer } from '../clock/clock.js';
 
 /** Told of the deletion of a key it watches, and asked to check the key when the watch may have missed one. */
 export interface DeleteSubscriber {
@@ -49,8 +48,8 @@ export class KeyWatch implements WatchSink {
    * watch since the key was last left (one field for both).
    */
   holderOnly = 0;
-  /** A watch to create later (a holder's), from the oldest revision asked for. */
-  deferred: { from: bigint; timer: ClockTimer } | undefined;
+  /** A watch to create later (a holder's), from the oldest revision asked for, at `due` (the clock's monotonic ms). */
+  deferred: { from: bigint; due: number } | undefined;
   private subscriber: DeleteSubscriber | undefined;
   private from = 0n;
   private more: Subscription[] | undefined;
