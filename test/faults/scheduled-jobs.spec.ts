@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { Etcd3 } from 'etcd3';
 import { EtcdCluster } from '../harness/cluster.js';
-import { skewedClock } from '../harness/faketime.js';
+import { forgetFaketimeState, skewedClock } from '../harness/faketime.js';
 import { killAll, NodeProcess } from '../harness/processes.js';
 
 /**
@@ -72,6 +72,7 @@ class Replica {
       'test/workers/job-worker.mjs',
       [cluster.endpoints.join(','), this.identity, String(TTL)],
       skewedClock(SKEWS[this.identity]),
+      forgetFaketimeState,
     );
     return child;
   }

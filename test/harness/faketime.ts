@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { faketimeLib } from '../../scripts/faketime-lib.mjs';
 
 /**
@@ -15,4 +16,14 @@ export function skewedClock(offsetMs: number): NodeJS.ProcessEnv {
     FAKETIME_DONT_FAKE_MONOTONIC: '1',
     FAKETIME_DONT_RESET: '1',
   };
+}
+
+/**
+ * Removes what libfaketime keeps in `/dev/shm` for process `pid` (a shared-memory segment and a semaphore, named by
+ * the pid). It removes them itself when the process exits, but not when the process is killed, as the nemesis
+ * does: each killed replica left two files behind, and every fault run added some twenty.
+ */
+export function forgetFaketimeState(pid: number | undefined): void {
+  if (pid === undefined) return;
+  for (const name of [`faketime_shm_${pid}`, `sem.faketime_sem_${pid}`]) rmSync(`/dev/shm/${name}`, { force: true });
 }

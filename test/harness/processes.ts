@@ -40,6 +40,8 @@ export class NodeProcess {
     readonly script: string,
     args: string[],
     env: NodeJS.ProcessEnv = {},
+    /** Told once the process has exited, however it ended (to remove what it could not, if killed). */
+    onExit?: (pid: number | undefined) => void,
   ) {
     if (!existsSync(join(ROOT, 'dist', 'index.js'))) {
       throw new Error('dist/ is missing: run `npm run build` first (`npm test` does it for you)');
@@ -60,6 +62,7 @@ export class NodeProcess {
     this.exited = new Promise((resolve) =>
       this.child.once('exit', (code, signal) => {
         running.delete(this);
+        onExit?.(this.child.pid);
         resolve(code ?? signal);
       }),
     );
