@@ -1,4 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -22,8 +24,10 @@ describe('set-up without etcd', () => {
   });
 
   it('the demo runs its whole scenario on the in-memory etcd and prints the same summary', async () => {
+    // Where etcd's data would go: the demo tries etcd first, and must leave nothing when it finds none.
+    const scratch = mkdtempSync(join(tmpdir(), 'demo-scratch-'));
     const child = spawn(process.execPath, [join(ROOT, 'build', 'scripts', 'demo', 'main.js'), '--duration', '12'], {
-      env: { ...NO_ETCD, NO_COLOR: '1' },
+      env: { ...NO_ETCD, NO_COLOR: '1', NESTJS_ETCD_LOCK_SCRATCH: scratch },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
@@ -33,6 +37,9 @@ describe('set-up without etcd', () => {
     const guard = setTimeout(() => child.kill('SIGKILL'), 55_000);
     const code = await new Promise((resolve) => child.once('exit', resolve));
     clearTimeout(guard);
+    const leftInScratch = readdirSync(scratch);
+    rmSync(scratch, { recursive: true, force: true });
+    expect(leftInScratch).toEqual([]);
     const lines = output.split('\n');
     expect(lines[0]).toMatch(/^No etcd binary here: this demo runs on the in-memory etcd .*`npm run demo` again\.$/);
     expect(code).toBe(0);

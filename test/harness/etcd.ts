@@ -181,7 +181,14 @@ export class EtcdServer extends EtcdProcess {
       extraArgs,
       tls,
     });
-    await server.start();
+    try {
+      await server.start();
+    } catch (err) {
+      // etcd could not be started or exited before serving: nothing runs, and nothing is left behind (the demo,
+      // on a machine with no etcd binary, left an empty data dir at every run).
+      rmSync(dataDir, { recursive: true, force: true });
+      throw err;
+    }
     return server;
   }
 
