@@ -185,14 +185,15 @@ export class DeleteWatch implements KeyWatchOwner {
   private makeDueWatches(): void {
     this.deferTimer = undefined;
     const now = this.clock.monotonic();
+    // Every entry in the set has its `deferred` (`undefer` takes both away together).
     for (const entry of this.deferred) {
-      const later = entry.deferred;
-      if (later && later.due > now) {
-        this.armDeferTimer(later.due - now);
+      const { due, from } = entry.deferred as NonNullable<KeyWatch['deferred']>;
+      if (due > now) {
+        this.armDeferTimer(due - now);
         return;
       }
       this.undefer(entry);
-      if (later && !entry.watcher && !this.closed && this.keys.get(entry.key) === entry) this.create(entry, later.from);
+      if (!entry.watcher && !this.closed && this.keys.get(entry.key) === entry) this.create(entry, from);
     }
   }
 

@@ -56,7 +56,7 @@ class Replica {
 
 /** The lease of `identity`'s election key. */
 async function leaseOf(identity: string): Promise<string> {
-  const { kvs } = await etcd.client.kv.range({ key: Buffer.from(ELECTION), range_end: Buffer.from('election/leader0') });
+  const { kvs } = await etcd.client.getAll().prefix(ELECTION).exec();
   const mine = kvs.find((kv) => kv.value.toString() === identity);
   if (!mine) throw new Error(`no election key of ${identity}`);
   return mine.lease;
